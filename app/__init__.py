@@ -1,0 +1,87 @@
+"""Cadence: follow-up and reminders for trial NCT07016737. create_app() wires the pieces."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
+
+
+def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Flask:
+    """Build the Flask application: configuration, extensions, blueprints and commands."""
+    app = Flask(
+        __name__,
+        template_folder=str(TEMPLATES_DIR),
+        static_folder=str(Path(__file__).parent / "static"),
+        instance_path=str(INSTANCE_DIR),
+    )
+    app.config.from_object(_config_class(config))
+    app.config.update(overrides)
+    os.makedirs(app.instance_path, exist_ok=True)
+    _ensure_secret_key(app)
+    if app.config.get("PROXY_FIX_HOPS"):
+        hops = int(app.config["PROXY_FIX_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_commands(app)
+    return app
+
+
+def _config_class(config: type[Config] | str | None) -> type[Config]:
+    if config is None:
+        config = os.environ.get("CADENCE_ENV", "development")
+    if isinstance(config, str):
+        try:
+            return CONFIGS[config]
+        except KeyError as exc:
+            known = ", ".join(sorted(CONFIGS))
+            raise ValueError(f"Unknown CADENCE_ENV {config!r}; expected one of: {known}") from exc
+    return config
+
+
+def _ensure_secret_key(app: Flask) -> None:
+    """Use SECRET_KEY from the environment; in development keep a generated one in instance/."""
+    if app.config.get("SECRET_KEY"):
+        return
+    if os.environ.get("CADENCE_ENV") == "production":
+        raise RuntimeError("SECRET_KEY must be set in production")
+    key_file = Path(app.instance_path) / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    app.config["SECRET_KEY"] = key_file.read_text().strip()
+
+
+def _init_extensions(app: Flask) -> None:
+    from app.extensions import babel, db, migrate
+    from app.i18n import select_locale, select_timezone
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    import app.models  # noqa: F401  (register the models with the metadata)
+
+
+def _register_blueprints(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz() -> Any:
+        from sqlalchemy import text
+
+        from app.extensions import db
+
+        db.session.execute(text("SELECT 1"))
+        return jsonify(status="ok")
+
+
+def _register_commands(app: Flask) -> None:
+    from app.cli import register_commands
+
+    register_commands(app)

@@ -1,0 +1,140 @@
+"""Validation of enrolment data: pure, so the web form, the CLI and the demo share one set of rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from app.domain.protocol import Protocol
+
+LOCALES = ("zh", "en")
+STUDY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
+INITIALS_PATTERN = re.compile(r"^[A-Za-z\u4e00-\u9fff]{1,4}$")
+
+
+class EnrolmentError(ValueError):
+    """Invalid enrolment data; `errors` maps each bad field to a message a nurse can act on."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+class InvalidPhoneNumber(ValueError):
+    """A mobile number that cannot be used for SMS."""
+
+
+@dataclass(frozen=True)
+class EnrolmentRequest:
+    """What a nurse enters to enrol a patient."""
+
+    study_id: str
+    initials: str
+    phone: str
+    choices: Mapping[str, str]
+    start_date: date | None
+    sms_consent: bool = False
+    sms_consent_date: date | None = None
+    locale: str = "zh"
+    timezone: str = "Asia/Shanghai"
+    recurrence_date: date | None = None
+
+
+@dataclass(frozen=True)
+class ValidEnrolment:
+    """Enrolment data after validation and normalisation."""
+
+    study_id: str
+    initials: str
+    phone_e164: str
+    choices: dict[str, str]
+    start_date: date
+    sms_consent: bool
+    sms_consent_date: date | None
+    locale: str
+    timezone: str
+    recurrence_date: date | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def normalise_phone(raw: str, default_region: str = "CN") -> str:
+    """Parse a phone number typed by a person and return it as E.164, or raise InvalidPhoneNumber."""
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidPhoneNumber("a mobile number is required")
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"{text!r} is not a phone number") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber(f"{text!r} is not a valid number in region {default_region}")
+    kind = phonenumbers.number_type(number)
+    if kind not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        raise InvalidPhoneNumber(f"{text!r} is not a mobile number, so it cannot receive SMS")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def validate_enrolment(
+    request: EnrolmentRequest, protocol: Protocol, *, today: date, default_region: str = "CN"
+) -> ValidEnrolment:
+    """Check every field of an enrolment and return normalised data, or raise EnrolmentError."""
+    errors: dict[str, str] = {}
+    study_id = (request.study_id or "").strip()
+    if not STUDY_ID_PATTERN.match(study_id):
+        errors["study_id"] = "2-32 letters, digits, '-' or '_' (e.g. JSCH-001)"
+    initials = (request.initials or "").strip().upper()
+    if not INITIALS_PATTERN.match(initials):
+        errors["initials"] = "1-4 letters or Chinese characters, no full name"
+    phone = ""
+    try:
+        phone = normalise_phone(request.phone, default_region)
+    except InvalidPhoneNumber as exc:
+        errors["phone"] = str(exc)
+    choices: dict[str, str] = {}
+    try:
+        choices = protocol.validate_choices(request.choices)
+    except ValueError as exc:
+        errors["choices"] = str(exc)
+    if request.start_date is None:
+        errors["start_date"] = "the date of the first infusion is required"
+    if request.locale not in LOCALES:
+        errors["locale"] = f"expected one of {', '.join(LOCALES)}"
+    try:
+        ZoneInfo(request.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors["timezone"] = f"unknown time zone {request.timezone!r}"
+    _check_consent(request, today, errors)
+    if request.recurrence_date and request.start_date and request.recurrence_date > request.start_date:
+        errors["recurrence_date"] = "the recurrence cannot be after the first infusion"
+    if errors:
+        raise EnrolmentError(errors)
+    assert request.start_date is not None
+    return ValidEnrolment(
+        study_id=study_id,
+        initials=initials,
+        phone_e164=phone,
+        choices=choices,
+        start_date=request.start_date,
+        sms_consent=request.sms_consent,
+        sms_consent_date=request.sms_consent_date if request.sms_consent else None,
+        locale=request.locale,
+        timezone=request.timezone,
+        recurrence_date=request.recurrence_date,
+    )
+
+
+def _check_consent(request: EnrolmentRequest, today: date, errors: dict[str, str]) -> None:
+    if not request.sms_consent:
+        errors["sms_consent"] = "SMS consent must be recorded before enrolment"
+    elif request.sms_consent_date is None:
+        errors["sms_consent_date"] = "the date consent was given is required"
+    elif request.sms_consent_date > today:
+        errors["sms_consent_date"] = "consent cannot be dated in the future"

@@ -1,0 +1,96 @@
+"""Patients and their calendar events."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import UTCDateTime, utcnow
+
+PATIENT_STATUSES = ("active", "salvage", "follow_up", "withdrawn", "off_study")
+EVENT_STATUSES = ("planned", "confirmed", "done", "missed", "cancelled")
+
+
+class Patient(db.Model):
+    """A trial participant: identifiers, contact, consent, arm and status."""
+
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(String(32), unique=True)
+    initials: Mapped[str] = mapped_column(String(8))
+    phone_e164: Mapped[str] = mapped_column(String(20), index=True)
+    locale: Mapped[str] = mapped_column(String(8), default="zh")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    sms_consent_date: Mapped[date | None] = mapped_column(Date)
+    sms_opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    phone_status: Mapped[str] = mapped_column(String(16), default="ok")
+    protocol_code: Mapped[str] = mapped_column(String(32))
+    choices: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    start_date: Mapped[date] = mapped_column(Date)
+    recurrence_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    progression_date: Mapped[date | None] = mapped_column(Date)
+    salvage_start: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list[CalendarEvent]] = relationship(
+        back_populates="patient",
+        order_by="(CalendarEvent.date, CalendarEvent.id)",
+        cascade="all, delete-orphan",
+    )
+
+    @property
+    def can_receive_sms(self) -> bool:
+        """True when consent is recorded, not opted out, number valid and still on study."""
+        return (
+            self.sms_consent
+            and self.sms_opted_out_at is None
+            and self.phone_status == "ok"
+            and self.status not in ("withdrawn", "off_study")
+        )
+
+    def __repr__(self) -> str:
+        return f"<Patient {self.study_id}>"
+
+
+class CalendarEvent(db.Model):
+    """One planned visit, infusion, lab, reminder-worthy event of a patient's calendar."""
+
+    __tablename__ = "calendar_event"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "key"),
+        Index("ix_calendar_event_date_status", "date", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(32))
+    cycle: Mapped[int | None] = mapped_column(Integer)
+    date: Mapped[date] = mapped_column(Date)
+    window_start: Mapped[date] = mapped_column(Date)
+    window_end: Mapped[date] = mapped_column(Date)
+    moved_from: Mapped[date | None] = mapped_column(Date)
+    title_en: Mapped[str] = mapped_column(String(200))
+    title_zh: Mapped[str] = mapped_column(String(200))
+    drugs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    anchor: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="events")
+
+    def __repr__(self) -> str:
+        return f"<CalendarEvent {self.key} {self.date}>"

@@ -1,0 +1,109 @@
+"""Configuration from environment variables (12-factor), with a .env file supported."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = BASE_DIR / "templates"
+TRANSLATIONS_DIR = BASE_DIR / "translations"
+INSTANCE_DIR = BASE_DIR / "instance"
+
+load_dotenv(BASE_DIR / ".env")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"Setting {name} must be a whole number, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalise_database_url(url: str) -> str:
+    """Select the psycopg 3 driver for plain postgres URLs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    """Settings shared by every environment; each one can be overridden from the environment."""
+
+    SECRET_KEY = _env("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'cadence.sqlite3'}")
+    )
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    PROTOCOL_PATH = _env("PROTOCOL_PATH", str(BASE_DIR / "app" / "protocols" / "nct07016737.yaml"))
+    CLINIC_TIMEZONE = _env("CLINIC_TIMEZONE", "Asia/Shanghai")
+    CLINIC_COUNTRY = _env("CLINIC_COUNTRY", "CN")
+    CLINIC_PHONE = _env("CLINIC_PHONE", "+86 25 8328 3400")
+    DEFAULT_PHONE_REGION = _env("DEFAULT_PHONE_REGION", "CN")
+    BABEL_DEFAULT_LOCALE = _env("BABEL_DEFAULT_LOCALE", "zh")
+    BABEL_DEFAULT_TIMEZONE = CLINIC_TIMEZONE
+    BABEL_TRANSLATION_DIRECTORIES = str(TRANSLATIONS_DIR)
+    LANGUAGES = ("zh", "en")
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    IDLE_TIMEOUT_MINUTES = _env_int("IDLE_TIMEOUT_MINUTES", 30)
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+    WTF_CSRF_TIME_LIMIT = None
+    PROXY_FIX_HOPS = _env_int("PROXY_FIX_HOPS", 0)
+    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL")
+
+    SMS_BACKEND = _env("SMS_BACKEND", "console")
+    SMS_SIGNATURE = _env("SMS_SIGNATURE", "【江苏省肿瘤医院】")
+    TWILIO_ACCOUNT_SID = _env("TWILIO_ACCOUNT_SID")
+    TWILIO_AUTH_TOKEN = _env("TWILIO_AUTH_TOKEN")
+    TWILIO_FROM_NUMBER = _env("TWILIO_FROM_NUMBER")
+    TWILIO_MESSAGING_SERVICE_SID = _env("TWILIO_MESSAGING_SERVICE_SID")
+    TWILIO_TIMEOUT = float(_env("TWILIO_TIMEOUT", "10") or 10)
+    TWILIO_VALIDITY_PERIOD = _env("TWILIO_VALIDITY_PERIOD")
+    TWILIO_BASE_URL = _env("TWILIO_BASE_URL")
+
+    QUIET_HOURS_START = _env("QUIET_HOURS_START", "21:00")
+    QUIET_HOURS_END = _env("QUIET_HOURS_END", "08:00")
+    SMS_DAILY_BUDGET = _env_int("SMS_DAILY_BUDGET", 3)
+
+
+class DevelopmentConfig(Config):
+    """Local development: SQLite file, console SMS gateway."""
+
+    DEBUG = False
+
+
+class TestConfig(Config):
+    """Tests: database from TEST_DATABASE_URL (default in-memory-like SQLite file per run)."""
+
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production"
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        _env("TEST_DATABASE_URL", "sqlite:///" + str(INSTANCE_DIR / "test.sqlite3"))
+    )
+    SMS_BACKEND = "console"
+    RATELIMIT_STORAGE_URI = "memory://"
+
+
+CONFIGS = {"development": DevelopmentConfig, "test": TestConfig, "production": Config}
