@@ -112,7 +112,11 @@ def validate_enrolment(
     except (ZoneInfoNotFoundError, ValueError):
         errors["timezone"] = f"unknown time zone {request.timezone!r}"
     _check_consent(request, today, errors)
-    if request.recurrence_date and request.start_date and request.recurrence_date > request.start_date:
+    if (
+        request.recurrence_date
+        and request.start_date
+        and request.recurrence_date > request.start_date
+    ):
         errors["recurrence_date"] = "the recurrence cannot be after the first infusion"
     if errors:
         raise EnrolmentError(errors)

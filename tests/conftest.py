@@ -1,0 +1,94 @@
+"""Shared fixtures: an app on a fresh database per test run (SQLite by default, PostgreSQL when
+TEST_DATABASE_URL points at one), and tables emptied after every test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.extensions import db
+from config import normalise_database_url
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+
+def _base_database_url() -> str | None:
+    raw = os.environ.get("TEST_DATABASE_URL")
+    return normalise_database_url(raw) if raw else None
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this test run only: a new SQLite file, or a new PostgreSQL schema."""
+    base = _base_database_url()
+    if base is None or base.startswith("sqlite"):
+        path = tmp_path_factory.mktemp("db") / "cadence-test.sqlite3"
+        yield f"sqlite:///{path}"
+        return
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    """The application, configured for tests, with the schema created from the models."""
+    application = create_app("test", SQLALCHEMY_DATABASE_URI=database_url)
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app_ctx(app: Flask) -> Iterator[Flask]:
+    """An app context whose tables are emptied afterwards."""
+    with app.app_context():
+        yield app
+        db.session.rollback()
+        db.session.remove()
+        empty_all_tables()
+
+
+@pytest.fixture
+def client(app_ctx: Flask) -> FlaskClient:
+    """A test client on a clean database."""
+    return app_ctx.test_client()
+
+
+def empty_all_tables() -> None:
+    """Remove every row (audit rows included: this is test clean-up, not application code)."""
+    tables = list(reversed(db.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def today() -> date:
+    """A fixed 'today' for service calls."""
+    return date(2026, 3, 1)

@@ -1,0 +1,101 @@
+"""Enrolment validation: phone numbers, consent, identifiers."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from app.domain.protocol import default_protocol_path, load_protocol
+
+from app.domain.patients import (
+    EnrolmentError,
+    EnrolmentRequest,
+    InvalidPhoneNumber,
+    normalise_phone,
+    validate_enrolment,
+)
+
+TODAY = date(2026, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def protocol():
+    return load_protocol(default_protocol_path())
+
+
+def _request(**overrides: object) -> EnrolmentRequest:
+    values: dict[str, object] = dict(
+        study_id="JSCH-010",
+        initials="wl",
+        phone="138 0013 8000",
+        choices={"pd1": "sintilimab", "chemo": "docetaxel"},
+        start_date=date(2026, 3, 2),
+        sms_consent=True,
+        sms_consent_date=date(2026, 2, 27),
+    )
+    values.update(overrides)
+    return EnrolmentRequest(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("13800138000", "+8613800138000"),
+        ("138-0013-8000", "+8613800138000"),
+        ("+86 138 0013 8000", "+8613800138000"),
+        ("０１３８００１３８０００", "+8613800138000"),
+        ("+44 7911 123456", "+447911123456"),
+    ],
+)
+def test_phone_is_stored_as_e164(raw: str, expected: str) -> None:
+    assert normalise_phone(raw, "CN") == expected
+
+
+@pytest.mark.parametrize("raw", ["", "hello", "12345", "+86 25 8328 3400", "1380013800"])
+def test_bad_phone_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        normalise_phone(raw, "CN")
+
+
+def test_valid_enrolment_is_normalised(protocol) -> None:
+    valid = validate_enrolment(_request(), protocol, today=TODAY)
+    assert valid.initials == "WL"
+    assert valid.phone_e164 == "+8613800138000"
+    assert valid.choices == {"pd1": "sintilimab", "chemo": "docetaxel"}
+
+
+def test_every_bad_field_is_reported_at_once(protocol) -> None:
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(
+            _request(
+                study_id="!",
+                initials="Wang Li Ming",
+                phone="123",
+                choices={"pd1": "aspirin"},
+                sms_consent=False,
+                locale="fr",
+                timezone="Mars/Olympus",
+            ),
+            protocol,
+            today=TODAY,
+        )
+    errors = info.value.errors
+    assert set(errors) == {
+        "study_id",
+        "initials",
+        "phone",
+        "choices",
+        "sms_consent",
+        "locale",
+        "timezone",
+    }
+    assert "aspirin" in errors["choices"] or "sintilimab" in errors["choices"]
+
+
+def test_consent_date_is_required_and_not_in_future(protocol) -> None:
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(_request(sms_consent_date=None), protocol, today=TODAY)
+    assert "sms_consent_date" in info.value.errors
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(_request(sms_consent_date=date(2026, 3, 5)), protocol, today=TODAY)
+    assert "future" in info.value.errors["sms_consent_date"]
