@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-postgres install translations lint format bench
+.PHONY: run test test-postgres install translations i18n lint format bench
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,10 @@ $(STAMP): requirements.txt
 install: $(STAMP) translations
 
 translations: $(STAMP)
-	$(BIN)/pybabel compile --use-fuzzy -d translations --statistics 2>/dev/null || $(BIN)/pybabel compile -d translations
+	$(BIN)/python scripts/i18n.py compile
+
+i18n: $(STAMP)
+	$(BIN)/python scripts/i18n.py update
 
 run: install
 	$(BIN)/flask --app app db upgrade

@@ -67,7 +67,7 @@ def _init_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
-    import app.models  # noqa: F401  (register the models with the metadata)
+    import app.models
 
 
 def _register_blueprints(app: Flask) -> None:

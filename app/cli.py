@@ -39,7 +39,9 @@ def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from exc
 
 
-def _delays(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, int]]:
+def _delays(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[tuple[int, int]]:
     parsed = []
     for value in values:
         cycle, sep, days = value.partition(":")
@@ -108,7 +110,13 @@ def build_preview(
         infusion = _infusion_of_cycle(events, cycle)
         new_date = infusion.date.fromordinal(infusion.date.toordinal() + days)
         change = cal.reschedule(
-            protocol, events, infusion.key, new_date, f"preview delay {days:+d} d", working, today=today
+            protocol,
+            events,
+            infusion.key,
+            new_date,
+            f"preview delay {days:+d} d",
+            working,
+            today=today,
         )
         events = change.events
     if salvage_start is not None:
@@ -149,7 +157,9 @@ def _protocol_or_exit(path: str | None) -> Protocol:
 
 def format_table(events: list[PlannedEvent]) -> str:
     """A calendar as a fixed-width table a nurse can read."""
-    header = f"{'date':<10}  {'day':<3}  {'phase':<11}  {'cyc':>3}  {'kind':<13}  {'window':<23}  title"
+    header = (
+        f"{'date':<10}  {'day':<3}  {'phase':<11}  {'cyc':>3}  {'kind':<13}  {'window':<23}  title"
+    )
     lines = [header, "-" * len(header)]
     for e in events:
         window = f"{e.window_start:%m-%d}..{e.window_end:%m-%d}"
@@ -173,11 +183,15 @@ def format_table(events: list[PlannedEvent]) -> str:
 @patients_cli.command("enrol")
 @click.option("--study-id", required=True)
 @click.option("--initials", required=True)
-@click.option("--phone", required=True, help="Mobile number; +86 is assumed without a country code.")
+@click.option(
+    "--phone", required=True, help="Mobile number; +86 is assumed without a country code."
+)
 @click.option("--pd1", required=True)
 @click.option("--chemo", required=True)
 @click.option("--start", required=True, callback=_iso_date, help="First infusion, YYYY-MM-DD.")
-@click.option("--consent-date", required=True, callback=_iso_date, help="Date SMS consent was given.")
+@click.option(
+    "--consent-date", required=True, callback=_iso_date, help="Date SMS consent was given."
+)
 @click.option("--locale", type=click.Choice(["zh", "en"]), default="zh")
 @click.option("--timezone", default="Asia/Shanghai")
 @click.option("--recurrence", callback=_iso_date)

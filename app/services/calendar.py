@@ -134,7 +134,13 @@ def start_salvage(
     )
     patient.salvage_start = start
     status_before, patient.status = patient.status, "salvage"
-    _apply(patient, change, actor=actor, action="patient.salvage", reason=reason, status_before=status_before
+    _apply(
+        patient,
+        change,
+        actor=actor,
+        action="patient.salvage",
+        reason=reason,
+        status_before=status_before,
     )
     return change
 
@@ -154,7 +160,13 @@ def stop_treatment(
         recurrence_date=patient.recurrence_date,
     )
     status_before, patient.status = patient.status, "follow_up"
-    _apply(patient, change, actor=actor, action="patient.stop_treatment", reason=reason, status_before=status_before
+    _apply(
+        patient,
+        change,
+        actor=actor,
+        action="patient.stop_treatment",
+        reason=reason,
+        status_before=status_before,
     )
     return change
 
@@ -165,7 +177,13 @@ def withdraw(patient_ref: str | int, on: date, *, actor: str, reason: str) -> Ca
     _require_on_study(patient)
     change = cal.off_study(planned_events(patient), on)
     status_before, patient.status = patient.status, "withdrawn"
-    _apply(patient, change, actor=actor, action="patient.withdraw", reason=reason, status_before=status_before
+    _apply(
+        patient,
+        change,
+        actor=actor,
+        action="patient.withdraw",
+        reason=reason,
+        status_before=status_before,
     )
     return change
 
