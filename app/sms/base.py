@@ -1,0 +1,112 @@
+"""The gateway interface every SMS provider implements, and its typed errors.
+
+How a caller must treat each error (see ARCHITECTURE.md, "Sending exactly once"):
+
+- ``RetryableSmsError``: the provider certainly did NOT create the message (HTTP 429 /
+  Twilio 20429, connection refused, credentials rejected). Retrying later with backoff is safe.
+- ``TerminalSmsError``: the provider refused this message for good; ``reason`` says why
+  ("opted_out", "invalid_number" or "rejected"). Do not retry; update the patient / show it.
+- ``AmbiguousSmsError``: the request may have reached the provider (timeout, 5xx, connection
+  dropped after sending). The message MAY exist: mark it ``unknown`` and let the reconciler
+  call ``find_sent`` before anything is resent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+TerminalReason = Literal["opted_out", "invalid_number", "rejected"]
+TERMINAL_REASONS: frozenset[str] = frozenset({"opted_out", "invalid_number", "rejected"})
+
+
+class SmsError(Exception):
+    """Base class of every error a gateway raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_code: int | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider_code = provider_code
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        details = []
+        if self.http_status is not None:
+            details.append(f"HTTP {self.http_status}")
+        if self.provider_code is not None:
+            details.append(f"code {self.provider_code}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class RetryableSmsError(SmsError):
+    """The message was certainly not created; sending again later is safe."""
+
+
+class SmsAuthError(RetryableSmsError):
+    """The provider rejected our credentials (HTTP 401/403): a configuration problem.
+
+    Nothing was sent, so it is retryable; the message stays due until the settings are fixed.
+    """
+
+
+class TerminalSmsError(SmsError):
+    """The provider refused this message for good; ``reason`` tells the caller why."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: TerminalReason,
+        provider_code: int | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        if reason not in TERMINAL_REASONS:
+            raise ValueError(f"unknown terminal reason {reason!r}")
+        super().__init__(message, provider_code=provider_code, http_status=http_status)
+        self.reason: TerminalReason = reason
+
+
+class AmbiguousSmsError(SmsError):
+    """The request may have reached the provider: the message MAY exist. Reconcile first."""
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What the provider answered when it accepted a message."""
+
+    provider_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ProviderMessage:
+    """A message as the provider knows it (used by the reconciler)."""
+
+    provider_id: str
+    to: str
+    body: str
+    status: str
+    date_created: datetime
+    error_code: int | None = None
+
+
+@runtime_checkable
+class SmsGateway(Protocol):
+    """The small interface the dispatcher and reconciler depend on."""
+
+    name: str
+
+    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentMessage:
+        """Send one SMS; return the provider's id or raise an ``SmsError`` subclass."""
+        ...
+
+    def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
+        """Messages to ``to`` created in [since, until] (aware datetimes), newest first."""
+        ...
