@@ -34,7 +34,7 @@ import sys
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -248,8 +248,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        """Register the connection so stop() can close it."""
+        """Register the connection so stop() can close it; no Nagle delay on small answers."""
         super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.fake._track(self.connection, threading.current_thread())
 
     def finish(self) -> None:
@@ -307,6 +309,7 @@ class FakeTwilio:
         slow_seconds: float = 0.3,
         stall_seconds: float = 30.0,
         queue_messages: bool = False,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -314,6 +317,7 @@ class FakeTwilio:
         self.slow_seconds = slow_seconds
         self.stall_seconds = stall_seconds
         self.queue_messages = queue_messages
+        self.clock = clock
         self._address = (host, port)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
@@ -528,7 +532,7 @@ class FakeTwilio:
             message = self._by_sid.get(sid)
             if message is not None:
                 message.status, message.error_code = status, error_code
-                message.date_updated = _utc_now()
+                message.date_updated = self.clock()
                 message.history.append(status)
                 if status in ("sent", "delivered") and message.date_sent is None:
                     message.date_sent = message.date_updated
@@ -676,7 +680,7 @@ class FakeTwilio:
 
     def _store(self, form: dict[str, str]) -> FakeMessage:
         """Create and remember a message."""
-        now = _utc_now()
+        now = self.clock()
         queued = "accepted" if form.get("MessagingServiceSid") else "queued"
         message = FakeMessage(
             sid="SM" + uuid.uuid4().hex,
