@@ -14,8 +14,9 @@ def is_valid_twilio_request(
 
     ``url`` must be the public URL Twilio called (scheme, host, port, path and query), e.g.
     built from a configured public base URL or behind ProxyFix. A missing signature or an
-    empty auth token is never valid.
+    empty auth token is never valid. ``params`` may be a Flask/werkzeug MultiDict: repeated
+    keys are then signed with all their values, as Twilio does.
     """
     if not signature or not auth_token:
         return False
-    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+    return bool(RequestValidator(auth_token).validate(url, params, signature))

@@ -1,0 +1,1 @@
+"""Test doubles that run for real: fake_twilio.FakeTwilio is a loopback Twilio server."""

@@ -476,7 +476,7 @@ class FakeTwilio:
 
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """Twilio's X-Twilio-Signature for a POST of ``params`` to ``url``."""
-        return RequestValidator(self.auth_token).compute_signature(url, dict(params))
+        return RequestValidator(self.auth_token).compute_signature(url, params)
 
     def status_callback_form(
         self, sid: str, status: str, error_code: int | None = None
@@ -769,3 +769,28 @@ class FakeTwilio:
             if not compare(sent, bound):
                 return False
         return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake in the foreground: python -m tests.fakes.fake_twilio --port 8099."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    fake = FakeTwilio(args.account_sid, args.auth_token, port=args.port, latency=args.latency)
+    if args.fault_rate:
+        fake.set_fault_rate(args.fault_rate, seed=args.seed)
+    with fake:
+        print(f"fake Twilio on {fake.base_url} (account {fake.account_sid}); Ctrl-C stops")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 
 from app.sms import AmbiguousSmsError, SmsError, TwilioGateway
 from app.sms.webhook_security import is_valid_twilio_request
@@ -138,6 +139,16 @@ def test_sign_matches_twilio_request_validator(fake: FakeTwilio) -> None:
     url = "https://cadence.example.org/webhooks/twilio/status"
     assert fake.sign(url, params) == RequestValidator(AUTH_TOKEN).compute_signature(url, params)
     assert is_valid_twilio_request(AUTH_TOKEN, url, params, fake.sign(url, params))
+
+
+def test_signature_covers_every_value_of_a_repeated_form_field() -> None:
+    url = "https://cadence.example.org/webhooks/twilio/inbound"
+    form = MultiDict([("Body", "TD"), ("MediaUrl", "a"), ("MediaUrl", "b")])
+    signature = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN).sign(url, form)
+
+    assert is_valid_twilio_request(AUTH_TOKEN, url, form, signature)
+    changed = MultiDict([("Body", "TD"), ("MediaUrl", "a"), ("MediaUrl", "c")])
+    assert not is_valid_twilio_request(AUTH_TOKEN, url, changed, signature)
 
 
 # HTTP behaviour
