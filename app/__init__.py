@@ -61,12 +61,16 @@ def _ensure_secret_key(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from app.extensions import babel, db, migrate
+    from app.extensions import babel, csrf, db, limiter, login_manager, migrate
     from app.i18n import select_locale, select_timezone
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    limiter.init_app(app)
     import app.models
 
 
