@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -27,13 +29,12 @@ def _base_database_url() -> str | None:
     return normalise_database_url(raw) if raw else None
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of this test run only: a new SQLite file, or a new PostgreSQL schema."""
+@contextmanager
+def fresh_database(tmp_dir: Path) -> Iterator[str]:
+    """A new empty database: a SQLite file in tmp_dir, or a new PostgreSQL schema (dropped after)."""
     base = _base_database_url()
     if base is None or base.startswith("sqlite"):
-        path = tmp_path_factory.mktemp("db") / "cadence-test.sqlite3"
-        yield f"sqlite:///{path}"
+        yield f"sqlite:///{tmp_dir / f'cadence-{uuid.uuid4().hex[:8]}.sqlite3'}"
         return
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
@@ -46,6 +47,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The database of this test run only."""
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
