@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from app.domain import calendar as cal
-from app.domain.calendar import CalendarChange, PlannedEvent
+from app.domain.calendar import CalendarChange, CalendarError, PlannedEvent
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services import audit
@@ -15,7 +15,7 @@ from app.services.protocols import clinic_working_days, current_protocol
 MARKABLE_STATUSES = ("confirmed", "done", "missed", "planned")
 
 
-class CalendarActionError(ValueError):
+class CalendarActionError(CalendarError):
     """A calendar action that cannot be done as asked (the message says why)."""
 
 
@@ -110,7 +110,13 @@ def record_progression(
 ) -> CalendarChange:
     """Record disease progression as the protocol says."""
     patient = get_patient(patient_ref)
-    change = cal.record_progression(current_protocol(), planned_events(patient), on, today=today)
+    change = cal.record_progression(
+        current_protocol(),
+        planned_events(patient),
+        on,
+        today=today,
+        working_days=clinic_working_days(),
+    )
     patient.progression_date = on
     _apply(patient, change, actor=actor, action="patient.progression", reason=reason)
     return change
