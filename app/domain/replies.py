@@ -284,6 +284,7 @@ class Vocabulary:
     negation_before: re.Pattern[str] | None
     negation_after: re.Pattern[str] | None
     negation_chain: re.Pattern[str] | None
+    cue_cancel: re.Pattern[str] | None
     clause_breaks: PhraseSet
     severity: tuple[tuple[int, PhraseSet], ...]
     severity_neutral: PhraseSet
@@ -325,6 +326,7 @@ def _load_vocabulary_dir(directory: Path) -> Vocabulary:
         negation_before=_negation_before(negation, mods_file),
         negation_after=_anchored(negation.get("after", {}), mods_file, "negation.after", "start"),
         negation_chain=_anchored(negation.get("chain", {}), mods_file, "negation.chain", "whole"),
+        cue_cancel=_anchored(mods.get("cue_cancel", {}), mods_file, "cue_cancel", "start"),
         clause_breaks=_phrase_set(mods.get("clause_breaks", {}), mods_file, "clause_breaks"),
         severity=tuple(
             (grade, _phrase_set(severity.get(name, {}), mods_file, f"severity.{name}"))
@@ -1103,7 +1105,7 @@ def _negated_by_cue(text: str, span: _Span, clause_start: int, clause_end: int, 
 
 
 def _severity_by_span(text: str, spans: list[_Span], segments: _Segments, vocab) -> dict[int, int]:
-    """Severity words (mild 1 .. severe 3) given to the nearest symptom span in their clause."""
+    """Severity words (mild 1 .. severe 3) go to the nearest symptom in their clause (or sentence)."""
     words = [_Span(m.start(), m.end(), "neutral") for m in vocab.severity_neutral.finditer(text)]
     for grade, phrases in vocab.severity:
         words += [
@@ -1114,6 +1116,9 @@ def _severity_by_span(text: str, spans: list[_Span], segments: _Segments, vocab)
         if word.grade is None:
             continue
         index = _nearest_span(word, spans, segments.clause(word.start, word.end), prefer="after")
+        if index is None:
+            sentence = segments.sentence(word.start, word.end)
+            index = _nearest_span(word, spans, sentence, prefer="before")
         if index is not None:
             best[index] = max(best.get(index, 0), word.grade)
     return best
@@ -1139,12 +1144,14 @@ def _nearest_span(
 
 
 def _counts_by_span(text: str, spans: list[_Span], segments: _Segments) -> dict[int, int]:
-    """Counts (7次, 5-6 times, twice) given to the nearest symptom span: clause first, then sentence."""
+    """Counts (7次, 5-6 times, twice) go to the nearest symptom: in the clause, sentence, or text."""
     best: dict[int, int] = {}
     for count in _find_counts(text):
         index = _nearest_span(count, spans, segments.clause(count.start, count.end), "before")
         if index is None:
             index = _nearest_span(count, spans, segments.sentence(count.start, count.end), "before")
+        if index is None:
+            index = _nearest_span(count, spans, (0, len(text)), "before")
         if index is not None:
             best[index] = max(best.get(index, -1), count.value)
     return best
@@ -1163,21 +1170,25 @@ def _cue_levels(
         sentence = segments.sentence(span.start, span.end)
         key = (lex.code, *sentence)
         if key not in cache:
-            cache[key] = _best_cue_level(text, lex, sentence)
+            cache[key] = _best_cue_level(text, lex, sentence, vocab.cue_cancel)
         if cache[key] is not None:
             levels[index] = cache[key]
     return levels
 
 
 def _best_cue_level(
-    text: str, lex: SymptomLexicon, window: tuple[int, int]
+    text: str, lex: SymptomLexicon, window: tuple[int, int], cancel: re.Pattern[str] | None
 ) -> tuple[str, str] | None:
     cues = [
         _Span(m.start(), m.end(), "mention", lex.code, level.name, level.grade)
         for level in lex.levels
         for m in level.cues.finditer(text, *window)
     ]
-    kept = _longest_first(cues, len(text))
+    kept = [
+        cue
+        for cue in _longest_first(cues, len(text))
+        if cancel is None or not cancel.match(text[cue.end : min(window[1], cue.end + 16)])
+    ]
     if not kept:
         return None
     best = max(kept, key=lambda s: s.grade or 0)
