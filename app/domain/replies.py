@@ -1041,8 +1041,24 @@ class _Span:
 _KIND_RANK = {"neutral": 0, "negated": 1, "implies": 2, "mention": 3, "flag": 4}
 
 
-def _candidate_spans(text: str, vocab: Vocabulary) -> list[_Span]:
-    spans = [_Span(m.start(), m.end(), "neutral") for m in vocab.neutral.finditer(text)]
+def _phrase_spans(text: str, vocab: Vocabulary) -> list[_Span]:
+    """Symptom and flag mentions, longest first; a flag inside a symptom phrase is dropped."""
+    neutral = [_Span(m.start(), m.end(), "neutral") for m in vocab.neutral.finditer(text)]
+    symptoms = [
+        s
+        for s in _longest_first(neutral + _symptom_candidates(text, vocab), len(text))
+        if s.kind != "neutral"
+    ]
+    flags = [
+        s
+        for s in _longest_first(neutral + _flag_candidates(text, vocab), len(text))
+        if s.kind != "neutral" and not any(o.start <= s.start and s.end <= o.end for o in symptoms)
+    ]
+    return sorted(symptoms + flags, key=lambda s: (s.start, s.end))
+
+
+def _symptom_candidates(text: str, vocab: Vocabulary) -> list[_Span]:
+    spans: list[_Span] = []
     for lex in vocab.symptoms.values():
         spans += [
             _Span(m.start(), m.end(), "mention", lex.code) for m in lex.mentions.finditer(text)
@@ -1055,9 +1071,15 @@ def _candidate_spans(text: str, vocab: Vocabulary) -> list[_Span]:
                 _Span(m.start(), m.end(), "implies", lex.code, level.name, level.grade)
                 for m in level.implies.finditer(text)
             ]
-    for name, phrases in vocab.flags.items():
-        spans += [_Span(m.start(), m.end(), "flag", name) for m in phrases.finditer(text)]
     return spans
+
+
+def _flag_candidates(text: str, vocab: Vocabulary) -> list[_Span]:
+    return [
+        _Span(m.start(), m.end(), "flag", name)
+        for name, phrases in vocab.flags.items()
+        for m in phrases.finditer(text)
+    ]
 
 
 def _longest_first(spans: list[_Span], length: int) -> list[_Span]:
@@ -1274,9 +1296,7 @@ class _Extraction:
 
 
 def _extract(text: str, vocab: Vocabulary, context: ReplyContext) -> _Extraction:
-    spans = [
-        s for s in _longest_first(_candidate_spans(text, vocab), len(text)) if s.kind != "neutral"
-    ]
+    spans = _phrase_spans(text, vocab)
     segments = _segments(text, vocab, spans)
     negated = _negations(text, spans, segments, vocab)
     symptom_spans = [s for s in spans if s.kind != "flag"]
