@@ -91,6 +91,10 @@ def render_migration_item(type_: str, obj: object, autogen_context: object) -> s
 
 
 def _register_blueprints(app: Flask) -> None:
+    from app.web import register_blueprints
+
+    register_blueprints(app)
+
     @app.get("/healthz")
     def healthz() -> Any:
         from sqlalchemy import text

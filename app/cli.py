@@ -11,6 +11,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.cli_sms import sms_cli
+from app.cli_users import register_user_commands
 from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
 from app.domain.patients import EnrolmentError, EnrolmentRequest
@@ -28,6 +30,8 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(calendar_cli)
     app.cli.add_command(patients_cli)
     app.cli.add_command(demo_command)
+    app.cli.add_command(sms_cli)
+    register_user_commands(app)
 
 
 def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
@@ -249,7 +253,10 @@ def patients_list() -> None:
 @click.command("demo")
 def demo_command() -> None:
     """Create demo patients (idempotent: existing ones are left alone)."""
-    from app.services.demo import load_demo_data
+    from app.services.demo import ensure_demo_staff, load_demo_data
 
     created = load_demo_data(today=_today())
     click.echo(f"demo data ready ({created} new patients)")
+    for account in ensure_demo_staff():
+        secret = account.password or "unchanged, reset with flask users reset-password"
+        click.echo(f"demo {account.role}: {account.username} / {secret}")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
 from app.models import Patient
-from app.services import audit, calendar
+from app.services import audit, calendar, users
 from app.services.patients import enrol_patient
 
 DEMO_ACTOR = "demo"
@@ -38,6 +38,55 @@ DEMO_PATIENTS = (
     DemoPatient("JSCH-005", "JS", "13800138005", "sintilimab", "paclitaxel", -60, "en"),
     DemoPatient("JSCH-006", "HX", "13800138006", "camrelizumab", "irinotecan", -120, "en"),
 )
+
+
+@dataclass(frozen=True)
+class DemoStaff:
+    """A demo staff account: its password is random and only known when it is created."""
+
+    username: str
+    display_name: str
+    role: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class DemoStaffResult:
+    """What happened to a demo account: created (with its password) or already there."""
+
+    username: str
+    role: str
+    password: str | None
+
+
+DEMO_STAFF = (
+    DemoStaff("demo-nurse", "演示护士 Demo Nurse", "nurse", "zh"),
+    DemoStaff("demo-admin", "Demo Admin", "admin", "en"),
+)
+
+
+def ensure_demo_staff() -> list[DemoStaffResult]:
+    """Create the demo nurse and admin with random passwords; existing accounts are left alone."""
+    results = []
+    for staff in DEMO_STAFF:
+        try:
+            existing = users.get_user(staff.username)
+        except users.UserNotFound:
+            existing = None
+        if existing is not None:
+            results.append(DemoStaffResult(existing.username, existing.role, None))
+            continue
+        password = users.generate_password()
+        users.create_user(
+            staff.username,
+            display_name=staff.display_name,
+            role=staff.role,
+            password=password,
+            actor=DEMO_ACTOR,
+            locale=staff.locale,
+        )
+        results.append(DemoStaffResult(staff.username, staff.role, password))
+    return results
 
 
 def load_demo_data(*, today: date) -> int:

@@ -1,0 +1,180 @@
+"""Read-only patient queries for the web UI: the searchable, sortable, paginated list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import String, cast, func, select
+
+from app.extensions import db
+from app.models import CalendarEvent, Patient
+from app.services.paging import Page, paginate
+from app.services.schedule_queries import ATTENDANCE_KINDS, OPEN_STATUSES
+
+SORTS = ("study_id", "initials", "arm", "phase", "next_visit", "status")
+PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    """One line of the patients list."""
+
+    id: int
+    study_id: str
+    initials: str
+    choices: dict[str, str]
+    status: str
+    start_date: date
+    next_visit: date | None
+    next_kind: str | None
+    phase: str | None
+
+
+def _next_visit_subquery(today: date) -> Any:
+    return (
+        select(
+            CalendarEvent.patient_id.label("patient_id"),
+            func.min(CalendarEvent.date).label("next_date"),
+        )
+        .where(
+            CalendarEvent.date >= today,
+            CalendarEvent.status.in_(OPEN_STATUSES),
+            CalendarEvent.kind.in_(ATTENDANCE_KINDS),
+        )
+        .group_by(CalendarEvent.patient_id)
+        .subquery()
+    )
+
+
+def _current_phase(today: date) -> Any:
+    """The phase of the patient's next open event (or of the last one when none is left)."""
+    upcoming = (
+        select(CalendarEvent.phase)
+        .where(
+            CalendarEvent.patient_id == Patient.id,
+            CalendarEvent.date >= today,
+            CalendarEvent.status.in_(OPEN_STATUSES),
+        )
+        .order_by(CalendarEvent.date, CalendarEvent.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    latest = (
+        select(CalendarEvent.phase)
+        .where(CalendarEvent.patient_id == Patient.id, CalendarEvent.status != "cancelled")
+        .order_by(CalendarEvent.date.desc(), CalendarEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(upcoming, latest)
+
+
+def patients_page(
+    *,
+    today: date,
+    search: str = "",
+    status: str = "",
+    sort: str = "study_id",
+    descending: bool = False,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> Page:
+    """One page of patients with their next visit and current phase, filtered and sorted in SQL."""
+    nxt = _next_visit_subquery(today)
+    phase = _current_phase(today).label("phase")
+    query = select(
+        Patient.id,
+        Patient.study_id,
+        Patient.initials,
+        Patient.choices,
+        Patient.status,
+        Patient.start_date,
+        nxt.c.next_date,
+        phase,
+    ).outerjoin(nxt, nxt.c.patient_id == Patient.id)
+    count_query = select(Patient.id)
+    for condition in _conditions(search, status):
+        query = query.where(condition)
+        count_query = count_query.where(condition)
+    columns = {
+        "study_id": Patient.study_id,
+        "initials": Patient.initials,
+        "arm": cast(Patient.choices, String),
+        "phase": phase,
+        "next_visit": nxt.c.next_date,
+        "status": Patient.status,
+    }
+    key = columns.get(sort, Patient.study_id)
+    ordered = key.desc() if descending else key.asc()
+    if sort == "next_visit":
+        # Patients with no visit left go last in either direction.
+        query = query.order_by(nxt.c.next_date.is_(None), ordered, Patient.study_id)
+    else:
+        query = query.order_by(ordered, Patient.study_id)
+    result = paginate(query, page, per_page, scalars=False, count_query=count_query)
+    rows = [
+        PatientRow(
+            id=r.id,
+            study_id=r.study_id,
+            initials=r.initials,
+            choices=dict(r.choices or {}),
+            status=r.status,
+            start_date=r.start_date,
+            next_visit=r.next_date,
+            next_kind=None,
+            phase=r.phase,
+        )
+        for r in result.items
+    ]
+    return Page(
+        items=_with_next_kinds(rows), page=result.page, per_page=per_page, total=result.total
+    )
+
+
+def _conditions(search: str, status: str) -> list[Any]:
+    conditions = []
+    text = (search or "").strip()
+    if text:
+        conditions.append(
+            Patient.study_id.icontains(text, autoescape=True)
+            | Patient.initials.icontains(text, autoescape=True)
+        )
+    if status:
+        conditions.append(Patient.status == status)
+    return conditions
+
+
+def _with_next_kinds(rows: list[PatientRow]) -> list[PatientRow]:
+    """Fill in what the next visit is (one query for the page)."""
+    wanted = {(r.id, r.next_visit) for r in rows if r.next_visit is not None}
+    if not wanted:
+        return rows
+    query = (
+        select(CalendarEvent.patient_id, CalendarEvent.date, CalendarEvent.kind)
+        .where(
+            CalendarEvent.patient_id.in_([pid for pid, _ in wanted]),
+            CalendarEvent.date.in_({d for _, d in wanted}),
+            CalendarEvent.status.in_(OPEN_STATUSES),
+            CalendarEvent.kind.in_(ATTENDANCE_KINDS),
+        )
+        .order_by(CalendarEvent.id)
+    )
+    priority = {kind: i for i, kind in enumerate(ATTENDANCE_KINDS)}
+    kinds: dict[int, str] = {}
+    for pid, day, kind in db.session.execute(query).all():
+        if (pid, day) not in wanted:
+            continue
+        if pid not in kinds or priority[kind] < priority[kinds[pid]]:
+            kinds[pid] = kind
+    return [
+        PatientRow(**{**r.__dict__, "next_kind": kinds.get(r.id)}) if r.id in kinds else r
+        for r in rows
+    ]
+
+
+def status_counts() -> dict[str, int]:
+    """How many patients have each status."""
+    query = select(Patient.status, func.count(Patient.id)).group_by(Patient.status)
+    return {status: int(n) for status, n in db.session.execute(query).all()}

@@ -1,0 +1,151 @@
+"""Calendar across all patients: month (load per day, clashes), week, and one day."""
+
+from __future__ import annotations
+
+import calendar as pycal
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+
+from app.domain.calendar import KINDS, PHASES
+from app.services import schedule_queries as sq
+from app.web.helpers import clinic_today, page_number, parse_iso_date
+from app.web.security import require_login
+
+bp = Blueprint("calendar", __name__, url_prefix="/calendar")
+bp.before_request(require_login)
+
+WEEK_PER_DAY = 40
+
+
+def _filters() -> sq.Filters:
+    kinds = tuple(k for k in request.args.getlist("kind") if k in KINDS)
+    phases = tuple(p for p in request.args.getlist("phase") if p in PHASES)
+    include_done = request.args.get("open") != "1"
+    return sq.Filters(kinds=kinds, phases=phases, include_done=include_done)
+
+
+def _filter_args(filters: sq.Filters) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if filters.kinds:
+        args["kind"] = list(filters.kinds)
+    if filters.phases:
+        args["phase"] = list(filters.phases)
+    if not filters.include_done:
+        args["open"] = "1"
+    return args
+
+
+def _month_of(value: str | None, today: date) -> date:
+    if value:
+        try:
+            year, month = (int(x) for x in value.split("-")[:2])
+            return date(year, month, 1)
+        except ValueError:
+            pass
+    return today.replace(day=1)
+
+
+def _add_months(first: date, months: int) -> date:
+    index = first.year * 12 + first.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@bp.get("/")
+def index() -> Any:
+    """The month view."""
+    return redirect(url_for("calendar.month", **request.args.to_dict(flat=False)))
+
+
+@bp.get("/month")
+def month() -> Any:
+    """A month grid: events per day by kind, patients, clashes and clinic closures."""
+    today = clinic_today()
+    first = _month_of(request.args.get("month"), today)
+    if not 1900 < first.year < 2200:
+        abort(404)
+    last = first.replace(day=pycal.monthrange(first.year, first.month)[1])
+    grid_start = first - timedelta(days=first.weekday())
+    grid_end = last + timedelta(days=6 - last.weekday())
+    filters = _filters()
+    loads = sq.load_by_day(grid_start, grid_end, filters)
+    weeks = []
+    day = grid_start
+    while day <= grid_end:
+        weeks.append([loads[day + timedelta(days=i)] for i in range(7)])
+        day += timedelta(days=7)
+    in_month = [loads[d] for d in loads if d.month == first.month]
+    busiest = max((load.total for load in in_month), default=0)
+    return render_template(
+        "calendar/month.html",
+        first=first,
+        weeks=weeks,
+        today=today,
+        busiest=busiest,
+        month_total=sum(load.total for load in in_month),
+        month_clash_days=sum(1 for load in in_month if load.has_clash),
+        prev_month=_add_months(first, -1),
+        next_month=_add_months(first, 1),
+        filters=filters,
+        filter_args=_filter_args(filters),
+        kinds=KINDS,
+        phases=PHASES,
+        view="month",
+        day_ref=first,
+    )
+
+
+@bp.get("/week")
+def week() -> Any:
+    """Seven days from Monday, each with its events (the busiest days are cut, see the day view)."""
+    today = clinic_today()
+    start = parse_iso_date(request.args.get("start")) or today
+    start = start - timedelta(days=start.weekday())
+    filters = _filters()
+    days = sq.week_events(start, filters, per_day=WEEK_PER_DAY)
+    rows = [row for events, _ in days.values() for row in events]
+    loads = sq.load_by_day(start, start + timedelta(days=6), filters)
+    return render_template(
+        "calendar/week.html",
+        start=start,
+        end=start + timedelta(days=6),
+        days=days,
+        loads=loads,
+        clashing=sq.clashing_event_ids(rows),
+        today=today,
+        prev_week=start - timedelta(days=7),
+        next_week=start + timedelta(days=7),
+        filters=filters,
+        filter_args=_filter_args(filters),
+        kinds=KINDS,
+        phases=PHASES,
+        per_day=WEEK_PER_DAY,
+        view="week",
+        day_ref=start,
+    )
+
+
+@bp.get("/day/<day>")
+def day(day: str) -> Any:
+    """Every event of one day, paginated."""
+    when = parse_iso_date(day)
+    if when is None:
+        abort(404)
+    filters = _filters()
+    page = sq.day_page(when, filters, page_number())
+    load = sq.load_by_day(when, when, filters)[when]
+    return render_template(
+        "calendar/day.html",
+        day=when,
+        page=page,
+        load=load,
+        clashing=sq.clashing_event_ids(page.items),
+        today=clinic_today(),
+        filters=filters,
+        filter_args=_filter_args(filters),
+        kinds=KINDS,
+        phases=PHASES,
+        view="day",
+        day_ref=when,
+    )

@@ -1,0 +1,67 @@
+"""Error pages in the user's language (400 CSRF, 403, 404, 429, 500)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+
+def init_error_pages(app: Flask) -> None:
+    """Register handlers that render templates/errors/error.html."""
+    app.register_error_handler(CSRFError, _csrf_error)
+    for code in (400, 403, 404, 405, 429):
+        app.register_error_handler(code, _http_error)
+    app.register_error_handler(500, _server_error)
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json" or request.path.startswith("/api/")
+
+
+def _page(code: int, title: str, message: str) -> Any:
+    if _wants_json():
+        return {"error": title, "message": message}, code
+    return render_template("errors/error.html", code=code, title=title, message=message), code
+
+
+def _csrf_error(error: CSRFError) -> Any:
+    return _page(
+        400,
+        _("The form has expired"),
+        _("For your security the form was not accepted. Go back, reload the page and try again."),
+    )
+
+
+def _http_error(error: HTTPException) -> Any:
+    code = error.code or 500
+    if code == 429 and request.endpoint == "auth.sign_in":
+        from app.web.auth import render_rate_limited_sign_in
+
+        return render_rate_limited_sign_in()
+    titles = {
+        400: (_("Bad request"), _("The request could not be understood.")),
+        403: (
+            _("Not allowed"),
+            _("Your role does not allow this action. Ask an administrator if you need it."),
+        ),
+        404: (_("Not found"), _("This page or record does not exist.")),
+        405: (_("Not allowed"), _("This action is not available here.")),
+        429: (_("Too many requests"), _("Please wait a moment and try again.")),
+    }
+    title, message = titles.get(code, (_("Error"), error.description or ""))
+    return _page(code, title, message)
+
+
+def _server_error(error: Exception) -> Any:
+    db.session.rollback()
+    return _page(
+        500,
+        _("Something went wrong"),
+        _("The error was logged. Nothing was saved from this request; please try again."),
+    )

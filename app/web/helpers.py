@@ -1,0 +1,64 @@
+"""Small helpers shared by the views: the clinic clock, pagination, safe redirects."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from flask import current_app, request
+
+from app.services.paging import Page
+
+__all__ = [
+    "Page",
+    "clinic_now",
+    "clinic_today",
+    "clinic_tz",
+    "page_number",
+    "parse_iso_date",
+    "safe_next_url",
+]
+
+
+def clinic_tz() -> ZoneInfo:
+    """The clinic's time zone (staff screens show clinic time)."""
+    return ZoneInfo(current_app.config.get("CLINIC_TIMEZONE", "Asia/Shanghai"))
+
+
+def clinic_now() -> datetime:
+    """The current time at the clinic, aware."""
+    return datetime.now(clinic_tz())
+
+
+def clinic_today() -> date:
+    """Today's date at the clinic."""
+    return clinic_now().date()
+
+
+def parse_iso_date(value: str | None) -> date | None:
+    """A YYYY-MM-DD string as a date, or None when empty or malformed."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
+def page_number(name: str = "page") -> int:
+    """The page number from the query string (1 when missing or bad)."""
+    raw = request.args.get(name, "1")
+    return max(1, int(raw)) if raw.isdigit() else 1
+
+
+def safe_next_url(target: str | None, fallback: str) -> str:
+    """A redirect target on this site only (no scheme, no host), else the fallback."""
+    if not target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return fallback
+    if "\\" in target:
+        return fallback
+    return target

@@ -1,0 +1,194 @@
+"""Translated names for the codes stored in the database (kinds, statuses, flags, actions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+
+ROLE_LABELS = {
+    "nurse": _l("Nurse"),
+    "investigator": _l("Investigator"),
+    "admin": _l("Administrator"),
+}
+
+EVENT_KIND_LABELS = {
+    "infusion": _l("Infusion"),
+    "labs": _l("Blood tests"),
+    "premedication": _l("Premedication"),
+    "imaging": _l("Imaging"),
+    "endoscopy": _l("Endoscopy"),
+    "checkin": _l("Symptom check-in"),
+    "followup": _l("Follow-up contact"),
+    "radiotherapy": _l("Radiotherapy"),
+    "review": _l("Investigator review"),
+}
+
+# Kinds that bring the patient to the hospital (the others are reminders or phone contacts).
+ATTENDANCE_KINDS = ("infusion", "labs", "imaging", "endoscopy", "radiotherapy")
+
+PHASE_LABELS = {
+    "induction": _l("Induction"),
+    "maintenance": _l("Maintenance"),
+    "salvage": _l("Salvage chemoradiation"),
+    "follow_up": _l("Follow-up"),
+}
+
+EVENT_STATUS_LABELS = {
+    "planned": _l("Planned"),
+    "confirmed": _l("Confirmed"),
+    "done": _l("Done"),
+    "missed": _l("Missed"),
+    "cancelled": _l("Cancelled"),
+}
+
+PATIENT_STATUS_LABELS = {
+    "active": _l("On treatment"),
+    "salvage": _l("Salvage"),
+    "follow_up": _l("Follow-up"),
+    "withdrawn": _l("Withdrawn"),
+    "off_study": _l("Off study"),
+}
+
+FLAG_LABELS = {
+    "moved_non_working_day": _l("Moved off a non-working day"),
+    "no_working_day_in_window": _l("No working day in its window"),
+    "outside_window": _l("Outside its window"),
+    "min_interval_enforced": _l("Kept the minimum gap between infusions"),
+    "on_non_working_day": _l("On a non-working day"),
+    "overdue": _l("Overdue"),
+    "rescheduled": _l("Rescheduled"),
+    "shifted": _l("Moved with its cycle"),
+    "paused_for_salvage": _l("Paused for salvage"),
+    "stopped_for_salvage": _l("Stopped for salvage"),
+    "progression_recorded": _l("After recorded progression"),
+    "treatment_stopped": _l("Treatment stopped"),
+    "off_study": _l("Off study"),
+    "superseded": _l("Superseded"),
+}
+
+ACTION_LABELS = {
+    "patient.enrol": _l("Enrolled"),
+    "patient.progression": _l("Progression recorded"),
+    "patient.salvage": _l("Salvage started"),
+    "patient.stop_treatment": _l("Treatment stopped"),
+    "patient.withdraw": _l("Withdrawn from study"),
+    "calendar.reschedule": _l("Rescheduled"),
+    "event.status": _l("Event status changed"),
+    "user.create": _l("Account created"),
+    "user.update": _l("Account changed"),
+    "user.password_reset": _l("Password reset"),
+    "user.password_change": _l("Password changed"),
+    "user.sign_in": _l("Signed in"),
+    "user.sign_in_failed": _l("Failed sign-in"),
+    "user.sign_out": _l("Signed out"),
+}
+
+# Flags that need a nurse's attention (shown in red and listed on the Today page).
+WARNING_FLAGS = (
+    "outside_window",
+    "no_working_day_in_window",
+    "on_non_working_day",
+    "min_interval_enforced",
+    "overdue",
+)
+
+
+def is_zh() -> bool:
+    """True when the current locale is Chinese."""
+    locale = get_locale()
+    return locale is not None and locale.language == "zh"
+
+
+def humanise(code: str) -> str:
+    """A readable fallback for a code that has no label: 'safety_contact' -> 'Safety contact'."""
+    text = str(code or "").replace("_", " ").replace(".", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _lookup(table: dict[str, Any], code: str | None) -> str:
+    if code is None:
+        return ""
+    label = table.get(code)
+    return str(label) if label is not None else humanise(code)
+
+
+def role_label(code: str | None) -> str:
+    """Translated role name."""
+    return _lookup(ROLE_LABELS, code)
+
+
+def kind_label(code: str | None) -> str:
+    """Translated event kind."""
+    return _lookup(EVENT_KIND_LABELS, code)
+
+
+def event_status_label(code: str | None) -> str:
+    """Translated event status."""
+    return _lookup(EVENT_STATUS_LABELS, code)
+
+
+def phase_label(code: str | None) -> str:
+    """Translated phase name."""
+    return _lookup(PHASE_LABELS, code)
+
+
+def patient_status_label(code: str | None) -> str:
+    """Translated patient status."""
+    return _lookup(PATIENT_STATUS_LABELS, code)
+
+
+def flag_label(code: str | None) -> str:
+    """Translated calendar flag (codes may carry a detail after ':')."""
+    if not code:
+        return ""
+    base, _, detail = str(code).partition(":")
+    label = _lookup(FLAG_LABELS, base)
+    return f"{label} ({detail})" if detail else label
+
+
+def flag_is_warning(code: str | None) -> bool:
+    """True when a flag needs attention."""
+    return str(code or "").partition(":")[0] in WARNING_FLAGS
+
+
+def action_label(code: str | None) -> str:
+    """Translated audit action."""
+    return _lookup(ACTION_LABELS, code)
+
+
+def localised(obj: Any, field: str = "title") -> str:
+    """obj.<field>_zh or obj.<field>_en (or dict keys) in the current locale."""
+    suffix = "zh" if is_zh() else "en"
+    other = "en" if suffix == "zh" else "zh"
+    for key in (f"{field}_{suffix}", f"{field}_{other}"):
+        value = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+        if value:
+            return str(value)
+    return ""
+
+
+def user_error_message(error: Any) -> str:
+    """A translated message for a users-service UserError (by its code)."""
+    from app.services.users import MIN_PASSWORD_LENGTH
+
+    messages = {
+        "password_too_short": _l("Use at least %(num)d characters.", num=MIN_PASSWORD_LENGTH),
+        "password_too_long": _l("The password is too long."),
+        "password_has_username": _l("The password must not contain the username."),
+        "password_too_simple": _l("Use more different characters."),
+        "username_invalid": _l(
+            "Use 2 to 64 lower-case letters, digits, dots, hyphens or underscores."
+        ),
+        "username_taken": _l("This username is already taken."),
+        "wrong_password": _l("The current password is not right."),
+        "same_password": _l("Choose a password different from the current one."),
+        "last_admin": _l(
+            "This is the last active administrator: keep the role and the account active."
+        ),
+        "role_invalid": _l("Choose a role from the list."),
+        "locale_invalid": _l("Choose a language from the list."),
+    }
+    message = messages.get(getattr(error, "code", ""))
+    return str(message) if message is not None else str(error)

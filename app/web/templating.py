@@ -1,0 +1,100 @@
+"""Jinja filters and globals: dates in the user's locale and the clinic time zone, labels."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from babel.dates import format_interval, format_skeleton
+from flask import Flask
+from flask_babel import format_date, format_datetime, get_locale
+
+from app.web import audit_view, labels
+from app.web.forms import LANGUAGE_CHOICES
+from app.web.helpers import clinic_today, clinic_tz
+from app.web.nav import nav_links
+from app.web.security import can
+
+
+def _locale() -> Any:
+    return get_locale() or "zh"
+
+
+def fmt_date(value: date | None, fmt: str = "medium") -> str:
+    """A date in the user's locale ('2026年3月1日' / 'Mar 1, 2026')."""
+    return format_date(value, fmt) if value else ""
+
+
+def fmt_day(value: date | None) -> str:
+    """Month and day ('3月1日' / 'Mar 1')."""
+    return format_skeleton("MMMd", value, locale=_locale()) if value else ""
+
+
+def fmt_day_weekday(value: date | None) -> str:
+    """Weekday, month and day ('3月1日周日' / 'Sun, Mar 1')."""
+    return format_skeleton("MMMEd", value, locale=_locale()) if value else ""
+
+
+def fmt_weekday(value: date | None) -> str:
+    """Short weekday ('周日' / 'Sun')."""
+    return format_date(value, "EEE") if value else ""
+
+
+def fmt_month(value: date | None) -> str:
+    """Month and year ('2026年3月' / 'March 2026')."""
+    return format_skeleton("yMMMM", value, locale=_locale()) if value else ""
+
+
+def fmt_datetime(value: datetime | None, fmt: str = "medium") -> str:
+    """An aware UTC datetime shown in the clinic time zone and the user's locale."""
+    return format_datetime(value, fmt) if value else ""
+
+
+def fmt_window(start: date | None, end: date | None) -> str:
+    """A date window ('3月1日至8日' / 'Mar 1 – 8'); one day shows once."""
+    if not start or not end:
+        return ""
+    if start == end:
+        return fmt_day(start)
+    return format_interval(start, end, "MMMd", locale=_locale())
+
+
+def days_between(a: date | None, b: date | None) -> int | None:
+    """b - a in days."""
+    if not a or not b:
+        return None
+    return (b - a).days
+
+
+def init_templating(app: Flask) -> None:
+    """Register the filters and globals used by every template."""
+    app.jinja_env.filters.update(
+        fdate=fmt_date,
+        fday=fmt_day,
+        fdaywd=fmt_day_weekday,
+        fweekday=fmt_weekday,
+        fmonth=fmt_month,
+        fdt=fmt_datetime,
+        kind=labels.kind_label,
+        event_status=labels.event_status_label,
+        patient_status=labels.patient_status_label,
+        phase=labels.phase_label,
+        flag=labels.flag_label,
+        action=labels.action_label,
+        role=labels.role_label,
+        localised=labels.localised,
+    )
+    app.jinja_env.globals.update(
+        can=can,
+        audit_field_changes=audit_view.field_changes,
+        audit_date_changes=audit_view.date_changes,
+        nav_links=nav_links,
+        fmt_window=fmt_window,
+        days_between=days_between,
+        timedelta_days=lambda n: timedelta(days=n),
+        flag_is_warning=labels.flag_is_warning,
+        is_zh=labels.is_zh,
+        clinic_today=clinic_today,
+        clinic_tz=clinic_tz,
+        language_choices=LANGUAGE_CHOICES,
+    )

@@ -1,0 +1,45 @@
+"""Time zones offered on the enrolment form (patients of a Nanjing trial; a few travel)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask_babel import gettext as _
+
+COMMON_TIMEZONES = (
+    "Asia/Shanghai",
+    "Asia/Hong_Kong",
+    "Asia/Macau",
+    "Asia/Taipei",
+    "Asia/Urumqi",
+    "Asia/Singapore",
+    "Asia/Tokyo",
+    "Asia/Seoul",
+    "Asia/Bangkok",
+    "Australia/Sydney",
+    "Europe/London",
+    "Europe/Paris",
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Vancouver",
+)
+
+
+def _offset(name: str) -> str:
+    offset = datetime.now(ZoneInfo(name)).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset else 0
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def timezone_choices() -> list[tuple[str, str]]:
+    """(zone, label) pairs with the current UTC offset; the clinic's zone first."""
+    choices = []
+    for name in COMMON_TIMEZONES:
+        label = f"{name.replace('_', ' ')} ({_offset(name)})"
+        if name == "Asia/Shanghai":
+            label = _("China (Beijing time)") + f" — {label}"
+        choices.append((name, label))
+    return choices
