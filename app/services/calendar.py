@@ -8,7 +8,7 @@ from app.domain import calendar as cal
 from app.domain.calendar import CalendarChange, CalendarError, PlannedEvent
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services import audit
+from app.services import audit, reminders
 from app.services.patients import copy_planned_into_row, event_row, get_patient
 from app.services.protocols import clinic_working_days, current_protocol
 
@@ -73,7 +73,7 @@ def reschedule_event(
     """Move an event and everything that depends on it; audit and commit."""
     patient = get_patient(patient_ref)
     change = preview_reschedule(patient.id, key, new_date, reason, today=today)
-    _apply(patient, change, actor=actor, action="calendar.reschedule", reason=reason)
+    _apply(patient, change, actor=actor, action="calendar.reschedule", reason=reason, today=today)
     return change
 
 
@@ -118,7 +118,7 @@ def record_progression(
         working_days=clinic_working_days(),
     )
     patient.progression_date = on
-    _apply(patient, change, actor=actor, action="patient.progression", reason=reason)
+    _apply(patient, change, actor=actor, action="patient.progression", reason=reason, today=today)
     return change
 
 
@@ -147,6 +147,7 @@ def start_salvage(
         action="patient.salvage",
         reason=reason,
         status_before=status_before,
+        today=today,
     )
     return change
 
@@ -173,6 +174,7 @@ def stop_treatment(
         action="patient.stop_treatment",
         reason=reason,
         status_before=status_before,
+        today=today,
     )
     return change
 
@@ -214,8 +216,10 @@ def _apply(
     action: str,
     reason: str | None,
     status_before: str | None = None,
+    today: date | None = None,
 ) -> None:
-    """Write a domain change to the rows (update by key, add new), audit it, commit once."""
+    """Write a domain change to the rows (update by key, add new), audit it, re-plan the SMS
+    reminders (same transaction), commit once."""
     if not reason or not reason.strip():
         reason = None
     rows = {row.key: row for row in patient.events}
@@ -238,6 +242,12 @@ def _apply(
             "changes": [_change_json(c) for c in change.changes],
         },
         reason=reason,
+    )
+    reminders.plan_patient(
+        patient,
+        now=reminders.planning_moment(today),
+        moves=reminders.moves_from_changes(change.changes),
+        source=actor,
     )
     db.session.commit()
 

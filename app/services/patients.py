@@ -12,7 +12,7 @@ from app.domain.calendar import PlannedEvent, generate
 from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services import audit
+from app.services import audit, reminders
 from app.services.protocols import clinic_working_days, current_protocol
 
 
@@ -66,6 +66,7 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
         after=patient_snapshot(patient) | {"events": len(planned)},
         reason="enrolment",
     )
+    reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
     db.session.commit()
     return patient
 

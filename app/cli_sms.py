@@ -1,0 +1,131 @@
+"""`flask --app app sms ...`: preview, plan, send what is due, reconcile (thin: services do it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.models import OutboxMessage, utcnow
+from app.services import dispatch, outbox, reminders
+from app.services.patients import PatientNotFound, get_patient
+
+sms_cli = AppGroup("sms", help="Preview, plan, send and reconcile SMS reminders.")
+
+CLI_ACTOR = "cli"
+
+
+def _clinic_tz() -> ZoneInfo:
+    return ZoneInfo(current_app.config.get("CLINIC_TIMEZONE", "Asia/Shanghai"))
+
+
+def _iso_moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO date-time; without an offset it is clinic time."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"expected an ISO date-time such as 2026-03-02T08:00, got {value!r}"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_clinic_tz())
+    return moment
+
+
+def format_message(row: OutboxMessage, tz: ZoneInfo) -> str:
+    """One message for the terminal: local send time, status, segments, then the body."""
+    when = row.send_after.astimezone(tz).strftime("%Y-%m-%d %a %H:%M")
+    notes = f"  [{', '.join(row.notes)}]" if row.notes else ""
+    head = f"{when}  {row.kind:<8} {row.status:<10} {row.segments} seg {row.encoding}{notes}"
+    return f"{head}\n    {row.body}"
+
+
+@sms_cli.command("preview")
+@click.argument("patient")
+@click.option("--limit", default=10, show_default=True, help="How many messages to show.")
+@click.option("--replan", is_flag=True, help="Re-plan the patient's outbox first (commits).")
+def sms_preview(patient: str, limit: int, replan: bool) -> None:
+    """Show PATIENT's next planned messages exactly as they will be sent."""
+    try:
+        found = get_patient(patient)
+    except PatientNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    if replan:
+        result = reminders.replan_patient(found.id, now=utcnow(), source=CLI_ACTOR)
+        click.echo(f"re-planned: {result.created} new, {result.cancelled} cancelled")
+    reason = reminders.blocked_reason(found)
+    tz = ZoneInfo(found.timezone)
+    click.echo(f"{found.study_id}  locale {found.locale}  time zone {found.timezone}")
+    if reason:
+        click.echo(f"no SMS may be sent to this patient: {reason}")
+    rows = outbox.next_planned(found.id, limit=limit)
+    for row in rows:
+        click.echo(format_message(row, tz))
+    click.echo(f"{len(rows)} planned message(s) shown")
+
+
+@sms_cli.command("plan")
+@click.argument("patient", required=False)
+@click.option("--all", "all_patients", is_flag=True, help="Re-plan every patient.")
+def sms_plan(patient: str | None, all_patients: bool) -> None:
+    """Re-plan the outbox of PATIENT (or --all) from now: idempotent."""
+    if all_patients:
+        totals = reminders.replan_all(now=utcnow(), source=CLI_ACTOR)
+        click.echo(
+            f"{totals['patients']} patients: {totals['created']} new, "
+            f"{totals['cancelled']} cancelled"
+        )
+        return
+    if not patient:
+        raise click.UsageError("give a PATIENT or --all")
+    try:
+        result = reminders.replan_patient(patient, now=utcnow(), source=CLI_ACTOR)
+    except PatientNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{result.created} new, {result.updated} updated, {result.reactivated} planned again, "
+        f"{result.cancelled} cancelled, {result.kept} unchanged"
+        + (f" (blocked: {result.blocked_reason})" if result.blocked_reason else "")
+    )
+
+
+@sms_cli.command("send-due")
+@click.option("--now", callback=_iso_moment, help="Send what is due at this ISO time (clinic).")
+@click.option("--dry-run", is_flag=True, help="List what is due; send nothing.")
+@click.option("--limit", type=int, help="Send at most this many.")
+def sms_send_due(now: datetime | None, dry_run: bool, limit: int | None) -> None:
+    """Send every message that is due, through the configured gateway."""
+    moment = now or utcnow()
+    if dry_run:
+        rows = dispatch.due_messages(moment, limit=limit)
+        tz = _clinic_tz()
+        for row in rows:
+            click.echo(f"{row.patient.study_id:<12} " + format_message(row, tz))
+        click.echo(f"{len(rows)} message(s) due; nothing sent (dry run)")
+        return
+    total = dispatch.count_due(moment)
+    if limit is not None:
+        total = min(total, limit)
+    with click.progressbar(length=total, label="Sending", show_pos=True) as bar:
+        report = dispatch.dispatch_due(now, actor=CLI_ACTOR, limit=limit, progress=bar.update)
+    click.echo(report.summary())
+
+
+@sms_cli.command("reconcile")
+def sms_reconcile() -> None:
+    """Settle messages whose sending is unclear by asking the provider (before any resend)."""
+    report = dispatch.reconcile(source=CLI_ACTOR)
+    click.echo(report.summary())
+
+
+@sms_cli.command("status")
+def sms_status() -> None:
+    """How many messages are in each status."""
+    counts = outbox.status_counts()
+    for status, count in sorted(counts.items()):
+        click.echo(f"{status:<12} {count}")

@@ -1,0 +1,147 @@
+"""Shared outbox helpers: guarded status changes with history, and the queries the UI needs.
+
+Every status change is a conditional UPDATE (``WHERE status IN expected``) so that planners,
+dispatchers, reconcilers and status callbacks running at the same time can never undo each
+other's work; the history row is written only when the change happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, or_, select, update
+
+from app.extensions import db
+from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+
+PAGE_SIZE = 50
+
+
+def transition(
+    message_id: int,
+    *,
+    expect: Iterable[str],
+    to: str,
+    source: str,
+    detail: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    claimed_by: str | None = None,
+    at: datetime | None = None,
+    from_status: str | None = None,
+) -> bool:
+    """Move one message from one of ``expect`` to ``to`` (and set ``values``); False if not."""
+    at = at or utcnow()
+    expected = tuple(expect)
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(expected))
+        .values(status=to, updated_at=at, **dict(values or {}))
+        .returning(OutboxMessage.status)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed_by is not None:
+        stmt = stmt.where(OutboxMessage.claimed_by == claimed_by)
+    changed = db.session.execute(stmt).first() is not None
+    if changed:
+        if from_status is None and len(expected) == 1:
+            from_status = expected[0]
+        add_history(message_id, from_status, to, source=source, detail=detail, at=at)
+    return changed
+
+
+def add_history(
+    message_id: int,
+    from_status: str | None,
+    to_status: str,
+    *,
+    source: str,
+    detail: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one status-history row (no ORM object: cheap in the dispatcher's hot path)."""
+    db.session.execute(
+        insert(OutboxStatusChange).values(
+            message_id=message_id,
+            at=at or utcnow(),
+            from_status=from_status,
+            to_status=to_status,
+            source=source[:120],
+            detail=detail,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What the message log shows: one patient, one status, a local date range."""
+
+    patient: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+def message_log(
+    filters: MessageFilter, *, tz: ZoneInfo, page: int = 1, per_page: int = PAGE_SIZE
+) -> tuple[list[OutboxMessage], int]:
+    """Messages matching ``filters``, newest send time first, and the total count."""
+    stmt = select(OutboxMessage).join(Patient)
+    if filters.patient:
+        needle = filters.patient.strip()
+        stmt = stmt.where(or_(Patient.study_id == needle, Patient.study_id.ilike(f"%{needle}%")))
+    if filters.status:
+        stmt = stmt.where(OutboxMessage.status == filters.status)
+    if filters.kind:
+        stmt = stmt.where(OutboxMessage.kind == filters.kind)
+    if filters.date_from:
+        start = datetime.combine(filters.date_from, datetime.min.time(), tzinfo=tz)
+        stmt = stmt.where(OutboxMessage.send_after >= start)
+    if filters.date_to:
+        end = datetime.combine(filters.date_to + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        stmt = stmt.where(OutboxMessage.send_after < end)
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = db.session.scalars(
+        stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
+        .limit(per_page)
+        .offset(max(page - 1, 0) * per_page)
+    ).all()
+    return list(rows), int(total)
+
+
+def status_counts() -> dict[str, int]:
+    """How many messages are in each status (for the log's summary and health checks)."""
+    rows = db.session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    ).all()
+    return {status: int(count) for status, count in rows}
+
+
+def next_planned(patient_id: int, *, limit: int = 5) -> list[OutboxMessage]:
+    """The patient's next messages waiting to be sent, soonest first."""
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status == "planned")
+            .order_by(OutboxMessage.send_after, OutboxMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def problems(*, limit: int = 20) -> list[OutboxMessage]:
+    """Messages that need a person: failed, undelivered, blocked, expired or still unknown."""
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status.in_(("failed", "undelivered", "blocked", "expired", "unknown"))
+            )
+            .order_by(OutboxMessage.updated_at.desc())
+            .limit(limit)
+        )
+    )
