@@ -886,13 +886,13 @@ def _count_value(match: re.Match) -> int | None:
 
 _TEMP_NUMBER = re.compile(r"(?<![\d.,:/])(\d{2,3})(?:(\.|,|点)(\d{1,2}))?(?!\d)")
 _TEMP_UNIT = re.compile(
-    r"\s*(?:(?P<f>°\s*f(?![a-z])|华氏度?|fahrenheit|degrees?\s*f(?:ahrenheit)?(?![a-z])|deg\s*f(?![a-z])"
+    r"[ ]?(?:(?P<f>°\s*f(?![a-z])|华氏度?|fahrenheit|degrees?\s*f(?:ahrenheit)?(?![a-z])|deg\s*f(?![a-z])"
     r"|f(?![a-z]))|(?P<c>°\s*c(?![a-z])|摄氏度|celsius|degrees?\s*c(?:elsius)?(?![a-z])|deg\s*c(?![a-z])"
     r"|c(?![a-z]))|(?P<d>°|度|degrees?(?![a-z])|deg(?![a-z])))"
 )
 _DEGREE_DECIMAL = re.compile(r"([0-9零一二三四五六七八九])(?![0-9.]|\s*(?:次|回|趟|个|天|号))")
 _NOT_TEMP_AFTER = re.compile(
-    r"\s*(?:次|回|趟|遍|岁|号|分|天|年|月|日|个|块|元|斤|公斤|克|楼|床|kg|g(?![a-z])|mg|ml|cm|mm|%"
+    r"[ ]?(?:次|回|趟|遍|岁|号|分|天|年|月|日|个|块|元|斤|公斤|克|楼|床|kg|g(?![a-z])|mg|ml|cm|mm|%"
     r"|times?(?![a-z])|x(?![a-z])|years?|yrs?|mins?|minutes?|hours?|hrs?|h(?![a-z])|am(?![a-z])"
     r"|pm(?![a-z])|:\d|/\d|点(?!\d))"
 )
@@ -972,9 +972,10 @@ def _unitless_celsius(value: float, contextual: bool, has_decimal: bool) -> floa
 
 
 def _from_fahrenheit(value: float) -> float | None:
-    if _FAHRENHEIT_RANGE[0] <= value <= _FAHRENHEIT_RANGE[1]:
-        return (value - 32.0) * 5.0 / 9.0
-    return None
+    if not _FAHRENHEIT_RANGE[0] <= value <= _FAHRENHEIT_RANGE[1]:
+        return None
+    celsius = (value - 32.0) * 5.0 / 9.0
+    return celsius if _CELSIUS_RANGE[0] <= celsius <= _CELSIUS_RANGE[1] else None
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -1399,7 +1400,7 @@ _MAX_CODE_MESSAGE = 80
 
 def parse_codes(normalized: str) -> dict[str, int]:
     """Compact check-in codes ("d2 s1 f0") as {"D": 2, "S": 1, "F": 0}; {} if the text is not codes."""
-    text = normalized.strip()
+    text = normalized.strip().lower()
     if not text or len(text) > _MAX_CODE_MESSAGE or not _CODE_MESSAGE.fullmatch(text):
         return {}
     return {letters.upper(): int(value) for letters, value in _CODE_PAIR.findall(text)}
