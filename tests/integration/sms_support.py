@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from sqlalchemy import insert
 
 from app.domain.patients import EnrolmentRequest
@@ -65,23 +64,6 @@ def names_no_drug_or_diagnosis(body: str) -> bool:
     if any(word.lower() in lowered for word in DRUG_AND_DIAGNOSIS_WORDS):
         return False
     return not any(re.search(rf"\b{word}\b", body) for word in CASE_SENSITIVE_WORDS)
-
-
-DRAFT_SECTION = Path("/tmp/reminders_section.yaml")
-
-
-@pytest.fixture
-def reminder_protocol(app: Flask, tmp_path: Path) -> Iterator[Path]:
-    """The shipped protocol file (its reminders section is what the tests exercise)."""
-    path = Path(app.config["PROTOCOL_PATH"])
-    text = path.read_text(encoding="utf-8")
-    if "\nreminders:" not in text and DRAFT_SECTION.exists():
-        path = tmp_path / "protocol.yaml"
-        path.write_text(text + DRAFT_SECTION.read_text(encoding="utf-8"), encoding="utf-8")
-    original = app.config["PROTOCOL_PATH"]
-    app.config["PROTOCOL_PATH"] = str(path)
-    yield path
-    app.config["PROTOCOL_PATH"] = original
 
 
 @pytest.fixture

@@ -22,10 +22,7 @@ from tests.integration.sms_support import (
     TODAY,
     enrol,
     names_no_drug_or_diagnosis,
-    reminder_protocol,  # noqa: F401  (fixture)
 )
-
-pytestmark = pytest.mark.usefixtures("reminder_protocol")
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = date(2026, 3, 10)  # Tuesday; labs and dexamethasone start on Monday 9 March
