@@ -1127,7 +1127,7 @@ def _negated_by_cue(text: str, span: _Span, clause_start: int, clause_end: int, 
 # --------------------------------------------------------------------------- grading
 
 
-def _severity_by_span(text: str, spans: list[_Span], segments: _Segments, vocab) -> dict[int, int]:
+def _severity_by_span(text: str, spans: _SpanIndex, segments: _Segments, vocab) -> dict[int, int]:
     """Severity words (mild 1 .. severe 3) go to the nearest symptom in their clause (or sentence)."""
     words = [_Span(m.start(), m.end(), "neutral") for m in vocab.severity_neutral.finditer(text)]
     for grade, phrases in vocab.severity:
@@ -1138,43 +1138,50 @@ def _severity_by_span(text: str, spans: list[_Span], segments: _Segments, vocab)
     for word in _longest_first(words, len(text)):
         if word.grade is None:
             continue
-        index = _nearest_span(word, spans, segments.clause(word.start, word.end), prefer="after")
+        index = spans.nearest(word, segments.clause(word.start, word.end), prefer="after")
         if index is None:
-            sentence = segments.sentence(word.start, word.end)
-            index = _nearest_span(word, spans, sentence, prefer="before")
+            index = spans.nearest(word, segments.sentence(word.start, word.end), prefer="before")
         if index is not None:
             best[index] = max(best.get(index, 0), word.grade)
     return best
 
 
-def _nearest_span(
-    item: _Span | _Count, spans: list[_Span], window: tuple[int, int], prefer: str
-) -> int | None:
-    best: tuple[int, int, int] | None = None
-    for index, span in enumerate(spans):
-        if span.end <= window[0] or span.start >= window[1]:
-            continue
-        if span.end <= item.start:
-            distance, side = item.start - span.end, 0 if prefer == "before" else 1
-        elif span.start >= item.end:
-            distance, side = span.start - item.end, 0 if prefer == "after" else 1
-        else:
-            distance, side = 0, 0
-        key = (distance, side, index)
-        if best is None or key < best:
-            best = key
-    return None if best is None else best[2]
+class _SpanIndex:
+    """Non-overlapping spans sorted by position, for nearest-neighbour look-ups."""
+
+    def __init__(self, spans: list[_Span]):
+        self.spans = spans
+        self._starts = [s.start for s in spans]
+        self._ends = [s.end for s in spans]
+
+    def nearest(self, item: _Span | _Count, window: tuple[int, int], prefer: str) -> int | None:
+        """Index of the span nearest to item inside window (ties go to the preferred side)."""
+        after = bisect.bisect_left(self._starts, item.end)
+        before = bisect.bisect_right(self._ends, item.start) - 1
+        if before + 1 < after:
+            return before + 1  # overlapping span
+        candidates = []
+        if before >= 0 and self._inside(before, window):
+            side = 0 if prefer == "before" else 1
+            candidates.append((item.start - self._ends[before], side, before))
+        if after < len(self.spans) and self._inside(after, window):
+            side = 0 if prefer == "after" else 1
+            candidates.append((self._starts[after] - item.end, side, after))
+        return min(candidates)[2] if candidates else None
+
+    def _inside(self, index: int, window: tuple[int, int]) -> bool:
+        return self._ends[index] > window[0] and self._starts[index] < window[1]
 
 
-def _counts_by_span(text: str, spans: list[_Span], segments: _Segments) -> dict[int, int]:
+def _counts_by_span(text: str, spans: _SpanIndex, segments: _Segments) -> dict[int, int]:
     """Counts (7次, 5-6 times, twice) go to the nearest symptom: in the clause, sentence, or text."""
     best: dict[int, int] = {}
     for count in _find_counts(text):
-        index = _nearest_span(count, spans, segments.clause(count.start, count.end), "before")
+        index = spans.nearest(count, segments.clause(count.start, count.end), "before")
         if index is None:
-            index = _nearest_span(count, spans, segments.sentence(count.start, count.end), "before")
+            index = spans.nearest(count, segments.sentence(count.start, count.end), "before")
         if index is None:
-            index = _nearest_span(count, spans, (0, len(text)), "before")
+            index = spans.nearest(count, (0, len(text)), "before")
         if index is not None:
             best[index] = max(best.get(index, -1), count.value)
     return best
@@ -1302,8 +1309,9 @@ def _extract(text: str, vocab: Vocabulary, context: ReplyContext) -> _Extraction
     negated = _negations(text, spans, segments, vocab)
     symptom_spans = [s for s in spans if s.kind != "flag"]
     symptom_negated = [n for s, n in zip(spans, negated, strict=True) if s.kind != "flag"]
-    severity = _severity_by_span(text, symptom_spans, segments, vocab)
-    counts = _counts_by_span(text, symptom_spans, segments)
+    index = _SpanIndex(symptom_spans)
+    severity = _severity_by_span(text, index, segments, vocab)
+    counts = _counts_by_span(text, index, segments)
     cue_levels = _cue_levels(text, symptom_spans, segments, vocab)
     merged: dict[str, list[tuple[_Span, _SpanGrade]]] = {}
     for index, span in enumerate(symptom_spans):
@@ -1414,7 +1422,7 @@ def _bare_number(spaced: str) -> int | None:
     return None
 
 
-def _scored_mention(code: str, scale: str, score: int, evidence: str, context) -> SymptomMention:
+def _scored_mention(code: str, scale: str, score: int, evidence: str) -> SymptomMention:
     """A check-in answer (0-4 score, or a count) as a symptom mention."""
     detail: dict[str, Any] = {"score": score, "scale": scale}
     if score == 0:
@@ -1428,20 +1436,22 @@ def _scored_mention(code: str, scale: str, score: int, evidence: str, context) -
     return SymptomMention(code, grade, False, evidence, detail)
 
 
-def _count_answer(lex: SymptomLexicon, count: int, evidence: str, context) -> SymptomMention:
+def _count_answer(
+    lex: SymptomLexicon, count: int, evidence: str, context: ReplyContext
+) -> SymptomMention:
     detail: dict[str, Any] = {}
     grade = _count_grade(lex, count, context, detail)
     return SymptomMention(lex.code, grade, grade is None, evidence, detail)
 
 
 def _checkin_mentions(
-    codes: dict[str, int], vocab: Vocabulary, evidence: str, context: ReplyContext
+    codes: dict[str, int], vocab: Vocabulary, evidence: str
 ) -> list[SymptomMention]:
     mentions = []
     for letters, score in codes.items():
         spec = vocab.intents.checkin_codes.get(letters)
         if spec is not None:
-            mentions.append(_scored_mention(spec.symptom, spec.scale, score, evidence, context))
+            mentions.append(_scored_mention(spec.symptom, spec.scale, score, evidence))
     return mentions
 
 
@@ -1542,7 +1552,7 @@ def _parse(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> Pa
     intent: str | None = None
     answer = number
     if codes:
-        coded = _checkin_mentions(codes, vocab, normalized, context)
+        coded = _checkin_mentions(codes, vocab, normalized)
         if coded or context.awaiting_checkin:
             intent, symptoms = "checkin_answer", coded
     elif _checkin_number_applies(number, context):
@@ -1579,4 +1589,4 @@ def _checkin_number_mentions(
     lex = vocab.symptoms[code]
     if context.checkin_scale == "count" and lex.grading == "count":
         return [_count_answer(lex, number, evidence, context)]
-    return [_scored_mention(code, context.checkin_scale, number, evidence, context)]
+    return [_scored_mention(code, context.checkin_scale, number, evidence)]
