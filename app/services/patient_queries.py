@@ -11,7 +11,7 @@ from sqlalchemy import String, cast, func, select
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services.paging import Page, paginate
-from app.services.schedule_queries import ATTENDANCE_KINDS, OPEN_STATUSES
+from app.services.schedule_queries import ATTENDANCE_KINDS, DOSE_KINDS, OPEN_STATUSES
 
 SORTS = ("study_id", "initials", "arm", "phase", "next_visit", "status")
 PER_PAGE = 50
@@ -49,18 +49,19 @@ def _next_visit_subquery(today: date) -> Any:
 
 
 def _current_phase(today: date) -> Any:
-    """The phase of the patient's next open event (or of the last one when none is left)."""
-    upcoming = (
-        select(CalendarEvent.phase)
-        .where(
+    """The phase the patient is in: that of the next dose, else of the next open event, else of
+    the last event (so a patient on salvage shows salvage even when a scan comes first)."""
+
+    def first_open(*kinds: str) -> Any:
+        query = select(CalendarEvent.phase).where(
             CalendarEvent.patient_id == Patient.id,
             CalendarEvent.date >= today,
             CalendarEvent.status.in_(OPEN_STATUSES),
         )
-        .order_by(CalendarEvent.date, CalendarEvent.id)
-        .limit(1)
-        .scalar_subquery()
-    )
+        if kinds:
+            query = query.where(CalendarEvent.kind.in_(kinds))
+        return query.order_by(CalendarEvent.date, CalendarEvent.id).limit(1).scalar_subquery()
+
     latest = (
         select(CalendarEvent.phase)
         .where(CalendarEvent.patient_id == Patient.id, CalendarEvent.status != "cancelled")
@@ -68,7 +69,7 @@ def _current_phase(today: date) -> Any:
         .limit(1)
         .scalar_subquery()
     )
-    return func.coalesce(upcoming, latest)
+    return func.coalesce(first_open(*DOSE_KINDS), first_open(), latest)
 
 
 def patients_page(

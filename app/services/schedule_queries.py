@@ -23,6 +23,8 @@ OPEN_STATUSES = ("planned", "confirmed")
 SHOWN_STATUSES = ("planned", "confirmed", "done", "missed")
 # Kinds that bring the patient to the hospital.
 ATTENDANCE_KINDS = ("infusion", "labs", "imaging", "endoscopy", "radiotherapy")
+# Kinds that give a dose of treatment.
+DOSE_KINDS = ("infusion", "radiotherapy")
 # Kinds the team records as done or missed (check-ins and premedication are patient-side).
 STAFF_RECORDED_KINDS = (*ATTENDANCE_KINDS, "followup", "review")
 # Kinds a patient can only have once a day: a second one the same day is a clash.

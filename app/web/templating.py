@@ -51,12 +51,14 @@ def fmt_datetime(value: datetime | None, fmt: str = "medium") -> str:
 
 
 def fmt_window(start: date | None, end: date | None) -> str:
-    """A date window ('3月1日至8日' / 'Mar 1 – 8'); one day shows once."""
+    """A date window ('3月1日至8日' / 'Mar 1 – 8'); the year is shown when it is not this year."""
     if not start or not end:
         return ""
+    this_year = clinic_today().year
+    skeleton = "MMMd" if start.year == end.year == this_year else "yMMMd"
     if start == end:
-        return fmt_day(start)
-    return format_interval(start, end, "MMMd", locale=_locale())
+        return format_skeleton(skeleton, start, locale=_locale())
+    return format_interval(start, end, skeleton, locale=_locale())
 
 
 def days_between(a: date | None, b: date | None) -> int | None:

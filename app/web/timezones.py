@@ -38,8 +38,8 @@ def timezone_choices() -> list[tuple[str, str]]:
     """(zone, label) pairs with the current UTC offset; the clinic's zone first."""
     choices = []
     for name in COMMON_TIMEZONES:
-        label = f"{name.replace('_', ' ')} ({_offset(name)})"
+        label = f"{name.replace('_', ' ')} · {_offset(name)}"
         if name == "Asia/Shanghai":
-            label = _("China (Beijing time)") + f" — {label}"
+            label = f"{_('China (Beijing time)')} · {_offset(name)}"
         choices.append((name, label))
     return choices
