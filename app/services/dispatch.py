@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, Select, func, insert, select, update
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
@@ -228,7 +228,7 @@ class Dispatcher:
         phone = select(Patient.phone_e164).where(Patient.id == OutboxMessage.patient_id)
         stmt = (
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due.scalar_subquery()), OutboxMessage.status == "planned")
+            .where(_among(due), OutboxMessage.status == "planned")
             .values(
                 status="claimed",
                 claimed_by=self.name,
@@ -456,6 +456,18 @@ class Dispatcher:
         report.released += 1
         detail = "released unsent (stopping or lease too short)"
         return self._move(claimed, "planned", at, detail, attempts=max(claimed.attempts - 1, 0))
+
+
+def _among(due: Select[Any]) -> ColumnElement[bool]:
+    """``id IN (due)``, with the subquery evaluated exactly once.
+
+    PostgreSQL may plan ``id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` as a semi-join that
+    re-runs the locking subquery for every outer row, and so claim more than ``n`` rows;
+    ``= ANY(ARRAY(subquery))`` is an init-plan, run once. SQLite runs IN (subquery) once.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        return OutboxMessage.id == func.any(func.array(due.scalar_subquery()))
+    return OutboxMessage.id.in_(due.scalar_subquery())
 
 
 def _error_values(error: Exception | None) -> dict[str, Any]:
