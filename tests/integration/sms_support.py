@@ -66,8 +66,8 @@ def names_no_drug_or_diagnosis(body: str) -> bool:
     return not any(re.search(rf"\b{word}\b", body) for word in CASE_SENSITIVE_WORDS)
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
+@pytest.fixture(name="fake")
+def fake_fixture() -> Iterator[FakeTwilio]:
     """A fake Twilio on loopback, fast faults (short stalls)."""
     with FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, stall_seconds=0.6) as server:
         yield server

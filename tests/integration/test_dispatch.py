@@ -10,12 +10,12 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, Patient
-from app.services.dispatch import Dispatcher, DispatchSettings, reconcile
+from app.services.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
 from app.sms import ConsoleGateway
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import (
     add_due_messages,
-    fake,  # noqa: F401  (fixture)
+    fake_fixture,  # noqa: F401  (the `fake` fixture)
     gateway_for,
 )
 
@@ -229,20 +229,15 @@ def test_a_stopping_dispatcher_releases_what_it_has_not_started(
 ) -> None:
     add_due_messages(5)
     d = dispatcher(fake)
-    claimed = d.claim(datetime.now(UTC), 5)
+    report = DispatchReport()
 
-    for item in claimed:
-        d.record(item, d.attempt(item, should_stop=lambda: True), report := d_report())
+    for item in d.claim(datetime.now(UTC), 5):
+        d.record(item, d.attempt(item, should_stop=lambda: True), report)
+    db.session.commit()
 
+    assert report.released == 5
     assert {(r.status, r.attempts) for r in rows()} == {("planned", 0)}
     assert fake.requests == []
-    assert report.released == 1
-
-
-def d_report():
-    from app.services.dispatch import DispatchReport
-
-    return DispatchReport()
 
 
 def test_a_short_lease_is_never_used_to_start_a_send(app_ctx: Flask, fake: FakeTwilio) -> None:
