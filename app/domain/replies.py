@@ -284,6 +284,7 @@ class Vocabulary:
     negation_before: re.Pattern[str] | None
     negation_after: re.Pattern[str] | None
     negation_chain: re.Pattern[str] | None
+    negation_answer: re.Pattern[str] | None
     cue_cancel: re.Pattern[str] | None
     clause_breaks: PhraseSet
     severity: tuple[tuple[int, PhraseSet], ...]
@@ -326,6 +327,9 @@ def _load_vocabulary_dir(directory: Path) -> Vocabulary:
         negation_before=_negation_before(negation, mods_file),
         negation_after=_anchored(negation.get("after", {}), mods_file, "negation.after", "start"),
         negation_chain=_anchored(negation.get("chain", {}), mods_file, "negation.chain", "whole"),
+        negation_answer=_anchored(
+            negation.get("answer_no", {}), mods_file, "negation.answer_no", "start"
+        ),
         cue_cancel=_anchored(mods.get("cue_cancel", {}), mods_file, "cue_cancel", "start"),
         clause_breaks=_phrase_set(mods.get("clause_breaks", {}), mods_file, "clause_breaks"),
         severity=tuple(
@@ -441,7 +445,7 @@ def _anchored(value: Any, file: str, field_name: str, anchor: str) -> re.Pattern
         return None
     body = "|".join(source for _, source in sorted(regexes, key=lambda pair: -pair[0]))
     if anchor == "start":
-        return re.compile(rf"\s*(?:{body})")
+        return re.compile(rf"[ ]?(?:{body})")
     return re.compile(rf"\s*(?:{body})\s*")
 
 
@@ -1121,7 +1125,10 @@ def _negated_by_cue(text: str, span: _Span, clause_start: int, clause_end: int, 
     if vocab.negation_before is not None and vocab.negation_before.search(before):
         return True
     after = text[span.end : min(clause_end, span.end + 40)]
-    return vocab.negation_after is not None and vocab.negation_after.match(after) is not None
+    if vocab.negation_after is not None and vocab.negation_after.match(after):
+        return True
+    answer = text[span.end : span.end + 20]
+    return vocab.negation_answer is not None and vocab.negation_answer.match(answer) is not None
 
 
 # --------------------------------------------------------------------------- grading

@@ -14,8 +14,12 @@ from app.domain.triage import PRIORITIES, triage
 CASES_FILE = Path(__file__).parent / "data" / "reply_cases.yaml"
 CASES: list[dict[str, Any]] = yaml.safe_load(CASES_FILE.read_text(encoding="utf-8"))
 RED_CASES = [c for c in CASES if c["priority"] == "red"]
-# Red phrases in free text (check-in answers only mean something as a whole message).
-RED_PHRASES = [c for c in RED_CASES if c["intent"] == "symptom_report" and not c.get("context")]
+# Red phrases in free text (check-in answers and whole_message cases only mean something alone).
+RED_PHRASES = [
+    c
+    for c in RED_CASES
+    if c["intent"] == "symptom_report" and not c.get("context") and not c.get("whole_message")
+]
 
 GARBAGE_BEFORE = (
     "asdkjh qwe 123 ### 你好啊今天天气不错我们去公园玩吧 lorem ipsum dolor sit amet ~~~ "
