@@ -1,4 +1,4 @@
-"""Understanding patients' SMS replies in Chinese and English: intent, symptoms, grades, temperature.
+"""Understanding patients' SMS replies (Chinese and English): intent, symptoms, grades, temperature.
 
 Pure domain code (standard library and PyYAML only). The words live in data files under
 ``app/domain/vocabulary/`` so the study team can extend them; this module holds the mechanics:
@@ -152,7 +152,7 @@ class ReplyContext:
 
 @dataclass(frozen=True)
 class ParsedReply:
-    """The understanding of one reply: intent, symptoms (negated ones kept), temperature, answers."""
+    """One understood reply: intent, symptoms (negated ones kept), temperature, answers."""
 
     text: str
     normalized: str
@@ -844,14 +844,19 @@ def _number_value(token: str) -> int | None:
 
 
 _EN_NUMBER_ALT = "|".join(sorted((re.escape(w) for w in _EN_NUMBERS), key=len, reverse=True))
-_NUM = rf"(?:\d{{1,3}}(?!\d)|[零〇一二两三四五六七八九十百几]{{1,4}}|(?<![a-z])(?:{_EN_NUMBER_ALT})(?![a-z]))"
+_NUM = (
+    r"(?:\d{1,3}(?!\d)|[零〇一二两三四五六七八九十百几]{1,4}"
+    rf"|(?<![a-z])(?:{_EN_NUMBER_ALT})(?![a-z]))"
+)
 _COUNT_RE = re.compile(
     rf"(?<![\d.第])(?P<a>{_NUM})(?:\s*(?:-|~|到|至|或|、|to|or)\s*(?P<b>{_NUM}))?\s*(?:多|余|\+)?\s*"
-    r"(?P<unit>次|回|趟|遍|times?(?![a-z])|x(?![a-z])|episodes?(?![a-z])|(?:loose |watery )?stools?(?![a-z])"
+    r"(?P<unit>次|回|趟|遍|times?(?![a-z])|x(?![a-z])|episodes?(?![a-z])"
+    r"|(?:loose |watery )?stools?(?![a-z])"
     r"|bowel movements?|bms?(?![a-z])|goes(?![a-z]))"
     r"|(?<![a-z])x\s*(?P<c>\d{1,3})(?!\d)"
     r"|(?<![a-z])(?P<d>once|twice|thrice)(?![a-z])"
-    r"|(?P<many>好多次|很多次|无数次|n多次|数不清|(?:so |too )?many times|lots of times|countless times"
+    r"|(?P<many>好多次|很多次|无数次|n多次|数不清"
+    r"|(?:so |too )?many times|lots of times|countless times"
     r"|loads of times)"
 )
 _MAX_COUNT = 100
@@ -890,7 +895,8 @@ def _count_value(match: re.Match) -> int | None:
 
 _TEMP_NUMBER = re.compile(r"(?<![\d.,:/])(\d{2,3})(?:(\.|,|点)(\d{1,2}))?(?!\d)")
 _TEMP_UNIT = re.compile(
-    r"[ ]?(?:(?P<f>°\s*f(?![a-z])|华氏度?|fahrenheit|degrees?\s*f(?:ahrenheit)?(?![a-z])|deg\s*f(?![a-z])"
+    r"[ ]?(?:(?P<f>°\s*f(?![a-z])|华氏度?|fahrenheit"
+    r"|degrees?\s*f(?:ahrenheit)?(?![a-z])|deg\s*f(?![a-z])"
     r"|f(?![a-z]))|(?P<c>°\s*c(?![a-z])|摄氏度|celsius|degrees?\s*c(?:elsius)?(?![a-z])|deg\s*c(?![a-z])"
     r"|c(?![a-z]))|(?P<d>°|度|degrees?(?![a-z])|deg(?![a-z])))"
 )
@@ -1135,7 +1141,7 @@ def _negated_by_cue(text: str, span: _Span, clause_start: int, clause_end: int, 
 
 
 def _severity_by_span(text: str, spans: _SpanIndex, segments: _Segments, vocab) -> dict[int, int]:
-    """Severity words (mild 1 .. severe 3) go to the nearest symptom in their clause (or sentence)."""
+    """Severity words (mild 1 .. severe 3) go to the nearest symptom in the clause or sentence."""
     words = [_Span(m.start(), m.end(), "neutral") for m in vocab.severity_neutral.finditer(text)]
     for grade, phrases in vocab.severity:
         words += [
@@ -1181,7 +1187,7 @@ class _SpanIndex:
 
 
 def _counts_by_span(text: str, spans: _SpanIndex, segments: _Segments) -> dict[int, int]:
-    """Counts (7次, 5-6 times, twice) go to the nearest symptom: in the clause, sentence, or text."""
+    """Counts (7次, 5-6 times, twice) go to the nearest symptom in the clause, sentence or text."""
     best: dict[int, int] = {}
     for count in _find_counts(text):
         index = spans.nearest(count, segments.clause(count.start, count.end), "before")
@@ -1414,7 +1420,7 @@ _MAX_CODE_MESSAGE = 80
 
 
 def parse_codes(normalized: str) -> dict[str, int]:
-    """Compact check-in codes ("d2 s1 f0") as {"D": 2, "S": 1, "F": 0}; {} if the text is not codes."""
+    """Compact check-in codes: "d2 s1 f0" -> {"D": 2, "S": 1, "F": 0}; {} if not only codes."""
     text = normalized.strip().lower()
     if not text or len(text) > _MAX_CODE_MESSAGE or not _CODE_MESSAGE.fullmatch(text):
         return {}
@@ -1532,7 +1538,7 @@ def parse_reply(
     context: ReplyContext | None = None,
     vocabulary: Vocabulary | None = None,
 ) -> ParsedReply:
-    """Understand one SMS reply. Never raises: on an internal error the reply is flagged parse_error."""
+    """Understand one SMS reply. Never raises: an internal error gives a parse_error reply."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     try:

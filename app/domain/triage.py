@@ -57,7 +57,7 @@ class TriageRules:
 
 @dataclass(frozen=True)
 class TriageResult:
-    """Priority of a reply with its reasons ("rule_id: explanation") and the red rules that fired."""
+    """Priority of a reply, its reasons ("rule_id: explanation") and the red rules that fired."""
 
     priority: str
     reasons: tuple[str, ...]

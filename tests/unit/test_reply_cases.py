@@ -1,4 +1,4 @@
-"""The reply case table (tests/unit/data/reply_cases.yaml): understanding and priority of real replies."""
+"""The reply case table (tests/unit/data/reply_cases.yaml): understanding and priority."""
 
 from __future__ import annotations
 
