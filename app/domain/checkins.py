@@ -299,7 +299,11 @@ ANSWER_PROBLEM_KINDS = (
 
 @dataclass(frozen=True)
 class CompactReply:
-    """A check-in answered in one message: the valid answers and every problem found."""
+    """A check-in answered in one message: the valid answers and every problem found.
+
+    ``recognised`` is True when at least one of the check-in's codes was found: otherwise the
+    message is better read as free text (app.domain.replies.parse_reply).
+    """
 
     answers: dict[str, Answer]
     problems: tuple[AnswerProblem, ...] = ()
@@ -845,7 +849,7 @@ def _unknown_code(code: str, value: str, items: Sequence[CheckinItem]) -> Answer
 
 _SEPARATORS = " \t\r\n,;/&+|.-、，。；！!?？~～"
 _TOKEN = re.compile(
-    r"(?P<code>[A-Z]{1,3})\s*[:=\-]?\s*(?P<value>\d{1,3}(?:\.\d+)?)"
+    r"(?<![A-Z])(?P<code>[A-Z]{1,3})\s*[:=\-]?\s*(?P<value>\d{1,3}(?:\.\d+)?)"
     r"(?P<unit>\s*(?:°C|°|度)|C(?![A-Z]|\s*[:=\-]?\s*\d))?"
 )
 
@@ -864,7 +868,7 @@ def parse_compact(reply: str | Mapping[str, int], items: Sequence[CheckinItem]) 
     """
     if isinstance(reply, Mapping):
         pairs = [(str(k).upper(), str(v), v) for k, v in reply.items()]
-        return _compact_result(pairs, [], items, recognised=bool(pairs))
+        return _compact_result(pairs, [], items)
     text = _normalise_compact(reply if isinstance(reply, str) else str(reply))
     pairs: list[tuple[str, str, Any]] = []
     problems: list[AnswerProblem] = []
@@ -898,7 +902,7 @@ def parse_compact(reply: str | Mapping[str, int], items: Sequence[CheckinItem]) 
         pairs.append((match.group("code"), raw, value))
         position = match.end()
     problems += _gap_problems(text[position:])
-    return _compact_result(pairs, problems, items, recognised=bool(pairs))
+    return _compact_result(pairs, problems, items)
 
 
 def _gap_problems(gap: str) -> list[AnswerProblem]:
@@ -912,10 +916,9 @@ def _compact_result(
     pairs: list[tuple[str, str, Any]],
     problems: list[AnswerProblem],
     items: Sequence[CheckinItem],
-    *,
-    recognised: bool,
 ) -> CompactReply:
     questions = {q.code: q for item in items for q in item.questions}
+    recognised = any(code in questions for code, _, _ in pairs)
     answers: dict[str, Answer] = {}
     raw_values: dict[str, str] = {}
     conflicting: set[str] = set()

@@ -503,7 +503,9 @@ def test_compact_unit_after_a_score_is_reported(every_item: list[ck.CheckinItem]
     assert [p.kind for p in reply.problems] == ["unreadable"]
 
 
-@pytest.mark.parametrize("text", ["", "   ", "I feel fine", "拉肚子三次", "2"])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "I feel fine", "拉肚子三次", "2", "I vomited 3 times", "had 2 stools"]
+)
 def test_text_without_codes_is_not_recognised(every_item: list[ck.CheckinItem], text) -> None:
     reply = ck.parse_compact(text, every_item)
     assert not reply.recognised and not reply.ok
@@ -792,3 +794,11 @@ def test_protocol_without_checkins(protocol: Protocol) -> None:
     raw = {k: v for k, v in protocol.raw.items() if k != "checkins"}
     with pytest.raises(ck.CheckinsError, match="this protocol has no check-ins"):
         ck.load_checkins(replace(protocol, raw=raw))
+
+
+def test_only_unknown_codes_is_not_recognised_but_reported(
+    every_item: list[ck.CheckinItem],
+) -> None:
+    reply = ck.parse_compact("Q2 Z3", every_item)
+    assert not reply.recognised and reply.answers == {}
+    assert problem_kinds(reply) == [("unknown_code", "Q"), ("unknown_code", "Z")]
