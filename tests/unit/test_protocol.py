@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from app.domain.protocol import (
     ChoiceError,
@@ -148,10 +149,11 @@ def test_second_protocol_loads_with_other_choices_and_phases() -> None:
 
 
 def test_reminders_and_checkins_sections_are_free_form(tmp_path: Path) -> None:
-    text = default_protocol_path().read_text(encoding="utf-8")
-    extra = "\nreminders:\n  infusion: {days_before: [1], at: '18:00'}\ncheckins:\n  q1: {x: 1}\n"
+    data = yaml.safe_load(MINI.read_text(encoding="utf-8"))
+    data["reminders"] = {"infusion": {"days_before": [1], "at": "18:00"}}
+    data["checkins"] = {"q1": {"x": 1}}
     path = tmp_path / "with_sections.yaml"
-    path.write_text(text + extra, encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     loaded = load_protocol(path)
     assert loaded.raw["reminders"]["infusion"]["days_before"] == [1]
     assert loaded.raw["checkins"] == {"q1": {"x": 1}}
