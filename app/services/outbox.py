@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.services.paging import Page, paginate
 
 PAGE_SIZE = 50
 
@@ -77,7 +79,7 @@ def add_history(
 
 @dataclass(frozen=True)
 class MessageFilter:
-    """What the message log shows: one patient, one status, a local date range."""
+    """What the message log shows: one patient, one status, one kind, a local date range."""
 
     patient: str | None = None
     status: str | None = None
@@ -85,12 +87,17 @@ class MessageFilter:
     date_from: date | None = None
     date_to: date | None = None
 
+    @property
+    def active(self) -> bool:
+        """True when any filter is set."""
+        return any((self.patient, self.status, self.kind, self.date_from, self.date_to))
+
 
 def message_log(
     filters: MessageFilter, *, tz: ZoneInfo, page: int = 1, per_page: int = PAGE_SIZE
-) -> tuple[list[OutboxMessage], int]:
-    """Messages matching ``filters``, newest send time first, and the total count."""
-    stmt = select(OutboxMessage).join(Patient)
+) -> Page:
+    """Messages matching ``filters``, latest send time first, one page of them."""
+    stmt = select(OutboxMessage).join(Patient).options(selectinload(OutboxMessage.patient))
     if filters.patient:
         needle = filters.patient.strip()
         stmt = stmt.where(or_(Patient.study_id == needle, Patient.study_id.ilike(f"%{needle}%")))
@@ -99,18 +106,13 @@ def message_log(
     if filters.kind:
         stmt = stmt.where(OutboxMessage.kind == filters.kind)
     if filters.date_from:
-        start = datetime.combine(filters.date_from, datetime.min.time(), tzinfo=tz)
+        start = datetime.combine(filters.date_from, time(0), tzinfo=tz)
         stmt = stmt.where(OutboxMessage.send_after >= start)
     if filters.date_to:
-        end = datetime.combine(filters.date_to + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        end = datetime.combine(filters.date_to + timedelta(days=1), time(0), tzinfo=tz)
         stmt = stmt.where(OutboxMessage.send_after < end)
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = db.session.scalars(
-        stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
-        .limit(per_page)
-        .offset(max(page - 1, 0) * per_page)
-    ).all()
-    return list(rows), int(total)
+    ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
+    return paginate(ordered, page, per_page)
 
 
 def status_counts() -> dict[str, int]:
