@@ -1,0 +1,128 @@
+"""Month, week and day views across patients: load per day, filters, clashes, closed days."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import CalendarEvent
+from app.services.protocols import clinic_working_days
+from app.web.helpers import clinic_today
+from tests.web.conftest import enrol
+
+
+def _day_total(html: str, day: date) -> int:
+    cell = re.search(rf'data-day="{day.isoformat()}">(.*?)</td>', html, re.S)
+    assert cell, f"no cell for {day}"
+    total = re.search(r'class="tot">(\d+)<', cell.group(1))
+    return int(total.group(1)) if total else 0
+
+
+def _events_on(day: date, kind: str | None = None) -> int:
+    query = select(func.count(CalendarEvent.id)).where(
+        CalendarEvent.date == day, CalendarEvent.status != "cancelled"
+    )
+    if kind:
+        query = query.where(CalendarEvent.kind == kind)
+    return db.session.scalar(query) or 0
+
+
+def _first_infusion_day() -> date:
+    return db.session.scalar(
+        select(CalendarEvent.date).where(CalendarEvent.key == "induction.c1.infusion")
+    )
+
+
+def test_month_shows_the_load_of_each_day(english_nurse: FlaskClient) -> None:
+    start = clinic_today() + timedelta(days=3)
+    enrol("JSCH-001", start=start)
+    enrol("JSCH-002", start=start)
+    day = _first_infusion_day()
+    html = english_nurse.get(f"/calendar/month?month={day:%Y-%m}").get_data(as_text=True)
+    assert _day_total(html, day) == _events_on(day) >= 2
+    assert "2 patients" in html
+
+
+def test_month_filter_by_kind_and_phase(english_nurse: FlaskClient) -> None:
+    enrol("JSCH-001")
+    day = _first_infusion_day()
+    url = f"/calendar/month?month={day:%Y-%m}"
+    infusions = english_nurse.get(f"{url}&kind=infusion").get_data(as_text=True)
+    assert _day_total(infusions, day) == _events_on(day, "infusion") == 1
+    labs_only = english_nurse.get(f"{url}&kind=labs&phase=maintenance").get_data(as_text=True)
+    assert _day_total(labs_only, day) == 0
+    ignored = english_nurse.get(f"{url}&kind=<script>").get_data(as_text=True)
+    assert _day_total(ignored, day) == _events_on(day)
+
+
+def test_month_marks_clashes_and_closed_days(english_nurse: FlaskClient) -> None:
+    patient = enrol("JSCH-001")
+    day = _first_infusion_day()
+    c2 = next(e for e in patient.events if e.key == "induction.c2.infusion")
+    c2.date = day  # a second infusion on the same day: a clash
+    db.session.commit()
+    html = english_nurse.get(f"/calendar/month?month={day:%Y-%m}").get_data(as_text=True)
+    cell = re.search(rf'data-day="{day.isoformat()}">(.*?)</td>', html, re.S).group(1)
+    assert "1 clash" in cell
+    working = clinic_working_days()
+    closed = next(
+        day + timedelta(days=i)
+        for i in range(1, 10)
+        if not working.is_working_day(day + timedelta(days=i))
+    )
+    assert re.search(rf'class="[^"]*closed[^"]*" data-day="{closed.isoformat()}"', html)
+
+
+def test_month_navigation_and_bad_month(english_nurse: FlaskClient) -> None:
+    html = english_nurse.get("/calendar/month?month=2026-02").get_data(as_text=True)
+    assert "February 2026" in html
+    assert "month=2026-01" in html and "month=2026-03" in html
+    assert english_nurse.get("/calendar/month?month=garbage").status_code == 200
+    assert english_nurse.get("/calendar/month?month=0001-01").status_code == 404
+    assert english_nurse.get("/calendar/").status_code == 302
+
+
+def test_week_lists_events_with_patient_links(english_nurse: FlaskClient) -> None:
+    enrol("JSCH-001")
+    day = _first_infusion_day()
+    html = english_nurse.get(f"/calendar/week?start={day.isoformat()}").get_data(as_text=True)
+    assert 'href="/patients/JSCH-001/events/induction.c1.infusion"' in html
+    monday = day - timedelta(days=day.weekday())
+    assert f'data-day="{monday.isoformat()}"' in html
+    assert f'data-day="{(monday + timedelta(days=6)).isoformat()}"' in html
+
+
+def test_week_cuts_busy_days_and_links_to_the_day(english_nurse: FlaskClient) -> None:
+    start = clinic_today() + timedelta(days=3)
+    for i in range(45):
+        enrol(f"P-{i:03d}", start=start)
+    day = _first_infusion_day()
+    html = english_nurse.get(f"/calendar/week?start={day.isoformat()}").get_data(as_text=True)
+    total = _events_on(day)
+    assert total > 40
+    assert f"+ {total - 40} more" in html
+    page = english_nurse.get(f"/calendar/day/{day.isoformat()}").get_data(as_text=True)
+    assert f"1–50 of {total}" in page
+    second = english_nurse.get(f"/calendar/day/{day.isoformat()}?page=2").get_data(as_text=True)
+    assert f"51–{total} of {total}" in second
+
+
+def test_day_view_filters_and_bad_dates(english_nurse: FlaskClient) -> None:
+    enrol("JSCH-001")
+    day = _first_infusion_day()
+    html = english_nurse.get(f"/calendar/day/{day.isoformat()}?kind=infusion").get_data(
+        as_text=True
+    )
+    assert html.count("/events/induction.c1.infusion") >= 1
+    assert "/events/induction.c1.labs" not in html
+    assert english_nurse.get("/calendar/day/2026-13-45").status_code == 404
+
+
+def test_calendar_in_chinese(nurse: FlaskClient) -> None:
+    html = nurse.get("/calendar/month?month=2026-03").get_data(as_text=True)
+    assert "2026年3月" in html
+    assert "周一" in html

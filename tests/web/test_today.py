@@ -1,0 +1,83 @@
+"""The Today page: visits of today and tomorrow, overdue and flagged events, alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+import app.models
+from app.extensions import db
+from app.models import CalendarEvent
+from app.services.dashboard import open_alert_counts, overview
+from app.web.helpers import clinic_today
+from tests.web.conftest import enrol
+
+
+def _first_infusion():
+    return db.session.scalars(
+        select(CalendarEvent).where(CalendarEvent.key == "induction.c1.infusion")
+    ).one()
+
+
+def test_today_lists_todays_and_tomorrows_visits(english_nurse: FlaskClient) -> None:
+    today = clinic_today()
+    patient = enrol("JSCH-001")
+    infusion = _first_infusion()
+    infusion.date = today
+    labs = next(e for e in patient.events if e.key == "induction.c1.labs")
+    labs.date = today + timedelta(days=1)
+    db.session.commit()
+    result = overview(today)
+    assert [e.key for e in result.today.visits] == ["induction.c1.infusion"]
+    assert "induction.c1.labs" in [e.key for e in result.tomorrow.visits]
+    html = english_nurse.get("/").get_data(as_text=True)
+    assert "/patients/JSCH-001/events/induction.c1.infusion" in html
+    assert "/patients/JSCH-001/events/induction.c1.labs" in html
+
+
+def test_overdue_events_are_those_past_their_window(english_nurse: FlaskClient) -> None:
+    today = clinic_today()
+    enrol("JSCH-001", start=today - timedelta(days=40))
+    result = overview(today)
+    assert result.overdue_total > 0
+    assert all(e.window_end < today and e.status == "planned" for e in result.overdue)
+    assert all(e.kind not in ("checkin", "premedication") for e in result.overdue)
+    html = english_nurse.get("/").get_data(as_text=True)
+    assert "induction.c1.infusion" in html
+    infusion = _first_infusion()
+    infusion.status = "done"
+    db.session.commit()
+    assert "induction.c1.infusion" not in [e.key for e in overview(today).overdue]
+
+
+def test_withdrawn_patients_are_not_overdue(english_nurse: FlaskClient) -> None:
+    today = clinic_today()
+    patient = enrol("JSCH-001", start=today - timedelta(days=40))
+    patient.status = "withdrawn"
+    db.session.commit()
+    assert overview(today).overdue_total == 0
+
+
+def test_flagged_events_come_from_the_calendar_engine(english_nurse: FlaskClient) -> None:
+    today = clinic_today()
+    enrol("JSCH-001")
+    infusion = _first_infusion()
+    infusion.flags = ["outside_window"]
+    db.session.commit()
+    result = overview(today)
+    assert [e.key for e in result.flagged] == ["induction.c1.infusion"]
+    html = english_nurse.get("/").get_data(as_text=True)
+    assert "Outside its window" in html
+
+
+def test_alert_counts_only_when_the_alert_model_exists(english_nurse: FlaskClient) -> None:
+    html = english_nurse.get("/").get_data(as_text=True)
+    if hasattr(app.models, "Alert"):
+        assert open_alert_counts() is not None
+        assert 'id="alerts"' in html
+    else:
+        assert open_alert_counts() is None
+        assert 'id="alerts"' not in html
+        assert "Open alerts" not in html
