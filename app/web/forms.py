@@ -14,19 +14,25 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from app.models import ROLES
 
-LANGUAGE_CHOICES = [("zh", "中文"), ("en", "English")]
+LANGUAGE_CHOICES = (("zh", "中文"), ("en", "English"))
+
+
+def language_choices() -> list[SelectChoice]:
+    """The interface and patient languages (each named in its own language)."""
+    return [SelectChoice(code, label) for code, label in LANGUAGE_CHOICES]
 REASON_MAX = 500
 
 
-def role_choices() -> list[tuple[str, str]]:
+def role_choices() -> list[SelectChoice]:
     """Roles with their translated names."""
     from app.web.labels import role_label
 
-    return [(role, role_label(role)) for role in ROLES]
+    return [SelectChoice(role, role_label(role)) for role in ROLES]
 
 
 class SignInForm(FlaskForm):
@@ -48,7 +54,7 @@ class SignInForm(FlaskForm):
 class LanguageForm(FlaskForm):
     """The language switch in the header."""
 
-    locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
+    locale = SelectField(_l("Language"), choices=language_choices())
     next = HiddenField()
 
 
@@ -93,7 +99,7 @@ class UserCreateForm(FlaskForm):
         validators=[DataRequired(message=_l("Enter the person's name.")), Length(max=120)],
     )
     role = SelectField(_l("Role"), choices=[])
-    locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
+    locale = SelectField(_l("Language"), choices=language_choices())
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -108,7 +114,7 @@ class UserEditForm(FlaskForm):
         validators=[DataRequired(message=_l("Enter the person's name.")), Length(max=120)],
     )
     role = SelectField(_l("Role"), choices=[])
-    locale = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
+    locale = SelectField(_l("Language"), choices=language_choices())
     active = BooleanField(_l("Account active (can sign in)"))
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -149,7 +155,7 @@ class EnrolmentForm(FlaskForm):
     recurrence_date = DateField(_l("Date of recurrence"), validators=[Optional()])
     sms_consent = BooleanField(_l("The patient agreed to receive SMS reminders"))
     sms_consent_date = DateField(_l("Date of SMS consent"), validators=[Optional()])
-    locale = RadioField(_l("Patient's language"), choices=LANGUAGE_CHOICES, default="zh")
+    locale = RadioField(_l("Patient's language"), choices=language_choices(), default="zh")
     timezone = SelectField(_l("Patient's time zone"), choices=[])
 
 

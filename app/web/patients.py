@@ -17,6 +17,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
 from app.domain.calendar import CalendarError
@@ -138,8 +139,9 @@ def _enrolment_form_class() -> type[EnrolmentForm]:
         pass
 
     for code, choice in protocol.choices.items():
-        options = [("", _("Choose…"))] + [
-            (opt.code, opt.label_zh if zh else opt.label_en) for opt in choice.options.values()
+        options = [SelectChoice("", _("Choose…"))] + [
+            SelectChoice(opt.code, opt.label_zh if zh else opt.label_en)
+            for opt in choice.options.values()
         ]
         setattr(
             ProtocolEnrolmentForm,

@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
+from wtforms.fields.choices import SelectChoice
 
 COMMON_TIMEZONES = (
     "Asia/Shanghai",
@@ -34,12 +35,12 @@ def _offset(name: str) -> str:
     return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
 
 
-def timezone_choices() -> list[tuple[str, str]]:
+def timezone_choices() -> list[SelectChoice]:
     """(zone, label) pairs with the current UTC offset; the clinic's zone first."""
     choices = []
     for name in COMMON_TIMEZONES:
         label = f"{name.replace('_', ' ')} · {_offset(name)}"
         if name == "Asia/Shanghai":
             label = f"{_('China (Beijing time)')} · {_offset(name)}"
-        choices.append((name, label))
+        choices.append(SelectChoice(name, label))
     return choices
