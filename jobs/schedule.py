@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -88,6 +89,13 @@ def build_scheduler(app: Flask, stop: threading.Event) -> BlockingScheduler:
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=tz,
     )
+    add_jobs(scheduler, app, stop)
+    return scheduler
+
+
+def add_jobs(scheduler: BaseScheduler, app: Flask, stop: threading.Event) -> None:
+    """Add (or replace, by fixed id) every job of ``job_specs``."""
+    tz = ZoneInfo(str(app.config.get("CLINIC_TIMEZONE") or "Asia/Shanghai"))
     for spec in job_specs(app.config):
         scheduler.add_job(
             spec.func,
@@ -101,4 +109,3 @@ def build_scheduler(app: Flask, stop: threading.Event) -> BlockingScheduler:
             max_instances=spec.max_instances,
             next_run_time=datetime.now(tz) + timedelta(seconds=1) if spec.run_at_start else None,
         )
-    return scheduler
