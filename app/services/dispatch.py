@@ -30,17 +30,19 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, func, insert, select, update
 
+from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
 from app.services import audit
 from app.services.outbox import transition
-from app.services.reminders import blocked_reason, cancel_unsent
+from app.services.reminders import blocked_reason, cancel_unsent, reminder_policy
 from app.sms import (
     AmbiguousSmsError,
     ProviderMessage,
@@ -94,6 +96,7 @@ class DispatchSettings:
     settle: timedelta = timedelta(seconds=60)
     lookup_margin: timedelta = timedelta(minutes=10)
     status_callback_base: str | None = None
+    quiet_hours: tuple[time, time] | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DispatchSettings:
@@ -102,6 +105,10 @@ class DispatchSettings:
         lease = _setting(config, "SMS_LEASE_SECONDS", 300)
         min_left = min(2 * timeout + 5, lease / 2)
         base = config.get("SMS_STATUS_CALLBACK_URL") or _callback_from_public(config)
+        quiet = None
+        if _setting(config, "SMS_RESPECT_QUIET_HOURS", 1):
+            policy = reminder_policy()
+            quiet = (policy.quiet_start, policy.quiet_end)
         return cls(
             batch_size=int(_setting(config, "SMS_DISPATCH_BATCH", 50)),
             workers=int(_setting(config, "SMS_DISPATCH_WORKERS", 8)),
@@ -112,6 +119,7 @@ class DispatchSettings:
             retry_cap=timedelta(seconds=_setting(config, "SMS_RETRY_MAX_SECONDS", 3600)),
             settle=timedelta(seconds=_setting(config, "SMS_RECONCILE_SETTLE_SECONDS", 60)),
             status_callback_base=base,
+            quiet_hours=quiet,
         )
 
     def backoff(self, attempts: int) -> timedelta:
@@ -145,6 +153,7 @@ class DispatchReport:
     failed: int = 0
     blocked: int = 0
     expired: int = 0
+    deferred: int = 0
     released: int = 0
     lost: int = 0
     errors: list[str] = field(default_factory=list)
@@ -159,7 +168,7 @@ class DispatchReport:
         return (
             f"claimed {self.claimed}, sent {self.sent}, retry later {self.retried}, "
             f"unknown {self.unknown}, failed {self.failed}, blocked {self.blocked}, "
-            f"expired {self.expired}, released {self.released}"
+            f"expired {self.expired}, quiet hours {self.deferred}, released {self.released}"
         )
 
 
@@ -175,13 +184,14 @@ class Claimed:
     claimed_until: datetime
     expires_at: datetime | None
     blocked: str | None = None
+    quiet_until: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one send attempt."""
 
-    kind: str  # sent | retry | ambiguous | terminal | blocked | expired | release
+    kind: str  # sent | retry | ambiguous | terminal | blocked | expired | quiet | release
     sent: SentMessage | None = None
     error: Exception | None = None
     at: datetime | None = None
@@ -267,7 +277,7 @@ class Dispatcher:
                 for row in rows
             ],
         )
-        blocked = self._blocked_patients({row.patient_id for row in rows})
+        patients = self._patients({row.patient_id for row in rows})
         db.session.commit()
         return [
             Claimed(
@@ -278,16 +288,27 @@ class Dispatcher:
                 attempts=row.attempts,
                 claimed_until=until,
                 expires_at=row.expires_at,
-                blocked=blocked.get(row.patient_id),
+                blocked=blocked_reason(patients[row.patient_id]),
+                quiet_until=self._quiet_until(patients[row.patient_id], started),
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
 
     @staticmethod
-    def _blocked_patients(patient_ids: set[int]) -> dict[int, str]:
+    def _patients(patient_ids: set[int]) -> dict[int, Patient]:
         patients = db.session.scalars(select(Patient).where(Patient.id.in_(patient_ids)))
-        found = {p.id: blocked_reason(p) for p in patients}
-        return {pid: reason for pid, reason in found.items() if reason is not None}
+        return {p.id: p for p in patients}
+
+    def _quiet_until(self, patient: Patient, moment: datetime) -> datetime | None:
+        """The end of the quiet hours when it is quiet time for the patient now, else None."""
+        if self.settings.quiet_hours is None:
+            return None
+        start, end = self.settings.quiet_hours
+        local = moment.astimezone(ZoneInfo(patient.timezone or "Asia/Shanghai"))
+        if not in_quiet_hours(local, start, end):
+            return None
+        policy = ReminderPolicy(quiet_start=start, quiet_end=end)
+        return move_out_of_quiet_hours(local, policy, "later").astimezone(UTC)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -298,6 +319,8 @@ class Dispatcher:
             return Outcome("blocked", at=now)
         if claimed.expires_at is not None and now >= claimed.expires_at:
             return Outcome("expired", at=now)
+        if claimed.quiet_until is not None:
+            return Outcome("quiet", at=now)
         if should_stop() or claimed.claimed_until - now < self.settings.min_lease_left:
             return Outcome("release", at=now)
         try:
@@ -449,6 +472,23 @@ class Dispatcher:
         report.expired += 1
         detail = "not sent: too late, the event is over"
         return self._move(claimed, "expired", at, detail, error_reason="expired")
+
+    def _record_quiet(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.deferred += 1
+        assert claimed.quiet_until is not None
+        detail = (
+            f"quiet hours for the patient: waits until {claimed.quiet_until:%Y-%m-%d %H:%M} UTC"
+        )
+        return self._move(
+            claimed,
+            "planned",
+            at,
+            detail,
+            due_at=claimed.quiet_until,
+            attempts=max(claimed.attempts - 1, 0),
+        )
 
     def _record_release(
         self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport

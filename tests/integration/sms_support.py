@@ -188,6 +188,8 @@ def subprocess_env(database_url: str, fake: FakeTwilio, **extra: str) -> dict[st
             "TWILIO_MESSAGING_SERVICE_SID": SERVICE_SID,
             "TWILIO_BASE_URL": fake.base_url,
             "TWILIO_TIMEOUT": "2",
+            # These tests run at any hour; quiet-hour deferral has its own tests.
+            "SMS_RESPECT_QUIET_HOURS": "0",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
             "PYTHONUNBUFFERED": "1",

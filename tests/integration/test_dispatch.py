@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import select
@@ -299,6 +300,24 @@ def test_twenty_percent_faults_end_sent_once_or_clearly_failed(
         r for r in final if any((h.detail or "").startswith("found at") for h in r.history)
     ]
     assert reconciled  # some ambiguous sends were settled by asking, not by resending
+
+
+def test_quiet_hours_at_send_time_postpone_a_late_message_to_the_morning(
+    app_ctx: Flask, fake: FakeTwilio
+) -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    night = datetime(2026, 3, 3, 22, 30, tzinfo=shanghai)
+    morning = datetime(2026, 3, 4, 8, 0, tzinfo=shanghai)
+    add_due_messages(2, due=night - timedelta(hours=1))  # e.g. after an outage
+    quiet = DispatchSettings(**{**FAST.__dict__, "quiet_hours": (time(21), time(8))})
+
+    report = Dispatcher(gateway_for(fake), quiet, clock=lambda: night).run()
+
+    assert (report.deferred, report.sent) == (2, 0) and fake.requests == []
+    assert {(r.status, r.due_at, r.attempts) for r in rows()} == {("planned", morning, 0)}
+    assert Dispatcher(gateway_for(fake), quiet, clock=lambda: night).run().claimed == 0
+    later = Dispatcher(gateway_for(fake), quiet, clock=lambda: morning + timedelta(minutes=1))
+    assert later.run().sent == 2
 
 
 def test_the_console_gateway_sends_due_messages_in_process(app_ctx: Flask) -> None:

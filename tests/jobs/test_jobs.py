@@ -80,7 +80,10 @@ def test_intervals_can_be_shortened_by_settings(app: Flask) -> None:
     assert by_id["sms-reconcile"].trigger.interval == timedelta(seconds=4)
 
 
-def test_the_dispatch_job_calls_the_service_and_honours_stop(app_ctx: Flask) -> None:
+def test_the_dispatch_job_calls_the_service_and_honours_stop(
+    app_ctx: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app_ctx.config, "SMS_RESPECT_QUIET_HOURS", False)  # any hour
     add_due_messages(3)
     stopped = threading.Event()
     stopped.set()
