@@ -87,6 +87,23 @@ class Config:
     QUIET_HOURS_END = _env("QUIET_HOURS_END", "08:00")
     SMS_DAILY_BUDGET = _env_int("SMS_DAILY_BUDGET", 3)
 
+    # Patient replies, alerts and escalation (app/services/{replies,alerts,escalation}.py).
+    ESCALATION_RED_FIRST_MINUTES = _env_int("ESCALATION_RED_FIRST_MINUTES", 15)
+    ESCALATION_RED_REPEAT_MINUTES = _env_int("ESCALATION_RED_REPEAT_MINUTES", 15)
+    ESCALATION_AMBER_WORKING_HOURS = float(_env("ESCALATION_AMBER_WORKING_HOURS", "4") or 4)
+    ESCALATION_AMBER_REPEAT_WORKING_HOURS = float(
+        _env("ESCALATION_AMBER_REPEAT_WORKING_HOURS", "4") or 4
+    )
+    ESCALATION_GREEN_REVIEW_WORKING_HOURS = float(
+        _env("ESCALATION_GREEN_REVIEW_WORKING_HOURS", "8") or 8
+    )
+    ESCALATION_WORKING_HOURS = _env("ESCALATION_WORKING_HOURS", "08:00-17:00")
+    ESCALATION_FALLBACK_PHONE = _env("ESCALATION_FALLBACK_PHONE")
+    ESCALATION_PAGE_NOW = _env_bool("ESCALATION_PAGE_NOW", True)
+    ESCALATION_JOB_SECONDS = _env_int("ESCALATION_JOB_SECONDS", 60)
+    ESCALATION_STALE_INBOUND_SECONDS = _env_int("ESCALATION_STALE_INBOUND_SECONDS", 120)
+    ESCALATION_HISTORY_DAYS = _env_int("ESCALATION_HISTORY_DAYS", 30)
+
 
 class DevelopmentConfig(Config):
     """Local development: SQLite file, console SMS gateway."""
@@ -104,6 +121,7 @@ class TestConfig(Config):
     )
     SMS_BACKEND = "console"
     RATELIMIT_STORAGE_URI = "memory://"
+    ESCALATION_PAGE_NOW = False
 
 
 CONFIGS = {"development": DevelopmentConfig, "test": TestConfig, "production": Config}

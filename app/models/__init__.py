@@ -1,6 +1,14 @@
 """All SQLAlchemy models; import from here."""
 
+from app.models.alerts import (
+    ALERT_KINDS,
+    ALERT_LEVELS,
+    ALERT_STATUSES,
+    Alert,
+    OnCallShift,
+)
 from app.models.audit import AuditEntry, AuditEntryImmutableError
+from app.models.inbound import INBOUND_STATUSES, InboundMessage
 from app.models.messages import (
     MESSAGE_KINDS,
     OUTBOX_STATUSES,
@@ -12,14 +20,21 @@ from app.models.types import UTCDateTime, utcnow
 from app.models.user import ROLES, User
 
 __all__ = [
+    "ALERT_KINDS",
+    "ALERT_LEVELS",
+    "ALERT_STATUSES",
     "EVENT_STATUSES",
+    "INBOUND_STATUSES",
     "MESSAGE_KINDS",
     "OUTBOX_STATUSES",
     "PATIENT_STATUSES",
     "ROLES",
+    "Alert",
     "AuditEntry",
     "AuditEntryImmutableError",
     "CalendarEvent",
+    "InboundMessage",
+    "OnCallShift",
     "OutboxMessage",
     "OutboxStatusChange",
     "Patient",

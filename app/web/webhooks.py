@@ -81,3 +81,7 @@ def status_callback() -> Response:
     )
     logger.debug("status callback %s %s: %s", sid, status, result.outcome)
     return Response(status=204)
+
+
+# Inbound messages add their route to this blueprint (app/web/inbound_sms.py).
+from app.web import inbound_sms  # noqa: E402, F401

@@ -1,0 +1,289 @@
+"""Alerts for the study team: create (inside the caller's transaction), acknowledge, resolve, list.
+
+Red and amber alerts get ``next_escalation_at`` when they are created (app.domain.escalation);
+acknowledging clears it and records the time to acknowledge. Acknowledge and resolve are
+conditional UPDATEs, so two people clicking at once cannot both "first-acknowledge" an alert.
+Every change is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import case, func, select, update
+
+from app.domain.escalation import EscalationPolicy, WorkingHours, first_escalation_at
+from app.extensions import db
+from app.models import ALERT_LEVELS, Alert, utcnow
+from app.models.alerts import UNRESOLVED_STATUSES
+from app.services import audit
+from app.services.protocols import clinic_working_days
+
+MAX_NOTE_CHARS = 2000
+
+
+class AlertError(ValueError):
+    """An alert action that cannot be done (unknown alert, already resolved, missing note)."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """What the replies service knows when it raises an alert."""
+
+    dedupe_key: str
+    kind: str
+    level: str
+    summary: str
+    reasons: Sequence[str] = ()
+    symptoms: Sequence[dict[str, Any]] = ()
+    patient_id: int | None = None
+    inbound_message_id: int | None = None
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def escalation_policy() -> EscalationPolicy:
+    """The ESCALATION_* settings as a policy."""
+    config = current_app.config
+    return EscalationPolicy(
+        red_first=timedelta(minutes=float(config.get("ESCALATION_RED_FIRST_MINUTES", 15))),
+        red_repeat=timedelta(minutes=float(config.get("ESCALATION_RED_REPEAT_MINUTES", 15))),
+        amber_first=timedelta(hours=float(config.get("ESCALATION_AMBER_WORKING_HOURS", 4))),
+        amber_repeat=timedelta(hours=float(config.get("ESCALATION_AMBER_REPEAT_WORKING_HOURS", 4))),
+        working_hours=WorkingHours.parse(
+            str(config.get("ESCALATION_WORKING_HOURS") or "08:00-17:00")
+        ),
+    )
+
+
+def clinic_zone() -> ZoneInfo:
+    """The clinic's time zone."""
+    return ZoneInfo(str(current_app.config.get("CLINIC_TIMEZONE") or "Asia/Shanghai"))
+
+
+# -- creating ------------------------------------------------------------------------------------
+
+
+def create_alert(new: NewAlert, *, now: datetime, actor: str = "system") -> Alert:
+    """Add an alert (or return the one with the same dedupe key); flush, never commit."""
+    existing = db.session.scalar(select(Alert).where(Alert.dedupe_key == new.dedupe_key))
+    if existing is not None:
+        return existing
+    if new.level not in ALERT_LEVELS:
+        raise AlertError(f"level must be one of {', '.join(ALERT_LEVELS)}")
+    alert = Alert(
+        dedupe_key=new.dedupe_key,
+        kind=new.kind,
+        level=new.level,
+        summary=new.summary[:300],
+        reasons=list(new.reasons),
+        symptoms=[dict(s) for s in new.symptoms],
+        patient_id=new.patient_id,
+        inbound_message_id=new.inbound_message_id,
+        status="open",
+        created_at=now,
+        updated_at=now,
+        escalation_count=0,
+        next_escalation_at=first_escalation_at(
+            new.level, now, escalation_policy(), clinic_working_days(), clinic_zone()
+        ),
+    )
+    db.session.add(alert)
+    db.session.flush()
+    audit.record(
+        actor,
+        "alert.create",
+        entity_type="alert",
+        entity_id=alert.id,
+        patient_id=new.patient_id,
+        after={"level": alert.level, "kind": alert.kind, "summary": alert.summary},
+        reason="; ".join(new.reasons)[:500] or None,
+        at=now,
+    )
+    return alert
+
+
+# -- handling ------------------------------------------------------------------------------------
+
+
+def get_alert(alert_id: int) -> Alert:
+    """The alert with this id, or AlertError('not_found')."""
+    alert = db.session.get(Alert, alert_id, populate_existing=True)
+    if alert is None:
+        raise AlertError(f"no alert {alert_id}", "not_found")
+    return alert
+
+
+def acknowledge(alert_id: int, *, actor: str, now: datetime | None = None) -> Alert:
+    """Mark an open alert acknowledged (stops its escalation); audit and commit.
+
+    Acknowledging an already acknowledged alert changes nothing; a resolved one is an error.
+    """
+    now = now or utcnow()
+    alert = get_alert(alert_id)
+    if alert.status == "resolved":
+        raise AlertError(f"alert {alert_id} is already resolved", "resolved")
+    if alert.status == "acknowledged":
+        return alert
+    if _mark_acknowledged(alert, actor, now):
+        audit.record(
+            actor,
+            "alert.acknowledge",
+            entity_type="alert",
+            entity_id=alert.id,
+            patient_id=alert.patient_id,
+            before={"status": "open"},
+            after={
+                "status": "acknowledged",
+                "time_to_acknowledge_seconds": alert.time_to_acknowledge_seconds,
+            },
+            at=now,
+        )
+    db.session.commit()
+    return get_alert(alert_id)
+
+
+def _mark_acknowledged(alert: Alert, actor: str, now: datetime) -> bool:
+    seconds = max(int((now - alert.created_at).total_seconds()), 0)
+    result = db.session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.status == "open")
+        .values(
+            status="acknowledged",
+            acknowledged_at=now,
+            acknowledged_by=actor,
+            time_to_acknowledge_seconds=seconds,
+            next_escalation_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    claimed = result.rowcount == 1  # type: ignore[attr-defined]
+    if claimed:
+        db.session.refresh(alert)
+    return claimed
+
+
+def resolve(alert_id: int, *, actor: str, note: str, now: datetime | None = None) -> Alert:
+    """Resolve an alert with a note (acknowledging it first if nobody had); audit and commit."""
+    now = now or utcnow()
+    text = (note or "").strip()
+    if not text:
+        raise AlertError("a resolution note is required", "note_required")
+    if len(text) > MAX_NOTE_CHARS:
+        raise AlertError(f"the note is longer than {MAX_NOTE_CHARS} characters", "note_too_long")
+    alert = get_alert(alert_id)
+    if alert.status == "resolved":
+        raise AlertError(f"alert {alert_id} is already resolved", "resolved")
+    before = {"status": alert.status}
+    if alert.status == "open":
+        _mark_acknowledged(alert, actor, now)
+    result = db.session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.status.in_(UNRESOLVED_STATUSES))
+        .values(
+            status="resolved",
+            resolved_at=now,
+            resolved_by=actor,
+            resolution_note=text,
+            next_escalation_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.rollback()
+        raise AlertError(f"alert {alert_id} is already resolved", "resolved")
+    audit.record(
+        actor,
+        "alert.resolve",
+        entity_type="alert",
+        entity_id=alert.id,
+        patient_id=alert.patient_id,
+        before=before,
+        after={"status": "resolved"},
+        reason=text[:500],
+        at=now,
+    )
+    db.session.commit()
+    return get_alert(alert_id)
+
+
+# -- listing -------------------------------------------------------------------------------------
+
+
+def _urgency() -> Any:
+    return case(
+        {level: rank for rank, level in enumerate(ALERT_LEVELS)}, value=Alert.level, else_=0
+    )
+
+
+def unresolved(*, limit: int = 200) -> list[Alert]:
+    """Open and acknowledged alerts: most urgent level first, then open before acknowledged,
+    then oldest first."""
+    stmt = (
+        select(Alert)
+        .where(Alert.status.in_(UNRESOLVED_STATUSES))
+        .order_by(
+            _urgency(),
+            case((Alert.status == "open", 0), else_=1),
+            Alert.created_at,
+            Alert.id,
+        )
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def recently_resolved(*, limit: int = 50) -> list[Alert]:
+    """The most recently resolved alerts."""
+    stmt = (
+        select(Alert)
+        .where(Alert.status == "resolved")
+        .order_by(Alert.resolved_at.desc(), Alert.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def for_patient(patient_id: int, *, limit: int = 50) -> list[Alert]:
+    """A patient's alerts, newest first."""
+    stmt = (
+        select(Alert)
+        .where(Alert.patient_id == patient_id)
+        .order_by(Alert.created_at.desc(), Alert.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def unresolved_counts() -> dict[str, int]:
+    """Unresolved alerts by level, with 'total' and 'open' (not yet acknowledged)."""
+    rows = db.session.execute(
+        select(Alert.level, Alert.status, func.count())
+        .where(Alert.status.in_(UNRESOLVED_STATUSES))
+        .group_by(Alert.level, Alert.status)
+    ).all()
+    counts = dict.fromkeys(ALERT_LEVELS, 0) | {"total": 0, "open": 0}
+    for level, status, number in rows:
+        counts[str(level)] = counts.get(str(level), 0) + int(number)
+        counts["total"] += int(number)
+        if status == "open":
+            counts["open"] += int(number)
+    return counts
+
+
+def open_urgent_count() -> int:
+    """Red and amber alerts nobody has acknowledged yet (the navigation badge)."""
+    stmt = select(func.count()).where(Alert.status == "open", Alert.level.in_(("red", "amber")))
+    return int(db.session.scalar(stmt) or 0)

@@ -1,0 +1,772 @@
+"""Inbound SMS: store first, then understand, act and answer (the Twilio webhook's use case).
+
+``handle_inbound(form, now)`` is all the webhook calls. In order:
+
+1. ``store``: one INSERT under the UNIQUE MessageSid, committed before anything is interpreted.
+   A retried webhook (same MessageSid) stores nothing new and gets the answer already given.
+2. ``process``: one transaction that starts by claiming the row (conditional UPDATE
+   ``received -> processed``, so two processes can never act twice on one message), matches the
+   sender to a patient by E.164 number, parses and triages the text (app.domain.replies /
+   app.domain.triage, with the patient's context and previous grades), acts on it (events,
+   opt-out / opt-in, alerts, pages to the on-call clinician through the outbox) and records what
+   it understood and answered. Commit.
+3. If anything in step 2 fails, it is rolled back as a whole; the row is marked ``failed`` with
+   the error, a nurse-visible alert points at it (red, with pages, when the bare text is a red
+   flag) and the patient still gets a safe answer.
+
+A row left ``received`` (the process died between 1 and 2) is picked up by ``process_stale``
+(run by the escalation job); its answer then goes out through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from flask import Flask, current_app
+from flask_babel import force_locale
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.domain.escalation import add_working_time
+from app.domain.replies import ParsedReply, ReplyContext, parse_reply
+from app.domain.triage import TriageResult, triage
+from app.extensions import db
+from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
+from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
+from app.models.messages import ACCEPTED_STATUSES
+from app.services import audit
+from app.services import reply_texts as texts
+from app.services.alerts import NewAlert, clinic_zone, create_alert, escalation_policy
+from app.services.escalation import page_for_new_red
+from app.services.outbox import add_history
+from app.services.protocols import clinic_working_days
+from app.services.reminders import cancel_unsent, plan_patient
+from app.sms.segments import count_segments
+
+logger = logging.getLogger("cadence.replies")
+
+CLINICAL_INTENTS = ("symptom_report", "checkin_answer")
+CONFIRMABLE_STATUSES = ("planned",)
+OPEN_EVENT_STATUSES = ("planned", "confirmed")
+REMINDER_KINDS = ("reminder", "moved")
+REMINDER_LOOKBACK = timedelta(days=7)
+CHECKIN_LOOKBACK = timedelta(hours=24)
+MAX_BODY_CHARS = 20000
+RESCHEDULE_FLAG = "reschedule_requested"
+
+
+class InvalidInbound(ValueError):
+    """The form is not an inbound message (no MessageSid or no sender): nothing is stored."""
+
+
+@dataclass(frozen=True)
+class InboundForm:
+    """The fields of Twilio's inbound-message webhook that we keep."""
+
+    sid: str
+    from_number: str
+    to_number: str | None
+    body: str
+    num_media: int = 0
+
+    @classmethod
+    def parse(cls, form: Mapping[str, Any]) -> InboundForm:
+        """Read Twilio's form (MessageSid/SmsSid, From, To, Body, NumMedia) or InvalidInbound."""
+        sid = _text(form.get("MessageSid") or form.get("SmsSid")).strip()
+        sender = _text(form.get("From")).strip()
+        if not sid or len(sid) > MAX_SID_CHARS:
+            raise InvalidInbound("MessageSid missing or too long")
+        if not sender or len(sender) > MAX_NUMBER_CHARS:
+            raise InvalidInbound("From missing or too long")
+        to = _text(form.get("To")).strip()[:MAX_NUMBER_CHARS] or None
+        media = _text(form.get("NumMedia")).strip()
+        return cls(
+            sid=sid,
+            from_number=sender,
+            to_number=to,
+            body=_text(form.get("Body"))[:MAX_BODY_CHARS],
+            num_media=int(media) if media.isdigit() and len(media) < 4 else 0,
+        )
+
+
+def _text(value: Any) -> str:
+    """A form value as storable text (NUL is not allowed in PostgreSQL text)."""
+    if value is None:
+        return ""
+    return str(value).replace("\x00", "\ufffd")
+
+
+@dataclass
+class Outcome:
+    """What processing one message decided: what we understood, did and answer."""
+
+    reply: str
+    locale: str
+    patient: Patient | None = None
+    parsed: ParsedReply | None = None
+    result: TriageResult | None = None
+    alert_id: int | None = None
+    actions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """The end of one webhook call: the answer (None: answer nothing) and what happened."""
+
+    reply: str | None
+    status: str  # processed | failed | duplicate | in_progress
+    message_id: int
+    priority: str | None = None
+    alert_id: int | None = None
+
+
+# -- entry points ------------------------------------------------------------------------------
+
+
+def handle_inbound(form: Mapping[str, Any], now: datetime) -> str:
+    """Store, understand, act and return the reply text ('' to answer nothing)."""
+    return receive(form, now).reply or ""
+
+
+def receive(form: Mapping[str, Any], now: datetime) -> InboundResult:
+    """Store the message (committed), then process it; never raises for a valid form."""
+    inbound = InboundForm.parse(form)
+    message_id, created = store(inbound, now)
+    if not created:
+        return _duplicate(message_id)
+    return process(message_id, now)
+
+
+def store(inbound: InboundForm, now: datetime) -> tuple[int, bool]:
+    """Insert the message and commit; (id, True), or (id of the first copy, False) if known."""
+    try:
+        message_id = db.session.execute(
+            insert(InboundMessage)
+            .values(
+                sid=inbound.sid,
+                from_number=inbound.from_number,
+                to_number=inbound.to_number,
+                body=inbound.body,
+                num_media=inbound.num_media,
+                received_at=now,
+                status="received",
+            )
+            .returning(InboundMessage.id)
+        ).scalar_one()
+        db.session.commit()
+        return message_id, True
+    except IntegrityError:
+        db.session.rollback()
+    existing = db.session.scalar(select(InboundMessage.id).where(InboundMessage.sid == inbound.sid))
+    if existing is None:  # pragma: no cover - an integrity error that was not the sid
+        raise RuntimeError(f"could not store inbound message {inbound.sid}")
+    return existing, False
+
+
+def _duplicate(message_id: int) -> InboundResult:
+    row = db.session.get(InboundMessage, message_id, populate_existing=True)
+    assert row is not None
+    if row.status == "received":
+        return InboundResult(None, "in_progress", row.id)
+    return InboundResult(row.reply_body, "duplicate", row.id, row.priority)
+
+
+def process(message_id: int, now: datetime, *, reply_by_sms: bool = False) -> InboundResult:
+    """Interpret one stored message and act on it in one transaction; on failure, fall back."""
+    try:
+        result = _process(message_id, now, reply_by_sms)
+    except Exception as exc:
+        db.session.rollback()
+        logger.exception("inbound message %s could not be interpreted", message_id)
+        return _fallback(message_id, now, exc, reply_by_sms)
+    if result.status == "processed" and result.priority == "red":
+        kick_dispatch()
+    return result
+
+
+def process_stale(now: datetime, *, older_than: timedelta) -> int:
+    """Process messages stored but never interpreted (a process died); answers go by SMS."""
+    ids = db.session.scalars(
+        select(InboundMessage.id)
+        .where(InboundMessage.status == "received", InboundMessage.received_at <= now - older_than)
+        .order_by(InboundMessage.received_at)
+        .limit(100)
+    ).all()
+    done = 0
+    for message_id in ids:
+        result = process(message_id, now, reply_by_sms=True)
+        done += result.status in ("processed", "failed")
+    return done
+
+
+# -- processing ----------------------------------------------------------------------------------
+
+
+def _process(message_id: int, now: datetime, reply_by_sms: bool) -> InboundResult:
+    claimed = db.session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == message_id, InboundMessage.status == "received")
+        .values(status="processed", processed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.rollback()
+        return _duplicate(message_id)
+    row = db.session.get(InboundMessage, message_id, populate_existing=True)
+    assert row is not None
+    patient = match_patient(row.from_number)
+    if patient is None:
+        outcome = _from_unknown_sender(row, now)
+    else:
+        outcome = _from_patient(row, patient, now)
+    _record(row, outcome, now)
+    if reply_by_sms and outcome.patient is not None and outcome.reply:
+        _queue_reply(outcome.patient, row, outcome.reply, outcome.locale, now)
+    db.session.commit()
+    priority = outcome.result.priority if outcome.result else None
+    return InboundResult(outcome.reply, "processed", message_id, priority, outcome.alert_id)
+
+
+def _record(row: InboundMessage, outcome: Outcome, now: datetime) -> None:
+    row.status = "processed"
+    row.processed_at = now
+    row.patient_id = outcome.patient.id if outcome.patient else None
+    row.reply_body = outcome.reply
+    row.reply_locale = outcome.locale
+    if outcome.parsed is not None and outcome.result is not None:
+        row.intent = outcome.parsed.intent
+        row.priority = outcome.result.priority
+        row.language = outcome.parsed.language
+        row.parse = parse_record(outcome.parsed, outcome.result, outcome.actions)
+
+
+def parse_record(parsed: ParsedReply, result: TriageResult, actions: list[str]) -> dict[str, Any]:
+    """What we understood, as stored on the message (the classify JSON plus details)."""
+    return {
+        "intent": parsed.intent,
+        "symptoms": [
+            {"code": m.code, "grade": m.grade, "evidence": _safe(m.evidence)[:80]}
+            for m in parsed.active_symptoms
+        ],
+        "negated": sorted({m.code for m in parsed.negated_symptoms}),
+        "temperature_c": parsed.temperature_c,
+        "priority": result.priority,
+        "reasons": [_safe(r) for r in result.reasons],
+        "red_flags": list(result.red_flags),
+        "flags": list(parsed.flags),
+        "language": parsed.language,
+        "answer": parsed.answer,
+        "codes": dict(parsed.codes),
+        "actions": actions,
+    }
+
+
+def _safe(text: str) -> str:
+    return str(text).replace("\x00", "\ufffd")
+
+
+def match_patient(sender: str) -> Patient | None:
+    """The patient whose E.164 number sent the message (active patients first), or None.
+
+    A number shared by several patients on study is not matched to any of them: the message then
+    goes to review like an unknown sender's.
+    """
+    candidates = _patients_with_number(sender)
+    if not candidates:
+        e164 = _as_e164(sender)
+        if e164 and e164 != sender:
+            candidates = _patients_with_number(e164)
+    on_study = [p for p in candidates if p.status not in ("withdrawn", "off_study")]
+    chosen = on_study or candidates
+    return chosen[0] if len(chosen) == 1 else None
+
+
+def _patients_with_number(number: str) -> list[Patient]:
+    return list(db.session.scalars(select(Patient).where(Patient.phone_e164 == number).limit(5)))
+
+
+def _as_e164(raw: str) -> str | None:
+    region = str(current_app.config.get("DEFAULT_PHONE_REGION") or "CN")
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# -- a patient's message -------------------------------------------------------------------------
+
+
+def _from_patient(row: InboundMessage, patient: Patient, now: datetime) -> Outcome:
+    locale = texts.locale_or_default(patient.locale)
+    context = reply_context(patient, now)
+    parsed = parse_reply(row.body, context=context)
+    result = triage(parsed, previous_grades=previous_grades(patient.id, row.id, now))
+    outcome = Outcome(reply="", locale=locale, patient=patient, parsed=parsed, result=result)
+    actor = f"patient:{patient.study_id}"
+    _act_on_intent(outcome, row, actor, now)
+    _act_on_priority(outcome, row, actor, now)
+    outcome.reply = texts.signed(_patient_reply(outcome, now))
+    return outcome
+
+
+def reply_context(patient: Patient, now: datetime) -> ReplyContext:
+    """What the parser should know: opted out? an open check-in question?"""
+    checkin = _open_checkin(patient.id, now)
+    item = (checkin.items or [{}])[0] if checkin is not None and checkin.items else {}
+    return ReplyContext(
+        awaiting_checkin=checkin is not None,
+        opted_out=patient.sms_opted_out_at is not None,
+        checkin_symptom=item.get("checkin_symptom") if isinstance(item, dict) else None,
+        checkin_scale=(item.get("checkin_scale") if isinstance(item, dict) else None) or "severity",
+        awaiting_temperature=bool(isinstance(item, dict) and item.get("awaiting_temperature")),
+    )
+
+
+def _open_checkin(patient_id: int, now: datetime) -> OutboxMessage | None:
+    """The check-in question sent in the last 24 h, unless a check-in answer came after it."""
+    question = db.session.scalar(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.patient_id == patient_id,
+            OutboxMessage.kind == "checkin",
+            OutboxMessage.status.in_(ACCEPTED_STATUSES),
+            OutboxMessage.sent_at >= now - CHECKIN_LOOKBACK,
+        )
+        .order_by(OutboxMessage.sent_at.desc())
+        .limit(1)
+    )
+    if question is None or question.sent_at is None:
+        return None
+    answered = db.session.scalar(
+        select(InboundMessage.id)
+        .where(
+            InboundMessage.patient_id == patient_id,
+            InboundMessage.intent == "checkin_answer",
+            InboundMessage.received_at >= question.sent_at,
+        )
+        .limit(1)
+    )
+    return None if answered is not None else question
+
+
+def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str, int]:
+    """The latest grade of each symptom the patient reported recently (baseline 0 otherwise).
+
+    Before any report the patient's baseline is taken as grade 0 for every symptom, so a first
+    report of grade 2 or more counts as 'worse by 2' (when unsure, the more urgent level).
+    """
+    days = int(current_app.config.get("ESCALATION_HISTORY_DAYS", 30))
+    rows = db.session.scalars(
+        select(InboundMessage)
+        .where(
+            InboundMessage.patient_id == patient_id,
+            InboundMessage.status == "processed",
+            InboundMessage.id != before_id,
+            InboundMessage.received_at >= now - timedelta(days=days),
+            InboundMessage.intent.in_(CLINICAL_INTENTS),
+        )
+        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+        .limit(50)
+    )
+    grades: dict[str, int] = {}
+    for row in rows:
+        for code, grade in row.symptom_grades.items():
+            grades.setdefault(code, grade)
+    return grades
+
+
+def _act_on_intent(outcome: Outcome, row: InboundMessage, actor: str, now: datetime) -> None:
+    assert outcome.patient is not None and outcome.parsed is not None
+    intent = outcome.parsed.intent
+    if intent == "opt_out":
+        opt_out(outcome.patient, now=now, actor=actor)
+        outcome.actions.append("opted_out")
+    elif intent == "opt_in":
+        if opt_in(outcome.patient, now=now, actor=actor):
+            outcome.actions.append("opted_in")
+    elif intent == "confirm":
+        confirmed = _confirm_events(outcome.patient, actor, now)
+        outcome.actions.extend(f"confirmed:{key}" for key in confirmed)
+    elif intent == "reschedule_request":
+        keys = _flag_reschedule(outcome.patient, actor, now)
+        outcome.actions.extend(f"reschedule_requested:{key}" for key in keys)
+        alert = _raise(outcome, row, "reschedule", "amber", now, keys)
+        outcome.alert_id = alert.id
+
+
+def _act_on_priority(outcome: Outcome, row: InboundMessage, actor: str, now: datetime) -> None:
+    assert outcome.parsed is not None and outcome.result is not None
+    if outcome.alert_id is not None and outcome.result.priority != "red":
+        return
+    priority = outcome.result.priority
+    parsed = outcome.parsed
+    clinical = (
+        parsed.intent in CLINICAL_INTENTS
+        or bool(parsed.symptoms)
+        or parsed.temperature_c is not None
+    )
+    if priority == "red":
+        alert = _raise(outcome, row, "symptom", "red", now)
+        page_for_new_red(alert, now=now, actor="system")
+        outcome.actions.append("paged_on_call")
+    elif priority == "amber":
+        alert = _raise(outcome, row, "symptom" if clinical else "review", "amber", now)
+    elif clinical and priority == "green":
+        alert = _raise(outcome, row, "symptom", "green", now)
+    elif parsed.intent == "unknown":
+        alert = _raise(outcome, row, "review", "green", now)
+    else:
+        return
+    outcome.alert_id = alert.id
+
+
+def _raise(
+    outcome: Outcome,
+    row: InboundMessage,
+    kind: str,
+    level: str,
+    now: datetime,
+    event_keys: list[str] | None = None,
+) -> Any:
+    parsed, result = outcome.parsed, outcome.result
+    symptoms = (
+        [{"code": m.code, "grade": m.grade} for m in parsed.active_symptoms] if parsed else []
+    )
+    reasons = list(result.reasons) if result else []
+    if kind == "reschedule":
+        reasons = [f"reschedule requested: {', '.join(event_keys or []) or 'no open event found'}"]
+    summary = _summary(kind, symptoms, parsed.temperature_c if parsed else None, reasons)
+    return create_alert(
+        NewAlert(
+            dedupe_key=f"inbound:{row.id}:{kind}",
+            kind=kind,
+            level=level,
+            summary=summary,
+            reasons=reasons,
+            symptoms=symptoms,
+            patient_id=outcome.patient.id if outcome.patient else None,
+            inbound_message_id=row.id,
+        ),
+        now=now,
+    )
+
+
+def _summary(
+    kind: str, symptoms: list[dict[str, Any]], temperature: float | None, reasons: list[str]
+) -> str:
+    if kind == "reschedule":
+        return "reschedule request"
+    parts = [
+        f"{s['code']}" + (f" G{s['grade']}" if s.get("grade") is not None else "") for s in symptoms
+    ]
+    if temperature is not None:
+        parts.append(f"{temperature:.1f} C")
+    if not parts and kind == "review":
+        parts.append("message to read")
+    elif not parts and reasons:
+        parts.append(reasons[0].partition(":")[0])
+    return ", ".join(parts) or kind
+
+
+def _patient_reply(outcome: Outcome, now: datetime) -> str:
+    assert outcome.parsed is not None and outcome.result is not None
+    locale, intent, priority = outcome.locale, outcome.parsed.intent, outcome.result.priority
+    if priority == "red":
+        return texts.red_reply(locale)
+    if intent == "opt_out":
+        return texts.opt_out_reply(locale)
+    if intent == "opt_in":
+        return texts.opt_in_reply(locale)
+    if intent == "help":
+        return texts.help_reply(locale)
+    if intent == "reschedule_request":
+        return texts.reschedule_reply(locale, _deadline_text("amber", outcome, now))
+    if priority == "amber":
+        return texts.amber_reply(locale, _deadline_text("amber", outcome, now))
+    if intent == "confirm":
+        confirmed = any(a.startswith("confirmed:") for a in outcome.actions)
+        return texts.confirm_reply(locale, confirmed)
+    if priority == "green" and intent != "unknown":
+        return texts.green_reply(locale, _deadline_text("green", outcome, now))
+    return texts.unknown_reply(locale)
+
+
+def _deadline_text(level: str, outcome: Outcome, now: datetime) -> str:
+    config = current_app.config
+    hours = float(
+        config.get("ESCALATION_AMBER_WORKING_HOURS", 4)
+        if level == "amber"
+        else config.get("ESCALATION_GREEN_REVIEW_WORKING_HOURS", 8)
+    )
+    policy = escalation_policy()
+    deadline = add_working_time(
+        now, timedelta(hours=hours), policy.working_hours, clinic_working_days(), clinic_zone()
+    )
+    tz = ZoneInfo(outcome.patient.timezone) if outcome.patient else clinic_zone()
+    with force_locale(outcome.locale):
+        return texts.when_text(deadline, now, tz, outcome.locale)
+
+
+# -- intents -------------------------------------------------------------------------------------
+
+
+def opt_out(patient: Patient, *, now: datetime, actor: str) -> int:
+    """Stop every message to the patient now: record, audit, cancel unsent rows; no commit."""
+    if patient.sms_opted_out_at is None:
+        patient.sms_opted_out_at = now
+        audit.record(
+            actor,
+            "patient.sms_opted_out",
+            entity_type="patient",
+            entity_id=patient.id,
+            patient_id=patient.id,
+            before={"sms_opted_out_at": None},
+            after={"sms_opted_out_at": now.isoformat()},
+            reason="opt-out keyword by SMS",
+            at=now,
+        )
+        db.session.flush()
+    return cancel_unsent(patient, reason="opted_out", source=actor)
+
+
+def opt_in(patient: Patient, *, now: datetime, actor: str) -> bool:
+    """Restart messages after an opt-out and plan them again; no commit. False if not opted out."""
+    if patient.sms_opted_out_at is None:
+        return False
+    before = patient.sms_opted_out_at.isoformat()
+    patient.sms_opted_out_at = None
+    audit.record(
+        actor,
+        "patient.sms_opted_in",
+        entity_type="patient",
+        entity_id=patient.id,
+        patient_id=patient.id,
+        before={"sms_opted_out_at": before},
+        after={"sms_opted_out_at": None},
+        reason="opt-in keyword by SMS",
+        at=now,
+    )
+    db.session.flush()
+    plan_patient(patient, now=now, source=actor)
+    return True
+
+
+def related_events(patient: Patient, now: datetime) -> list[CalendarEvent]:
+    """The open events of the last reminder sent to the patient (within 7 days), still ahead."""
+    reminder = db.session.scalar(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.patient_id == patient.id,
+            OutboxMessage.kind.in_(REMINDER_KINDS),
+            OutboxMessage.status.in_(ACCEPTED_STATUSES),
+            OutboxMessage.sent_at >= now - REMINDER_LOOKBACK,
+        )
+        .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+        .limit(1)
+    )
+    if reminder is None or not reminder.event_keys:
+        return []
+    today = now.astimezone(ZoneInfo(patient.timezone or "Asia/Shanghai")).date()
+    return list(
+        db.session.scalars(
+            select(CalendarEvent)
+            .where(
+                CalendarEvent.patient_id == patient.id,
+                CalendarEvent.key.in_(list(reminder.event_keys)),
+                CalendarEvent.status.in_(OPEN_EVENT_STATUSES),
+                CalendarEvent.date >= today,
+            )
+            .order_by(CalendarEvent.date, CalendarEvent.id)
+        )
+    )
+
+
+def _confirm_events(patient: Patient, actor: str, now: datetime) -> list[str]:
+    confirmed = []
+    for event in related_events(patient, now):
+        if event.status not in CONFIRMABLE_STATUSES:
+            continue
+        audit.record(
+            actor,
+            "event.status",
+            entity_type="calendar_event",
+            entity_id=event.key,
+            patient_id=patient.id,
+            before={"status": event.status},
+            after={"status": "confirmed"},
+            reason="confirmed by the patient by SMS",
+            at=now,
+        )
+        event.status = "confirmed"
+        confirmed.append(event.key)
+    return confirmed
+
+
+def _flag_reschedule(patient: Patient, actor: str, now: datetime) -> list[str]:
+    keys = []
+    for event in related_events(patient, now):
+        flags = list(event.flags or [])
+        if RESCHEDULE_FLAG not in flags:
+            event.flags = [*flags, RESCHEDULE_FLAG]
+            audit.record(
+                actor,
+                "event.reschedule_request",
+                entity_type="calendar_event",
+                entity_id=event.key,
+                patient_id=patient.id,
+                before={"flags": flags},
+                after={"flags": event.flags},
+                reason="the patient asked by SMS to change the date",
+                at=now,
+            )
+        keys.append(event.key)
+    return keys
+
+
+# -- an unknown sender ---------------------------------------------------------------------------
+
+
+def _from_unknown_sender(row: InboundMessage, now: datetime) -> Outcome:
+    parsed = parse_reply(row.body)
+    result = triage(parsed)
+    locale = texts.locale_or_default(parsed.language if parsed.language in ("zh", "en") else None)
+    outcome = Outcome(reply="", locale=locale, parsed=parsed, result=result)
+    level = result.priority if result.priority in ("red", "amber") else "green"
+    alert = _raise(outcome, row, "review", level, now)
+    outcome.alert_id = alert.id
+    if level == "red":
+        page_for_new_red(alert, now=now, actor="system")
+        outcome.actions.append("paged_on_call")
+    outcome.reply = texts.signed(texts.unknown_sender_reply(locale, emergency=level == "red"))
+    return outcome
+
+
+# -- when interpretation fails -------------------------------------------------------------------
+
+
+def _fallback(
+    message_id: int, now: datetime, error: Exception, reply_by_sms: bool
+) -> InboundResult:
+    """Mark the message failed, raise a nurse-visible alert, answer safely."""
+    locale = texts.locale_or_default(None)
+    try:
+        row = db.session.get(InboundMessage, message_id, populate_existing=True)
+        assert row is not None
+        if row.status != "received":
+            return _duplicate(message_id)
+        patient = _safe_patient(row.from_number)
+        locale = texts.locale_or_default(patient.locale if patient else None)
+        parsed = parse_reply(row.body)
+        result = triage(parsed)
+        level = "red" if result.priority == "red" else "amber"
+        reply = texts.signed(
+            texts.red_reply(locale) if level == "red" else texts.failure_reply(locale)
+        )
+        claimed = db.session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id == message_id, InboundMessage.status == "received")
+            .values(
+                status="failed",
+                processed_at=now,
+                error=f"{type(error).__name__}: {error}"[:2000],
+                patient_id=patient.id if patient else None,
+                reply_body=reply,
+                reply_locale=locale,
+                priority=level,
+                intent=parsed.intent,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            db.session.rollback()
+            return _duplicate(message_id)
+        outcome = Outcome(reply=reply, locale=locale, patient=patient, parsed=parsed, result=result)
+        alert = _raise(outcome, row, "review", level, now)
+        alert.reasons = [
+            f"interpretation failed ({type(error).__name__}): a person must read it",
+            *alert.reasons,
+        ]
+        if level == "red":
+            page_for_new_red(alert, now=now, actor="system")
+        if reply_by_sms and patient is not None:
+            _queue_reply(patient, row, reply, locale, now)
+        db.session.commit()
+        if level == "red":
+            kick_dispatch()
+        return InboundResult(reply, "failed", message_id, level, alert.id)
+    except Exception:
+        db.session.rollback()
+        logger.exception("inbound message %s: the fallback failed too", message_id)
+        return InboundResult(
+            texts.signed(texts.failure_reply(locale)), "failed", message_id, "amber"
+        )
+
+
+def _safe_patient(sender: str) -> Patient | None:
+    try:
+        return match_patient(sender)
+    except Exception:
+        db.session.rollback()
+        return None
+
+
+# -- answering by SMS (late processing) ----------------------------------------------------------
+
+
+def _queue_reply(
+    patient: Patient, row: InboundMessage, text: str, locale: str, now: datetime
+) -> None:
+    """The answer as an outbox message to the patient (when the webhook could not carry it)."""
+    body = text
+    info = count_segments(body)
+    message = OutboxMessage(
+        patient_id=patient.id,
+        dedupe_key=f"reply:{row.sid}"[:160],
+        kind="reply",
+        status="planned",
+        send_after=now,
+        due_at=now,
+        expires_at=now + timedelta(hours=24),
+        body=body,
+        locale=locale,
+        segments=info.segments,
+        encoding=info.encoding,
+        event_keys=[],
+        items=[],
+        notes=["late answer to an inbound message"],
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(message)
+    db.session.flush()
+    add_history(message.id, None, "planned", source="replies", detail=f"reply to {row.sid}", at=now)
+
+
+# -- sending pages at once -----------------------------------------------------------------------
+
+
+def kick_dispatch() -> None:
+    """Send due pages now in a background thread (ESCALATION_PAGE_NOW); the job is the backstop."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not app.config.get("ESCALATION_PAGE_NOW", True):
+        return
+    threading.Thread(target=_dispatch_pages, args=(app,), name="page-now", daemon=True).start()
+
+
+def _dispatch_pages(app: Flask) -> None:
+    from app.services.dispatch import dispatch_due
+
+    with app.app_context():
+        try:
+            dispatch_due(actor="system", limit=20)
+        except Exception:
+            logger.exception("sending pages at once failed; the dispatch job will send them")
