@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.cli_sms import sms_cli
+from app.cli_triage import register_triage_commands
 from app.cli_users import register_user_commands
 from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
@@ -32,6 +33,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(sms_cli)
     register_user_commands(app)
+    register_triage_commands(app)
 
 
 def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:

@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import dispatch, reconcile, replan
+from jobs import dispatch, escalation, reconcile, replan
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -70,6 +70,15 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
             func=reconcile.run,
             trigger=IntervalTrigger(seconds=reconcile_every, timezone=tz),
             misfire_grace_time=max(int(reconcile_every // 2), 1),
+            run_at_start=True,
+        ),
+        JobSpec(
+            id="alert-escalation",
+            func=escalation.run,
+            trigger=IntervalTrigger(
+                seconds=_number(config, "ESCALATION_JOB_SECONDS", 60), timezone=tz
+            ),
+            misfire_grace_time=30,
             run_at_start=True,
         ),
         JobSpec(

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
-from sqlalchemy import func, select
-
-from app.extensions import db
 from app.services import schedule_queries as sq
 
 DAY_LIMIT = 200
@@ -67,31 +63,10 @@ def overview(today: date) -> Overview:
     )
 
 
-# Unknown states count as open: when unsure, treat an alert as needing attention.
-CLOSED_ALERT_STATES = ("closed", "resolved", "dismissed", "done", "cancelled")
-
-
 def open_alert_counts() -> dict[str, int] | None:
-    """Open alerts by priority, or None while the alerts model (app.models.Alert) does not exist.
+    """Unresolved alerts (open or acknowledged) by level, most urgent first, with 'total'."""
+    from app.services.alerts import unresolved_counts
 
-    Counts rows of Alert whose `status` (if the model has one) is not a closed state, grouped by its
-    `priority` (or `level`) column when there is one; nothing is invented when the model is absent.
-    """
-    import app.models as models
-
-    alert: Any = getattr(models, "Alert", None)
-    if alert is None:
-        return None
-    query = select(func.count())
-    status = getattr(alert, "status", None)
-    priority = getattr(alert, "priority", None) or getattr(alert, "level", None)
-    if priority is not None:
-        query = select(priority, func.count()).group_by(priority)
-    query = query.select_from(alert)
-    if status is not None:
-        query = query.where(status.notin_(CLOSED_ALERT_STATES))
-    if priority is None:
-        return {"total": int(db.session.scalar(query) or 0)}
-    counts = {str(p): int(n) for p, n in db.session.execute(query).all()}
-    counts["total"] = sum(counts.values())
-    return counts
+    counts = unresolved_counts()
+    levels = {level: counts[level] for level in ("red", "amber", "green") if counts[level]}
+    return levels | {"total": counts["total"]}

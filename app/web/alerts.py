@@ -1,0 +1,220 @@
+"""Alerts for the team: open alerts by urgency and age, acknowledge, resolve with a note; rota.
+
+Every signed-in role may look (patients.view); nurses and investigators handle alerts
+(patients.write); administrators edit the on-call rota (users.manage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from app.domain.oncall import ROTA_ROLES, RotaError
+from app.models import Alert, utcnow
+from app.services import alerts as alert_service
+from app.services import oncall
+from app.services.oncall import pages_for
+from app.web import labels
+from app.web.nav import add_nav_item
+from app.web.security import current_actor, require_login, requires
+
+bp = Blueprint("alerts", __name__, url_prefix="/alerts")
+bp.before_request(require_login)
+
+LEVEL_LABELS = {
+    "red": _l("Red: emergency"),
+    "amber": _l("Amber: same day"),
+    "green": _l("Note"),
+}
+KIND_LABELS = {
+    "symptom": _l("Symptom report"),
+    "reschedule": _l("Reschedule request"),
+    "review": _l("Message to read"),
+}
+STATUS_LABELS = {
+    "open": _l("Open"),
+    "acknowledged": _l("Acknowledged"),
+    "resolved": _l("Resolved"),
+}
+ROTA_ROLE_LABELS = {
+    "clinician": _l("On-call clinician"),
+    "investigator": _l("Investigator"),
+    "nurse": _l("Nurse"),
+}
+ERROR_MESSAGES = {
+    "not_found": _l("This alert does not exist."),
+    "resolved": _l("This alert is already resolved."),
+    "note_required": _l("Write what was done before resolving the alert."),
+    "note_too_long": _l("The note is too long."),
+}
+
+
+def register_alerts(app: Flask) -> None:
+    """Register the blueprint, its navigation link (badge: unacknowledged red and amber) and
+    the label filters the templates use."""
+    app.register_blueprint(bp)
+    add_nav_item(app, "alerts.index", _l("Alerts"), order=15, permission="patients.view",
+                 badge=_badge)  # fmt: skip
+    app.jinja_env.filters.update(
+        alert_level=lambda code: labels._lookup(LEVEL_LABELS, code),
+        alert_kind=lambda code: labels._lookup(KIND_LABELS, code),
+        alert_status=lambda code: labels._lookup(STATUS_LABELS, code),
+        rota_role=lambda code: labels._lookup(ROTA_ROLE_LABELS, code),
+        duration=_duration,
+    )
+    labels.FLAG_LABELS.setdefault("reschedule_requested", _l("Patient asked to change the date"))
+    labels.ACTION_LABELS.update(
+        {
+            "alert.create": _l("Alert raised"),
+            "alert.acknowledge": _l("Alert acknowledged"),
+            "alert.resolve": _l("Alert resolved"),
+            "alert.escalate": _l("Alert escalated"),
+            "alert.page": _l("Page sent to staff"),
+            "alert.page_failed": _l("Nobody to page"),
+            "patient.sms_opted_out": _l("Opted out of SMS"),
+            "patient.sms_opted_in": _l("Opted back in to SMS"),
+            "event.reschedule_request": _l("Asked to change the date"),
+            "oncall.add": _l("On-call rota entry added"),
+            "oncall.remove": _l("On-call rota entry removed"),
+        }
+    )
+
+
+def _badge() -> int | None:
+    try:
+        return alert_service.open_urgent_count() or None
+    except Exception:  # the navigation must render even if the count cannot be read
+        return None
+
+
+def _duration(seconds: int | float | None) -> str:
+    """A short duration: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
+    if seconds is None:
+        return "—"
+    total = int(seconds)
+    if total < 60:
+        return _("%(num)d s", num=total)
+    minutes = total // 60
+    if minutes < 60:
+        return _("%(num)d min", num=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return _("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
+    days, hours = divmod(hours, 24)
+    return _("%(days)d d %(hours)d h", days=days, hours=hours)
+
+
+@bp.get("/")
+@requires("patients.view")
+def index() -> Any:
+    """Unresolved alerts (most urgent, then oldest, first) or the recently resolved ones."""
+    show = request.args.get("show", "open")
+    rows = alert_service.recently_resolved() if show == "resolved" else alert_service.unresolved()
+    return render_template(
+        "alerts/index.html",
+        alerts=rows,
+        show=show,
+        counts=alert_service.unresolved_counts(),
+        now=utcnow(),
+        pages={a.id: pages_for(f"alert:{a.id}:") for a in rows if a.level == "red"},
+    )
+
+
+def _back() -> Any:
+    return redirect(url_for("alerts.index", show=request.args.get("show", "open")))
+
+
+def _error(exc: alert_service.AlertError) -> None:
+    message = ERROR_MESSAGES.get(exc.code)
+    flash(str(message) if message is not None else str(exc), "error")
+
+
+@bp.post("/<int:alert_id>/acknowledge")
+@requires("patients.write")
+def acknowledge(alert_id: int) -> Any:
+    """I have seen this alert and I am dealing with it (stops the escalation)."""
+    try:
+        alert = alert_service.acknowledge(alert_id, actor=current_actor(), now=utcnow())
+    except alert_service.AlertError as exc:
+        if exc.code == "not_found":
+            abort(404)
+        _error(exc)
+        return _back()
+    flash(_("Alert #%(id)d acknowledged.", id=alert.id), "success")
+    return _back()
+
+
+@bp.post("/<int:alert_id>/resolve")
+@requires("patients.write")
+def resolve(alert_id: int) -> Any:
+    """Close an alert with a note saying what was done."""
+    try:
+        alert = alert_service.resolve(
+            alert_id, actor=current_actor(), note=request.form.get("note", ""), now=utcnow()
+        )
+    except alert_service.AlertError as exc:
+        if exc.code == "not_found":
+            abort(404)
+        _error(exc)
+        return _back()
+    flash(_("Alert #%(id)d resolved.", id=alert.id), "success")
+    return _back()
+
+
+# -- the on-call rota ----------------------------------------------------------------------------
+
+
+@bp.get("/rota")
+@requires("patients.view")
+def rota() -> Any:
+    """The on-call rota and who is on duty now."""
+    now = utcnow()
+    on_duty = {role: oncall.recipients(role, now) for role in ROTA_ROLES}
+    return render_template(
+        "alerts/rota.html", shifts=oncall.shifts(active_only=False), on_duty=on_duty,
+        roles=ROTA_ROLES,
+    )  # fmt: skip
+
+
+@bp.post("/rota")
+@requires("users.manage")
+def rota_add() -> Any:
+    """Add a rota entry (administrators)."""
+    form = request.form
+    try:
+        oncall.add_shift(
+            role=form.get("role", ""),
+            name=form.get("name", ""),
+            phone=form.get("phone", ""),
+            weekdays=form.get("weekdays", ""),
+            hours=form.get("hours", ""),
+            priority=int(form.get("priority") or 0) if (form.get("priority") or "0").isdigit()
+            else 0,
+            locale=form.get("locale", "zh"),
+            actor=current_actor(),
+        )  # fmt: skip
+    except RotaError as exc:
+        flash(_("The rota entry was not added: %(error)s", error=str(exc)), "error")
+        return redirect(url_for("alerts.rota"))
+    flash(_("Rota entry added."), "success")
+    return redirect(url_for("alerts.rota"))
+
+
+@bp.post("/rota/<int:shift_id>/delete")
+@requires("users.manage")
+def rota_delete(shift_id: int) -> Any:
+    """Remove a rota entry (administrators)."""
+    try:
+        oncall.remove_shift(shift_id, actor=current_actor())
+    except RotaError:
+        abort(404)
+    flash(_("Rota entry removed."), "success")
+    return redirect(url_for("alerts.rota"))
+
+
+def alert_age_seconds(alert: Alert) -> int:
+    """Seconds since the alert was raised."""
+    return int((utcnow() - alert.created_at).total_seconds())

@@ -1,0 +1,34 @@
+"""Job: escalate unacknowledged alerts and finish inbound messages left uninterpreted (every minute).
+
+Safe in several processes at once: each escalation step and each inbound message is claimed with
+a conditional UPDATE before anything is done (app/services/escalation.py, app/services/replies.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from flask import Flask
+
+from app.models import utcnow
+from app.services.escalation import JOB_ACTOR, escalate_due
+from app.services.replies import process_stale
+
+logger = logging.getLogger("cadence.jobs.escalation")
+
+
+def run(app: Flask, stop: threading.Event) -> None:
+    """One pass: stale inbound messages first (they may raise alerts), then escalations."""
+    if stop.is_set():
+        return
+    with app.app_context():
+        now = utcnow()
+        stale_after = timedelta(
+            seconds=int(app.config.get("ESCALATION_STALE_INBOUND_SECONDS", 120))
+        )
+        recovered = process_stale(now, older_than=stale_after)
+        if recovered:
+            logger.warning("interpreted %s inbound message(s) left unprocessed", recovered)
+        escalate_due(utcnow(), actor=JOB_ACTOR)
