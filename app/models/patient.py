@@ -77,6 +77,10 @@ class CalendarEvent(db.Model):
     __table_args__ = (
         UniqueConstraint("patient_id", "key"),
         Index("ix_calendar_event_date_status", "date", "status"),
+        # Next visit and current phase per patient (patients list), one patient's timeline.
+        Index("ix_calendar_event_patient_date", "patient_id", "date"),
+        # Overdue events: open events whose window has passed (Today page).
+        Index("ix_calendar_event_status_window_end", "status", "window_end"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

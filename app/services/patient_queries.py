@@ -1,4 +1,4 @@
-"""Read-only patient queries for the web UI: the searchable, sortable, paginated list."""
+"""Read-only patient queries for the web UI: the paginated list, enrolment checks, counts."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import String, cast, func, select
 
+from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services.paging import Page, paginate
+from app.services.protocols import current_protocol
 from app.services.schedule_queries import ATTENDANCE_KINDS, DOSE_KINDS, OPEN_STATUSES
 
 SORTS = ("study_id", "initials", "arm", "phase", "next_visit", "status")
@@ -32,19 +35,19 @@ class PatientRow:
     phase: str | None
 
 
-def _next_visit_subquery(today: date) -> Any:
+def _next_visit(today: date) -> Any:
+    """The date of the patient's next open hospital visit (correlated: one index lookup each)."""
     return (
-        select(
-            CalendarEvent.patient_id.label("patient_id"),
-            func.min(CalendarEvent.date).label("next_date"),
-        )
+        select(CalendarEvent.date)
         .where(
+            CalendarEvent.patient_id == Patient.id,
             CalendarEvent.date >= today,
             CalendarEvent.status.in_(OPEN_STATUSES),
             CalendarEvent.kind.in_(ATTENDANCE_KINDS),
         )
-        .group_by(CalendarEvent.patient_id)
-        .subquery()
+        .order_by(CalendarEvent.date)
+        .limit(1)
+        .scalar_subquery()
     )
 
 
@@ -82,8 +85,12 @@ def patients_page(
     page: int = 1,
     per_page: int = PER_PAGE,
 ) -> Page:
-    """One page of patients with their next visit and current phase, filtered and sorted in SQL."""
-    nxt = _next_visit_subquery(today)
+    """One page of patients with their next visit and current phase, filtered and sorted in SQL.
+
+    Next visit and phase are correlated subqueries on (patient_id, date): the database computes
+    them for the rows of the page only, or for every patient when the list is sorted by them.
+    """
+    next_date = _next_visit(today).label("next_date")
     phase = _current_phase(today).label("phase")
     query = select(
         Patient.id,
@@ -92,9 +99,9 @@ def patients_page(
         Patient.choices,
         Patient.status,
         Patient.start_date,
-        nxt.c.next_date,
+        next_date,
         phase,
-    ).outerjoin(nxt, nxt.c.patient_id == Patient.id)
+    )
     count_query = select(Patient.id)
     for condition in _conditions(search, status):
         query = query.where(condition)
@@ -104,14 +111,14 @@ def patients_page(
         "initials": Patient.initials,
         "arm": cast(Patient.choices, String),
         "phase": phase,
-        "next_visit": nxt.c.next_date,
+        "next_visit": next_date,
         "status": Patient.status,
     }
     key = columns.get(sort, Patient.study_id)
     ordered = key.desc() if descending else key.asc()
     if sort == "next_visit":
         # Patients with no visit left go last in either direction.
-        query = query.order_by(nxt.c.next_date.is_(None), ordered, Patient.study_id)
+        query = query.order_by(next_date.is_(None), ordered, Patient.study_id)
     else:
         query = query.order_by(ordered, Patient.study_id)
     result = paginate(query, page, per_page, scalars=False, count_query=count_query)
@@ -173,6 +180,20 @@ def _with_next_kinds(rows: list[PatientRow]) -> list[PatientRow]:
         PatientRow(**{**r.__dict__, "next_kind": kinds.get(r.id)}) if r.id in kinds else r
         for r in rows
     ]
+
+
+def enrolment_errors(request: EnrolmentRequest, *, today: date) -> dict[str, str]:
+    """Every problem of an enrolment request (field -> message), without writing anything."""
+    try:
+        validate_enrolment(
+            request,
+            current_protocol(),
+            today=today,
+            default_region=current_app.config.get("DEFAULT_PHONE_REGION", "CN"),
+        )
+    except EnrolmentError as exc:
+        return dict(exc.errors)
+    return {}
 
 
 def status_counts() -> dict[str, int]:

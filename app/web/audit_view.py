@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
-from app.models import AuditEntry
+from app.models import EVENT_STATUSES, AuditEntry
 from app.web import labels
 
 FIELD_LABELS = {
@@ -79,13 +79,9 @@ def field_changes(entry: AuditEntry) -> list[FieldChange]:
         label = FIELD_LABELS.get(key)
         old_text, new_text = _text(old), _text(new)
         if key == "status":
-            status_label = (
-                labels.event_status_label
-                if entry.entity_type == "calendar_event"
-                else labels.patient_status_label
-            )
-            old_text = status_label(old) if old else None
-            new_text = status_label(new) if new else None
+            old_text, new_text = _status_text(old), _status_text(new)
+        if key == "locale":
+            old_text, new_text = _language(old), _language(new)
         if key == "role":
             old_text = labels.role_label(old) if old else None
             new_text = labels.role_label(new) if new else None
@@ -93,6 +89,19 @@ def field_changes(entry: AuditEntry) -> list[FieldChange]:
             FieldChange(str(label) if label else labels.humanise(key), old_text, new_text)
         )
     return result
+
+
+def _status_text(value: Any) -> str | None:
+    """Patient statuses and event statuses share the 'status' key; label each by its value."""
+    if not value:
+        return None
+    if value in EVENT_STATUSES:
+        return labels.event_status_label(value)
+    return labels.patient_status_label(value)
+
+
+def _language(value: Any) -> str | None:
+    return {"zh": "中文", "en": "English"}.get(value, value) if value else None
 
 
 def date_changes(entry: AuditEntry) -> list[DateChange]:

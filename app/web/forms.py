@@ -25,6 +25,8 @@ LANGUAGE_CHOICES = (("zh", "中文"), ("en", "English"))
 def language_choices() -> list[SelectChoice]:
     """The interface and patient languages (each named in its own language)."""
     return [SelectChoice(code, label) for code, label in LANGUAGE_CHOICES]
+
+
 REASON_MAX = 500
 
 

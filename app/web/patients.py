@@ -165,23 +165,27 @@ def new() -> Any:
         form.timezone.data = form.timezone.data or current_protocol().default_timezone
         form.locale.data = form.locale.data or "zh"
     choice_fields = [getattr(form, f"choice_{code}") for code in current_protocol().choices]
-    if request.method == "POST" and form.validate_on_submit():
-        try:
-            patient = enrol_patient(
-                _enrolment_request(form), actor=current_actor(), today=clinic_today()
-            )
-        except EnrolmentError as exc:
-            _attach_enrolment_errors(form, choice_fields, exc.errors)
-        else:
-            flash(
-                _(
-                    "%(id)s enrolled: %(num)d calendar events created.",
-                    id=patient.study_id,
-                    num=len(patient.events),
-                ),
-                "success",
-            )
-            return redirect(url_for("patients.detail", study_id=patient.study_id))
+    if request.method == "POST":
+        form_ok = form.validate_on_submit()
+        enrolment = _enrolment_request(form)
+        # Show the form's and the enrolment rules' errors together, so one round fixes all.
+        problems = patient_queries.enrolment_errors(enrolment, today=clinic_today())
+        _attach_enrolment_errors(form, choice_fields, problems)
+        if form_ok and not problems:
+            try:
+                patient = enrol_patient(enrolment, actor=current_actor(), today=clinic_today())
+            except EnrolmentError as exc:
+                _attach_enrolment_errors(form, choice_fields, exc.errors)
+            else:
+                flash(
+                    _(
+                        "%(id)s enrolled: %(num)d calendar events created.",
+                        id=patient.study_id,
+                        num=len(patient.events),
+                    ),
+                    "success",
+                )
+                return redirect(url_for("patients.detail", study_id=patient.study_id))
     status = 400 if request.method == "POST" else 200
     return (
         render_template("patients/new.html", form=form, choice_fields=choice_fields),
@@ -208,17 +212,18 @@ def _enrolment_request(form: EnrolmentForm) -> EnrolmentRequest:
 def _attach_enrolment_errors(
     form: EnrolmentForm, choice_fields: list[SelectField], errors: dict[str, str]
 ) -> None:
+    """Put each error on its field, unless the form already reports a problem there."""
     for field_name, english in errors.items():
         message = enrolment_error(field_name, english)
         if field_name == "choices":
-            target = next((f for f in choice_fields if not f.errors), choice_fields[0])
-            target.errors = [*target.errors, message]
+            if not any(f.errors for f in choice_fields):
+                choice_fields[0].errors = [message]
             continue
         field = getattr(form, field_name, None) if field_name in ENROLMENT_FIELDS else None
         if field is None:
             form.form_errors.append(message)
-        else:
-            field.errors = [*field.errors, message]
+        elif not field.errors:
+            field.errors = [message]
 
 
 # --------------------------------------------------------------------------- patient page
