@@ -39,8 +39,9 @@ def timezone_choices() -> list[SelectChoice]:
     """(zone, label) pairs with the current UTC offset; the clinic's zone first."""
     choices = []
     for name in COMMON_TIMEZONES:
-        label = f"{name.replace('_', ' ')} · {_offset(name)}"
+        place = name.replace("_", " ")
         if name == "Asia/Shanghai":
-            label = f"{_('China (Beijing time)')} · {_offset(name)}"
+            place = _("China (Beijing time)")
+        label = f"{place} · {_offset(name)}"
         choices.append(SelectChoice(name, label))
     return choices
