@@ -163,7 +163,11 @@ def _time(moment: datetime, ctx: RenderContext) -> str:
 
 
 def _reminder_clause(item: ReminderItem, ctx: RenderContext) -> str:
-    values = {"date": _date(item.event_date, ctx), "time": _time(item.send_at, ctx)}
+    values = {
+        "date": _date(item.event_date, ctx),
+        "day": _date(item.send_at.astimezone(ctx.tz).date(), ctx),
+        "time": _time(item.send_at, ctx),
+    }
     today = item.days_before == 0
     text = _TEMPLATE_TEXT[item.template](today, values)
     if item.detail == "titles" and item.title is not None:
@@ -181,7 +185,8 @@ def _treatment(today: bool, values: dict[str, str]) -> str:
 
 def _premedication(today: bool, values: dict[str, str]) -> str:
     return gettext(
-        "Please take the medicine prescribed for before your treatment (%(time)s dose).", **values
+        "Please take the medicine prescribed for before your treatment (%(day)s, %(time)s dose).",
+        **values,
     )
 
 

@@ -56,8 +56,8 @@ def test_enrolment_plans_the_first_cycle_in_chinese_exactly_as_sent(app_ctx: Fla
     ]
     assert [r.body for r in cycle] == [
         "【江苏省肿瘤医院】提醒：您3月9日周一需到院抽血化验。您3月10日周二有治疗安排，请按时到院。回复TD退订",
-        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（08:00）。回复TD退订",
-        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（20:00）。回复TD退订",
+        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（3月9日周一 08:00）。回复TD退订",
+        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（3月9日周一 20:00）。回复TD退订",
         "【江苏省肿瘤医院】提醒：今天（3月10日周二）是您的治疗日，请按时到院。回复TD退订",
     ]
     assert all(r.segments == 1 and r.encoding == "UCS-2" for r in cycle)
@@ -83,7 +83,7 @@ def test_english_bodies_use_english_dates(app_ctx: Flask) -> None:
     )
     assert cycle[1].body == (
         "【江苏省肿瘤医院】Reminder: Please take the medicine prescribed for before your "
-        "treatment (8:00\u202fAM dose). Reply STOP to opt out."
+        "treatment (Mon, Mar 9, 8:00\u202fAM dose). Reply STOP to opt out."
     )
 
 
@@ -137,7 +137,7 @@ def test_paclitaxel_premedication_reminder_is_the_evening_before(app_ctx: Flask)
     evening = [r for r in first_cycle(patient) if local(r).date() == date(2026, 3, 9)]
 
     assert [local(r).hour for r in evening] == [20]
-    assert "治疗前用药（20:00）" in evening[0].body
+    assert "治疗前用药（3月9日周一 20:00）" in evening[0].body
 
 
 def test_imaging_reminder_carries_preparation_and_no_test_name(app_ctx: Flask) -> None:
