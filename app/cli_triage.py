@@ -41,7 +41,9 @@ def register_triage_commands(app: Flask) -> None:
 @click.option("--lang", type=click.Choice(["zh", "en", "auto"]), default="auto", show_default=True)
 def triage_classify(lang: str) -> None:
     """Read one message per line on stdin; print one JSON object per line."""
-    stream = click.get_text_stream("stdin", errors="replace")
+    stream = sys.stdin
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="replace")  # a line of broken UTF-8 must not stop the run
     for line in stream:
         text = line.rstrip("\r\n")
         click.echo(json.dumps(classify(text, lang=lang), ensure_ascii=False))
