@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from flask.testing import FlaskClient
@@ -73,11 +74,19 @@ def test_flagged_events_come_from_the_calendar_engine(english_nurse: FlaskClient
 
 
 def test_alert_counts_only_when_the_alert_model_exists(english_nurse: FlaskClient) -> None:
-    html = english_nurse.get("/").get_data(as_text=True)
-    if hasattr(app.models, "Alert"):
-        assert open_alert_counts() is not None
-        assert 'id="alerts"' in html
-    else:
+    alert = getattr(app.models, "Alert", None)
+    if alert is None:
         assert open_alert_counts() is None
-        assert 'id="alerts"' not in html
-        assert "Open alerts" not in html
+        assert 'id="alerts"' not in english_nurse.get("/").get_data(as_text=True)
+        return
+    assert open_alert_counts() == {"total": 0}
+    for key, level, status in (("a", "red", "open"), ("b", "amber", "acknowledged"),
+                               ("c", "red", "open"), ("d", "green", "resolved")):  # fmt: skip
+        db.session.add(alert(dedupe_key=key, level=level, status=status))
+    db.session.commit()
+    assert open_alert_counts() == {"red": 2, "amber": 1, "total": 3}
+    html = english_nurse.get("/").get_data(as_text=True)
+    block = re.search(r'id="alerts".*?</a>', html, re.S)
+    assert block is not None
+    assert '<div class="n">3</div>' in block.group(0)
+    assert re.search(r"Red\S*.* 2", block.group(0)) and re.search(r"Amber\S*.* 1", block.group(0))
