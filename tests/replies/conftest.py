@@ -83,8 +83,8 @@ def client(app_ctx: Flask) -> FlaskClient:
 
 
 def sign(params: Mapping[str, str], url: str = INBOUND_URL, token: str = AUTH_TOKEN) -> str:
-    """X-Twilio-Signature computed by the Twilio SDK's RequestValidator."""
-    return RequestValidator(token).compute_signature(url, dict(params))
+    """X-Twilio-Signature computed by the Twilio SDK's RequestValidator (repeated keys kept)."""
+    return RequestValidator(token).compute_signature(url, params)
 
 
 _counter = iter(range(10**9))
