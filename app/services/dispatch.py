@@ -185,6 +185,7 @@ class Claimed:
     expires_at: datetime | None
     blocked: str | None = None
     quiet_until: datetime | None = None
+    expired: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,12 @@ class Dispatcher:
     # -- claiming ------------------------------------------------------------------------------
 
     def claim(self, now: datetime, limit: int) -> list[Claimed]:
-        """Lease up to ``limit`` due planned messages to this dispatcher; commit."""
+        """Lease up to ``limit`` planned messages due at ``now`` to this dispatcher; commit.
+
+        ``now`` also decides whether a message is too late (its event is over) and whether it
+        is quiet time for its patient: a simulated ``now`` simulates all three. Leases use the
+        real clock.
+        """
         if limit <= 0:
             return []
         started = self.clock()
@@ -289,7 +295,8 @@ class Dispatcher:
                 claimed_until=until,
                 expires_at=row.expires_at,
                 blocked=blocked_reason(patients[row.patient_id]),
-                quiet_until=self._quiet_until(patients[row.patient_id], started),
+                quiet_until=self._quiet_until(patients[row.patient_id], now),
+                expired=row.expires_at is not None and now >= row.expires_at,
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
@@ -317,7 +324,7 @@ class Dispatcher:
         now = self.clock()
         if claimed.blocked:
             return Outcome("blocked", at=now)
-        if claimed.expires_at is not None and now >= claimed.expires_at:
+        if claimed.expired:
             return Outcome("expired", at=now)
         if claimed.quiet_until is not None:
             return Outcome("quiet", at=now)
