@@ -9,7 +9,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from app.models import Patient
-from app.services.exports import patient_ics, print_lines
+from app.services.exports import PrintLine, patient_ics, print_lines
 from app.services.patients import PatientNotFound, get_patient
 from app.web.helpers import clinic_now, clinic_today
 from app.web.security import require_login
@@ -19,7 +19,9 @@ bp.before_request(require_login)
 
 PRINT_WEEKS_DEFAULT = 12
 PRINT_WEEKS_CHOICES = (4, 8, 12, 16, 26)
-PRINT_MAX_LINES = 30
+# What fits on one A4 page: rows are counted in printed lines of the "What" column.
+PRINT_MAX_ROW_LINES = 27
+CHARS_PER_LINE = {"zh": 34, "en": 64}
 
 
 def _patient_or_404(study_id: str) -> Patient:
@@ -27,6 +29,18 @@ def _patient_or_404(study_id: str) -> Patient:
         return get_patient(study_id)
     except PatientNotFound:
         abort(404)
+
+
+def fitting_on_one_page(lines: list[PrintLine], locale: str) -> list[PrintLine]:
+    """The first lines that fit on one A4 page (long titles take two or three printed lines)."""
+    per_line = CHARS_PER_LINE.get(locale, CHARS_PER_LINE["en"])
+    used, shown = 0, []
+    for line in lines:
+        used += 1 + len(line.title) // per_line
+        if used > PRINT_MAX_ROW_LINES:
+            break
+        shown.append(line)
+    return shown
 
 
 @bp.get("/<study_id>/calendar.ics")
@@ -59,8 +73,9 @@ def printable(study_id: str) -> Any:
     }
     with force_locale(patient.locale):
         lines = print_lines(patient, start=today, weeks=weeks)
-        truncated = len(lines) > PRINT_MAX_LINES
-        lines = lines[:PRINT_MAX_LINES]
+        shown = fitting_on_one_page(lines, patient.locale)
+        truncated = len(shown) < len(lines)
+        lines = shown
         html = render_template(
             "exports/print.html",
             patient=patient,

@@ -20,7 +20,9 @@ from app.web.helpers import clinic_today
 pytestmark = pytest.mark.e2e
 
 
-def _enrol_through_the_form(page: Page, study_id: str, initials: str = "ZS") -> None:
+def _enrol_through_the_form(
+    page: Page, study_id: str, initials: str = "ZS", locale: str = "zh"
+) -> None:
     today = clinic_today()
     page.click("text=Enrol a patient")
     page.fill("#study_id", study_id)
@@ -31,6 +33,7 @@ def _enrol_through_the_form(page: Page, study_id: str, initials: str = "ZS") -> 
     page.fill("#start_date", (today + timedelta(days=7)).isoformat())
     page.check("#sms_consent")
     page.fill("#sms_consent_date", today.isoformat())
+    page.check(f"input[name=locale][value={locale}]")
     page.click("text=Enrol and create the calendar")
     page.wait_for_url(f"**/patients/{study_id}")
 
@@ -159,6 +162,26 @@ def test_screenshots_of_the_main_pages(page: Page, screenshots: Path) -> None:
     page.goto("/sign-in")
     page.screenshot(path=str(screenshots / "sign-in.png"), full_page=False)
     assert len(list(screenshots.glob("zh-*.png"))) >= len(pages)
+
+
+@pytest.mark.parametrize(
+    ("locale", "title"), [("zh", "我的治疗日历"), ("en", "My treatment calendar")]
+)
+def test_printable_calendar_prints_on_one_a4_page(page: Page, screenshots: Path, locale: str,
+                                                  title: str) -> None:  # fmt: skip
+    study_id = f"JSCH-P{locale.upper()}"
+    page.goto("/")
+    _enrol_through_the_form(page, study_id, locale=locale)
+    page.goto(f"/patients/{study_id}/print?weeks=26")
+    expect(page.locator("h1")).to_have_text(title)  # the patient's language
+    page.emulate_media(media="print")
+    expect(page.locator(".print-toolbar")).to_be_hidden()
+    pdf = page.pdf(format="A4", print_background=True, prefer_css_page_size=True)
+    (screenshots / f"print-{locale}.pdf").write_bytes(pdf)
+    page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+    page.screenshot(path=str(screenshots / f"print-{locale}.png"), full_page=True)
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+    assert page.locator(".sheet tbody tr").count() >= 15
 
 
 def _enrol_through_the_form_via(page: Page, study_id: str) -> None:
