@@ -97,6 +97,7 @@ class DispatchSettings:
     lookup_margin: timedelta = timedelta(minutes=10)
     status_callback_base: str | None = None
     quiet_hours: tuple[time, time] | None = None
+    max_lateness: timedelta | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DispatchSettings:
@@ -120,6 +121,7 @@ class DispatchSettings:
             settle=timedelta(seconds=_setting(config, "SMS_RECONCILE_SETTLE_SECONDS", 60)),
             status_callback_base=base,
             quiet_hours=quiet,
+            max_lateness=timedelta(hours=_setting(config, "SMS_MAX_LATENESS_HOURS", 12)),
         )
 
     def backoff(self, attempts: int) -> timedelta:
@@ -185,7 +187,7 @@ class Claimed:
     expires_at: datetime | None
     blocked: str | None = None
     quiet_until: datetime | None = None
-    expired: bool = False
+    expired: str | None = None  # "expired" (the event is over) or "late" (sent too late)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,8 @@ class Dispatcher:
                 OutboxMessage.body,
                 OutboxMessage.attempts,
                 OutboxMessage.expires_at,
+                OutboxMessage.send_after,
+                OutboxMessage.kind,
             )
             .execution_options(synchronize_session=False)
         )
@@ -296,7 +300,7 @@ class Dispatcher:
                 expires_at=row.expires_at,
                 blocked=blocked_reason(patients[row.patient_id]),
                 quiet_until=self._quiet_until(patients[row.patient_id], now),
-                expired=row.expires_at is not None and now >= row.expires_at,
+                expired=self._too_late(row, now),
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
@@ -305,6 +309,15 @@ class Dispatcher:
     def _patients(patient_ids: set[int]) -> dict[int, Patient]:
         patients = db.session.scalars(select(Patient).where(Patient.id.in_(patient_ids)))
         return {p.id: p for p in patients}
+
+    def _too_late(self, row: Any, now: datetime) -> str | None:
+        """'expired' when the event is over, 'late' when a reminder is long overdue, else None."""
+        if row.expires_at is not None and now >= row.expires_at:
+            return "expired"
+        lateness = self.settings.max_lateness
+        if row.kind == "reminder" and lateness is not None and now - row.send_after > lateness:
+            return "late"
+        return None
 
     def _quiet_until(self, patient: Patient, moment: datetime) -> datetime | None:
         """The end of the quiet hours when it is quiet time for the patient now, else None."""
@@ -477,8 +490,11 @@ class Dispatcher:
         self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
     ) -> bool:
         report.expired += 1
-        detail = "not sent: too late, the event is over"
-        return self._move(claimed, "expired", at, detail, error_reason="expired")
+        if claimed.expired == "late":
+            detail = "not sent: more than the allowed delay after its planned time"
+        else:
+            detail = "not sent: too late, the event is over"
+        return self._move(claimed, "expired", at, detail, error_reason=claimed.expired)
 
     def _record_quiet(
         self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport

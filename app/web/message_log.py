@@ -54,6 +54,7 @@ REASON_LABELS = {
     "ambiguous": _l("The provider did not answer clearly: checking before any resend"),
     "lease_expired": _l("The sender stopped mid-send: checking before any resend"),
     "expired": _l("The event was already over"),
+    "late": _l("Too late to be useful: sending was delayed too long"),
     "rejected": _l("Refused by the provider"),
     "undelivered": _l("The carrier could not deliver it"),
     "failed": _l("The provider could not send it"),

@@ -225,6 +225,23 @@ def test_expired_messages_are_not_sent(app_ctx: Flask, fake: FakeTwilio) -> None
     assert {r.status for r in rows()} == {"expired"}
 
 
+def test_a_long_overdue_reminder_is_not_sent_but_a_moved_notice_is(
+    app_ctx: Flask, fake: FakeTwilio
+) -> None:
+    late, notice = add_due_messages(2, due=datetime.now(UTC) - timedelta(hours=13))
+    db.session.get(OutboxMessage, notice).kind = "moved"
+    db.session.commit()
+    strict = DispatchSettings(**{**FAST.__dict__, "max_lateness": timedelta(hours=12)})
+
+    report = dispatcher(fake, strict).run()
+
+    assert (report.expired, report.sent) == (1, 1)
+    by_id = {r.id: r for r in rows()}
+    assert (by_id[late].status, by_id[late].error_reason) == ("expired", "late")
+    assert by_id[notice].status == "queued"
+    assert [m.body for m in fake.messages] == [by_id[notice].body]
+
+
 def test_a_stopping_dispatcher_releases_what_it_has_not_started(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:

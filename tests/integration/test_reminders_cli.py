@@ -60,12 +60,22 @@ def test_send_due_dry_run_lists_and_sends_nothing(app_ctx: Flask) -> None:
 def test_send_due_sends_what_is_due_at_the_given_time(app_ctx: Flask) -> None:
     patient = enrol("JSCH-303", start=START)
 
-    output = run(app_ctx, "send-due", "--now", "2026-03-09T09:00+08:00")
+    evening = run(app_ctx, "send-due", "--now", "2026-03-08T18:30+08:00")
+    morning = run(app_ctx, "send-due", "--now", "2026-03-09T08:10")
 
-    assert "Sending" in output
-    assert "claimed 2, sent 2" in output
+    assert "Sending" in evening
+    assert "claimed 1, sent 1" in evening and "claimed 1, sent 1" in morning
     assert statuses(patient.id).get("sent") == 2
-    assert "claimed 0" in run(app_ctx, "send-due", "--now", "2026-03-09T09:00")
+    assert "claimed 0" in run(app_ctx, "send-due", "--now", "2026-03-09T08:10")
+
+
+def test_a_reminder_long_overdue_is_not_sent_late(app_ctx: Flask) -> None:
+    patient = enrol("JSCH-306", start=START)
+
+    output = run(app_ctx, "send-due", "--now", "2026-03-09T09:00")
+
+    assert "claimed 2, sent 1" in output and "expired 1" in output  # 18:00 the day before
+    assert statuses(patient.id).get("expired") == 1
 
 
 def test_reconcile_and_status_report(app_ctx: Flask) -> None:
