@@ -143,9 +143,7 @@ def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) ->
             parts.append(_variant_suffix(message, variant, ctx))
         if current_app.config.get("SMS_OPT_OUT_HINT", True):
             parts.append(gettext("Reply STOP to opt out."))
-    separator = " " if ctx.locale == "en" else ""
-    body = separator.join(part for part in parts if part)
-    return _signed(body)
+    return _signed(_joined(parts, ctx))
 
 
 def _signed(body: str) -> str:
@@ -169,12 +167,17 @@ def _reminder_clause(item: ReminderItem, ctx: RenderContext) -> str:
         "time": _time(item.send_at, ctx),
     }
     today = item.days_before == 0
-    text = _TEMPLATE_TEXT[item.template](today, values)
+    parts = [_TEMPLATE_TEXT[item.template](today, values)]
     if item.detail == "titles" and item.title is not None:
-        text += gettext("(%(title)s)", title=item.title.get(ctx.locale))
+        parts.append(gettext("(%(title)s)", title=item.title.get(ctx.locale)))
     if item.preparation is not None:
-        text += gettext("Preparation: %(text)s", text=item.preparation.get(ctx.locale))
-    return text
+        parts.append(gettext("Preparation: %(text)s", text=item.preparation.get(ctx.locale)))
+    return _joined(parts, ctx)
+
+
+def _joined(parts: list[str], ctx: RenderContext) -> str:
+    """Sentences joined as the language writes them (a space in English, nothing in Chinese)."""
+    return (" " if ctx.locale == "en" else "").join(part for part in parts if part)
 
 
 def _treatment(today: bool, values: dict[str, str]) -> str:
@@ -234,10 +237,10 @@ def _moved_clause(item: ReminderItem, ctx: RenderContext) -> str:
         "old": _date(item.moved_from, ctx) if item.moved_from else "",
         "new": _date(item.event_date, ctx),
     }
-    text = _MOVED_TEXT.get(item.kind, _moved_visit)(values)
+    parts = [_MOVED_TEXT.get(item.kind, _moved_visit)(values)]
     if item.detail == "titles" and item.title is not None:
-        text += gettext("(%(title)s)", title=item.title.get(ctx.locale))
-    return text
+        parts.append(gettext("(%(title)s)", title=item.title.get(ctx.locale)))
+    return _joined(parts, ctx)
 
 
 def _moved_treatment(values: dict[str, str]) -> str:

@@ -151,6 +151,17 @@ def test_imaging_reminder_carries_preparation_and_no_test_name(app_ctx: Flask) -
     assert "CT" not in row.body and names_no_drug_or_diagnosis(row.body)
 
 
+def test_english_sentences_are_separated_by_spaces(app_ctx: Flask) -> None:
+    patient = enrol("JSCH-122", start=START, locale="en")
+    ct = next(e for e in patient.events if e.details.get("assessment") == "ct")
+
+    [row] = [r for r in rows_of(patient) if ct.key in r.event_keys]
+
+    day = f"{ct.date:%a}, {ct.date:%b} {ct.date.day}"
+    assert f"You have a scan on {day}. Preparation: Do not eat for 4 hours" in row.body
+    assert ".." not in row.body and not any(f".{c}" in row.body for c in "ABCDEFGHIJKLMNOPRSTUVWYZ")
+
+
 def test_patient_time_zone_sets_the_local_send_time(app_ctx: Flask) -> None:
     new_york = ZoneInfo("America/New_York")
     patient = enrol("JSCH-130", start=START, timezone="America/New_York", locale="en")
