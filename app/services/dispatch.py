@@ -401,7 +401,7 @@ class Dispatcher:
         """Store one outcome (conditional on our lease); the caller commits."""
         at = outcome.at or self.clock()
         handler = getattr(self, f"_record_{outcome.kind}")
-        if not handler(claimed, outcome, at, report):
+        if not handler(claimed, outcome, at, report) and not _settled_by_callback(claimed, outcome):
             report.lost += 1
             logger.error(
                 "message %s: outcome %s not stored, the lease was taken over",
@@ -531,6 +531,16 @@ def _among(due: Select[Any]) -> ColumnElement[bool]:
     if db.session.get_bind().dialect.name == "postgresql":
         return OutboxMessage.id == func.any(func.array(due.scalar_subquery()))
     return OutboxMessage.id.in_(due.scalar_subquery())
+
+
+def _settled_by_callback(claimed: Claimed, outcome: Outcome) -> bool:
+    """True when a status callback already stored this very send (it raced the API answer)."""
+    if outcome.sent is None:
+        return False
+    stored = db.session.scalar(
+        select(OutboxMessage.provider_id).where(OutboxMessage.id == claimed.id)
+    )
+    return stored == outcome.sent.provider_id
 
 
 def _error_values(error: Exception | None) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
-from app.services.dispatch import Dispatcher, DispatchSettings, reconcile
+from app.services.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
+from app.services.status_callbacks import apply_status_callback
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import (
     AUTH_TOKEN,
@@ -206,6 +207,24 @@ def test_a_callback_settles_an_ambiguous_send_so_it_is_never_resent(
     assert reconcile(gateway=gateway_for(fake), settings=SETTINGS).checked == 0
     assert Dispatcher(gateway_for(fake), SETTINGS).run().claimed == 0
     assert len(fake.create_requests()) == 1
+
+
+def test_a_callback_that_beats_the_api_answer_is_kept(app_ctx: Flask, fake: FakeTwilio) -> None:
+    [message_id] = add_due_messages(1)
+    dispatcher = Dispatcher(gateway_for(fake), SETTINGS, actor="test")
+    [claimed] = dispatcher.claim(datetime.now(UTC), 1)
+    outcome = dispatcher.attempt(claimed, should_stop=lambda: False)
+    assert outcome.sent is not None
+
+    result = apply_status_callback(outcome.sent.provider_id, "sent", message_id=message_id)
+    report = DispatchReport()
+    dispatcher.record(claimed, outcome, report)
+    db.session.commit()
+
+    row = fresh(message_id)
+    assert result.outcome == "updated"
+    assert (row.status, row.provider_id, report.lost) == ("sent", outcome.sent.provider_id, 0)
+    assert [h.to_status for h in row.history] == ["claimed", "sent"]
 
 
 def test_an_unknown_message_sid_is_acknowledged_and_ignored(
