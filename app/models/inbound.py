@@ -56,16 +56,5 @@ class InboundMessage(db.Model):
 
     patient: Mapped[Patient | None] = relationship()
 
-    @property
-    def symptom_grades(self) -> dict[str, int]:
-        """The graded symptoms this message reported ({code: grade}); negated ones count 0."""
-        grades: dict[str, int] = {}
-        for item in (self.parse or {}).get("symptoms", []):
-            if isinstance(item, dict) and isinstance(item.get("grade"), int):
-                grades[str(item.get("code"))] = int(item["grade"])
-        for code in (self.parse or {}).get("negated", []):
-            grades.setdefault(str(code), 0)
-        return grades
-
     def __repr__(self) -> str:
         return f"<InboundMessage {self.sid} {self.status} {self.priority}>"

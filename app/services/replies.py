@@ -209,24 +209,36 @@ def process_stale(now: datetime, *, older_than: timedelta) -> int:
 # -- processing ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """The stored fields processing needs (read back by the claiming UPDATE ... RETURNING)."""
+
+    id: int
+    sid: str
+    from_number: str
+    body: str
+
+
 def _process(message_id: int, now: datetime, reply_by_sms: bool) -> InboundResult:
     claimed = db.session.execute(
         update(InboundMessage)
         .where(InboundMessage.id == message_id, InboundMessage.status == "received")
         .values(status="processed", processed_at=now)
+        .returning(
+            InboundMessage.id, InboundMessage.sid, InboundMessage.from_number, InboundMessage.body
+        )
         .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    ).first()
+    if claimed is None:
         db.session.rollback()
         return _duplicate(message_id)
-    row = db.session.get(InboundMessage, message_id, populate_existing=True)
-    assert row is not None
+    row = StoredMessage(claimed.id, claimed.sid, claimed.from_number, claimed.body or "")
     patient = match_patient(row.from_number)
     if patient is None:
         outcome = _from_unknown_sender(row, now)
     else:
         outcome = _from_patient(row, patient, now)
-    _record(row, outcome, now)
+    _record(row, outcome)
     if reply_by_sms and outcome.patient is not None and outcome.reply:
         _queue_reply(outcome.patient, row, outcome.reply, outcome.locale, now)
     db.session.commit()
@@ -234,17 +246,25 @@ def _process(message_id: int, now: datetime, reply_by_sms: bool) -> InboundResul
     return InboundResult(outcome.reply, "processed", message_id, priority, outcome.alert_id)
 
 
-def _record(row: InboundMessage, outcome: Outcome, now: datetime) -> None:
-    row.status = "processed"
-    row.processed_at = now
-    row.patient_id = outcome.patient.id if outcome.patient else None
-    row.reply_body = outcome.reply
-    row.reply_locale = outcome.locale
+def _record(row: StoredMessage, outcome: Outcome) -> None:
+    values: dict[str, Any] = {
+        "patient_id": outcome.patient.id if outcome.patient else None,
+        "reply_body": outcome.reply,
+        "reply_locale": outcome.locale,
+    }
     if outcome.parsed is not None and outcome.result is not None:
-        row.intent = outcome.parsed.intent
-        row.priority = outcome.result.priority
-        row.language = outcome.parsed.language
-        row.parse = parse_record(outcome.parsed, outcome.result, outcome.actions)
+        values |= {
+            "intent": outcome.parsed.intent,
+            "priority": outcome.result.priority,
+            "language": outcome.parsed.language,
+            "parse": parse_record(outcome.parsed, outcome.result, outcome.actions),
+        }
+    db.session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == row.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def parse_record(parsed: ParsedReply, result: TriageResult, actions: list[str]) -> dict[str, Any]:
@@ -304,11 +324,12 @@ def _as_e164(raw: str) -> str | None:
 # -- a patient's message -------------------------------------------------------------------------
 
 
-def _from_patient(row: InboundMessage, patient: Patient, now: datetime) -> Outcome:
+def _from_patient(row: StoredMessage, patient: Patient, now: datetime) -> Outcome:
     locale = texts.locale_or_default(patient.locale)
     context = reply_context(patient, now)
     parsed = parse_reply(row.body, context=context)
-    result = triage(parsed, previous_grades=previous_grades(patient.id, row.id, now))
+    previous = previous_grades(patient.id, row.id, now) if parsed.active_symptoms else {}
+    result = triage(parsed, previous_grades=previous)
     outcome = Outcome(reply="", locale=locale, patient=patient, parsed=parsed, result=result)
     actor = f"patient:{patient.study_id}"
     _act_on_intent(outcome, row, actor, now)
@@ -364,8 +385,8 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
     report of grade 2 or more counts as 'worse by 2' (when unsure, the more urgent level).
     """
     days = int(current_app.config.get("ESCALATION_HISTORY_DAYS", 30))
-    rows = db.session.scalars(
-        select(InboundMessage)
+    parses = db.session.scalars(
+        select(InboundMessage.parse)
         .where(
             InboundMessage.patient_id == patient_id,
             InboundMessage.status == "processed",
@@ -374,16 +395,27 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
             InboundMessage.intent.in_(CLINICAL_INTENTS),
         )
         .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
-        .limit(50)
+        .limit(20)
     )
     grades: dict[str, int] = {}
-    for row in rows:
-        for code, grade in row.symptom_grades.items():
+    for parse in parses:
+        for code, grade in grades_in(parse).items():
             grades.setdefault(code, grade)
     return grades
 
 
-def _act_on_intent(outcome: Outcome, row: InboundMessage, actor: str, now: datetime) -> None:
+def grades_in(parse: dict[str, Any] | None) -> dict[str, int]:
+    """{code: grade} of one stored parse; symptoms the patient denied count as grade 0."""
+    grades: dict[str, int] = {}
+    for item in (parse or {}).get("symptoms", []):
+        if isinstance(item, dict) and isinstance(item.get("grade"), int):
+            grades[str(item.get("code"))] = int(item["grade"])
+    for code in (parse or {}).get("negated", []):
+        grades.setdefault(str(code), 0)
+    return grades
+
+
+def _act_on_intent(outcome: Outcome, row: StoredMessage, actor: str, now: datetime) -> None:
     assert outcome.patient is not None and outcome.parsed is not None
     intent = outcome.parsed.intent
     if intent == "opt_out":
@@ -402,7 +434,7 @@ def _act_on_intent(outcome: Outcome, row: InboundMessage, actor: str, now: datet
         outcome.alert_id = alert.id
 
 
-def _act_on_priority(outcome: Outcome, row: InboundMessage, actor: str, now: datetime) -> None:
+def _act_on_priority(outcome: Outcome, row: StoredMessage, actor: str, now: datetime) -> None:
     assert outcome.parsed is not None and outcome.result is not None
     if outcome.alert_id is not None and outcome.result.priority != "red":
         return
@@ -430,7 +462,7 @@ def _act_on_priority(outcome: Outcome, row: InboundMessage, actor: str, now: dat
 
 def _raise(
     outcome: Outcome,
-    row: InboundMessage,
+    row: StoredMessage | InboundMessage,
     kind: str,
     level: str,
     now: datetime,
@@ -634,7 +666,7 @@ def _flag_reschedule(patient: Patient, actor: str, now: datetime) -> list[str]:
 # -- an unknown sender ---------------------------------------------------------------------------
 
 
-def _from_unknown_sender(row: InboundMessage, now: datetime) -> Outcome:
+def _from_unknown_sender(row: StoredMessage, now: datetime) -> Outcome:
     parsed = parse_reply(row.body)
     result = triage(parsed)
     locale = texts.locale_or_default(parsed.language if parsed.language in ("zh", "en") else None)
@@ -722,7 +754,7 @@ def _safe_patient(sender: str) -> Patient | None:
 
 
 def _queue_reply(
-    patient: Patient, row: InboundMessage, text: str, locale: str, now: datetime
+    patient: Patient, row: StoredMessage | InboundMessage, text: str, locale: str, now: datetime
 ) -> None:
     """The answer as an outbox message to the patient (when the webhook could not carry it)."""
     body = text
