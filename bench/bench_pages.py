@@ -87,8 +87,9 @@ def seed_many(app: Flask, count: int) -> int:
         protocol, working = current_protocol(), clinic_working_days()
         base = today - timedelta(days=400)
         templates = {
-            (pd1, chemo): generate(protocol, {"pd1": pd1, "chemo": chemo}, base,
-                                   ZoneInfo("Asia/Shanghai"), working)  # fmt: skip
+            (pd1, chemo): generate(
+                protocol, {"pd1": pd1, "chemo": chemo}, base, ZoneInfo("Asia/Shanghai"), working
+            )
             for pd1 in PD1
             for chemo in CHEMO
         }
@@ -193,8 +194,12 @@ def main(argv: list[str]) -> int:
           f"in {time.perf_counter() - started:.1f} s ({folder})")  # fmt: skip
     small_client, large_client = signed_in_client(small), signed_in_client(large)
     small_pages, large_pages = pages(small), pages(large)
-    baseline = {name: time_page(small_client, path, args.repeat) for name, path in small_pages.items()}
-    results = {name: time_page(large_client, path, args.repeat) for name, path in large_pages.items()}
+    baseline = {
+        name: time_page(small_client, path, args.repeat) for name, path in small_pages.items()
+    }
+    results = {
+        name: time_page(large_client, path, args.repeat) for name, path in large_pages.items()
+    }
     healthz = results["healthz"].median_ms
     print(f"\n{'page':<30} {'status':>6} {'median ms':>10} {'max ms':>8} {'KB':>7} "
           f"{'x healthz':>10} {'x demo':>7}")  # fmt: skip
