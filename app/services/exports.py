@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from flask_babel import get_locale
@@ -72,9 +73,15 @@ def patient_ics(patient: Patient, *, now: datetime) -> bytes:
 
 
 def _vtimezone(tz: ZoneInfo, first: date, last: date) -> Timezone:
-    start = datetime(first.year, 1, 1)
-    end = datetime(last.year + 1, 1, 1)
-    return Timezone.from_tzinfo(tz, tz.key, first_date=start.date(), last_date=end.date())
+    return _vtimezone_for_years(tz.key, first.year, last.year)
+
+
+@lru_cache(maxsize=64)
+def _vtimezone_for_years(key: str, first_year: int, last_year: int) -> Timezone:
+    """VTIMEZONE of a zone over whole years (slow to build, so built once and reused)."""
+    return Timezone.from_tzinfo(
+        ZoneInfo(key), key, first_date=date(first_year, 1, 1), last_date=date(last_year + 1, 1, 1)
+    )
 
 
 def _vevent(patient: Patient, event: CalendarEvent, stamp: datetime) -> Event:
