@@ -116,7 +116,6 @@ def _enrol(demo: DemoPatient, today: date) -> None:
         actor=DEMO_ACTOR,
         today=today,
     )
-    _mark_past_done(patient, today)
     if demo.salvage_offset_days is not None:
         salvage_start = today + timedelta(days=demo.salvage_offset_days)
         calendar.record_progression(
@@ -133,6 +132,8 @@ def _enrol(demo: DemoPatient, today: date) -> None:
             reason="demo: salvage chemoradiation",
             today=salvage_start,
         )
+    db.session.refresh(patient)
+    _mark_past_done(patient, today)
 
 
 def _mark_past_done(patient: Patient, today: date) -> None:
