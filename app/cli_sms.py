@@ -129,3 +129,13 @@ def sms_status() -> None:
     counts = outbox.status_counts()
     for status, count in sorted(counts.items()):
         click.echo(f"{status:<12} {count}")
+
+
+@sms_cli.command("health")
+def sms_health() -> None:
+    """Exit 1 when sending lags (due > 5 min unsent: is a jobs process running?) or is stuck."""
+    report = outbox.health()
+    for key, value in report.to_json().items():
+        click.echo(f"{key:<20} {value}")
+    if not report.healthy:
+        raise SystemExit(1)

@@ -147,3 +147,60 @@ def problems(*, limit: int = 20) -> list[OutboxMessage]:
             .limit(limit)
         )
     )
+
+
+@dataclass(frozen=True)
+class OutboxHealth:
+    """Is sending keeping up? The oldest overdue message, unclear ones, recent problems."""
+
+    oldest_due_seconds: float
+    unknown: int
+    stuck_claims: int
+    problems_last_day: int
+
+    @property
+    def healthy(self) -> bool:
+        """True when a dispatcher runs (nothing due for over 5 minutes) and nothing is stuck."""
+        return self.oldest_due_seconds <= 300 and self.stuck_claims == 0
+
+    def to_json(self) -> dict[str, object]:
+        """For a health endpoint or monitoring."""
+        return {
+            "healthy": self.healthy,
+            "oldest_due_seconds": round(self.oldest_due_seconds),
+            "unknown": self.unknown,
+            "stuck_claims": self.stuck_claims,
+            "problems_last_day": self.problems_last_day,
+        }
+
+
+def health(now: datetime | None = None) -> OutboxHealth:
+    """How far behind sending is (a jobs process must run for the oldest due to stay small)."""
+    now = now or utcnow()
+    oldest = db.session.scalar(
+        select(func.min(OutboxMessage.due_at)).where(
+            OutboxMessage.status == "planned", OutboxMessage.due_at <= now
+        )
+    )
+    counts = dict(
+        db.session.execute(
+            select(OutboxMessage.status, func.count())
+            .where(OutboxMessage.status.in_(("unknown", "claimed")))
+            .where((OutboxMessage.status == "unknown") | (OutboxMessage.claimed_until < now))
+            .group_by(OutboxMessage.status)
+        ).all()
+    )
+    problems_recent = db.session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.status.in_(("failed", "undelivered", "blocked")),
+            OutboxMessage.updated_at >= now - timedelta(days=1),
+        )
+    )
+    return OutboxHealth(
+        oldest_due_seconds=(now - oldest).total_seconds() if oldest else 0.0,
+        unknown=int(counts.get("unknown", 0)),
+        stuck_claims=int(counts.get("claimed", 0)),
+        problems_last_day=int(problems_recent or 0),
+    )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import OutboxMessage
-from tests.integration.sms_support import enrol
+from tests.integration.sms_support import add_due_messages, enrol
 
 START = date(2026, 3, 10)
 
@@ -91,3 +91,16 @@ def test_plan_is_idempotent(app_ctx: Flask) -> None:
     output = run(app_ctx, "plan", "JSCH-305")
 
     assert output.startswith("0 new,") and " 0 cancelled" in output
+
+
+def test_health_fails_when_due_messages_wait_too_long(app_ctx: Flask) -> None:
+    runner = app_ctx.test_cli_runner()
+    assert runner.invoke(args=["sms", "health"]).exit_code == 0
+    add_due_messages(2, due=datetime.now(UTC) - timedelta(minutes=10))
+
+    result = runner.invoke(args=["sms", "health"])
+
+    assert result.exit_code == 1
+    assert "healthy              False" in result.output
+    values = dict(line.split(maxsplit=1) for line in result.output.splitlines())
+    assert 600 <= int(values["oldest_due_seconds"]) < 700
