@@ -137,6 +137,7 @@ def start_salvage(
         start,
         clinic_working_days(),
         today=today,
+        recurrence_date=patient.recurrence_date,
     )
     patient.salvage_start = start
     status_before, patient.status = patient.status, "salvage"
