@@ -78,9 +78,15 @@ def reschedule_event(
 
 
 def set_event_status(
-    patient_ref: str | int, key: str, status: str, *, actor: str, note: str | None = None
+    patient_ref: str | int,
+    key: str,
+    status: str,
+    *,
+    actor: str,
+    note: str | None = None,
+    today: date | None = None,
 ) -> CalendarEvent:
-    """Mark one event done, missed, confirmed or planned again; audit and commit."""
+    """Mark one event done, missed, confirmed or planned again; re-plan its reminders; commit."""
     if status not in MARKABLE_STATUSES:
         raise CalendarActionError(f"status must be one of {', '.join(MARKABLE_STATUSES)}")
     patient = get_patient(patient_ref)
@@ -101,6 +107,7 @@ def set_event_status(
         after={"status": status, "note": row.note},
         reason=note,
     )
+    reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
     db.session.commit()
     return row
 

@@ -330,7 +330,12 @@ def mark(study_id: str, key: str) -> Any:
         return redirect(target)
     try:
         calendar_service.set_event_status(
-            patient.id, key, form.status.data, actor=current_actor(), note=form.note.data or None
+            patient.id,
+            key,
+            form.status.data,
+            actor=current_actor(),
+            note=form.note.data or None,
+            today=clinic_today(),
         )
     except (CalendarError, calendar_service.CalendarActionError) as exc:
         flash(calendar_error(str(exc)), "error")

@@ -252,6 +252,21 @@ def test_rescheduling_cancels_old_reminders_plans_new_ones_and_one_moved_notice(
     assert notices[0].send_after == datetime(2026, 3, 1, 0, tzinfo=UTC)  # 08:00 Shanghai
 
 
+def test_marking_a_future_event_missed_cancels_its_reminders(app_ctx: Flask) -> None:
+    patient = enrol(start=START)
+    c2 = _infusion(patient, 2)
+    before = [r for r in rows_of(patient, "planned") if r.event_keys == [c2.key]]
+    assert before
+
+    calendar_service.set_event_status(
+        patient.id, c2.key, "missed", actor="user:nurse1", note="admitted elsewhere", today=TODAY
+    )
+
+    still_planned = {r.id for r in rows_of(patient, "planned")}
+    assert not any(r.id in still_planned for r in before)
+    assert any(r.event_keys == [_infusion(patient, 3).key] for r in rows_of(patient, "planned"))
+
+
 def test_a_second_move_before_the_notice_went_out_leaves_one_notice(app_ctx: Flask) -> None:
     patient = enrol(start=START)
     c2 = _infusion(patient, 2)
