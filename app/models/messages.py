@@ -25,7 +25,7 @@ from app.extensions import db
 from app.models.patient import Patient
 from app.models.types import UTCDateTime, utcnow
 
-MESSAGE_KINDS = ("reminder", "moved", "checkin", "reply", "notice")
+MESSAGE_KINDS = ("reminder", "moved", "checkin", "reply", "notice", "page")
 
 # Where a message is in its life. "planned" waits for due_at; "claimed" is leased by one
 # dispatcher; "unknown" means the provider MAY have it (timeout, 5xx, crash mid-send) and only
@@ -63,12 +63,16 @@ class OutboxMessage(db.Model):
     __tablename__ = "outbox_message"
     __table_args__ = (
         UniqueConstraint("patient_id", "dedupe_key"),
+        # Pages to staff (kind "page") have no patient: their key is unique per recipient.
+        UniqueConstraint("recipient", "dedupe_key"),
         Index("ix_outbox_message_status_due_at", "status", "due_at"),
         Index("ix_outbox_message_patient_send_after", "patient_id", "send_after"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    # The patient the message goes to; None for a page to a staff number (``recipient``).
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    recipient: Mapped[str | None] = mapped_column(String(20))
     dedupe_key: Mapped[str] = mapped_column(String(160))
     kind: Mapped[str] = mapped_column(String(16), default="reminder")
     status: Mapped[str] = mapped_column(String(16), default="planned")
@@ -104,7 +108,7 @@ class OutboxMessage(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    patient: Mapped[Patient] = relationship()
+    patient: Mapped[Patient | None] = relationship()
     history: Mapped[list[OutboxStatusChange]] = relationship(
         back_populates="message",
         order_by="(OutboxStatusChange.at, OutboxStatusChange.id)",

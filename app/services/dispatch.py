@@ -35,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 
 from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
 from app.extensions import db
@@ -179,7 +179,7 @@ class Claimed:
     """A claimed message, as plain data a worker thread can use without the database."""
 
     id: int
-    patient_id: int
+    patient_id: int | None  # None: a page to a staff number
     to: str
     body: str
     attempts: int
@@ -239,11 +239,12 @@ class Dispatcher:
         due = (
             select(OutboxMessage.id)
             .where(OutboxMessage.status == "planned", OutboxMessage.due_at <= now)
-            .order_by(OutboxMessage.due_at, OutboxMessage.id)
+            .order_by(_pages_first(), OutboxMessage.due_at, OutboxMessage.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         phone = select(Patient.phone_e164).where(Patient.id == OutboxMessage.patient_id)
+        to = func.coalesce(OutboxMessage.recipient, phone.scalar_subquery())
         stmt = (
             update(OutboxMessage)
             .where(_among(due), OutboxMessage.status == "planned")
@@ -254,7 +255,7 @@ class Dispatcher:
                 attempts=OutboxMessage.attempts + 1,
                 last_attempt_at=started,
                 first_attempt_at=func.coalesce(OutboxMessage.first_attempt_at, started),
-                sent_to=phone.scalar_subquery(),
+                sent_to=to,
                 updated_at=started,
             )
             .returning(
@@ -287,7 +288,7 @@ class Dispatcher:
                 for row in rows
             ],
         )
-        patients = self._patients({row.patient_id for row in rows})
+        patients = self._patients({row.patient_id for row in rows if row.patient_id is not None})
         db.session.commit()
         return [
             Claimed(
@@ -298,8 +299,8 @@ class Dispatcher:
                 attempts=row.attempts,
                 claimed_until=until,
                 expires_at=row.expires_at,
-                blocked=blocked_reason(patients[row.patient_id]),
-                quiet_until=self._quiet_until(patients[row.patient_id], now),
+                blocked=_blocked(patients.get(row.patient_id)),
+                quiet_until=_quiet(self, patients.get(row.patient_id), now),
                 expired=self._too_late(row, now),
             )
             for row in sorted(rows, key=lambda r: r.id)
@@ -473,7 +474,7 @@ class Dispatcher:
         reason = error.reason if isinstance(error, TerminalSmsError) else "rejected"
         values = _error_values(error) | {"error_reason": reason}
         moved = self._move(claimed, "failed", at, f"refused: {error}", **values)
-        if moved and reason in TERMINAL_PATIENT_ACTIONS:
+        if moved and reason in TERMINAL_PATIENT_ACTIONS and claimed.patient_id is not None:
             mark_patient_unreachable(
                 claimed.patient_id, reason, str(error), actor=self.actor, at=at
             )
@@ -521,6 +522,21 @@ class Dispatcher:
         return self._move(claimed, "planned", at, detail, attempts=max(claimed.attempts - 1, 0))
 
 
+def _pages_first() -> ColumnElement[int]:
+    """Pages to staff (red alerts) are claimed before anything else that is due."""
+    return case((OutboxMessage.kind == "page", 0), else_=1)
+
+
+def _blocked(patient: Patient | None) -> str | None:
+    """Why a patient's message may not go out (consent, opt-out...); pages are never blocked."""
+    return blocked_reason(patient) if patient is not None else None
+
+
+def _quiet(dispatcher: Dispatcher, patient: Patient | None, now: datetime) -> datetime | None:
+    """Quiet hours are the patient's; pages to staff go out at any hour."""
+    return dispatcher._quiet_until(patient, now) if patient is not None else None
+
+
 def _among(due: Select[Any]) -> ColumnElement[bool]:
     """``id IN (due)``, with the subquery evaluated exactly once.
 
@@ -550,9 +566,11 @@ def _error_values(error: Exception | None) -> dict[str, Any]:
 
 
 def mark_patient_unreachable(
-    patient_id: int, reason: str, detail: str, *, actor: str, at: datetime
+    patient_id: int | None, reason: str, detail: str, *, actor: str, at: datetime
 ) -> None:
     """Record an opt-out or an invalid number on the patient, audit it, cancel unsent SMS."""
+    if patient_id is None:  # a page to a staff number: no patient to update
+        return
     patient = db.session.get(Patient, patient_id)
     if patient is None:
         return
@@ -726,7 +744,7 @@ def _reconcile_one(
     source: str,
     report: ReconcileReport,
 ) -> None:
-    to = row.sent_to or row.patient.phone_e164
+    to = row.sent_to or row.recipient or (row.patient.phone_e164 if row.patient else "")
     since = (row.first_attempt_at or row.created_at) - settings.lookup_margin
     try:
         candidates = gateway.find_sent(to, since, now + settings.lookup_margin)

@@ -61,8 +61,9 @@ def _who(alert: Alert, locale: str) -> str:
 
 
 def _what(alert: Alert, locale: str) -> str:
-    parse = (alert.inbound_message.parse or {}) if alert.inbound_message else {}
-    temperature = parse.get("temperature_c") if isinstance(parse, dict) else None
+    temperature = next(
+        (s.get("temperature_c") for s in alert.symptoms or [] if s.get("temperature_c")), None
+    )
     with force_locale(locale):
         return texts.symptom_summary(
             alert.symptoms or [], temperature if isinstance(temperature, float | int) else None

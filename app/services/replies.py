@@ -469,9 +469,7 @@ def _raise(
     event_keys: list[str] | None = None,
 ) -> Any:
     parsed, result = outcome.parsed, outcome.result
-    symptoms = (
-        [{"code": m.code, "grade": m.grade} for m in parsed.active_symptoms] if parsed else []
-    )
+    symptoms = _alert_symptoms(parsed) if parsed else []
     reasons = list(result.reasons) if result else []
     if kind == "reschedule":
         reasons = [f"reschedule requested: {', '.join(event_keys or []) or 'no open event found'}"]
@@ -489,6 +487,20 @@ def _raise(
         ),
         now=now,
     )
+
+
+def _alert_symptoms(parsed: ParsedReply) -> list[dict[str, Any]]:
+    """The active symptoms for the alert; the temperature rides on the fever entry."""
+    symptoms: list[dict[str, Any]] = [
+        {"code": m.code, "grade": m.grade} for m in parsed.active_symptoms
+    ]
+    if parsed.temperature_c is not None:
+        fever = next((s for s in symptoms if s["code"] == "fever"), None)
+        if fever is None:
+            fever = {"code": "fever", "grade": None}
+            symptoms.append(fever)
+        fever["temperature_c"] = parsed.temperature_c
+    return symptoms
 
 
 def _summary(
