@@ -254,3 +254,29 @@ def test_unresolved_counts_and_urgent_badge(app_ctx: Flask) -> None:
     ordered = [a.level for a in alert_service.unresolved()]
     assert ordered == ["red", "amber", "green"]
     assert isinstance(alerts()[0], Alert)
+
+
+def test_with_page_now_the_page_leaves_at_once_without_waiting_for_the_job(
+    client: FlaskClient, fake: FakeTwilio
+) -> None:
+    import time
+
+    p = patient(locale="en")
+    add_rota()
+    app = client.application
+    app.config["ESCALATION_PAGE_NOW"] = True
+    app.extensions["cadence.sms_gateway"] = gateway_for(fake, timeout=2)
+    try:
+        post_inbound(client, inbound_form(p.phone_e164, "I vomited blood"))
+        deadline = time.monotonic() + 10
+        while not fake.bodies_for(CLINICIAN_PHONE) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        app.config["ESCALATION_PAGE_NOW"] = False
+        app.extensions.pop("cadence.sms_gateway", None)
+    (sent,) = fake.bodies_for(CLINICIAN_PHONE)
+    assert "JSCH-001" in sent
+    deadline = time.monotonic() + 10
+    while pages()[0].status == "claimed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pages()[0].status in ("queued", "sent", "delivered")
