@@ -8,6 +8,7 @@ from app.models.alerts import (
     OnCallShift,
 )
 from app.models.audit import AuditEntry, AuditEntryImmutableError
+from app.models.checkins import CHECKIN_STATUSES, CheckinSession
 from app.models.inbound import INBOUND_STATUSES, InboundMessage
 from app.models.messages import (
     MESSAGE_KINDS,
@@ -23,6 +24,7 @@ __all__ = [
     "ALERT_KINDS",
     "ALERT_LEVELS",
     "ALERT_STATUSES",
+    "CHECKIN_STATUSES",
     "EVENT_STATUSES",
     "INBOUND_STATUSES",
     "MESSAGE_KINDS",
@@ -33,6 +35,7 @@ __all__ = [
     "AuditEntry",
     "AuditEntryImmutableError",
     "CalendarEvent",
+    "CheckinSession",
     "InboundMessage",
     "OnCallShift",
     "OutboxMessage",
