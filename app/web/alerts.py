@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.domain.oncall import ROTA_ROLES, RotaError
-from app.models import Alert, utcnow
+from app.models import utcnow
 from app.services import alerts as alert_service
 from app.services import oncall
 from app.services.oncall import pages_for
@@ -59,10 +59,10 @@ def register_alerts(app: Flask) -> None:
     add_nav_item(app, "alerts.index", _l("Alerts"), order=15, permission="patients.view",
                  badge=_badge)  # fmt: skip
     app.jinja_env.filters.update(
-        alert_level=lambda code: labels._lookup(LEVEL_LABELS, code),
-        alert_kind=lambda code: labels._lookup(KIND_LABELS, code),
-        alert_status=lambda code: labels._lookup(STATUS_LABELS, code),
-        rota_role=lambda code: labels._lookup(ROTA_ROLE_LABELS, code),
+        alert_level=lambda code: _label(LEVEL_LABELS, code),
+        alert_kind=lambda code: _label(KIND_LABELS, code),
+        alert_status=lambda code: _label(STATUS_LABELS, code),
+        rota_role=lambda code: _label(ROTA_ROLE_LABELS, code),
         duration=_duration,
     )
     labels.FLAG_LABELS.setdefault("reschedule_requested", _l("Patient asked to change the date"))
@@ -81,6 +81,12 @@ def register_alerts(app: Flask) -> None:
             "oncall.remove": _l("On-call rota entry removed"),
         }
     )
+
+
+def _label(table: dict[str, Any], code: str | None) -> str:
+    """The translated label of a code, or the code made readable."""
+    label = table.get(code or "")
+    return str(label) if label is not None else labels.humanise(code or "")
 
 
 def _badge() -> int | None:
@@ -213,8 +219,3 @@ def rota_delete(shift_id: int) -> Any:
         abort(404)
     flash(_("Rota entry removed."), "success")
     return redirect(url_for("alerts.rota"))
-
-
-def alert_age_seconds(alert: Alert) -> int:
-    """Seconds since the alert was raised."""
-    return int((utcnow() - alert.created_at).total_seconds())
