@@ -12,6 +12,7 @@ def register_blueprints(app: Flask) -> None:
     """Register every blueprint of the web UI and the pieces they share."""
     from app.web import audit, auth, calendar, exports, main, patients, users
     from app.web.alerts import register_alerts
+    from app.web.checkin_features import register_checkin_features
     from app.web.errors import init_error_pages
     from app.web.message_log import register_message_log
     from app.web.security import init_security
@@ -26,6 +27,7 @@ def register_blueprints(app: Flask) -> None:
     register_message_log(app)
     register_webhooks(app)
     register_alerts(app)
+    register_checkin_features(app)
     add_nav_item(app, "main.today", _l("Today"), order=10)
     add_nav_item(app, "patients.index", _l("Patients"), order=20, blueprint="patients")
     add_nav_item(app, "calendar.month", _l("Calendar"), order=30)
