@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import dispatch, escalation, reconcile, replan
+from jobs import checkins, dispatch, escalation, reconcile, replan
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -79,6 +79,15 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
                 seconds=_number(config, "ESCALATION_JOB_SECONDS", 60), timezone=tz
             ),
             misfire_grace_time=30,
+            run_at_start=True,
+        ),
+        JobSpec(
+            id="checkins",
+            func=checkins.run,
+            trigger=IntervalTrigger(
+                seconds=_number(config, "CHECKIN_JOB_SECONDS", 300), timezone=tz
+            ),
+            misfire_grace_time=120,
             run_at_start=True,
         ),
         JobSpec(
