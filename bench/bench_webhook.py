@@ -584,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL server to make a throwaway schema in",
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--requests", type=int, default=60000, help="pre-signed requests per run")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
