@@ -146,11 +146,13 @@ def start_due(
     return started
 
 
-def start_checkin(event_row: CalendarEvent, *, now: datetime, actor: str) -> CheckinSession | None:
+def start_checkin(
+    event_row: CalendarEvent, *, now: datetime, actor: str, send: bool = True
+) -> CheckinSession | None:
     """Create the session of one check-in event and plan its first SMS; flush, no commit.
 
     Returns None when the event already has a session (another process was first) or the
-    patient is off study.
+    patient is off study. ``send=False`` records the session only (demo data, tests).
     """
     patient = event_row.patient
     if patient.status in NO_SMS_STATUSES:
@@ -201,6 +203,8 @@ def start_checkin(event_row: CalendarEvent, *, now: datetime, actor: str) -> Che
         },
         at=now,
     )
+    if not send:
+        return session
     if blocked is not None:
         make_call_task(session, now=now, actor=actor, reason=f"no SMS possible: {blocked}")
         return session

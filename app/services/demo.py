@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import select
 
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
-from app.models import Patient
+from app.models import CalendarEvent, CheckinSession, Patient
 from app.services import audit, calendar, users
 from app.services.patients import enrol_patient
 
@@ -151,3 +151,110 @@ def _mark_past_done(patient: Patient, today: date) -> None:
             reason="demo: past visits marked done",
         )
     db.session.commit()
+
+
+# -- symptom check-ins (issue 6) -------------------------------------------------------------------
+
+CHECKIN_DEMO_DAYS = 42
+DEMO_CHECKIN_SCRIPTS: dict[str, tuple[tuple[str, dict[str, float]], ...]] = {
+    # study id -> (channel, answers) for its most recent past check-ins, oldest first. Questions
+    # not named are answered 0 (36.8 C for the temperature): every check-in is complete except
+    # a "partial" one, which stops after its answers (as an SMS check-in stops at a red answer).
+    "JSCH-001": (
+        ("sms", {"N": 1, "NS": 1, "E": 2, "EI": 1, "A": 1, "AI": 1}),
+        ("web", {"E": 1, "EI": 1, "N": 1, "NS": 1}),
+        ("web", {"E": 1, "EI": 0, "T": 1, "TI": 1}),
+    ),
+    "JSCH-004": (
+        ("web", {"S": 1, "K": 1, "KB": 0}),
+        ("partial", {"F": 0, "HB": 0, "BS": 0, "CP": 0, "S": 4}),
+    ),
+    "JSCH-005": (
+        ("sms", {}),
+        ("web", {"N": 3, "NS": 3, "V": 2, "VS": 2, "E": 3, "EI": 3, "A": 2, "AI": 2}),
+    ),
+    "JSCH-002": (("web", {"K": 1, "KB": 0, "R": 1}),),
+}
+DEMO_CALL_TASKS = ("JSCH-006",)
+"""Demo patients whose latest past check-in was never answered: a nurse call task."""
+
+
+def load_demo_checkins(*, today: date) -> int:
+    """Answered check-ins (graded, one red) and one call task for the demo patients.
+
+    Separate from ``load_demo_data`` and idempotent: a check-in event that already has a session
+    is left alone. Sessions are recorded without SMS (nothing is sent for the past); answers go
+    through the same service as real ones, so grades, triage and alerts are real.
+    """
+    from app.services.checkin_schedule import start_checkin
+    from app.services.checkins import make_call_task, patient_tz, record_answers
+
+    created = 0
+    for study_id, scripts in [*DEMO_CHECKIN_SCRIPTS.items(), *((s, ()) for s in DEMO_CALL_TASKS)]:
+        patient = db.session.scalar(select(Patient).where(Patient.study_id == study_id))
+        if patient is None:
+            continue
+        events = _past_checkin_events(patient, today, max(len(scripts), 1))
+        if study_id in DEMO_CALL_TASKS:
+            events, scripts = events[-1:], (("none", {}),)
+        for event_row, (channel, overrides) in zip(events, scripts[-len(events) :], strict=False):
+            if _has_checkin(patient.id, event_row.key):
+                continue
+            sent = datetime.combine(event_row.date, time(10, 0), tzinfo=patient_tz(patient))
+            session = start_checkin(event_row, now=sent, actor=DEMO_ACTOR, send=False)
+            if session is None:
+                continue
+            if channel == "none":
+                make_call_task(session, now=sent + timedelta(days=2), actor=DEMO_ACTOR,
+                               reason="demo: check-in not answered after 2 days")  # fmt: skip
+            else:
+                answers = _demo_answers(session, overrides, complete=channel != "partial")
+                record_answers(
+                    session.id,
+                    answers,
+                    channel="sms" if channel == "partial" else channel,
+                    now=sent + timedelta(minutes=40),
+                    actor=DEMO_ACTOR,
+                )
+            db.session.commit()
+            created += 1
+    return created
+
+
+def _past_checkin_events(patient: Patient, today: date, count: int) -> list[CalendarEvent]:
+    earliest = today - timedelta(days=CHECKIN_DEMO_DAYS)
+    events = [
+        e
+        for e in patient.events
+        if e.kind == "checkin" and earliest <= e.date < today and e.status != "cancelled"
+    ]
+    return sorted(events, key=lambda e: (e.date, e.id))[-count:]
+
+
+def _has_checkin(patient_id: int, event_key: str) -> bool:
+    return (
+        db.session.scalar(
+            select(CheckinSession.id).where(
+                CheckinSession.patient_id == patient_id, CheckinSession.event_key == event_key
+            )
+        )
+        is not None
+    )
+
+
+def _demo_answers(session: CheckinSession, overrides: dict[str, float], *, complete: bool) -> dict:
+    """Scripted answers: the given ones, and (for a complete check-in) 0 for the rest."""
+    from app.domain.checkins import applicable_questions
+    from app.services.checkins import session_items
+
+    if not complete:
+        return dict(overrides)
+    answers: dict[str, float] = {}
+    items = session_items(session)
+    while True:
+        pending = [q for q in applicable_questions(items, answers) if q.code not in answers]
+        if not pending:
+            return answers
+        for question in pending:
+            default = 36.8 if question.is_temperature else 0
+            answers[question.code] = overrides.get(question.code, default)
