@@ -57,7 +57,6 @@ CONFIRMABLE_STATUSES = ("planned",)
 OPEN_EVENT_STATUSES = ("planned", "confirmed")
 REMINDER_KINDS = ("reminder", "moved")
 REMINDER_LOOKBACK = timedelta(days=7)
-CHECKIN_LOOKBACK = timedelta(hours=24)
 MAX_BODY_CHARS = 20000
 RESCHEDULE_FLAG = "reschedule_requested"
 
@@ -326,6 +325,17 @@ def _as_e164(raw: str) -> str | None:
 
 def _from_patient(row: StoredMessage, patient: Patient, now: datetime) -> Outcome:
     locale = texts.locale_or_default(patient.locale)
+    answered = _checkin_answer(patient, row, now)
+    if answered is not None:
+        return Outcome(
+            reply=texts.signed(answered.reply) if answered.reply else "",
+            locale=locale,
+            patient=patient,
+            parsed=answered.parsed,
+            result=answered.result,
+            alert_id=answered.alert_id,
+            actions=list(answered.actions),
+        )
     context = reply_context(patient, now)
     parsed = parse_reply(row.body, context=context)
     previous = previous_grades(patient.id, row.id, now) if parsed.active_symptoms else {}
@@ -338,44 +348,22 @@ def _from_patient(row: StoredMessage, patient: Patient, now: datetime) -> Outcom
     return outcome
 
 
+def _checkin_answer(patient: Patient, row: StoredMessage, now: datetime) -> Any:
+    """The message read as an answer to the patient's open check-in (app.services.checkin_sms),
+    or None when it is free text. Its next question or thank-you goes out through the outbox;
+    a red answer gets the emergency reply here, as the webhook's answer."""
+    from app.services.checkin_sms import answer_by_sms
+
+    return answer_by_sms(patient, row.id, row.body, now)
+
+
 def reply_context(patient: Patient, now: datetime) -> ReplyContext:
-    """What the parser should know: opted out? an open check-in question?"""
-    checkin = _open_checkin(patient.id, now)
-    item = (checkin.items or [{}])[0] if checkin is not None and checkin.items else {}
-    return ReplyContext(
-        awaiting_checkin=checkin is not None,
-        opted_out=patient.sms_opted_out_at is not None,
-        checkin_symptom=item.get("checkin_symptom") if isinstance(item, dict) else None,
-        checkin_scale=(item.get("checkin_scale") if isinstance(item, dict) else None) or "severity",
-        awaiting_temperature=bool(isinstance(item, dict) and item.get("awaiting_temperature")),
-    )
+    """What the parser should know about the patient when reading free text.
 
-
-def _open_checkin(patient_id: int, now: datetime) -> OutboxMessage | None:
-    """The check-in question sent in the last 24 h, unless a check-in answer came after it."""
-    question = db.session.scalar(
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.patient_id == patient_id,
-            OutboxMessage.kind == "checkin",
-            OutboxMessage.status.in_(ACCEPTED_STATUSES),
-            OutboxMessage.sent_at >= now - CHECKIN_LOOKBACK,
-        )
-        .order_by(OutboxMessage.sent_at.desc())
-        .limit(1)
-    )
-    if question is None or question.sent_at is None:
-        return None
-    answered = db.session.scalar(
-        select(InboundMessage.id)
-        .where(
-            InboundMessage.patient_id == patient_id,
-            InboundMessage.intent == "checkin_answer",
-            InboundMessage.received_at >= question.sent_at,
-        )
-        .limit(1)
-    )
-    return None if answered is not None else question
+    Check-in answers never get here (``_checkin_answer`` takes them first), so free text is read
+    without an open question; an opt-out decides whether "YES" opts back in.
+    """
+    return ReplyContext(opted_out=patient.sms_opted_out_at is not None)
 
 
 def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str, int]:
