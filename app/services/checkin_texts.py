@@ -36,15 +36,23 @@ def link_line(url: str, locale: str) -> str:
         return gettext("Or answer on your phone: %(url)s", url=url)
 
 
-def progress(position: int, total: int) -> str:
-    """'(2/15)': which item of how many."""
-    return f"({position}/{total})"
+def progress(position: int, total: int, locale: str) -> str:
+    """'(2/15) ': which item of how many."""
+    return f"({position}/{total})" + (" " if locale == "en" else "")
+
+
+def sentence(text: str, locale: str) -> str:
+    """The text ending with a full stop (a question's answer list does not end with one)."""
+    text = text.strip()
+    if not text or text[-1] in ".?!。？！":
+        return text
+    return text + ("。" if locale == "zh" else ".")
 
 
 def question_block(item: CheckinItem, question: Question, locale: str) -> str:
     """The item's advice (first question only) and the question with its numbered answers."""
     parts = [g.text(locale) for g in item.guidance] if question.position == 0 else []
-    parts.append(question.sms_text(locale))
+    parts.append(sentence(question.sms_text(locale), locale))
     return joined(parts, locale)
 
 
@@ -60,7 +68,7 @@ def start_message(
     """First message of a check-in: introduction, first question, link, opt-out hint."""
     parts = [
         questionnaire.intro(locale),
-        progress(position, total) + question_block(item, question, locale),
+        progress(position, total, locale) + question_block(item, question, locale),
         link_line(url, locale),
     ]
     if current_app.config.get("SMS_OPT_OUT_HINT", True):
@@ -73,7 +81,7 @@ def question_message(
     item: CheckinItem, question: Question, position: int, total: int, url: str, locale: str
 ) -> str:
     """One further question of a check-in, with the link."""
-    parts = [progress(position, total) + question_block(item, question, locale)]
+    parts = [progress(position, total, locale) + question_block(item, question, locale)]
     parts.append(link_line(url, locale))
     return signed(joined(parts, locale))
 
@@ -89,7 +97,7 @@ def again_message(
 ) -> str:
     """An answer could not be read: say what, and ask the current question again."""
     with force_locale(locale):
-        unread = [p.value or p.code for p in problems if p.value or p.code][:3]
+        unread = [_shown(p) for p in problems if p.value or p.code][:3]
         if question is not None and question.is_temperature:
             head = gettext(
                 "Sorry, we could not read that. Reply with the number of your answer, or your "
@@ -108,9 +116,16 @@ def again_message(
             )
     parts = [head]
     if item is not None and question is not None:
-        parts.append(progress(position, total) + question_block(item, question, locale))
+        parts.append(progress(position, total, locale) + question_block(item, question, locale))
     parts.append(link_line(url, locale))
     return signed(joined(parts, locale))
+
+
+def _shown(problem: AnswerProblem) -> str:
+    """What the patient sent that was not understood, e.g. 'X3' or 'hello'."""
+    if problem.kind in ("unknown_code", "out_of_range", "conflicting", "not_applicable"):
+        return f"{problem.code}{problem.value}" if problem.code else problem.value
+    return problem.value or problem.code
 
 
 def reminder_message(
@@ -126,7 +141,7 @@ def reminder_message(
         head = gettext("Reminder: your symptom check-in is waiting for your answers.")
     parts = [head]
     if item is not None and question is not None:
-        parts.append(progress(position, total) + question_block(item, question, locale))
+        parts.append(progress(position, total, locale) + question_block(item, question, locale))
     parts.append(link_line(url, locale))
     return signed(joined(parts, locale))
 

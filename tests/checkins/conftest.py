@@ -1,0 +1,262 @@
+"""Fixtures for the check-in tests: an app with CSRF on and a public base URL, patients with a
+started check-in at a fixed time, a rota, staff accounts and signed-in clients."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from app import create_app
+from app.domain.patients import EnrolmentRequest
+from app.extensions import db, limiter
+from app.models import Alert, CalendarEvent, CheckinSession, OnCallShift, OutboxMessage, Patient
+from app.services import users as user_service
+from app.services.checkin_schedule import start_checkin
+from app.services.patients import enrol_patient
+
+PUBLIC_BASE_URL = "https://cadence.example.org"
+PASSWORD = "correct-horse-battery"
+FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+CSRF_PATTERN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+ENROLLED_ON = date(2026, 3, 2)
+FIRST_INFUSION = date(2026, 3, 10)
+CLINICIAN_PHONE = "+8613900000001"
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    """The app as in production (CSRF on), a public base URL for links, no background sends."""
+    application = create_app(
+        "test",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+        WTF_CSRF_ENABLED=True,
+        ESCALATION_PAGE_NOW=False,
+        ESCALATION_FALLBACK_PHONE=None,
+        **FAST_HASHING,
+    )
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        limiter.reset()
+    yield
+
+
+class FreshContextClient(FlaskClient):
+    """Every request in its own app context (as in production), cached rows expired after."""
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        """Run the request in a fresh app context."""
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
+@pytest.fixture
+def client(app_ctx: Flask) -> FlaskClient:
+    """A test client on a clean database."""
+    app_ctx.test_client_class = FreshContextClient
+    return app_ctx.test_client()
+
+
+# -- patients and check-ins ------------------------------------------------------------------------
+
+
+def enrol(
+    study_id: str = "JSCH-101",
+    *,
+    locale: str = "zh",
+    pd1: str = "sintilimab",
+    chemo: str = "docetaxel",
+    consent: bool = True,
+    start: date = FIRST_INFUSION,
+    today: date = ENROLLED_ON,
+    phone: str | None = None,
+) -> Patient:
+    """A patient enrolled through the real service (calendar and reminders planned)."""
+    number = phone or f"1380013{int(study_id[-3:]):04d}"
+    return enrol_patient(
+        EnrolmentRequest(
+            study_id=study_id,
+            initials="WL",
+            phone=number,
+            choices={"pd1": pd1, "chemo": chemo},
+            start_date=start,
+            sms_consent=consent,
+            sms_consent_date=today if consent else None,
+            locale=locale,
+        ),
+        actor="test",
+        today=today,
+    )
+
+
+def checkin_events(patient: Patient) -> list[CalendarEvent]:
+    """The patient's check-in events in date order."""
+    return list(
+        db.session.scalars(
+            select(CalendarEvent)
+            .where(CalendarEvent.patient_id == patient.id, CalendarEvent.kind == "checkin")
+            .order_by(CalendarEvent.date, CalendarEvent.id)
+        )
+    )
+
+
+def local(day: date, hour: int, minute: int = 0) -> datetime:
+    """An aware UTC datetime for a wall-clock time in Nanjing."""
+    return datetime.combine(day, time(hour, minute), tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def start(patient: Patient, *, index: int = 0, now: datetime | None = None) -> CheckinSession:
+    """Issue the patient's index-th check-in at ``now`` (default: 10:05 on its day) and commit."""
+    event = checkin_events(patient)[index]
+    moment = now or local(event.date, 10, 5)
+    session = start_checkin(event, now=moment, actor="test")
+    assert session is not None
+    db.session.commit()
+    return session
+
+
+def mark_checkin_messages_sent(at: datetime) -> None:
+    """Pretend the dispatcher sent every planned check-in message at ``at``."""
+    for row in db.session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.kind == "checkin", OutboxMessage.status == "planned"
+        )
+    ):
+        row.status, row.sent_at = "sent", at
+    db.session.commit()
+
+
+def fresh(session: CheckinSession) -> CheckinSession:
+    """The session re-read from the database."""
+    row = db.session.get(CheckinSession, session.id, populate_existing=True)
+    assert row is not None
+    return row
+
+
+def checkin_messages(session: CheckinSession) -> list[OutboxMessage]:
+    """The session's outbox rows, oldest first."""
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.dedupe_key.startswith(f"checkin:{session.id}:"))
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def alerts() -> list[Alert]:
+    """Every alert, oldest first, fresh from the database."""
+    return list(
+        db.session.scalars(
+            select(Alert).order_by(Alert.id).execution_options(populate_existing=True)
+        )
+    )
+
+
+def add_rota() -> None:
+    """An on-call clinician around the clock."""
+    db.session.add(
+        OnCallShift(
+            role="clinician",
+            name="Dr Zhang",
+            phone_e164=CLINICIAN_PHONE,
+            weekdays="mon,tue,wed,thu,fri,sat,sun",
+            start_time=time(8, 0),
+            end_time=time(8, 0),
+            priority=0,
+            locale="zh",
+            active=True,
+        )
+    )
+    db.session.commit()
+
+
+def full_answers(items: list, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Answers to every question that applies: the overrides, 0 (36.8 C) for the rest."""
+    from app.domain.checkins import applicable_questions
+
+    wanted = dict(overrides or {})
+    answers: dict[str, Any] = {}
+    while True:
+        pending = [q for q in applicable_questions(items, answers) if q.code not in answers]
+        if not pending:
+            return answers
+        for question in pending:
+            answers[question.code] = wanted.get(
+                question.code, 36.8 if question.is_temperature else 0
+            )
+
+
+# -- staff ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff(app_ctx: Flask) -> dict[str, str]:
+    """A nurse (en), a second nurse (zh), an investigator (en) and an admin (en)."""
+    accounts = {
+        "nurse": ("nurse.chen", "nurse", "en"),
+        "nurse2": ("nurse.wang", "nurse", "zh"),
+        "investigator": ("dr.li", "investigator", "en"),
+        "admin": ("admin.zhou", "admin", "en"),
+    }
+    for username, role, locale in accounts.values():
+        user_service.create_user(
+            username, display_name=username.title(), role=role, password=PASSWORD, actor="test",
+            locale=locale,
+        )  # fmt: skip
+    return {key: value[0] for key, value in accounts.items()}
+
+
+def csrf_token(client: FlaskClient, url: str = "/sign-in") -> str:
+    """The CSRF token of the client's session, read from a form on ``url``."""
+    match = CSRF_PATTERN.search(client.get(url).get_data(as_text=True))
+    assert match, f"no CSRF token on {url}"
+    return match.group(1)
+
+
+def sign_in(client: FlaskClient, username: str) -> FlaskClient:
+    """Sign in through the real form."""
+    token = csrf_token(client)
+    response = client.post(
+        "/sign-in", data={"username": username, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    return client
+
+
+def post(client: FlaskClient, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """POST with the session's CSRF token (read from the account page)."""
+    token = csrf_token(client, "/account/password")
+    return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
+
+
+@pytest.fixture
+def nurse(client: FlaskClient, staff: dict[str, str]) -> FlaskClient:
+    """A client signed in as the English-speaking nurse."""
+    return sign_in(client, staff["nurse"])
+
+
+def days(n: float) -> timedelta:
+    """n days."""
+    return timedelta(days=n)
