@@ -156,6 +156,7 @@ def session_items(session: CheckinSession) -> list[ck.CheckinItem]:
 
 
 def position_of(items: Sequence[ck.CheckinItem], question: ck.Question | None) -> int:
+    """1-based number of the question's item (for '(2/15)')."""
     if question is None:
         return len(items)
     codes = [i.code for i in items]
@@ -163,13 +164,16 @@ def position_of(items: Sequence[ck.CheckinItem], question: ck.Question | None) -
 
 
 def item_of(items: Sequence[ck.CheckinItem], question: ck.Question | None) -> ck.CheckinItem | None:
+    """The item a question belongs to."""
     if question is None:
         return None
     return next((i for i in items if i.code == question.item_code), None)
 
 
 def close_session(session: CheckinSession, now: datetime, actor: str, *, reason: str) -> None:
+    """Stop taking answers (missed when nothing was answered); alert on what was answered."""
     before = session.status
+    settle_alert(session, now=now, actor=actor)
     if session.status == "sent":
         session.status = "missed"
     session.closed_at = now
@@ -331,6 +335,12 @@ def record_answers(
     returned as problems and not kept. A later answer to the same question replaces the earlier
     one (a correction); the answer log keeps both. ``free_text`` (words sent with a compact
     reply) is triaged too, and the more urgent result wins.
+
+    Alerts: a red result alerts at once, whatever is still unanswered (an item whose follow-up is
+    unanswered is graded by its first answer alone, the more severe reading). Amber and green
+    alerts come from the items whose questions are all answered, or from everything once the
+    check-in is complete or closes, so that answering one question at a time (SMS) and all at
+    once (web) raise the same alert.
     """
     session = get_session(session_id, lock=True)
     if not accepts_answers(session, now):
@@ -349,15 +359,14 @@ def record_answers(
         if q.code in merged and q.code in on_path
     }
     accepted = {code: value for code, value in valid.items() if code in merged}
-    graded = ck.grade_answers(items, merged)
-    previous = previous_checkin_grades(session)
-    result = ck.triage_answers(graded, previous_grades=previous)
-    if free_text.strip():
-        result = _more_urgent(result, triage(parse_reply(free_text)), free_text)
+    free = triage(parse_reply(free_text)) if free_text.strip() else None
+    graded, result = _triage(session, items, merged, free)
     complete = ck.is_complete(items, merged)
     was_red = session.priority == "red"
     _store(session, items, merged, accepted, graded, result, complete, channel, now)
-    alert = _sync_alert(session, graded, result, complete, now, actor, inbound_message_id)
+    alert = _alert_now(
+        session, items, graded, result, free, complete, now, actor, inbound_message_id
+    )
     if complete:
         _finish(session, now, actor)
     audit.record(
@@ -389,6 +398,48 @@ def record_answers(
     )
 
 
+def _triage(
+    session: CheckinSession,
+    items: Sequence[ck.CheckinItem],
+    answers: Mapping[str, Any],
+    free: TriageResult | None,
+) -> tuple[list[ck.GradedAnswer], TriageResult]:
+    """Graded answers and their triage against the patient's previous check-ins."""
+    graded = ck.grade_answers(items, answers)
+    result = ck.triage_answers(graded, previous_grades=previous_checkin_grades(session))
+    return graded, (result if free is None else _more_urgent(result, free))
+
+
+def _alert_now(
+    session: CheckinSession,
+    items: Sequence[ck.CheckinItem],
+    graded: list[ck.GradedAnswer],
+    result: TriageResult,
+    free: TriageResult | None,
+    complete: bool,
+    now: datetime,
+    actor: str,
+    inbound_message_id: int | None,
+) -> Alert | None:
+    """The alert for the answers so far (see record_answers: red at once, the rest settled)."""
+    if result.priority == "red" or complete:
+        return _sync_alert(session, graded, result, complete, now, actor, inbound_message_id)
+    settled = [g for g in graded if g.complete]
+    settled_result = ck.triage_answers(settled, previous_grades=previous_checkin_grades(session))
+    if free is not None:
+        settled_result = _more_urgent(settled_result, free)
+    return _sync_alert(session, settled, settled_result, False, now, actor, inbound_message_id)
+
+
+def settle_alert(session: CheckinSession, *, now: datetime, actor: str) -> Alert | None:
+    """A check-in closing incomplete: alert on everything answered, as if it were complete."""
+    if not session.answers or session.status == "answered":
+        return None
+    items = session_items(session)
+    graded, result = _triage(session, items, session.answers, None)
+    return _sync_alert(session, graded, result, True, now, actor, None)
+
+
 def _coerce(items: Sequence[ck.CheckinItem], code: str, value: Any) -> Any:
     question = next(q for i in items for q in i.questions if q.code == code)
     return question.coerce(value)
@@ -398,7 +449,7 @@ def _json_value(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() and value < 5 else value
 
 
-def _more_urgent(first: TriageResult, second: TriageResult, text: str) -> TriageResult:
+def _more_urgent(first: TriageResult, second: TriageResult) -> TriageResult:
     if PRIORITIES.index(second.priority) <= PRIORITIES.index(first.priority):
         return first
     reasons = tuple(dict.fromkeys((*second.reasons, *first.reasons)))
@@ -651,6 +702,7 @@ def _summary(graded: Sequence[ck.GradedAnswer]) -> str:
 
 def make_call_task(session: CheckinSession, *, now: datetime, actor: str, reason: str) -> Alert:
     """Turn the session into a nurse call task (an inbox item); flush, no commit."""
+    settle_alert(session, now=now, actor=actor)
     before = session.status
     session.status = "call_task"
     session.call_task_at = now

@@ -184,3 +184,15 @@ def test_the_job_runs_every_step_and_is_audited(app_ctx: Flask) -> None:
     stopped = threading.Event()
     stopped.set()
     checkins_job.run(app_ctx, stopped)  # a stopping process does nothing
+
+
+def test_an_unfinished_item_alerts_when_the_check_in_goes_to_a_nurse(app_ctx: Flask) -> None:
+    patient = enrol()
+    sent = local(checkin_events(patient)[0].date, 10, 0)
+    (session,) = schedule.start_due(sent)
+    record_answers(session.id, {"E": 4}, channel="sms", now=sent + days(0.1), actor="test")
+    db.session.commit()
+    assert alerts() == []  # fatigue's interference question is still to come
+    schedule.call_tasks_due(sent + days(2))
+    symptom = next(a for a in alerts() if a.kind == "symptom")
+    assert symptom.level == "amber" and any("fatigue" in r for r in symptom.reasons)

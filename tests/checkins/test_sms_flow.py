@@ -3,14 +3,16 @@ answers, completion; the next message goes through the outbox exactly once."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, CalendarEvent, OutboxMessage
+from app.models import AuditEntry, CalendarEvent, CheckinSession, OutboxMessage, Patient
 from app.services import checkin_sms
-from app.services.checkin_sms import answer_by_sms, read_single_answer
+from app.services.checkin_sms import SmsAnswer, answer_by_sms, read_single_answer
 from app.services.checkins import session_items
 from tests.checkins.conftest import (
     CLINICIAN_PHONE,
@@ -26,30 +28,29 @@ from tests.checkins.conftest import (
 )
 
 _ids = iter(range(1, 10**6))
+Started = tuple[Patient, CheckinSession]
 
 
-def sms(patient, body: str, session):
+def sms(patient: Patient, body: str, session: CheckinSession) -> SmsAnswer | None:
     """Send one SMS answer 30 minutes after the check-in was issued; commit like the webhook."""
     answer = answer_by_sms(patient, next(_ids), body, session.sent_at + _minutes(30))
     db.session.commit()
     return answer
 
 
-def _minutes(n: int):
-    from datetime import timedelta
-
+def _minutes(n: int) -> timedelta:
     return timedelta(minutes=n)
 
 
 @pytest.fixture
-def started(app_ctx: Flask):
+def started(app_ctx: Flask) -> Started:
     patient = enrol(locale="en")
     session = start(patient)
     mark_checkin_messages_sent(session.sent_at)
     return patient, session
 
 
-def test_each_answer_queues_the_next_question_once(started) -> None:  # noqa: ANN001
+def test_each_answer_queues_the_next_question_once(started: Started) -> None:
     patient, session = started
     reply = sms(patient, "37.1", session)
     assert reply is not None and reply.reply == "" and "asked:HB" in reply.actions
@@ -63,7 +64,7 @@ def test_each_answer_queues_the_next_question_once(started) -> None:  # noqa: AN
     assert question.items[0]["question"] == "HB" and question.due_at == question.send_after
 
 
-def test_branching_skips_the_severity_question_after_never(started) -> None:
+def test_branching_skips_the_severity_question_after_never(started: Started) -> None:
     patient, session = started
     for answer in ("36.8", "0", "0", "0", "0"):  # F HB BS S D
         sms(patient, answer, session)
@@ -76,7 +77,7 @@ def test_branching_skips_the_severity_question_after_never(started) -> None:
     assert "NS" not in asked and asked[-1] == "VS"
 
 
-def test_a_bad_answer_is_asked_again_and_nothing_is_kept(started) -> None:
+def test_a_bad_answer_is_asked_again_and_nothing_is_kept(started: Started) -> None:
     patient, session = started
     sms(patient, "36.6", session)
     reply = sms(patient, "7", session)  # HB is yes/no
@@ -101,7 +102,7 @@ def test_answer_words_and_chinese_numerals(app_ctx: Flask) -> None:
     assert read_single_answer("我很好", questions["D"]) is None
 
 
-def test_a_compact_reply_answers_many_questions_at_once(started) -> None:
+def test_a_compact_reply_answers_many_questions_at_once(started: Started) -> None:
     patient, session = started
     reply = sms(patient, "F37.2 HB0 BS0 S1 d2 n0", session)
     assert reply is not None
@@ -110,7 +111,7 @@ def test_a_compact_reply_answers_many_questions_at_once(started) -> None:
     assert checkin_messages(session)[-1].items[0]["question"] == "V"
 
 
-def test_unknown_codes_are_reported_back_and_the_rest_kept(started) -> None:
+def test_unknown_codes_are_reported_back_and_the_rest_kept(started: Started) -> None:
     patient, session = started
     reply = sms(patient, "D2 X3", session)
     assert reply is not None and "asked_again" in reply.actions
@@ -118,13 +119,13 @@ def test_unknown_codes_are_reported_back_and_the_rest_kept(started) -> None:
     assert "Not understood: X3." in checkin_messages(session)[-1].body
 
 
-def test_free_text_is_left_to_the_free_text_reader(started) -> None:
+def test_free_text_is_left_to_the_free_text_reader(started: Started) -> None:
     patient, session = started
     assert sms(patient, "I feel much better today, thank you", session) is None
     assert fresh(session).answers == {}
 
 
-def test_words_beside_codes_are_triaged_too(started) -> None:
+def test_words_beside_codes_are_triaged_too(started: Started) -> None:
     patient, session = started
     add_rota()
     reply = sms(patient, "D1 I vomited blood", session)
@@ -133,7 +134,7 @@ def test_words_beside_codes_are_triaged_too(started) -> None:
 
 
 def test_a_red_answer_gets_the_emergency_reply_and_a_page_and_no_more_questions(
-    started,
+    started: Started,
 ) -> None:
     patient, session = started
     add_rota()
@@ -153,7 +154,7 @@ def test_a_red_answer_gets_the_emergency_reply_and_a_page_and_no_more_questions(
     assert patient.study_id in pages[0].body
 
 
-def test_an_amber_alert_is_raised_in_place_to_red(started) -> None:
+def test_an_amber_alert_is_raised_in_place_to_red(started: Started) -> None:
     patient, session = started
     add_rota()
     sms(patient, "F36.5 HB0 BS0 S0 D3", session)  # diarrhoea frequently: amber
@@ -167,7 +168,7 @@ def test_an_amber_alert_is_raised_in_place_to_red(started) -> None:
     assert "alert.raise_level" in actions
 
 
-def test_the_last_answer_completes_the_check_in(started) -> None:
+def test_the_last_answer_completes_the_check_in(started: Started) -> None:
     patient, session = started
     answers = full_answers(session_items(session), {"E": 1, "EI": 1})
     codes = " ".join(f"{k}{v}" for k, v in answers.items() if k != "EI")
@@ -185,7 +186,7 @@ def test_the_last_answer_completes_the_check_in(started) -> None:
     assert note.level == "green"
 
 
-def test_a_bare_number_after_a_newer_reminder_is_not_a_check_in_answer(started) -> None:
+def test_a_bare_number_after_a_newer_reminder_is_not_a_check_in_answer(started: Started) -> None:
     patient, session = started
     reminder = db.session.scalars(
         select(OutboxMessage)
@@ -203,3 +204,13 @@ def test_no_open_check_in_means_no_check_in_answer(app_ctx: Flask) -> None:
     patient = enrol()
     assert answer_by_sms(patient, 1, "2", local(patient.start_date, 12)) is None
     assert checkin_sms.open_session_for_sms(patient.id, local(patient.start_date, 12)) is None
+
+
+def test_a_red_first_answer_alerts_before_its_follow_up(started: Started) -> None:
+    patient, session = started
+    add_rota()
+    sms(patient, "F36.5 HB0 BS0 S0 D0 N0 V0 A0 M0 E0", session)
+    reply = sms(patient, "4", session)  # shortness of breath: very severe, interference unasked
+    assert reply is not None and reply.result.priority == "red"
+    (alert,) = alerts()
+    assert alert.level == "red"
