@@ -30,9 +30,19 @@ from app.models.types import UTCDateTime, utcnow
 
 ALERT_LEVELS = ("red", "amber", "green")
 """Most urgent first; green alerts are notes (no escalation)."""
-ALERT_KINDS = ("symptom", "reschedule", "review")
+ALERT_KINDS = ("symptom", "reschedule", "review", "call_task", "opt_out")
+"""symptom: a report or check-in; review: a message to read; call_task: an unanswered check-in
+(a nurse calls); opt_out: the patient stopped SMS (the inbox shows it so nobody is surprised)."""
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
 UNRESOLVED_STATUSES = ("open", "acknowledged")
+RESOLUTION_ACTIONS = (
+    "called_patient",
+    "advised_emergency",
+    "earlier_visit",
+    "dose_hold_suggested",
+    "no_action_needed",
+)
+"""What the team did about an item (the triage inbox asks for one when resolving)."""
 
 
 class Alert(db.Model):
@@ -52,6 +62,10 @@ class Alert(db.Model):
     inbound_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound_message.id"), index=True
     )
+    # The symptom check-in the item is about (check-in alerts and call tasks).
+    checkin_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("checkin_session.id"), index=True
+    )
     summary: Mapped[str] = mapped_column(String(300), default="")
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     symptoms: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -63,6 +77,10 @@ class Alert(db.Model):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_by: Mapped[str | None] = mapped_column(String(80))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolution_action: Mapped[str | None] = mapped_column(String(32))
+    # Triage inbox: who on the team is handling it.
+    assigned_to: Mapped[str | None] = mapped_column(String(64), index=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalation_count: Mapped[int] = mapped_column(Integer, default=0)
     last_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

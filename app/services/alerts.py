@@ -20,7 +20,7 @@ from sqlalchemy import case, func, select, update
 from app.domain.escalation import EscalationPolicy, WorkingHours, first_escalation_at
 from app.extensions import db
 from app.models import ALERT_LEVELS, Alert, utcnow
-from app.models.alerts import UNRESOLVED_STATUSES
+from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
 from app.services import audit
 from app.services.protocols import clinic_working_days
 
@@ -47,6 +47,7 @@ class NewAlert:
     symptoms: Sequence[dict[str, Any]] = ()
     patient_id: int | None = None
     inbound_message_id: int | None = None
+    checkin_session_id: int | None = None
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -90,6 +91,7 @@ def create_alert(new: NewAlert, *, now: datetime, actor: str = "system") -> Aler
         symptoms=[dict(s) for s in new.symptoms],
         patient_id=new.patient_id,
         inbound_message_id=new.inbound_message_id,
+        checkin_session_id=new.checkin_session_id,
         status="open",
         created_at=now,
         updated_at=now,
@@ -174,11 +176,24 @@ def _mark_acknowledged(alert: Alert, actor: str, now: datetime) -> bool:
     return claimed
 
 
-def resolve(alert_id: int, *, actor: str, note: str, now: datetime | None = None) -> Alert:
-    """Resolve an alert with a note (acknowledging it first if nobody had); audit and commit."""
+def resolve(
+    alert_id: int,
+    *,
+    actor: str,
+    note: str,
+    now: datetime | None = None,
+    action: str | None = None,
+) -> Alert:
+    """Resolve an alert with a note (acknowledging it first if nobody had); audit and commit.
+
+    ``action`` records what was done (RESOLUTION_ACTIONS); with "no_action_needed" the note may
+    be empty, otherwise a note is required.
+    """
     now = now or utcnow()
     text = (note or "").strip()
-    if not text:
+    if action is not None and action not in RESOLUTION_ACTIONS:
+        raise AlertError(f"unknown action {action!r}", "action_required")
+    if not text and action != "no_action_needed":
         raise AlertError("a resolution note is required", "note_required")
     if len(text) > MAX_NOTE_CHARS:
         raise AlertError(f"the note is longer than {MAX_NOTE_CHARS} characters", "note_too_long")
@@ -195,7 +210,8 @@ def resolve(alert_id: int, *, actor: str, note: str, now: datetime | None = None
             status="resolved",
             resolved_at=now,
             resolved_by=actor,
-            resolution_note=text,
+            resolution_note=text or None,
+            resolution_action=action,
             next_escalation_at=None,
             updated_at=now,
         )
@@ -211,10 +227,14 @@ def resolve(alert_id: int, *, actor: str, note: str, now: datetime | None = None
         entity_id=alert.id,
         patient_id=alert.patient_id,
         before=before,
-        after={"status": "resolved"},
-        reason=text[:500],
+        after={"status": "resolved", "action": action},
+        reason=text[:500] or None,
         at=now,
     )
+    if alert.kind == "call_task":
+        from app.services.checkins import call_task_resolved
+
+        call_task_resolved(alert, now=now, actor=actor)
     db.session.commit()
     return get_alert(alert_id)
 

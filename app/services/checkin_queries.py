@@ -122,6 +122,7 @@ def trend_chart(
     first = min([patient.start_date, *(d for pts in series.values() for d, _ in pts)])
     span = TREND_DAYS if days is None else days
     start = max(first - timedelta(days=3), end - timedelta(days=span)) if span else first
+    start = min(start, end - timedelta(days=14))
     titles = item_titles(lang)
     labels = dict(words) | {code: titles.get(code, code) for code in series}
     svg = charts.trend_chart_svg(

@@ -530,6 +530,29 @@ def previous_checkin_grades(session: CheckinSession) -> dict[str, int]:
     return grades
 
 
+def checkin_grades_since(patient_id: int, since: datetime) -> list[tuple[datetime, dict[str, int]]]:
+    """(last answer time, {symptom: grade}) of each check-in the patient answered since then."""
+    rows = db.session.scalars(
+        select(CheckinSession).where(
+            CheckinSession.patient_id == patient_id,
+            CheckinSession.first_answer_at.is_not(None),
+            CheckinSession.first_answer_at >= since,
+        )
+    )
+    found = []
+    for session in rows:
+        grades = {
+            str(r["symptom"]): r["grade"]
+            for r in session.results or []
+            if isinstance(r, dict) and isinstance(r.get("grade"), int)
+        }
+        times = [
+            datetime.fromisoformat(str(e["at"])) for e in session.answer_log or [] if e.get("at")
+        ]
+        found.append((max(times, default=session.first_answer_at), grades))
+    return found
+
+
 def _finish(session: CheckinSession, now: datetime, actor: str) -> None:
     """A complete check-in: its calendar event is done; an open call task is closed."""
     event_row = session.event
@@ -568,14 +591,10 @@ def alert_key(session_id: int, kind: str) -> str:
 
 def session_alerts(session_id: int, kind: str | None = None) -> list[Alert]:
     """The alerts raised for a check-in (symptom alerts and call tasks), oldest first."""
-    prefix = f"checkin:{session_id}:" + (kind or "")
-    return list(
-        db.session.scalars(
-            select(Alert)
-            .where(Alert.dedupe_key.startswith(prefix, autoescape=True))
-            .order_by(Alert.created_at, Alert.id)
-        )
-    )
+    stmt = select(Alert).where(Alert.checkin_session_id == session_id)
+    if kind is not None:
+        stmt = stmt.where(Alert.kind == kind)
+    return list(db.session.scalars(stmt.order_by(Alert.created_at, Alert.id)))
 
 
 def alert_level_for(
@@ -605,7 +624,7 @@ def _sync_alert(
     latest = alerts[-1] if alerts else None
     if level is None:
         return latest
-    symptoms = [{"code": g.symptom, "grade": g.grade} for g in graded if g.present]
+    symptoms = [_alert_symptom(g) for g in graded if g.present]
     summary = _summary(graded)
     if latest is not None and ALERT_LEVEL_RANK[level] <= ALERT_LEVEL_RANK.get(latest.level, 0):
         if latest.status == "open" and level == latest.level:
@@ -628,20 +647,22 @@ def _sync_alert(
                 symptoms=symptoms,
                 patient_id=session.patient_id,
                 inbound_message_id=inbound_message_id,
+                checkin_session_id=session.id,
             ),
             now=now,
             actor=actor,
         )
-        _link_alert(alert, session)
     if level == "red":
         page_for_new_red(alert, now=now, actor="system")
     return alert
 
 
-def _link_alert(alert: Alert, session: CheckinSession) -> None:
-    """Point the alert at its check-in when the model has the column."""
-    if hasattr(Alert, "checkin_session_id"):
-        alert.checkin_session_id = session.id  # type: ignore[attr-defined]
+def _alert_symptom(answer: ck.GradedAnswer) -> dict[str, Any]:
+    """A symptom as alerts list it (the temperature rides on the fever entry)."""
+    entry: dict[str, Any] = {"code": answer.symptom, "grade": answer.grade}
+    if answer.temperature_c is not None:
+        entry["temperature_c"] = answer.temperature_c
+    return entry
 
 
 def _raise_level(
@@ -720,11 +741,11 @@ def make_call_task(session: CheckinSession, *, now: datetime, actor: str, reason
             ),
             reasons=[reason],
             patient_id=session.patient_id,
+            checkin_session_id=session.id,
         ),
         now=now,
         actor=actor,
     )
-    _link_alert(alert, session)
     audit.record(
         actor,
         "checkin.call_task",
@@ -756,7 +777,7 @@ def _close_call_task_answered(session: CheckinSession, now: datetime) -> None:
                 resolution_note="The patient answered the check-in.",
                 next_escalation_at=None,
                 updated_at=now,
-                **_resolution_action_values("no_action_needed"),
+                resolution_action="no_action_needed",
             )
             .execution_options(synchronize_session=False)
         )
@@ -773,16 +794,11 @@ def _close_call_task_answered(session: CheckinSession, now: datetime) -> None:
         )
 
 
-def _resolution_action_values(action: str) -> dict[str, Any]:
-    return {"resolution_action": action} if hasattr(Alert, "resolution_action") else {}
-
-
 def call_task_resolved(alert: Alert, *, now: datetime, actor: str) -> None:
     """A nurse resolved a call task: close its check-in (missed when nothing was answered)."""
-    if alert.kind != "call_task" or not alert.dedupe_key.startswith("checkin:"):
+    if alert.kind != "call_task" or alert.checkin_session_id is None:
         return
-    session_id = int(alert.dedupe_key.split(":")[1])
-    session = db.session.get(CheckinSession, session_id)
+    session = db.session.get(CheckinSession, alert.checkin_session_id)
     if session is None or session.closed_at is not None:
         return
     if not session.answers:

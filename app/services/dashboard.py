@@ -36,6 +36,7 @@ class Overview:
     flagged: list[sq.EventRow]
     flagged_total: int
     alerts: dict[str, int] | None
+    inbox: dict[str, int] | None = None
 
 
 def day_agenda(day: date, *, limit: int = DAY_LIMIT) -> DayAgenda:
@@ -60,6 +61,7 @@ def overview(today: date) -> Overview:
         flagged=flagged,
         flagged_total=flagged_total,
         alerts=open_alert_counts(),
+        inbox=inbox_counts(),
     )
 
 
@@ -70,3 +72,10 @@ def open_alert_counts() -> dict[str, int] | None:
     counts = unresolved_counts()
     levels = {level: counts[level] for level in ("red", "amber", "green") if counts[level]}
     return levels | {"total": counts["total"]}
+
+
+def inbox_counts() -> dict[str, int]:
+    """Open triage-inbox items by category (red, amber, call_task, ...), with 'total' and 'open'."""
+    from app.services.inbox import counts
+
+    return counts()

@@ -29,7 +29,6 @@ from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
 from app.services import alerts as alert_service
 from app.services import audit
 from app.services.alerts import AlertError
-from app.services.checkins import call_task_resolved
 from app.services.users import has_permission
 
 CATEGORIES = ("red", "amber", "call_task", "unknown", "reschedule", "opt_out", "note")
@@ -189,12 +188,8 @@ def acknowledge(alert_id: int, *, actor: str, now: datetime | None = None) -> Al
 def resolve(
     alert_id: int, *, action: str, note: str, actor: str, now: datetime | None = None
 ) -> Alert:
-    """Close an item with a structured action and a note; a call task closes its check-in."""
+    """Close an item with a structured action and a note (a resolved call task closes its
+    check-in: app.services.alerts.resolve)."""
     if action not in RESOLUTION_ACTIONS:
         raise AlertError("choose what was done", "action_required")
-    now = now or utcnow()
-    alert = alert_service.resolve(alert_id, actor=actor, note=note, action=action, now=now)
-    if alert.kind == "call_task":
-        call_task_resolved(alert, now=now, actor=actor)
-        db.session.commit()
-    return alert
+    return alert_service.resolve(alert_id, actor=actor, note=note, action=action, now=now)

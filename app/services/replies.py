@@ -373,8 +373,8 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
     report of grade 2 or more counts as 'worse by 2' (when unsure, the more urgent level).
     """
     days = int(current_app.config.get("ESCALATION_HISTORY_DAYS", 30))
-    parses = db.session.scalars(
-        select(InboundMessage.parse)
+    parses = db.session.execute(
+        select(InboundMessage.received_at, InboundMessage.parse)
         .where(
             InboundMessage.patient_id == patient_id,
             InboundMessage.status == "processed",
@@ -385,11 +385,21 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
         .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
         .limit(20)
     )
+    reports = [(received_at, grades_in(parse)) for received_at, parse in parses]
+    reports += recent_checkin_grades(patient_id, since=now - timedelta(days=days))
     grades: dict[str, int] = {}
-    for parse in parses:
-        for code, grade in grades_in(parse).items():
+    for _, report in sorted(reports, key=lambda pair: pair[0], reverse=True):
+        for code, grade in report.items():
             grades.setdefault(code, grade)
     return grades
+
+
+def recent_checkin_grades(patient_id: int, *, since: datetime) -> list[tuple[datetime, dict]]:
+    """(answer time, {symptom: grade}) of the patient's check-ins answered since ``since``, so
+    that a free-text report is compared with check-in answers too (web ones included)."""
+    from app.services.checkins import checkin_grades_since
+
+    return checkin_grades_since(patient_id, since)
 
 
 def grades_in(parse: dict[str, Any] | None) -> dict[str, int]:
@@ -409,6 +419,7 @@ def _act_on_intent(outcome: Outcome, row: StoredMessage, actor: str, now: dateti
     if intent == "opt_out":
         opt_out(outcome.patient, now=now, actor=actor)
         outcome.actions.append("opted_out")
+        outcome.alert_id = _raise(outcome, row, "opt_out", "green", now).id
     elif intent == "opt_in":
         if opt_in(outcome.patient, now=now, actor=actor):
             outcome.actions.append("opted_in")
@@ -461,6 +472,8 @@ def _raise(
     reasons = list(result.reasons) if result else []
     if kind == "reschedule":
         reasons = [f"reschedule requested: {', '.join(event_keys or []) or 'no open event found'}"]
+    elif kind == "opt_out":
+        reasons = ["opt-out keyword: no SMS until the patient opts back in (check-ins go to calls)"]
     summary = _summary(kind, symptoms, parsed.temperature_c if parsed else None, reasons)
     return create_alert(
         NewAlert(
@@ -496,6 +509,8 @@ def _summary(
 ) -> str:
     if kind == "reschedule":
         return "reschedule request"
+    if kind == "opt_out":
+        return "opted out of SMS"
     parts = [
         f"{s['code']}" + (f" G{s['grade']}" if s.get("grade") is not None else "") for s in symptoms
     ]

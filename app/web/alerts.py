@@ -33,6 +33,8 @@ KIND_LABELS = {
     "symptom": _l("Symptom report"),
     "reschedule": _l("Reschedule request"),
     "review": _l("Message to read"),
+    "call_task": _l("Unanswered check-in: call the patient"),
+    "opt_out": _l("Opted out of SMS"),
 }
 STATUS_LABELS = {
     "open": _l("Open"),

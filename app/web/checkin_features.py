@@ -14,10 +14,12 @@ def register_checkin_features(app: Flask) -> None:
     from app.web.checkin_link import register_checkin_link
     from app.web.checkin_panels import register_checkin_panels
     from app.web.conversation import register_conversation
+    from app.web.inbox import register_inbox
     from app.web.metrics import register_metrics
 
     register_checkin_link(app)
     register_checkin_panels(app)
     register_conversation(app)
+    register_inbox(app)
     register_metrics(app)
     add_nav_item(app, "metrics.index", _l("Metrics"), order=70, permission="patients.view")

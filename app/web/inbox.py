@@ -52,7 +52,7 @@ ERRORS = {
 def register_inbox(app: Flask) -> None:
     """Register the blueprint, its navigation link (badge: unacknowledged items) and filters."""
     app.register_blueprint(bp)
-    add_nav_item(app, "inbox.index", _l("Inbox"), order=12, permission="patients.view",
+    add_nav_item(app, "inbox.index", _l("Triage"), order=12, permission="patients.view",
                  badge=_badge)  # fmt: skip
     app.jinja_env.filters.update(
         inbox_category=lambda code: labels._lookup(CATEGORY_LABELS, code),
