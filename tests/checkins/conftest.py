@@ -18,7 +18,15 @@ from werkzeug.test import TestResponse
 from app import create_app
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db, limiter
-from app.models import Alert, CalendarEvent, CheckinSession, OnCallShift, OutboxMessage, Patient
+from app.models import (
+    Alert,
+    CalendarEvent,
+    CheckinSession,
+    InboundMessage,
+    OnCallShift,
+    OutboxMessage,
+    Patient,
+)
 from app.services import users as user_service
 from app.services.checkin_schedule import start_checkin
 from app.services.patients import enrol_patient
@@ -145,6 +153,24 @@ def mark_checkin_messages_sent(at: datetime) -> None:
     ):
         row.status, row.sent_at = "sent", at
     db.session.commit()
+
+
+_sids = iter(range(1, 10**9))
+
+
+def inbound(patient: Patient, body: str, at: datetime) -> int:
+    """Store an inbound SMS row (as the webhook does first) and return its id."""
+    row = InboundMessage(
+        sid=f"SM{next(_sids):032x}",
+        from_number=patient.phone_e164,
+        body=body,
+        received_at=at,
+        patient_id=patient.id,
+        status="processed",
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row.id
 
 
 def fresh(session: CheckinSession) -> CheckinSession:

@@ -16,6 +16,7 @@ from tests.checkins.conftest import (
     enrol,
     fresh,
     full_answers,
+    inbound,
     mark_checkin_messages_sent,
     start,
 )
@@ -32,18 +33,17 @@ SCENARIOS = {
 
 def _by_sms_one_at_a_time(patient: Any, session: Any, answers: dict[str, Any]) -> None:
     moment = session.sent_at + timedelta(minutes=5)
-    ids = iter(range(1000, 2000))
     while (question := fresh(session).current_question) is not None:
         value = answers[question]
         text = f"{value}" if not isinstance(value, float) else f"{value:.1f}"
-        result = answer_by_sms(patient, next(ids), text, moment)
+        result = answer_by_sms(patient, inbound(patient, text, moment), text, moment)
         db.session.commit()
         assert result is not None
         if result.result.priority == "red":  # SMS stops asking: the rest by compact reply
             rest = {k: v for k, v in answers.items() if k not in fresh(session).answers}
             if rest:
                 body = " ".join(f"{k}{v}" for k, v in rest.items())
-                answer_by_sms(patient, next(ids), body, moment)
+                answer_by_sms(patient, inbound(patient, body, moment), body, moment)
                 db.session.commit()
             break
         moment += timedelta(minutes=1)
@@ -59,7 +59,8 @@ def _by_web_at_once(session: Any, answers: dict[str, Any]) -> None:
 
 def _by_compact_sms(patient: Any, session: Any, answers: dict[str, Any]) -> None:
     body = " ".join(f"{k}{v}" for k, v in answers.items())
-    assert answer_by_sms(patient, 5000, body, session.sent_at + timedelta(minutes=5)) is not None
+    at = session.sent_at + timedelta(minutes=5)
+    assert answer_by_sms(patient, inbound(patient, body, at), body, at) is not None
     db.session.commit()
 
 

@@ -22,18 +22,19 @@ from tests.checkins.conftest import (
     enrol,
     fresh,
     full_answers,
+    inbound,
     local,
     mark_checkin_messages_sent,
     start,
 )
 
-_ids = iter(range(1, 10**6))
 Started = tuple[Patient, CheckinSession]
 
 
 def sms(patient: Patient, body: str, session: CheckinSession) -> SmsAnswer | None:
     """Send one SMS answer 30 minutes after the check-in was issued; commit like the webhook."""
-    answer = answer_by_sms(patient, next(_ids), body, session.sent_at + _minutes(30))
+    at = session.sent_at + _minutes(30)
+    answer = answer_by_sms(patient, inbound(patient, body, at), body, at)
     db.session.commit()
     return answer
 
@@ -202,7 +203,8 @@ def test_a_bare_number_after_a_newer_reminder_is_not_a_check_in_answer(started: 
 
 def test_no_open_check_in_means_no_check_in_answer(app_ctx: Flask) -> None:
     patient = enrol()
-    assert answer_by_sms(patient, 1, "2", local(patient.start_date, 12)) is None
+    at = local(patient.start_date, 12)
+    assert answer_by_sms(patient, inbound(patient, "2", at), "2", at) is None
     assert checkin_sms.open_session_for_sms(patient.id, local(patient.start_date, 12)) is None
 
 
