@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from app.domain.protocol import default_protocol_path, load_protocol
 
 from app.domain.patients import (
     EnrolmentError,
@@ -14,6 +13,7 @@ from app.domain.patients import (
     normalise_phone,
     validate_enrolment,
 )
+from app.domain.protocol import default_protocol_path, load_protocol
 
 TODAY = date(2026, 3, 1)
 
