@@ -119,10 +119,7 @@ def trend_chart(
     shown = {code: pts for code, pts in series.items() if any(g > 0 for _, g in pts)}
     quiet = [code for code in series if code not in shown]
     end = max([today, *(d for pts in shown.values() for d, _ in pts)])
-    first = min([patient.start_date, *(d for pts in series.values() for d, _ in pts)])
-    span = TREND_DAYS if days is None else days
-    start = max(first - timedelta(days=3), end - timedelta(days=span)) if span else first
-    start = min(start, end - timedelta(days=14))
+    start = chart_start(patient.start_date, series, end, days)
     titles = item_titles(lang)
     labels = dict(words) | {code: titles.get(code, code) for code in series}
     svg = charts.trend_chart_svg(
@@ -134,6 +131,19 @@ def trend_chart(
         chart_id=f"trend-{patient.id}",
     )
     return TrendChart(svg, start, end, [labels[c] for c in shown], [labels[c] for c in quiet])
+
+
+def chart_start(
+    study_start: date, series: dict[str, list[tuple[date, int]]], end: date, days: int | None
+) -> date:
+    """Where the chart begins: the study start (``days=0``), else two weeks before the first
+    report, at most ``days`` (TREND_DAYS) and at least four weeks before ``end``."""
+    if days == 0:
+        return min(study_start, end - timedelta(days=28))
+    reported = [d for pts in series.values() for d, _ in pts]
+    first = min(reported) - timedelta(days=14) if reported else end
+    span = TREND_DAYS if days is None else days
+    return min(max(first, end - timedelta(days=span)), end - timedelta(days=28))
 
 
 def item_titles(lang: str) -> dict[str, str]:

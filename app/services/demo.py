@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
-from app.models import CalendarEvent, CheckinSession, Patient
+from app.models import CalendarEvent, CheckinSession, InboundMessage, Patient
 from app.services import audit, calendar, users
 from app.services.patients import enrol_patient
 
@@ -166,6 +168,7 @@ DEMO_CHECKIN_SCRIPTS: dict[str, tuple[tuple[str, dict[str, float]], ...]] = {
         ("web", {"E": 1, "EI": 0, "T": 1, "TI": 1}),
     ),
     "JSCH-004": (
+        ("sms", {}),
         ("web", {"S": 1, "K": 1, "KB": 0}),
         ("partial", {"F": 0, "HB": 0, "BS": 0, "CP": 0, "S": 4}),
     ),
@@ -209,16 +212,77 @@ def load_demo_checkins(*, today: date) -> int:
                                reason="demo: check-in not answered after 2 days")  # fmt: skip
             else:
                 answers = _demo_answers(session, overrides, complete=channel != "partial")
-                record_answers(
+                answered = sent + timedelta(minutes=40)
+                sms = channel in ("sms", "partial")
+                inbound = _demo_inbound(patient, session, answers, answered) if sms else None
+                outcome = record_answers(
                     session.id,
                     answers,
-                    channel="sms" if channel == "partial" else channel,
-                    now=sent + timedelta(minutes=40),
+                    channel="sms" if sms else channel,
+                    now=answered,
                     actor=DEMO_ACTOR,
+                    inbound_message_id=inbound.id if inbound else None,
                 )
+                if inbound is not None:
+                    _demo_inbound_outcome(inbound, outcome, patient)
             db.session.commit()
             created += 1
+    if created:
+        _demo_handling(today)
     return created
+
+
+def _demo_inbound(
+    patient: Patient, session: CheckinSession, answers: dict, at: datetime
+) -> InboundMessage:
+    """The SMS the demo patient 'sent': the whole check-in as one compact reply."""
+    body = " ".join(f"{code}{value:g}" for code, value in answers.items())
+    row = InboundMessage(
+        sid=f"DEMO{session.id:08d}",
+        from_number=patient.phone_e164,
+        to_number=None,
+        body=body,
+        received_at=at,
+        patient_id=patient.id,
+        status="processed",
+        processed_at=at,
+        intent="checkin_answer",
+        language=patient.locale,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def _demo_inbound_outcome(row: InboundMessage, outcome: Any, patient: Patient) -> None:
+    """What the webhook would have recorded: the priority and, for red, the emergency reply."""
+    from app.services import reply_texts
+
+    row.priority = outcome.priority
+    row.parse = {"intent": "checkin_answer", "priority": outcome.priority,
+                 "reasons": list(outcome.result.reasons)}  # fmt: skip
+    if outcome.priority == "red":
+        row.reply_body = reply_texts.signed(reply_texts.red_reply(patient.locale))
+        row.reply_locale = patient.locale
+
+
+def _demo_handling(today: date) -> None:
+    """Older green notes were seen and closed by the demo nurse (so the metrics have times)."""
+    from app.models import Alert
+    from app.services.alerts import acknowledge, resolve
+
+    cutoff = datetime.combine(today - timedelta(days=5), time(0), tzinfo=ZoneInfo("Asia/Shanghai"))
+    notes = db.session.scalars(
+        select(Alert).where(
+            Alert.level == "green", Alert.kind == "symptom", Alert.status == "open",
+            Alert.created_at < cutoff,
+        )
+    ).all()  # fmt: skip
+    for index, note in enumerate(notes):
+        seen = note.created_at + timedelta(hours=2 + index)
+        acknowledge(note.id, actor="user:demo-nurse", now=seen)
+        resolve(note.id, actor="user:demo-nurse", note="", action="no_action_needed",
+                now=seen + timedelta(hours=1))  # fmt: skip
 
 
 def _past_checkin_events(patient: Patient, today: date, count: int) -> list[CalendarEvent]:

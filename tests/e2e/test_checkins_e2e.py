@@ -151,3 +151,29 @@ def test_the_trend_chart_renders_on_the_patient_page(
     box = chart.bounding_box()
     assert box is not None and box["width"] > 300 and box["height"] > 150
     page.locator("#symptoms").screenshot(path=str(screenshots / "checkin-trend-chart.png"))
+
+
+def test_the_demo_tells_the_story(app_ctx: Flask, page: Page, screenshots: Path) -> None:
+    from app.services.demo import load_demo_checkins, load_demo_data
+
+    today = datetime.now(SHANGHAI).date()
+    load_demo_data(today=today)
+    load_demo_checkins(today=today)
+    page.goto("/")
+    expect(page.locator("#inbox-counts")).to_contain_text("red 1")
+    page.goto("/inbox/")
+    first = page.locator(".inbox-item").first
+    expect(first).to_have_attribute("data-category", "red")
+    expect(first).to_contain_text("JSCH-004")
+    page.screenshot(path=str(screenshots / "checkin-demo-inbox.png"), full_page=True)
+    page.goto("/patients/JSCH-004#symptoms")
+    expect(page.locator("#trend-chart")).to_contain_text("Radiotherapy")
+    page.locator("#symptoms").screenshot(path=str(screenshots / "checkin-demo-trend-salvage.png"))
+    page.goto("/patients/JSCH-004/conversation")
+    expect(page.locator("h1")).to_contain_text("Conversation")
+    expect(page.locator("#conversation")).to_contain_text("S4")  # the patient's SMS answers
+    expect(page.locator("#conversation")).to_contain_text("120")  # the emergency reply
+    page.screenshot(path=str(screenshots / "checkin-demo-conversation.png"), full_page=True)
+    page.goto("/metrics/?days=all")
+    expect(page.locator("#alerts-chart svg")).to_be_visible()
+    page.screenshot(path=str(screenshots / "checkin-demo-metrics.png"), full_page=True)
