@@ -12,6 +12,7 @@ The clock is an argument (``now``) so that expiry is tested without waiting.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,8 +67,8 @@ def _serializer(now: datetime | None) -> URLSafeTimedSerializer:
 
 def link_lifetime() -> timedelta:
     """How long a link works after it was made (CHECKIN_LINK_HOURS, default 96)."""
-    raw = current_app.config.get("CHECKIN_LINK_HOURS") or DEFAULT_LINK_HOURS
-    return timedelta(hours=float(raw))
+    raw = current_app.config.get("CHECKIN_LINK_HOURS") or os.environ.get("CHECKIN_LINK_HOURS")
+    return timedelta(hours=float(raw or DEFAULT_LINK_HOURS))
 
 
 def make_token(session_id: int, patient_id: int, *, now: datetime | None = None) -> str:

@@ -2,8 +2,8 @@
 
 The life of a check-in (one ``CheckinSession`` per check-in event of a patient's calendar):
 
-1. ``checkin_schedule.start_due(now)`` (the check-ins job): a check-in event whose day has come (CHECKIN_SEND_AT,
-   default 10:00 in the patient's time zone, while its window is open) gets a session and its
+1. ``checkin_schedule.start_due(now)`` (the check-ins job): a check-in event whose day has
+   come (CHECKIN_SEND_AT, default 10:00 in the patient's time zone, while its window is open) gets a session and its
    first SMS in the outbox: the introduction, the first question with numbered answers and the
    signed web link. A patient who cannot receive SMS (no consent, opted out, invalid number)
    gets a session that is at once a nurse call task. Starting a check-in closes the patient's
@@ -32,6 +32,7 @@ Quiet hours still apply: the dispatcher holds any message until the quiet hours 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -96,7 +97,7 @@ class CheckinSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CheckinSettings:
         """Read the settings (app config first, then defaults); 0 disables reminder/call task."""
-        raw_time = str(config.get("CHECKIN_SEND_AT") or "10:00")
+        raw_time = str(setting(config, "CHECKIN_SEND_AT") or "10:00")
         try:
             hour, minute = (int(part) for part in raw_time.split(":", 1))
             send_at = time(hour, minute)
@@ -112,9 +113,20 @@ class CheckinSettings:
         )
 
 
-def _config_number(config: Mapping[str, Any], key: str, default: float) -> float:
+def setting(config: Mapping[str, Any], key: str) -> Any:
+    """A CHECKIN_* setting from the app config, else the environment (None when unset)."""
     value = config.get(key)
-    return float(value) if value not in (None, "") else float(default)
+    if value in (None, ""):
+        value = os.environ.get(key)
+    return value if value not in (None, "") else None
+
+
+def _config_number(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = setting(config, key)
+    try:
+        return float(value) if value is not None else float(default)
+    except ValueError as exc:
+        raise ValueError(f"{key} must be a number, got {value!r}") from exc
 
 
 def settings() -> CheckinSettings:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+from datetime import time
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, CheckinSession
 from app.services import checkin_schedule as schedule
-from app.services.checkins import record_answers, session_items
+from app.services.checkins import CheckinSettings, record_answers, session_items
 from jobs import checkins as checkins_job
 from tests.checkins.conftest import (
     alerts,
@@ -196,3 +198,22 @@ def test_an_unfinished_item_alerts_when_the_check_in_goes_to_a_nurse(app_ctx: Fl
     schedule.call_tasks_due(sent + days(2))
     symptom = next(a for a in alerts() if a.kind == "symptom")
     assert symptom.level == "amber" and any("fatigue" in r for r in symptom.reasons)
+
+
+def test_settings_come_from_the_config_or_the_environment(
+    app_ctx: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = CheckinSettings.from_config({})
+    assert (default.send_at, default.reminder_after, default.call_task_after) == (
+        time(10, 0), days(1), days(2),
+    )  # fmt: skip
+    monkeypatch.setenv("CHECKIN_SEND_AT", "09:30")
+    monkeypatch.setenv("CHECKIN_REMINDER_HOURS", "0")
+    monkeypatch.setenv("CHECKIN_LINK_HOURS", "48")
+    tuned = CheckinSettings.from_config({"CHECKIN_CALL_TASK_DAYS": "3"})
+    assert (tuned.send_at, tuned.reminder_after, tuned.call_task_after) == (
+        time(9, 30), None, days(3),
+    )  # fmt: skip
+    assert tuned.link_valid == days(2)
+    with pytest.raises(ValueError, match="CHECKIN_CALL_TASK_DAYS"):
+        CheckinSettings.from_config({"CHECKIN_CALL_TASK_DAYS": "two"})
