@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, redirect, render_template, request, url_for
 from flask_babel import force_locale
 
 from app.domain import checkins as ck
@@ -263,8 +263,3 @@ def _render(
 
 def _done_text(session: CheckinSession, lang: str, now: Any) -> str:
     return "" if session.priority == "red" else service.outcome_text(session, lang, now)
-
-
-def not_found() -> Any:
-    """404 without revealing whether a check-in exists."""
-    abort(404)
