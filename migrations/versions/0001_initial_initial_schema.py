@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-26 14:34:05.392712
+Create Date: 2026-11-26 15:11:43.248895
 
 """
 
@@ -185,7 +185,8 @@ def upgrade():
     op.create_table(
         "outbox_message",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=True),
+        sa.Column("recipient", sa.String(length=20), nullable=True),
         sa.Column("dedupe_key", sa.String(length=160), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -222,6 +223,9 @@ def upgrade():
         sa.UniqueConstraint(
             "patient_id", "dedupe_key", name=op.f("uq_outbox_message_patient_id_dedupe_key")
         ),
+        sa.UniqueConstraint(
+            "recipient", "dedupe_key", name=op.f("uq_outbox_message_recipient_dedupe_key")
+        ),
     )
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.create_index(
@@ -236,49 +240,56 @@ def upgrade():
         batch_op.create_index("ix_outbox_message_status_due_at", ["status", "due_at"], unique=False)
 
     op.create_table(
-        "alert",
+        "checkin_session",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("dedupe_key", sa.String(length=120), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("level", sa.String(length=8), nullable=False),
-        sa.Column("patient_id", sa.Integer(), nullable=True),
-        sa.Column("inbound_message_id", sa.Integer(), nullable=True),
-        sa.Column("summary", sa.String(length=300), nullable=False),
-        sa.Column("reasons", sa.JSON(), nullable=False),
-        sa.Column("symptoms", sa.JSON(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=True),
+        sa.Column("event_key", sa.String(length=64), nullable=False),
+        sa.Column("event_date", sa.Date(), nullable=False),
+        sa.Column("phase", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=8), nullable=True),
+        sa.Column("locale", sa.String(length=8), nullable=False),
+        sa.Column("items", sa.JSON(), nullable=False),
+        sa.Column("current_question", sa.String(length=8), nullable=True),
+        sa.Column("answers", sa.JSON(), nullable=False),
+        sa.Column("answer_log", sa.JSON(), nullable=False),
+        sa.Column("results", sa.JSON(), nullable=False),
+        sa.Column("priority", sa.String(length=8), nullable=True),
+        sa.Column("reasons", sa.JSON(), nullable=False),
+        sa.Column("delivery_blocked", sa.String(length=32), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("first_answer_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("call_task_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("acknowledged_by", sa.String(length=80), nullable=True),
-        sa.Column("time_to_acknowledge_seconds", sa.Integer(), nullable=True),
-        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("resolved_by", sa.String(length=80), nullable=True),
-        sa.Column("resolution_note", sa.Text(), nullable=True),
-        sa.Column("escalation_count", sa.Integer(), nullable=False),
-        sa.Column("last_escalated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("next_escalation_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["inbound_message_id"],
-            ["inbound_message.id"],
-            name=op.f("fk_alert_inbound_message_id_inbound_message"),
+            ["event_id"],
+            ["calendar_event.id"],
+            name=op.f("fk_checkin_session_event_id_calendar_event"),
         ),
         sa.ForeignKeyConstraint(
-            ["patient_id"], ["patient.id"], name=op.f("fk_alert_patient_id_patient")
+            ["patient_id"], ["patient.id"], name=op.f("fk_checkin_session_patient_id_patient")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert")),
-        sa.UniqueConstraint("dedupe_key", name=op.f("uq_alert_dedupe_key")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_checkin_session")),
+        sa.UniqueConstraint(
+            "patient_id", "event_key", name=op.f("uq_checkin_session_patient_id_event_key")
+        ),
     )
-    with op.batch_alter_table("alert", schema=None) as batch_op:
+    with op.batch_alter_table("checkin_session", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_checkin_session_event_id"), ["event_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_alert_inbound_message_id"), ["inbound_message_id"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_alert_patient_id"), ["patient_id"], unique=False)
-        batch_op.create_index(
-            "ix_alert_status_level_created_at", ["status", "level", "created_at"], unique=False
+            batch_op.f("ix_checkin_session_patient_id"), ["patient_id"], unique=False
         )
         batch_op.create_index(
-            "ix_alert_status_next_escalation_at", ["status", "next_escalation_at"], unique=False
+            "ix_checkin_session_patient_sent_at", ["patient_id", "sent_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_checkin_session_status_sent_at", ["status", "sent_at"], unique=False
         )
 
     op.create_table(
@@ -302,22 +313,90 @@ def upgrade():
             batch_op.f("ix_outbox_status_change_message_id"), ["message_id"], unique=False
         )
 
+    op.create_table(
+        "alert",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("dedupe_key", sa.String(length=120), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("level", sa.String(length=8), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=True),
+        sa.Column("inbound_message_id", sa.Integer(), nullable=True),
+        sa.Column("checkin_session_id", sa.Integer(), nullable=True),
+        sa.Column("summary", sa.String(length=300), nullable=False),
+        sa.Column("reasons", sa.JSON(), nullable=False),
+        sa.Column("symptoms", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acknowledged_by", sa.String(length=80), nullable=True),
+        sa.Column("time_to_acknowledge_seconds", sa.Integer(), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_by", sa.String(length=80), nullable=True),
+        sa.Column("resolution_note", sa.Text(), nullable=True),
+        sa.Column("resolution_action", sa.String(length=32), nullable=True),
+        sa.Column("assigned_to", sa.String(length=64), nullable=True),
+        sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("escalation_count", sa.Integer(), nullable=False),
+        sa.Column("last_escalated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_escalation_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["checkin_session_id"],
+            ["checkin_session.id"],
+            name=op.f("fk_alert_checkin_session_id_checkin_session"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["inbound_message_id"],
+            ["inbound_message.id"],
+            name=op.f("fk_alert_inbound_message_id_inbound_message"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patient.id"], name=op.f("fk_alert_patient_id_patient")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert")),
+        sa.UniqueConstraint("dedupe_key", name=op.f("uq_alert_dedupe_key")),
+    )
+    with op.batch_alter_table("alert", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_assigned_to"), ["assigned_to"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_alert_checkin_session_id"), ["checkin_session_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_alert_inbound_message_id"), ["inbound_message_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_alert_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(
+            "ix_alert_status_level_created_at", ["status", "level", "created_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_alert_status_next_escalation_at", ["status", "next_escalation_at"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table("outbox_status_change", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_status_change_message_id"))
-
-    op.drop_table("outbox_status_change")
     with op.batch_alter_table("alert", schema=None) as batch_op:
         batch_op.drop_index("ix_alert_status_next_escalation_at")
         batch_op.drop_index("ix_alert_status_level_created_at")
         batch_op.drop_index(batch_op.f("ix_alert_patient_id"))
         batch_op.drop_index(batch_op.f("ix_alert_inbound_message_id"))
+        batch_op.drop_index(batch_op.f("ix_alert_checkin_session_id"))
+        batch_op.drop_index(batch_op.f("ix_alert_assigned_to"))
 
     op.drop_table("alert")
+    with op.batch_alter_table("outbox_status_change", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_status_change_message_id"))
+
+    op.drop_table("outbox_status_change")
+    with op.batch_alter_table("checkin_session", schema=None) as batch_op:
+        batch_op.drop_index("ix_checkin_session_status_sent_at")
+        batch_op.drop_index("ix_checkin_session_patient_sent_at")
+        batch_op.drop_index(batch_op.f("ix_checkin_session_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_checkin_session_event_id"))
+
+    op.drop_table("checkin_session")
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_message_status_due_at")
         batch_op.drop_index(batch_op.f("ix_outbox_message_provider_id"))
