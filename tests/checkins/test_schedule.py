@@ -209,7 +209,7 @@ def test_settings_come_from_the_config_or_the_environment(
     )  # fmt: skip
     monkeypatch.setenv("CHECKIN_SEND_AT", "09:30")
     monkeypatch.setenv("CHECKIN_REMINDER_HOURS", "0")
-    monkeypatch.setenv("CHECKIN_LINK_HOURS", "48")
+    monkeypatch.setitem(app_ctx.config, "CHECKIN_LINK_HOURS", 48)
     tuned = CheckinSettings.from_config({"CHECKIN_CALL_TASK_DAYS": "3"})
     assert (tuned.send_at, tuned.reminder_after, tuned.call_task_after) == (
         time(9, 30), None, days(3),
