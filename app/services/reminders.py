@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
 from flask import current_app
-from flask_babel import force_locale, gettext
+from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import select
 
 from app.domain import reminders as rd
@@ -36,6 +36,9 @@ from app.models.messages import COUNTED_STATUSES
 from app.services.outbox import add_history, transition
 from app.services.protocols import current_protocol
 from app.sms.segments import count_segments, with_signature
+
+# A reschedule can move dozens of later events: name the first ones, count the rest.
+MOVED_CLAUSES_SHOWN = 2
 
 PLANNER_KINDS = ("reminder", "moved")
 KNOWN_TEMPLATES = (
@@ -134,7 +137,7 @@ def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) ->
     with force_locale(ctx.locale):
         if message.kind == "moved":
             head = gettext("Schedule change:")
-            clauses = [_moved_clause(item, ctx) for item in message.items]
+            clauses = _moved_clauses(message.items, ctx)
         else:
             head = gettext("Reminder:")
             clauses = [_reminder_clause(item, ctx) for item in message.items]
@@ -230,6 +233,21 @@ _TEMPLATE_TEXT = {
     "followup": _followup,
     "visit": _visit,
 }
+
+
+def _moved_clauses(items: Sequence[ReminderItem], ctx: RenderContext) -> list[str]:
+    """The first moves in words; a cascade of many later moves is summed up in one sentence."""
+    shown = [_moved_clause(item, ctx) for item in items[:MOVED_CLAUSES_SHOWN]]
+    rest = len(items) - MOVED_CLAUSES_SHOWN
+    if rest > 0:
+        shown.append(
+            ngettext(
+                "%(num)d later appointment has moved too; you will be reminded before it.",
+                "%(num)d later appointments have moved too; you will be reminded before each.",
+                rest,
+            )
+        )
+    return shown
 
 
 def _moved_clause(item: ReminderItem, ctx: RenderContext) -> str:

@@ -267,6 +267,21 @@ def test_marking_a_future_event_missed_cancels_its_reminders(app_ctx: Flask) -> 
     assert any(r.event_keys == [_infusion(patient, 3).key] for r in rows_of(patient, "planned"))
 
 
+def test_a_long_cascade_gives_a_short_notice(app_ctx: Flask) -> None:
+    patient = enrol(start=START)
+    c2 = _infusion(patient, 2)
+
+    calendar_service.reschedule_event(
+        patient.id, c2.key, c2.date + timedelta(days=7), "ANC low", actor="cli", today=TODAY
+    )
+
+    notice = next(r for r in rows_of(patient) if r.kind == "moved")
+    assert len(notice.items) > 10
+    assert notice.body.count("改到") <= 2
+    assert f"其后另有{len(notice.items) - 2}项日程相应顺延" in notice.body
+    assert count_segments(notice.body).segments <= 3
+
+
 def test_a_second_move_before_the_notice_went_out_leaves_one_notice(app_ctx: Flask) -> None:
     patient = enrol(start=START)
     c2 = _infusion(patient, 2)
