@@ -253,6 +253,7 @@ class CheckinCode:
 
     symptom: str
     scale: str
+    levels: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -657,7 +658,14 @@ def _build_checkin_codes(raw: Any, file: str) -> dict[str, CheckinCode]:
             raise VocabularyError(f"{_where(file, where + '.symptom')}: unknown symptom code")
         if item.get("scale") not in CHECKIN_SCALES:
             raise VocabularyError(f"{_where(file, where + '.scale')}: expected {CHECKIN_SCALES}")
-        codes[letters.upper()] = CheckinCode(item["symptom"], item["scale"])
+        levels = _mapping(item.get("levels", {}), file, where + ".levels")
+        if not all(
+            isinstance(k, int) and 0 <= k <= 4 and isinstance(v, str) for k, v in levels.items()
+        ):
+            raise VocabularyError(
+                f"{_where(file, where + '.levels')}: expected {{0-4: level name}}"
+            )
+        codes[letters.upper()] = CheckinCode(item["symptom"], item["scale"], dict(levels))
     return codes
 
 
@@ -1435,9 +1443,13 @@ def _bare_number(spaced: str) -> int | None:
     return None
 
 
-def _scored_mention(code: str, scale: str, score: int, evidence: str) -> SymptomMention:
+def _scored_mention(
+    code: str, scale: str, score: int, evidence: str, levels: Mapping[int, str] | None = None
+) -> SymptomMention:
     """A check-in answer (0-4 score, or a count) as a symptom mention."""
     detail: dict[str, Any] = {"score": score, "scale": scale}
+    if levels and score in levels:
+        detail["level"] = levels[score]
     if score == 0:
         return SymptomMention(code, None, True, evidence, detail)
     if scale in _COMPOSITE_GRADE:
@@ -1464,7 +1476,7 @@ def _checkin_mentions(
     for letters, score in codes.items():
         spec = vocab.intents.checkin_codes.get(letters)
         if spec is not None:
-            mentions.append(_scored_mention(spec.symptom, spec.scale, score, evidence))
+            mentions.append(_scored_mention(spec.symptom, spec.scale, score, evidence, spec.levels))
     return mentions
 
 
