@@ -18,7 +18,6 @@ from app.services import alerts as alert_service
 from app.services import oncall
 from app.services.oncall import pages_for
 from app.web import labels
-from app.web.nav import add_nav_item
 from app.web.security import current_actor, require_login, requires
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -55,11 +54,9 @@ ERROR_MESSAGES = {
 
 
 def register_alerts(app: Flask) -> None:
-    """Register the blueprint, its navigation link (badge: unacknowledged red and amber) and
-    the label filters the templates use."""
+    """Register the blueprint and the label filters the templates use. The triage inbox
+    (app/web/inbox.py) is the nurses' entry point; this list stays reachable from it."""
     app.register_blueprint(bp)
-    add_nav_item(app, "alerts.index", _l("Alerts"), order=15, permission="patients.view",
-                 badge=_badge)  # fmt: skip
     app.jinja_env.filters.update(
         alert_level=lambda code: _label(LEVEL_LABELS, code),
         alert_kind=lambda code: _label(KIND_LABELS, code),
@@ -89,13 +86,6 @@ def _label(table: dict[str, Any], code: str | None) -> str:
     """The translated label of a code, or the code made readable."""
     label = table.get(code or "")
     return str(label) if label is not None else labels.humanise(code or "")
-
-
-def _badge() -> int | None:
-    try:
-        return alert_service.open_urgent_count() or None
-    except Exception:  # the navigation must render even if the count cannot be read
-        return None
 
 
 def _duration(seconds: int | float | None) -> str:

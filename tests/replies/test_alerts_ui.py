@@ -131,9 +131,11 @@ def test_the_navigation_badge_and_the_today_counts(client: FlaskClient, staff: d
     _alert("green", 3, "g1")
     sign_in(client, staff["investigator"])
     html = client.get("/").get_data(as_text=True)
-    assert 'href="/alerts/"' in html
+    assert 'href="/inbox/"' in html  # the Today card leads to the triage inbox
     assert 'id="alerts"' in html and "Red: emergency 1" in html and "Note 1" in html
-    assert '<span class="badge">2</span>' in html  # unacknowledged red + amber
+    assert '<span class="badge">3</span>' in html  # the inbox badge: every open item
+    inbox = client.get("/inbox/").get_data(as_text=True)
+    assert 'href="/alerts/"' in inbox and 'href="/alerts/rota"' in inbox
 
 
 def test_the_rota_page_shows_who_is_on_duty_and_admins_edit_it(
