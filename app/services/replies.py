@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from flask import Flask, current_app
 from flask_babel import force_locale
-from sqlalchemy import insert, select, update
+from sqlalchemy import JSON, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.escalation import add_working_time
@@ -59,6 +59,43 @@ REMINDER_KINDS = ("reminder", "moved")
 REMINDER_LOOKBACK = timedelta(days=7)
 MAX_BODY_CHARS = 20000
 RESCHEDULE_FLAG = "reschedule_requested"
+
+
+_INBOUND = InboundMessage.__table__
+# Hot-path statements, built once (building SQLAlchemy statements per request is costly).
+_STORE = (
+    insert(_INBOUND)
+    .values(
+        sid=bindparam("p_sid"),
+        from_number=bindparam("p_from"),
+        to_number=bindparam("p_to"),
+        body=bindparam("p_body"),
+        num_media=bindparam("p_media"),
+        received_at=bindparam("p_at"),
+        status="received",
+    )
+    .returning(_INBOUND.c.id)
+)
+_ID_BY_SID = select(_INBOUND.c.id).where(_INBOUND.c.sid == bindparam("p_sid"))
+_UNPROCESSED = select(_INBOUND.c.id, _INBOUND.c.sid, _INBOUND.c.from_number, _INBOUND.c.body).where(
+    _INBOUND.c.id == bindparam("p_id"), _INBOUND.c.status == "received"
+)
+_FINISH = (
+    update(_INBOUND)
+    .where(_INBOUND.c.id == bindparam("p_id"), _INBOUND.c.status == "received")
+    .values(
+        status="processed",
+        processed_at=bindparam("p_at"),
+        patient_id=bindparam("p_patient"),
+        reply_body=bindparam("p_reply"),
+        reply_locale=bindparam("p_locale"),
+        intent=bindparam("p_intent"),
+        priority=bindparam("p_priority"),
+        language=bindparam("p_language"),
+        parse=bindparam("p_parse", type_=JSON(none_as_null=True)),
+    )
+)
+_PATIENTS_BY_NUMBER = select(Patient).where(Patient.phone_e164 == bindparam("p_number")).limit(5)
 
 
 class InvalidInbound(ValueError):
@@ -126,6 +163,16 @@ class InboundResult:
     alert_id: int | None = None
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """The stored fields processing needs (as stored, or read back for late processing)."""
+
+    id: int
+    sid: str
+    from_number: str
+    body: str
+
+
 # -- entry points ------------------------------------------------------------------------------
 
 
@@ -140,30 +187,27 @@ def receive(form: Mapping[str, Any], now: datetime) -> InboundResult:
     message_id, created = store(inbound, now)
     if not created:
         return _duplicate(message_id)
-    return process(message_id, now)
+    stored = StoredMessage(message_id, inbound.sid, inbound.from_number, inbound.body)
+    return process(message_id, now, stored=stored)
 
 
 def store(inbound: InboundForm, now: datetime) -> tuple[int, bool]:
     """Insert the message and commit; (id, True), or (id of the first copy, False) if known."""
+    values = {
+        "p_sid": inbound.sid,
+        "p_from": inbound.from_number,
+        "p_to": inbound.to_number,
+        "p_body": inbound.body,
+        "p_media": inbound.num_media,
+        "p_at": now,
+    }
     try:
-        message_id = db.session.execute(
-            insert(InboundMessage)
-            .values(
-                sid=inbound.sid,
-                from_number=inbound.from_number,
-                to_number=inbound.to_number,
-                body=inbound.body,
-                num_media=inbound.num_media,
-                received_at=now,
-                status="received",
-            )
-            .returning(InboundMessage.id)
-        ).scalar_one()
+        message_id = db.session.execute(_STORE, values).scalar_one()
         db.session.commit()
         return message_id, True
     except IntegrityError:
         db.session.rollback()
-    existing = db.session.scalar(select(InboundMessage.id).where(InboundMessage.sid == inbound.sid))
+    existing = db.session.scalar(_ID_BY_SID, {"p_sid": inbound.sid})
     if existing is None:  # pragma: no cover - an integrity error that was not the sid
         raise RuntimeError(f"could not store inbound message {inbound.sid}")
     return existing, False
@@ -177,10 +221,19 @@ def _duplicate(message_id: int) -> InboundResult:
     return InboundResult(row.reply_body, "duplicate", row.id, row.priority)
 
 
-def process(message_id: int, now: datetime, *, reply_by_sms: bool = False) -> InboundResult:
-    """Interpret one stored message and act on it in one transaction; on failure, fall back."""
+def process(
+    message_id: int,
+    now: datetime,
+    *,
+    reply_by_sms: bool = False,
+    stored: StoredMessage | None = None,
+) -> InboundResult:
+    """Interpret one stored message and act on it in one transaction; on failure, fall back.
+
+    ``stored`` (the fields just inserted by ``store``) saves reading the row back.
+    """
     try:
-        result = _process(message_id, now, reply_by_sms)
+        result = _process(message_id, now, reply_by_sms, stored)
     except Exception as exc:
         db.session.rollback()
         logger.exception("inbound message %s could not be interpreted", message_id)
@@ -208,62 +261,55 @@ def process_stale(now: datetime, *, older_than: timedelta) -> int:
 # -- processing ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StoredMessage:
-    """The stored fields processing needs (read back by the claiming UPDATE ... RETURNING)."""
-
-    id: int
-    sid: str
-    from_number: str
-    body: str
-
-
-def _process(message_id: int, now: datetime, reply_by_sms: bool) -> InboundResult:
-    claimed = db.session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == message_id, InboundMessage.status == "received")
-        .values(status="processed", processed_at=now)
-        .returning(
-            InboundMessage.id, InboundMessage.sid, InboundMessage.from_number, InboundMessage.body
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
-    if claimed is None:
+def _process(
+    message_id: int, now: datetime, reply_by_sms: bool, stored: StoredMessage | None
+) -> InboundResult:
+    """Understand and act, then claim the row (``received -> processed``) with what we understood,
+    all in one transaction: if another process claimed it first, everything is rolled back."""
+    row = stored or _unprocessed(message_id)
+    if row is None:
         db.session.rollback()
         return _duplicate(message_id)
-    row = StoredMessage(claimed.id, claimed.sid, claimed.from_number, claimed.body or "")
     patient = match_patient(row.from_number)
     if patient is None:
         outcome = _from_unknown_sender(row, now)
     else:
         outcome = _from_patient(row, patient, now)
-    _record(row, outcome)
     if reply_by_sms and outcome.patient is not None and outcome.reply:
         _queue_reply(outcome.patient, row, outcome.reply, outcome.locale, now)
+    if not _record(row, outcome, now):
+        db.session.rollback()
+        return _duplicate(message_id)
     db.session.commit()
     priority = outcome.result.priority if outcome.result else None
     return InboundResult(outcome.reply, "processed", message_id, priority, outcome.alert_id)
 
 
-def _record(row: StoredMessage, outcome: Outcome) -> None:
+def _unprocessed(message_id: int) -> StoredMessage | None:
+    """The stored message if it still waits to be processed."""
+    found = db.session.execute(_UNPROCESSED, {"p_id": message_id}).first()
+    if found is None:
+        return None
+    return StoredMessage(found.id, found.sid, found.from_number, found.body or "")
+
+
+def _record(row: StoredMessage, outcome: Outcome, now: datetime) -> bool:
+    """Claim the row as processed with what we understood; False if it was no longer waiting."""
+    parsed, result = outcome.parsed, outcome.result
+    understood = parsed is not None and result is not None
     values: dict[str, Any] = {
-        "patient_id": outcome.patient.id if outcome.patient else None,
-        "reply_body": outcome.reply,
-        "reply_locale": outcome.locale,
+        "p_id": row.id,
+        "p_at": now,
+        "p_patient": outcome.patient.id if outcome.patient else None,
+        "p_reply": outcome.reply,
+        "p_locale": outcome.locale,
+        "p_intent": parsed.intent if understood else None,
+        "p_priority": result.priority if understood else None,
+        "p_language": parsed.language if understood else None,
+        "p_parse": parse_record(parsed, result, outcome.actions) if understood else None,
     }
-    if outcome.parsed is not None and outcome.result is not None:
-        values |= {
-            "intent": outcome.parsed.intent,
-            "priority": outcome.result.priority,
-            "language": outcome.parsed.language,
-            "parse": parse_record(outcome.parsed, outcome.result, outcome.actions),
-        }
-    db.session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == row.id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = db.session.execute(_FINISH, values)
+    return claimed.rowcount == 1  # type: ignore[attr-defined]
 
 
 def parse_record(parsed: ParsedReply, result: TriageResult, actions: list[str]) -> dict[str, Any]:
@@ -308,7 +354,7 @@ def match_patient(sender: str) -> Patient | None:
 
 
 def _patients_with_number(number: str) -> list[Patient]:
-    return list(db.session.scalars(select(Patient).where(Patient.phone_e164 == number).limit(5)))
+    return list(db.session.scalars(_PATIENTS_BY_NUMBER, {"p_number": number}))
 
 
 def _as_e164(raw: str) -> str | None:
