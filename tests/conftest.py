@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.extensions import db
+from app.extensions import db, limiter
 from config import normalise_database_url
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -70,8 +70,9 @@ def app(database_url: str) -> Iterator[Flask]:
 
 @pytest.fixture
 def app_ctx(app: Flask) -> Iterator[Flask]:
-    """An app context whose tables are emptied afterwards."""
+    """An app context whose tables are emptied afterwards; rate-limit counters start at zero."""
     with app.app_context():
+        limiter.reset()
         yield app
         db.session.rollback()
         db.session.remove()

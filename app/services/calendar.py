@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from app.domain import calendar as cal
 from app.domain.calendar import CalendarChange, CalendarError, PlannedEvent
@@ -93,23 +93,36 @@ def set_event_status(
     row = _row_by_key(patient, key)
     if row.status == "cancelled":
         raise CalendarActionError("a cancelled event cannot change status")
-    before = {"status": row.status, "note": row.note}
-    row.status = status
     if note:
         row.note = note
+    mark_event(row, status, actor=actor, reason=note)
+    reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
+    db.session.commit()
+    return row
+
+
+def mark_event(
+    row: CalendarEvent,
+    status: str,
+    *,
+    actor: str,
+    reason: str | None,
+    at: datetime | None = None,
+) -> None:
+    """Set one event's status and audit it, inside the caller's transaction (no re-plan)."""
+    before = row.status
+    row.status = status
     audit.record(
         actor,
         "event.status",
         entity_type="calendar_event",
         entity_id=row.key,
-        patient_id=patient.id,
-        before=before,
+        patient_id=row.patient_id,
+        before={"status": before},
         after={"status": status, "note": row.note},
-        reason=note,
+        reason=reason,
+        at=at,
     )
-    reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
-    db.session.commit()
-    return row
 
 
 def record_progression(

@@ -59,6 +59,7 @@ from app.services.alerts import (
     create_alert,
     escalation_policy,
 )
+from app.services.calendar import mark_event
 from app.services.checkin_links import link_lifetime
 from app.services.escalation import page_for_new_red
 from app.services.outbox import add_history
@@ -569,18 +570,7 @@ def _finish(session: CheckinSession, now: datetime, actor: str) -> None:
     """A complete check-in: its calendar event is done; an open call task is closed."""
     event_row = session.event
     if event_row is not None and event_row.status in STARTABLE_EVENT_STATUSES:
-        audit.record(
-            actor,
-            "event.status",
-            entity_type="calendar_event",
-            entity_id=event_row.key,
-            patient_id=session.patient_id,
-            before={"status": event_row.status},
-            after={"status": "done"},
-            reason="symptom check-in answered",
-            at=now,
-        )
-        event_row.status = "done"
+        mark_event(event_row, "done", actor=actor, reason="symptom check-in answered", at=now)
     audit.record(
         actor,
         "checkin.complete",
