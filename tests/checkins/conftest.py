@@ -3,7 +3,6 @@ started check-in at a fixed time, a rota, staff accounts and signed-in clients."
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -13,11 +12,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from werkzeug.test import TestResponse
 
-from app import create_app
 from app.domain.patients import EnrolmentRequest
-from app.extensions import db, limiter
+from app.extensions import db
 from app.models import (
     Alert,
     CalendarEvent,
@@ -30,63 +27,39 @@ from app.models import (
 from app.services import users as user_service
 from app.services.checkin_schedule import start_checkin
 from app.services.patients import enrol_patient
+from tests.support import (
+    PASSWORD,
+    csrf_token,
+    fresh_client,
+    production_like_app,
+    sign_in,
+)
 
 PUBLIC_BASE_URL = "https://cadence.example.org"
-PASSWORD = "correct-horse-battery"
-FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
-CSRF_PATTERN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ENROLLED_ON = date(2026, 3, 2)
 FIRST_INFUSION = date(2026, 3, 10)
 CLINICIAN_PHONE = "+8613900000001"
 
 
+# -- patients and check-ins ------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Iterator[Flask]:
-    """The app as in production (CSRF on), a public base URL for links, no background sends."""
-    application = create_app(
-        "test",
-        SQLALCHEMY_DATABASE_URI=database_url,
+    """The app as in production (CSRF on), see tests/support.py."""
+    yield from production_like_app(
+        database_url,
         PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-        WTF_CSRF_ENABLED=True,
         ESCALATION_PAGE_NOW=False,
         ESCALATION_FALLBACK_PHONE=None,
-        **FAST_HASHING,
     )
-    with application.app_context():
-        db.create_all()
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits(app: Flask) -> Iterator[None]:
-    with app.app_context():
-        limiter.reset()
-    yield
-
-
-class FreshContextClient(FlaskClient):
-    """Every request in its own app context (as in production), cached rows expired after."""
-
-    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
-        """Run the request in a fresh app context."""
-        with self.application.app_context():
-            response = super().open(*args, **kwargs)
-        db.session.expire_all()
-        return response
 
 
 @pytest.fixture
 def client(app_ctx: Flask) -> FlaskClient:
-    """A test client on a clean database."""
-    app_ctx.test_client_class = FreshContextClient
-    return app_ctx.test_client()
-
-
-# -- patients and check-ins ------------------------------------------------------------------------
+    """A test client on a clean database (requests in their own app contexts)."""
+    return fresh_client(app_ctx)
 
 
 def enrol(
@@ -252,23 +225,6 @@ def staff(app_ctx: Flask) -> dict[str, str]:
             locale=locale,
         )  # fmt: skip
     return {key: value[0] for key, value in accounts.items()}
-
-
-def csrf_token(client: FlaskClient, url: str = "/sign-in") -> str:
-    """The CSRF token of the client's session, read from a form on ``url``."""
-    match = CSRF_PATTERN.search(client.get(url).get_data(as_text=True))
-    assert match, f"no CSRF token on {url}"
-    return match.group(1)
-
-
-def sign_in(client: FlaskClient, username: str) -> FlaskClient:
-    """Sign in through the real form."""
-    token = csrf_token(client)
-    response = client.post(
-        "/sign-in", data={"username": username, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)[:300]
-    return client
 
 
 def post(client: FlaskClient, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:

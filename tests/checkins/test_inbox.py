@@ -189,7 +189,7 @@ def test_the_inbox_page_lists_and_works_the_items(
 def test_the_inbox_is_read_only_for_administrators(
     known_items: dict[str, Alert], client: FlaskClient, staff: dict[str, str]
 ) -> None:
-    from tests.checkins.conftest import sign_in
+    from tests.support import sign_in
 
     sign_in(client, staff["admin"])
     page = client.get("/inbox/")

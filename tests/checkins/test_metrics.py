@@ -16,16 +16,8 @@ from app.services import checkin_metrics
 from app.services.alerts import NewAlert, acknowledge, create_alert, resolve
 from app.services.checkin_queries import metrics_status, symptom_reports_csv
 from app.services.checkins import record_answers, session_items
-from tests.checkins.conftest import (
-    SHANGHAI,
-    days,
-    enrol,
-    fresh,
-    full_answers,
-    post,
-    sign_in,
-    start,
-)
+from tests.checkins.conftest import SHANGHAI, days, enrol, fresh, full_answers, post, start
+from tests.support import sign_in
 
 
 def _answer(session: CheckinSession, overrides: dict, *, complete: bool = True) -> None:

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import OutboxMessage
 from app.services import users as user_service
 from tests.integration.sms_support import enrol
-from tests.web.conftest import PASSWORD, FreshContextClient, sign_in
+from tests.support import PASSWORD, FreshContextClient, sign_in
 
 START = date(2026, 3, 10)
 

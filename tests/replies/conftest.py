@@ -13,13 +13,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
-from werkzeug.test import TestResponse
 
-from app import create_app
-from app.extensions import db, limiter
+from app.extensions import db
 from app.models import Alert, InboundMessage, OnCallShift, Patient
 from app.services import users as user_service
 from tests.integration.sms_support import AUTH_TOKEN, enrol
+from tests.support import (
+    PASSWORD,
+    fresh_client,
+    production_like_app,
+)
 
 PUBLIC_BASE_URL = "https://cadence.example.org"
 INBOUND_PATH = "/webhooks/twilio/inbound"
@@ -28,9 +31,6 @@ OUR_NUMBER = "+8610655299880"
 CLINICIAN_PHONE = "+8613900000001"
 INVESTIGATOR_PHONE = "+8613900000002"
 NURSE_PHONE = "+8613900000003"
-PASSWORD = "correct-horse-battery"
-FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
-CSRF_PATTERN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 # Monday 2 March 2026, 10:00 in Nanjing: a working day, inside working hours.
 MONDAY_10 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 TODAY = date(2026, 3, 2)
@@ -38,48 +38,20 @@ TODAY = date(2026, 3, 2)
 
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Iterator[Flask]:
-    """The app with a Twilio auth token, a public base URL and CSRF on (as in production)."""
-    application = create_app(
-        "test",
-        SQLALCHEMY_DATABASE_URI=database_url,
+    """The app as in production (CSRF on), see tests/support.py."""
+    yield from production_like_app(
+        database_url,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-        WTF_CSRF_ENABLED=True,
         ESCALATION_PAGE_NOW=False,
         ESCALATION_FALLBACK_PHONE=None,
-        **FAST_HASHING,
     )
-    with application.app_context():
-        db.create_all()
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits(app: Flask) -> Iterator[None]:
-    with app.app_context():
-        limiter.reset()
-    yield
-
-
-class FreshContextClient(FlaskClient):
-    """Every request in its own app context (as in production), cached rows expired after."""
-
-    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
-        """Run the request in a fresh app context."""
-        with self.application.app_context():
-            response = super().open(*args, **kwargs)
-        db.session.expire_all()
-        return response
 
 
 @pytest.fixture
 def client(app_ctx: Flask) -> FlaskClient:
-    """A test client on a clean database."""
-    app_ctx.test_client_class = FreshContextClient
-    return app_ctx.test_client()
+    """A test client on a clean database (requests in their own app contexts)."""
+    return fresh_client(app_ctx)
 
 
 def sign(params: Mapping[str, str], url: str = INBOUND_URL, token: str = AUTH_TOKEN) -> str:
@@ -201,24 +173,6 @@ def staff(app_ctx: Flask) -> dict[str, str]:
             locale="zh" if role == "nurse" else "en",
         )
     return accounts
-
-
-def csrf_token(client: FlaskClient, url: str = "/sign-in") -> str:
-    """The CSRF token of the client's session, read from a form on ``url``."""
-    html = client.get(url).get_data(as_text=True)
-    match = CSRF_PATTERN.search(html)
-    assert match, f"no CSRF token on {url}"
-    return match.group(1)
-
-
-def sign_in(client: FlaskClient, username: str) -> FlaskClient:
-    """Sign in through the real form."""
-    token = csrf_token(client)
-    response = client.post(
-        "/sign-in", data={"username": username, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)[:300]
-    return client
 
 
 def later(minutes: float) -> datetime:

@@ -13,14 +13,8 @@ from app.extensions import db
 from app.models import Alert, AuditEntry, OnCallShift
 from app.services.alerts import NewAlert, create_alert
 from app.services.replies import receive
-from tests.replies.conftest import (
-    MONDAY_10,
-    alerts,
-    csrf_token,
-    inbound_form,
-    patient,
-    sign_in,
-)
+from tests.replies.conftest import MONDAY_10, alerts, inbound_form, patient
+from tests.support import csrf_token, sign_in
 
 
 def _alert(level: str, minutes_ago: int, key: str, patient_id: int | None = None) -> Alert:

@@ -14,7 +14,8 @@ from app.extensions import db
 from app.models import AuditEntry, User
 from app.services import users as user_service
 from app.web.security import LAST_SEEN_KEY
-from tests.web.conftest import FAST_HASHING, PASSWORD, Staff, csrf_token, post, sign_in
+from tests.support import FAST_HASHING, PASSWORD, csrf_token, sign_in
+from tests.web.conftest import Staff, post
 
 WEB_BLUEPRINTS = ("main", "patients", "calendar", "audit", "exports", "users")
 

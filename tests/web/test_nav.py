@@ -10,7 +10,7 @@ from flask_login import login_user
 from app import create_app
 from app.services.users import create_user
 from app.web.nav import add_nav_item, nav_links
-from tests.web.conftest import FAST_HASHING
+from tests.support import FAST_HASHING
 
 
 def test_nav_shows_links_by_role(app: Flask, nurse: FlaskClient) -> None:

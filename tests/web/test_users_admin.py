@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import AuditEntry, User
 from app.services import users as user_service
-from tests.web.conftest import PASSWORD, Staff, post, sign_in
+from tests.support import PASSWORD, sign_in
+from tests.web.conftest import Staff, post
 
 
 def _user_count() -> int:

@@ -1,0 +1,77 @@
+"""Helpers shared by the web, replies and check-in test folders: a production-like app (CSRF on),
+a client whose requests each get their own app context, and sign-in through the real form."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from app import create_app
+from app.extensions import db
+
+PASSWORD = "correct-horse-battery"
+CSRF_PATTERN = re.compile(
+    r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"'
+)
+# Cheap argon2 parameters: the tests exercise the logic, not the cost.
+FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+
+
+def production_like_app(database_url: str, **overrides: Any) -> Iterator[Flask]:
+    """The app with CSRF protection ON (as in production), cheap hashing and a fresh schema."""
+    application = create_app(
+        "test",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        WTF_CSRF_ENABLED=True,
+        **(FAST_HASHING | overrides),
+    )
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+class FreshContextClient(FlaskClient):
+    """A test client whose every request gets its own app context, as in production.
+
+    The tests hold an app context for direct database access; without this, requests would share
+    its `g` (Flask-Login's cached user, Flask-Babel's cached locale) and its database session.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> TestResponse:
+        """Run the request in a fresh app context, then expire the test's cached rows."""
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
+def fresh_client(app: Flask) -> FlaskClient:
+    """A FreshContextClient for the app."""
+    app.test_client_class = FreshContextClient
+    return app.test_client()
+
+
+def csrf_token(client: FlaskClient, url: str = "/sign-in") -> str:
+    """The CSRF token of the client's session, read from a form on `url`."""
+    html = client.get(url).get_data(as_text=True)
+    match = CSRF_PATTERN.search(html)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1) or match.group(2)
+
+
+def sign_in(client: FlaskClient, username: str, password: str = PASSWORD) -> FlaskClient:
+    """Sign a test client in through the real form (CSRF included)."""
+    token = csrf_token(client, "/sign-in")
+    response = client.post(
+        "/sign-in", data={"username": username, "password": password, "csrf_token": token}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client
