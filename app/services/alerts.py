@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from app.domain.escalation import EscalationPolicy, WorkingHours, first_escalation_at
 from app.extensions import db
@@ -75,11 +75,21 @@ def clinic_zone() -> ZoneInfo:
 # -- creating ------------------------------------------------------------------------------------
 
 
-def create_alert(new: NewAlert, *, now: datetime, actor: str = "system") -> Alert:
-    """Add an alert (or return the one with the same dedupe key); flush, never commit."""
-    existing = db.session.scalar(select(Alert).where(Alert.dedupe_key == new.dedupe_key))
-    if existing is not None:
-        return existing
+_BY_DEDUPE_KEY = select(Alert).where(Alert.dedupe_key == bindparam("p_key"))
+
+
+def create_alert(
+    new: NewAlert, *, now: datetime, actor: str = "system", known_new: bool = False
+) -> Alert:
+    """Add an alert (or return the one with the same dedupe key); flush, never commit.
+
+    ``known_new``: the caller knows no alert has this key yet (it holds the only claim on its
+    source), so the look-up is skipped; the UNIQUE key still refuses a duplicate.
+    """
+    if not known_new:
+        existing = db.session.scalar(_BY_DEDUPE_KEY, {"p_key": new.dedupe_key})
+        if existing is not None:
+            return existing
     if new.level not in ALERT_LEVELS:
         raise AlertError(f"level must be one of {', '.join(ALERT_LEVELS)}")
     alert = Alert(

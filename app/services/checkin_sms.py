@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.domain import checkins as ck
 from app.domain.replies import ParsedReply, parse_chinese_number
@@ -44,6 +44,31 @@ from app.services.checkins import (
 
 LABEL_WORDS = re.compile(r"^[\w\s\u3400-\u9fff']+$")
 
+# Statements run for every inbound SMS, built once.
+_OPEN_SESSION = (
+    select(CheckinSession)
+    .where(
+        CheckinSession.patient_id == bindparam("p_patient"),
+        CheckinSession.closed_at.is_(None),
+        CheckinSession.status.in_(OPEN_CHECKIN_STATUSES),
+        CheckinSession.expires_at > bindparam("p_now", type_=CheckinSession.expires_at.type),
+        CheckinSession.delivery_blocked.is_(None),
+    )
+    .order_by(CheckinSession.sent_at.desc(), CheckinSession.id.desc())
+    .limit(1)
+)
+_LATEST_OUTBOUND_KIND = (
+    select(OutboxMessage.kind)
+    .where(
+        OutboxMessage.patient_id == bindparam("p_patient"),
+        OutboxMessage.kind.in_(("reminder", "moved", "checkin")),
+        OutboxMessage.status.in_(ACCEPTED_STATUSES),
+        OutboxMessage.sent_at.is_not(None),
+    )
+    .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+    .limit(1)
+)
+
 
 @dataclass
 class SmsAnswer:
@@ -59,18 +84,7 @@ class SmsAnswer:
 
 def open_session_for_sms(patient_id: int, now: datetime) -> CheckinSession | None:
     """The patient's newest check-in that takes SMS answers, if any."""
-    return db.session.scalar(
-        select(CheckinSession)
-        .where(
-            CheckinSession.patient_id == patient_id,
-            CheckinSession.closed_at.is_(None),
-            CheckinSession.status.in_(OPEN_CHECKIN_STATUSES),
-            CheckinSession.expires_at > now,
-            CheckinSession.delivery_blocked.is_(None),
-        )
-        .order_by(CheckinSession.sent_at.desc(), CheckinSession.id.desc())
-        .limit(1)
-    )
+    return db.session.scalar(_OPEN_SESSION, {"p_patient": patient_id, "p_now": now})
 
 
 _UNIT = re.compile(r"\s*(?:°C|°|度|摄氏度|C)$", re.IGNORECASE)
@@ -161,17 +175,7 @@ def _read_sms(
 def _latest_outbound_is_checkin(session: CheckinSession) -> bool:
     """False when a reminder reached the patient after the last check-in message (then a bare
     "1" or "2" answers the reminder, not the check-in)."""
-    latest = db.session.scalar(
-        select(OutboxMessage.kind)
-        .where(
-            OutboxMessage.patient_id == session.patient_id,
-            OutboxMessage.kind.in_(("reminder", "moved", "checkin")),
-            OutboxMessage.status.in_(ACCEPTED_STATUSES),
-            OutboxMessage.sent_at.is_not(None),
-        )
-        .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
-        .limit(1)
-    )
+    latest = db.session.scalar(_LATEST_OUTBOUND_KIND, {"p_patient": session.patient_id})
     return latest in (None, "checkin")
 
 

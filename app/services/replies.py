@@ -95,6 +95,29 @@ _FINISH = (
         parse=bindparam("p_parse", type_=JSON(none_as_null=True)),
     )
 )
+_RECENT_PARSES = (
+    select(_INBOUND.c.received_at, _INBOUND.c.parse)
+    .where(
+        _INBOUND.c.patient_id == bindparam("p_patient"),
+        _INBOUND.c.status == "processed",
+        _INBOUND.c.id != bindparam("p_id"),
+        _INBOUND.c.received_at >= bindparam("p_since", type_=_INBOUND.c.received_at.type),
+        _INBOUND.c.intent.in_(CLINICAL_INTENTS),
+    )
+    .order_by(_INBOUND.c.received_at.desc(), _INBOUND.c.id.desc())
+    .limit(20)
+)
+_LATEST_REMINDER = (
+    select(OutboxMessage)
+    .where(
+        OutboxMessage.patient_id == bindparam("p_patient"),
+        OutboxMessage.kind.in_(REMINDER_KINDS),
+        OutboxMessage.status.in_(ACCEPTED_STATUSES),
+        OutboxMessage.sent_at >= bindparam("p_since", type_=OutboxMessage.sent_at.type),
+    )
+    .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+    .limit(1)
+)
 _PATIENTS_BY_NUMBER = select(Patient).where(Patient.phone_e164 == bindparam("p_number")).limit(5)
 
 
@@ -419,20 +442,12 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
     report of grade 2 or more counts as 'worse by 2' (when unsure, the more urgent level).
     """
     days = int(current_app.config.get("ESCALATION_HISTORY_DAYS", 30))
+    since = now - timedelta(days=days)
     parses = db.session.execute(
-        select(InboundMessage.received_at, InboundMessage.parse)
-        .where(
-            InboundMessage.patient_id == patient_id,
-            InboundMessage.status == "processed",
-            InboundMessage.id != before_id,
-            InboundMessage.received_at >= now - timedelta(days=days),
-            InboundMessage.intent.in_(CLINICAL_INTENTS),
-        )
-        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
-        .limit(20)
+        _RECENT_PARSES, {"p_patient": patient_id, "p_id": before_id, "p_since": since}
     )
     reports = [(received_at, grades_in(parse)) for received_at, parse in parses]
-    reports += recent_checkin_grades(patient_id, since=now - timedelta(days=days))
+    reports += recent_checkin_grades(patient_id, since=since)
     grades: dict[str, int] = {}
     for _, report in sorted(reports, key=lambda pair: pair[0], reverse=True):
         for code, grade in report.items():
@@ -533,6 +548,9 @@ def _raise(
             inbound_message_id=row.id,
         ),
         now=now,
+        # Normal processing runs before anyone committed a claim on the row, so no alert keyed
+        # on it can exist (a racing claimer's alert collides on the UNIQUE key -> fallback).
+        known_new=isinstance(row, StoredMessage),
     )
 
 
@@ -655,15 +673,7 @@ def opt_in(patient: Patient, *, now: datetime, actor: str) -> bool:
 def related_events(patient: Patient, now: datetime) -> list[CalendarEvent]:
     """The open events of the last reminder sent to the patient (within 7 days), still ahead."""
     reminder = db.session.scalar(
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.patient_id == patient.id,
-            OutboxMessage.kind.in_(REMINDER_KINDS),
-            OutboxMessage.status.in_(ACCEPTED_STATUSES),
-            OutboxMessage.sent_at >= now - REMINDER_LOOKBACK,
-        )
-        .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
-        .limit(1)
+        _LATEST_REMINDER, {"p_patient": patient.id, "p_since": now - REMINDER_LOOKBACK}
     )
     if reminder is None or not reminder.event_keys:
         return []
