@@ -255,10 +255,16 @@ def patients_list() -> None:
 @click.command("demo")
 def demo_command() -> None:
     """Create demo patients (idempotent: existing ones are left alone)."""
-    from app.services.demo import ensure_demo_staff, load_demo_checkins, load_demo_data
+    from app.services.demo import (
+        ensure_demo_rota,
+        ensure_demo_staff,
+        load_demo_checkins,
+        load_demo_data,
+    )
 
     created = load_demo_data(today=_today())
     click.echo(f"demo data ready ({created} new patients)")
+    click.echo(f"demo on-call rota ready ({ensure_demo_rota()} new entries)")
     checkins = load_demo_checkins(today=_today())
     click.echo(f"demo check-ins ready ({checkins} new)")
     for account in ensure_demo_staff():

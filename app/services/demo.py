@@ -91,6 +91,31 @@ def ensure_demo_staff() -> list[DemoStaffResult]:
     return results
 
 
+DEMO_ROTA = (
+    ("clinician", "Dr Demo (on call)", "13700000001"),
+    ("investigator", "PI Demo", "13700000002"),
+    ("nurse", "Nurse Demo", "13700000003"),
+)
+
+
+def ensure_demo_rota() -> int:
+    """A round-the-clock on-call rota with demo numbers, unless a rota exists; return rows added."""
+    from app.services import oncall
+
+    if oncall.shifts(active_only=False):
+        return 0
+    for role, name, phone in DEMO_ROTA:
+        oncall.add_shift(
+            role=role,
+            name=name,
+            phone=phone,
+            weekdays="daily",
+            hours="08:00-08:00",
+            actor=DEMO_ACTOR,
+        )
+    return len(DEMO_ROTA)
+
+
 def load_demo_data(*, today: date) -> int:
     """Enrol the demo patients that do not exist yet; return how many were created."""
     created = 0

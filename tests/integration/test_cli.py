@@ -221,6 +221,8 @@ def test_demo_is_idempotent(app_ctx: Flask) -> None:
     assert second.exit_code == 0, second.output
     assert db.session.scalar(select(func.count(Patient.id))) == patients
     assert db.session.scalar(select(func.count(CalendarEvent.id))) == events
+    assert "demo on-call rota ready (3 new entries)" in first.output
+    assert "demo on-call rota ready (0 new entries)" in second.output
     salvage = db.session.scalar(select(Patient).where(Patient.status == "salvage"))
     assert salvage is not None
     assert any(e.kind == "radiotherapy" for e in salvage.events)
