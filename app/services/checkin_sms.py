@@ -57,15 +57,16 @@ _OPEN_SESSION = (
     .order_by(CheckinSession.sent_at.desc(), CheckinSession.id.desc())
     .limit(1)
 )
+_OUTBOX = OutboxMessage.__table__
 _LATEST_OUTBOUND_KIND = (
-    select(OutboxMessage.kind)
+    select(_OUTBOX.c.kind)
     .where(
-        OutboxMessage.patient_id == bindparam("p_patient"),
-        OutboxMessage.kind.in_(("reminder", "moved", "checkin")),
-        OutboxMessage.status.in_(ACCEPTED_STATUSES),
-        OutboxMessage.sent_at.is_not(None),
+        _OUTBOX.c.patient_id == bindparam("p_patient"),
+        _OUTBOX.c.kind.in_(("reminder", "moved", "checkin")),
+        _OUTBOX.c.status.in_(ACCEPTED_STATUSES),
+        _OUTBOX.c.sent_at.is_not(None),
     )
-    .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+    .order_by(_OUTBOX.c.sent_at.desc(), _OUTBOX.c.id.desc())
     .limit(1)
 )
 
@@ -175,7 +176,9 @@ def _read_sms(
 def _latest_outbound_is_checkin(session: CheckinSession) -> bool:
     """False when a reminder reached the patient after the last check-in message (then a bare
     "1" or "2" answers the reminder, not the check-in)."""
-    latest = db.session.scalar(_LATEST_OUTBOUND_KIND, {"p_patient": session.patient_id})
+    latest = db.session.connection().scalar(
+        _LATEST_OUTBOUND_KIND, {"p_patient": session.patient_id}
+    )
     return latest in (None, "checkin")
 
 

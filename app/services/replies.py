@@ -225,12 +225,12 @@ def store(inbound: InboundForm, now: datetime) -> tuple[int, bool]:
         "p_at": now,
     }
     try:
-        message_id = db.session.execute(_STORE, values).scalar_one()
+        message_id = db.session.connection().execute(_STORE, values).scalar_one()
         db.session.commit()
         return message_id, True
     except IntegrityError:
         db.session.rollback()
-    existing = db.session.scalar(_ID_BY_SID, {"p_sid": inbound.sid})
+    existing = db.session.connection().scalar(_ID_BY_SID, {"p_sid": inbound.sid})
     if existing is None:  # pragma: no cover - an integrity error that was not the sid
         raise RuntimeError(f"could not store inbound message {inbound.sid}")
     return existing, False
@@ -310,7 +310,7 @@ def _process(
 
 def _unprocessed(message_id: int) -> StoredMessage | None:
     """The stored message if it still waits to be processed."""
-    found = db.session.execute(_UNPROCESSED, {"p_id": message_id}).first()
+    found = db.session.connection().execute(_UNPROCESSED, {"p_id": message_id}).first()
     if found is None:
         return None
     return StoredMessage(found.id, found.sid, found.from_number, found.body or "")
@@ -331,7 +331,7 @@ def _record(row: StoredMessage, outcome: Outcome, now: datetime) -> bool:
         "p_language": parsed.language if understood else None,
         "p_parse": parse_record(parsed, result, outcome.actions) if understood else None,
     }
-    claimed = db.session.execute(_FINISH, values)
+    claimed = db.session.connection().execute(_FINISH, values)
     return claimed.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -443,7 +443,7 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
     """
     days = int(current_app.config.get("ESCALATION_HISTORY_DAYS", 30))
     since = now - timedelta(days=days)
-    parses = db.session.execute(
+    parses = db.session.connection().execute(
         _RECENT_PARSES, {"p_patient": patient_id, "p_id": before_id, "p_since": since}
     )
     reports = [(received_at, grades_in(parse)) for received_at, parse in parses]

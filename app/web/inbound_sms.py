@@ -9,9 +9,9 @@ answered by app.services.replies; the answer is TwiML (MessagingResponse).
 from __future__ import annotations
 
 import logging
+from xml.sax.saxutils import escape
 
 from flask import Response, abort, request
-from twilio.twiml.messaging_response import MessagingResponse
 
 from app.models import utcnow
 from app.services.replies import InvalidInbound, receive
@@ -29,7 +29,14 @@ def inbound_message() -> Response:
     except InvalidInbound as exc:
         logger.warning("inbound webhook without a usable message: %s", exc)
         abort(400)
-    twiml = MessagingResponse()
-    if result.reply:
-        twiml.message(result.reply)
-    return Response(str(twiml), mimetype="application/xml")
+    return Response(twiml(result.reply), mimetype="application/xml")
+
+
+TWIML_HEAD = '<?xml version="1.0" encoding="UTF-8"?><Response>'
+
+
+def twiml(reply: str | None) -> str:
+    """TwiML answering with one message (or nothing), as MessagingResponse renders it."""
+    if not reply:
+        return TWIML_HEAD[:-1] + " />"
+    return f"{TWIML_HEAD}<Message>{escape(reply)}</Message></Response>"
