@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import bindparam, select
 
@@ -44,19 +44,38 @@ from app.services.checkins import (
 
 LABEL_WORDS = re.compile(r"^[\w\s\u3400-\u9fff']+$")
 
+
+def _open_for_sms(patient_id: Any, now: Any) -> tuple[Any, ...]:
+    """Where-clauses of a check-in that takes SMS answers (one definition for both statements)."""
+    return (
+        CheckinSession.patient_id == patient_id,
+        CheckinSession.closed_at.is_(None),
+        CheckinSession.status.in_(OPEN_CHECKIN_STATUSES),
+        CheckinSession.expires_at > now,
+        CheckinSession.delivery_blocked.is_(None),
+    )
+
+
+_NEWEST_FIRST = (CheckinSession.sent_at.desc(), CheckinSession.id.desc())
+_NOW = bindparam("p_now", type_=CheckinSession.expires_at.type)
 # Statements run for every inbound SMS, built once.
 _OPEN_SESSION = (
     select(CheckinSession)
-    .where(
-        CheckinSession.patient_id == bindparam("p_patient"),
-        CheckinSession.closed_at.is_(None),
-        CheckinSession.status.in_(OPEN_CHECKIN_STATUSES),
-        CheckinSession.expires_at > bindparam("p_now", type_=CheckinSession.expires_at.type),
-        CheckinSession.delivery_blocked.is_(None),
-    )
-    .order_by(CheckinSession.sent_at.desc(), CheckinSession.id.desc())
+    .where(*_open_for_sms(bindparam("p_patient"), _NOW))
+    .order_by(*_NEWEST_FIRST)
     .limit(1)
 )
+OPEN_SESSION_ID_OF_PATIENT = (
+    select(CheckinSession.id)
+    .where(*_open_for_sms(Patient.id, _NOW))
+    .order_by(*_NEWEST_FIRST)
+    .limit(1)
+    .correlate(Patient)
+    .scalar_subquery()
+)
+"""The id of the patient's open SMS check-in (as ``open_session_for_sms``), correlated to a
+query on Patient (bind ``p_now``): lets the inbound service read both in one statement."""
+LOOK_UP = "look up"
 _OUTBOX = OutboxMessage.__table__
 _LATEST_OUTBOUND_KIND = (
     select(_OUTBOX.c.kind)
@@ -118,14 +137,26 @@ def read_single_answer(text: str, question: ck.Question) -> Any | None:
 
 
 def answer_by_sms(
-    patient: Patient, inbound_message_id: int, body: str, now: datetime
+    patient: Patient,
+    inbound_message_id: int,
+    body: str,
+    now: datetime,
+    *,
+    open_session_id: int | Literal["look up"] | None = LOOK_UP,
 ) -> SmsAnswer | None:
     """Read an SMS as a check-in answer and act on it; None when it is not one (free text).
 
     Inside the inbound-SMS transaction: flush, never commit. The next question (or the thank-you
     message) is queued in the outbox; a red answer gets the emergency reply at once instead.
+    ``open_session_id``: the open check-in's id (or None) when the caller already read it with
+    ``OPEN_SESSION_ID_OF_PATIENT`` in the same transaction.
     """
-    session = open_session_for_sms(patient.id, now)
+    if open_session_id == LOOK_UP:
+        session = open_session_for_sms(patient.id, now)
+    elif open_session_id is None:
+        return None
+    else:
+        session = db.session.get(CheckinSession, open_session_id)
     if session is None:
         return None
     items = session_items(session)

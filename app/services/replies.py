@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -44,6 +44,7 @@ from app.models.messages import ACCEPTED_STATUSES
 from app.services import audit
 from app.services import reply_texts as texts
 from app.services.alerts import NewAlert, clinic_zone, create_alert, escalation_policy
+from app.services.checkin_sms import LOOK_UP, OPEN_SESSION_ID_OF_PATIENT, answer_by_sms
 from app.services.escalation import page_for_new_red
 from app.services.outbox import add_history
 from app.services.protocols import clinic_working_days
@@ -119,6 +120,11 @@ _LATEST_REMINDER = (
     .limit(1)
 )
 _PATIENTS_BY_NUMBER = select(Patient).where(Patient.phone_e164 == bindparam("p_number")).limit(5)
+_PATIENTS_BY_NUMBER_WITH_CHECKIN = (
+    select(Patient, OPEN_SESSION_ID_OF_PATIENT)
+    .where(Patient.phone_e164 == bindparam("p_number"))
+    .limit(5)
+)
 
 
 class InvalidInbound(ValueError):
@@ -293,11 +299,11 @@ def _process(
     if row is None:
         db.session.rollback()
         return _duplicate(message_id)
-    patient = match_patient(row.from_number)
+    patient, open_checkin = _match_with_open_checkin(row.from_number, now)
     if patient is None:
         outcome = _from_unknown_sender(row, now)
     else:
-        outcome = _from_patient(row, patient, now)
+        outcome = _from_patient(row, patient, now, open_checkin)
     if reply_by_sms and outcome.patient is not None and outcome.reply:
         _queue_reply(outcome.patient, row, outcome.reply, outcome.locale, now)
     if not _record(row, outcome, now):
@@ -371,7 +377,24 @@ def match_patient(sender: str) -> Patient | None:
         e164 = _as_e164(sender)
         if e164 and e164 != sender:
             candidates = _patients_with_number(e164)
-    on_study = [p for p in candidates if p.status not in ("withdrawn", "off_study")]
+    return _choose(candidates, lambda p: p)
+
+
+def _match_with_open_checkin(sender: str, now: datetime) -> tuple[Patient | None, int | None]:
+    """``match_patient`` plus the id of the patient's open SMS check-in, in one statement."""
+    statement, params = _PATIENTS_BY_NUMBER_WITH_CHECKIN, {"p_number": sender, "p_now": now}
+    candidates = list(db.session.execute(statement, params))
+    if not candidates:
+        e164 = _as_e164(sender)
+        if e164 and e164 != sender:
+            candidates = list(db.session.execute(statement, params | {"p_number": e164}))
+    chosen = _choose(candidates, lambda row: row[0])
+    return (None, None) if chosen is None else (chosen[0], chosen[1])
+
+
+def _choose(candidates: list[Any], patient_of: Callable[[Any], Patient]) -> Any:
+    """The only candidate on study (or the only one at all), else None."""
+    on_study = [c for c in candidates if patient_of(c).status not in ("withdrawn", "off_study")]
     chosen = on_study or candidates
     return chosen[0] if len(chosen) == 1 else None
 
@@ -392,9 +415,14 @@ def _as_e164(raw: str) -> str | None:
 # -- a patient's message -------------------------------------------------------------------------
 
 
-def _from_patient(row: StoredMessage, patient: Patient, now: datetime) -> Outcome:
+def _from_patient(
+    row: StoredMessage,
+    patient: Patient,
+    now: datetime,
+    open_checkin: int | Literal["look up"] | None = LOOK_UP,
+) -> Outcome:
     locale = texts.locale_or_default(patient.locale)
-    answered = _checkin_answer(patient, row, now)
+    answered = _checkin_answer(patient, row, now, open_checkin)
     if answered is not None:
         return Outcome(
             reply=texts.signed(answered.reply) if answered.reply else "",
@@ -417,13 +445,16 @@ def _from_patient(row: StoredMessage, patient: Patient, now: datetime) -> Outcom
     return outcome
 
 
-def _checkin_answer(patient: Patient, row: StoredMessage, now: datetime) -> Any:
+def _checkin_answer(
+    patient: Patient,
+    row: StoredMessage,
+    now: datetime,
+    open_checkin: int | Literal["look up"] | None = LOOK_UP,
+) -> Any:
     """The message read as an answer to the patient's open check-in (app.services.checkin_sms),
     or None when it is free text. Its next question or thank-you goes out through the outbox;
     a red answer gets the emergency reply here, as the webhook's answer."""
-    from app.services.checkin_sms import answer_by_sms
-
-    return answer_by_sms(patient, row.id, row.body, now)
+    return answer_by_sms(patient, row.id, row.body, now, open_session_id=open_checkin)
 
 
 def reply_context(patient: Patient, now: datetime) -> ReplyContext:
