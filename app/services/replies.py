@@ -108,15 +108,16 @@ _RECENT_PARSES = (
     .order_by(_INBOUND.c.received_at.desc(), _INBOUND.c.id.desc())
     .limit(20)
 )
-_LATEST_REMINDER = (
-    select(OutboxMessage)
+_OUTBOX = OutboxMessage.__table__
+_LATEST_REMINDER_KEYS = (
+    select(_OUTBOX.c.event_keys)
     .where(
-        OutboxMessage.patient_id == bindparam("p_patient"),
-        OutboxMessage.kind.in_(REMINDER_KINDS),
-        OutboxMessage.status.in_(ACCEPTED_STATUSES),
-        OutboxMessage.sent_at >= bindparam("p_since", type_=OutboxMessage.sent_at.type),
+        _OUTBOX.c.patient_id == bindparam("p_patient"),
+        _OUTBOX.c.kind.in_(REMINDER_KINDS),
+        _OUTBOX.c.status.in_(ACCEPTED_STATUSES),
+        _OUTBOX.c.sent_at >= bindparam("p_since", type_=_OUTBOX.c.sent_at.type),
     )
-    .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+    .order_by(_OUTBOX.c.sent_at.desc(), _OUTBOX.c.id.desc())
     .limit(1)
 )
 _PATIENTS_BY_NUMBER = select(Patient).where(Patient.phone_e164 == bindparam("p_number")).limit(5)
@@ -703,10 +704,9 @@ def opt_in(patient: Patient, *, now: datetime, actor: str) -> bool:
 
 def related_events(patient: Patient, now: datetime) -> list[CalendarEvent]:
     """The open events of the last reminder sent to the patient (within 7 days), still ahead."""
-    reminder = db.session.scalar(
-        _LATEST_REMINDER, {"p_patient": patient.id, "p_since": now - REMINDER_LOOKBACK}
-    )
-    if reminder is None or not reminder.event_keys:
+    params = {"p_patient": patient.id, "p_since": now - REMINDER_LOOKBACK}
+    event_keys = db.session.connection().scalar(_LATEST_REMINDER_KEYS, params)
+    if not event_keys:
         return []
     today = now.astimezone(ZoneInfo(patient.timezone or "Asia/Shanghai")).date()
     return list(
@@ -714,7 +714,7 @@ def related_events(patient: Patient, now: datetime) -> list[CalendarEvent]:
             select(CalendarEvent)
             .where(
                 CalendarEvent.patient_id == patient.id,
-                CalendarEvent.key.in_(list(reminder.event_keys)),
+                CalendarEvent.key.in_(list(event_keys)),
                 CalendarEvent.status.in_(OPEN_EVENT_STATUSES),
                 CalendarEvent.date >= today,
             )
