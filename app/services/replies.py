@@ -44,6 +44,7 @@ from app.models.messages import ACCEPTED_STATUSES
 from app.services import audit
 from app.services import reply_texts as texts
 from app.services.alerts import NewAlert, clinic_zone, create_alert, escalation_policy
+from app.services.calendar import mark_event
 from app.services.checkin_sms import LOOK_UP, OPEN_SESSION_ID_OF_PATIENT, answer_by_sms
 from app.services.escalation import page_for_new_red
 from app.services.outbox import add_history
@@ -728,18 +729,9 @@ def _confirm_events(patient: Patient, actor: str, now: datetime) -> list[str]:
     for event in related_events(patient, now):
         if event.status not in CONFIRMABLE_STATUSES:
             continue
-        audit.record(
-            actor,
-            "event.status",
-            entity_type="calendar_event",
-            entity_id=event.key,
-            patient_id=patient.id,
-            before={"status": event.status},
-            after={"status": "confirmed"},
-            reason="confirmed by the patient by SMS",
-            at=now,
+        mark_event(
+            event, "confirmed", actor=actor, reason="confirmed by the patient by SMS", at=now
         )
-        event.status = "confirmed"
         confirmed.append(event.key)
     return confirmed
 
