@@ -8,6 +8,7 @@ protocol's texts are written that way too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from flask import current_app
@@ -17,10 +18,18 @@ from app.domain.checkins import AnswerProblem, CheckinItem, Question, Questionna
 from app.services import reply_texts
 from app.sms.segments import with_signature
 
+_ENDS_WITH_LINK = re.compile(r"https?://\S+$")
+
 
 def joined(parts: Sequence[str], locale: str) -> str:
-    """Sentences joined as the language writes them (a space in English, nothing in Chinese)."""
-    return (" " if locale == "en" else "").join(p.strip() for p in parts if p and p.strip())
+    """Sentences joined as the language writes them (a space in English, nothing in Chinese);
+    a link is always followed by a space, so phones do not take the next words into it."""
+    text = ""
+    for part in (p.strip() for p in parts if p and p.strip()):
+        if text and (locale == "en" or _ENDS_WITH_LINK.search(text)):
+            text += " "
+        text += part
+    return text
 
 
 def signed(body: str) -> str:
