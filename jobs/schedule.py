@@ -55,41 +55,24 @@ def _number(config: Mapping[str, Any], key: str, default: float) -> float:
 def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
     """The jobs, their triggers and misfire policy (intervals overridable for tests)."""
     tz = ZoneInfo(str(config.get("CLINIC_TIMEZONE") or "Asia/Shanghai"))
-    dispatch_every = _number(config, "JOBS_DISPATCH_SECONDS", 60)
-    reconcile_every = _number(config, "JOBS_RECONCILE_SECONDS", 300)
+
+    def every(job_id: str, func: JobFunction, setting: str, default: float) -> JobSpec:
+        """A job run every `setting` seconds from start-up; a tick more than half an interval
+        late is skipped (the next one does the same work)."""
+        seconds = _number(config, setting, default)
+        return JobSpec(
+            id=job_id,
+            func=func,
+            trigger=IntervalTrigger(seconds=seconds, timezone=tz),
+            misfire_grace_time=max(int(seconds // 2), 1),
+            run_at_start=True,
+        )
+
     return [
-        JobSpec(
-            id="sms-dispatch",
-            func=dispatch.run,
-            trigger=IntervalTrigger(seconds=dispatch_every, timezone=tz),
-            misfire_grace_time=max(int(dispatch_every // 2), 1),
-            run_at_start=True,
-        ),
-        JobSpec(
-            id="sms-reconcile",
-            func=reconcile.run,
-            trigger=IntervalTrigger(seconds=reconcile_every, timezone=tz),
-            misfire_grace_time=max(int(reconcile_every // 2), 1),
-            run_at_start=True,
-        ),
-        JobSpec(
-            id="alert-escalation",
-            func=escalation.run,
-            trigger=IntervalTrigger(
-                seconds=_number(config, "ESCALATION_JOB_SECONDS", 60), timezone=tz
-            ),
-            misfire_grace_time=30,
-            run_at_start=True,
-        ),
-        JobSpec(
-            id="checkins",
-            func=checkins.run,
-            trigger=IntervalTrigger(
-                seconds=_number(config, "CHECKIN_JOB_SECONDS", 300), timezone=tz
-            ),
-            misfire_grace_time=120,
-            run_at_start=True,
-        ),
+        every("sms-dispatch", dispatch.run, "JOBS_DISPATCH_SECONDS", 60),
+        every("sms-reconcile", reconcile.run, "JOBS_RECONCILE_SECONDS", 300),
+        every("alert-escalation", escalation.run, "ESCALATION_JOB_SECONDS", 60),
+        every("checkins", checkins.run, "CHECKIN_JOB_SECONDS", 300),
         JobSpec(
             id="sms-replan",
             func=replan.run,
