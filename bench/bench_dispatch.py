@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 import requests  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -42,6 +41,7 @@ from app.services.dispatch import Dispatcher, DispatchSettings  # noqa: E402
 from app.services.patients import enrol_patient  # noqa: E402
 from app.sms import TwilioGateway  # noqa: E402
 from tests.fakes.fake_twilio import FakeTwilio  # noqa: E402
+from tests.support import postgres_schema  # noqa: E402
 
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-token"
@@ -55,20 +55,8 @@ def database(url: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{tmp}/bench.sqlite3"
         return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield (
-            make_url(url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(url, "bench") as schema_url:
+        yield schema_url
 
 
 def plan(n: int, today: date) -> int:

@@ -38,7 +38,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,23 +161,11 @@ def throwaway_database(kind: str, pg_url: str) -> Iterator[str]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     from config import normalise_database_url
+    from tests.support import postgres_schema
 
-    base = normalise_database_url(pg_url)
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(normalise_database_url(pg_url), "bench") as url:
+        yield url
 
 
 def seed(database_url: str) -> list[str]:

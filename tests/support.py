@@ -4,11 +4,15 @@ a client whose requests each get their own app context, and sign-in through the 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
 from app import create_app
@@ -20,6 +24,23 @@ CSRF_PATTERN = re.compile(
 )
 # Cheap argon2 parameters: the tests exercise the logic, not the cost.
 FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+
+
+@contextmanager
+def postgres_schema(base_url: str, prefix: str = "test") -> Iterator[str]:
+    """A new empty schema in the PostgreSQL database at base_url, dropped afterwards; yields a URL
+    whose connections use it (options=-csearch_path), also in subprocesses given that URL."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def production_like_app(database_url: str, **overrides: Any) -> Iterator[Flask]:
