@@ -18,6 +18,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import ngettext
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
@@ -43,8 +44,11 @@ def _user_limit() -> str:
     return current_app.config.get("LOGIN_USER_RATE_LIMIT", DEFAULT_LOGIN_USER_RATE_LIMIT)
 
 
-def _username_key() -> str:
-    return "user:" + user_service.normalise_username(request.form.get("username", ""))[:64]
+def _username_and_address_key() -> str:
+    """Failed sign-ins count per (username, address): a wrong password typed from one address
+    never locks the real user out from another."""
+    name = user_service.normalise_username(request.form.get("username", ""))[:64]
+    return f"user:{name}@{get_remote_address()}"
 
 
 def _failed_sign_in(response: Response) -> bool:
@@ -53,9 +57,11 @@ def _failed_sign_in(response: Response) -> bool:
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed_sign_in)
-@limiter.limit(_user_limit, key_func=_username_key, methods=["POST"], deduct_when=_failed_sign_in)
+@limiter.limit(
+    _user_limit, key_func=_username_and_address_key, methods=["POST"], deduct_when=_failed_sign_in
+)
 def sign_in() -> Any:
-    """The sign-in form; failed attempts are rate limited by address and by username."""
+    """The sign-in form; failed attempts are rate limited by address and by (username, address)."""
     if current_user.is_authenticated:
         return redirect(url_for("main.today"))
     form = SignInForm()
