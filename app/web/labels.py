@@ -83,6 +83,7 @@ ACTION_LABELS = {
     "user.sign_in": _l("Signed in"),
     "user.sign_in_failed": _l("Failed sign-in"),
     "user.sign_out": _l("Signed out"),
+    "user.sign_out_everywhere": _l("Signed out everywhere"),
 }
 
 # Flags that need a nurse's attention (shown in red and listed on the Today page).
@@ -169,6 +170,46 @@ def localised(obj: Any, field: str = "title") -> str:
     return ""
 
 
+# zxcvbn's advice (app/domain/passwords.py), word for word, so it can be translated.
+PASSWORD_ADVICE = {
+    text: _l(text)
+    for text in (
+        "Use a few words, avoid common phrases.",
+        "No need for symbols, digits, or uppercase letters.",
+        "Add another word or two. Uncommon words are better.",
+        "Straight rows of keys are easy to guess.",
+        "Short keyboard patterns are easy to guess.",
+        "Use a longer keyboard pattern with more turns.",
+        'Repeats like "aaa" are easy to guess.',
+        'Repeats like "abcabcabc" are only slightly harder to guess than "abc".',
+        "Avoid repeated words and characters.",
+        'Sequences like "abc" or "6543" are easy to guess.',
+        "Avoid sequences.",
+        "Recent years are easy to guess.",
+        "Avoid recent years.",
+        "Avoid years that are associated with you.",
+        "Dates are often easy to guess.",
+        "Avoid dates and years that are associated with you.",
+        "This is a top-10 common password.",
+        "This is a top-100 common password.",
+        "This is a very common password.",
+        "This is similar to a commonly used password.",
+        "A word by itself is easy to guess.",
+        "Names and surnames by themselves are easy to guess.",
+        "Common names and surnames are easy to guess.",
+        "Capitalization doesn't help very much.",
+        "All-uppercase is almost as easy to guess as all-lowercase.",
+        "Reversed words aren't much harder to guess.",
+        "Predictable substitutions like '@' instead of 'a' don't help very much.",
+    )
+}
+
+
+def password_advice(advice: tuple[str, ...]) -> str:
+    """zxcvbn's advice in the user's language (English for a sentence we do not know)."""
+    return " ".join(str(PASSWORD_ADVICE.get(text, text)) for text in advice)
+
+
 def user_error_message(error: Any) -> str:
     """A translated message for a users-service UserError (by its code)."""
     from app.services.users import MIN_PASSWORD_LENGTH
@@ -190,5 +231,9 @@ def user_error_message(error: Any) -> str:
         "role_invalid": _l("Choose a role from the list."),
         "locale_invalid": _l("Choose a language from the list."),
     }
-    message = messages.get(getattr(error, "code", ""))
+    code = getattr(error, "code", "")
+    if code == "password_guessable":
+        reason = password_advice(getattr(error, "advice", ()))
+        return " ".join(filter(None, (str(_l("This password is too easy to guess.")), reason)))
+    message = messages.get(code)
     return str(message) if message is not None else str(error)
