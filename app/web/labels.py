@@ -170,37 +170,42 @@ def localised(obj: Any, field: str = "title") -> str:
     return ""
 
 
+def N_(text: str) -> str:
+    """Mark a string for extraction into the catalogs; it is translated later, by value."""
+    return text
+
+
 # zxcvbn's advice (app/domain/passwords.py), word for word, so it can be translated.
 PASSWORD_ADVICE = {
     text: _l(text)
     for text in (
-        "Use a few words, avoid common phrases.",
-        "No need for symbols, digits, or uppercase letters.",
-        "Add another word or two. Uncommon words are better.",
-        "Straight rows of keys are easy to guess.",
-        "Short keyboard patterns are easy to guess.",
-        "Use a longer keyboard pattern with more turns.",
-        'Repeats like "aaa" are easy to guess.',
-        'Repeats like "abcabcabc" are only slightly harder to guess than "abc".',
-        "Avoid repeated words and characters.",
-        'Sequences like "abc" or "6543" are easy to guess.',
-        "Avoid sequences.",
-        "Recent years are easy to guess.",
-        "Avoid recent years.",
-        "Avoid years that are associated with you.",
-        "Dates are often easy to guess.",
-        "Avoid dates and years that are associated with you.",
-        "This is a top-10 common password.",
-        "This is a top-100 common password.",
-        "This is a very common password.",
-        "This is similar to a commonly used password.",
-        "A word by itself is easy to guess.",
-        "Names and surnames by themselves are easy to guess.",
-        "Common names and surnames are easy to guess.",
-        "Capitalization doesn't help very much.",
-        "All-uppercase is almost as easy to guess as all-lowercase.",
-        "Reversed words aren't much harder to guess.",
-        "Predictable substitutions like '@' instead of 'a' don't help very much.",
+        N_("Use a few words, avoid common phrases."),
+        N_("No need for symbols, digits, or uppercase letters."),
+        N_("Add another word or two. Uncommon words are better."),
+        N_("Straight rows of keys are easy to guess."),
+        N_("Short keyboard patterns are easy to guess."),
+        N_("Use a longer keyboard pattern with more turns."),
+        N_('Repeats like "aaa" are easy to guess.'),
+        N_('Repeats like "abcabcabc" are only slightly harder to guess than "abc".'),
+        N_("Avoid repeated words and characters."),
+        N_('Sequences like "abc" or "6543" are easy to guess.'),
+        N_("Avoid sequences."),
+        N_("Recent years are easy to guess."),
+        N_("Avoid recent years."),
+        N_("Avoid years that are associated with you."),
+        N_("Dates are often easy to guess."),
+        N_("Avoid dates and years that are associated with you."),
+        N_("This is a top-10 common password."),
+        N_("This is a top-100 common password."),
+        N_("This is a very common password."),
+        N_("This is similar to a commonly used password."),
+        N_("A word by itself is easy to guess."),
+        N_("Names and surnames by themselves are easy to guess."),
+        N_("Common names and surnames are easy to guess."),
+        N_("Capitalization doesn't help very much."),
+        N_("All-uppercase is almost as easy to guess as all-lowercase."),
+        N_("Reversed words aren't much harder to guess."),
+        N_("Predictable substitutions like '@' instead of 'a' don't help very much."),
     )
 }
 
