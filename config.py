@@ -68,7 +68,11 @@ class Config:
     SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_HTTPONLY = True
     IDLE_TIMEOUT_MINUTES = _env_int("IDLE_TIMEOUT_MINUTES", 30)
-    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+    # Sign-in rate limits are shared by every worker: in the app's database (database://, see
+    # app/rate_limit_storage.py) or in Redis (redis://host:6379/0). memory:// is per process.
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "database://")
+    RATELIMIT_KEY_PREFIX = _env("RATELIMIT_KEY_PREFIX", "cadence")
+    RATELIMIT_STRATEGY = "fixed-window"
     WTF_CSRF_TIME_LIMIT = None
     PROXY_FIX_HOPS = _env_int("PROXY_FIX_HOPS", 0)
     PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL")
@@ -108,7 +112,11 @@ class Config:
     CHECKIN_JOB_SECONDS = _env_int("CHECKIN_JOB_SECONDS", 300)
 
     LOGIN_RATE_LIMIT = _env("LOGIN_RATE_LIMIT", "10 per minute;60 per hour")
+    # Failed sign-ins per (username, client address): never per username alone, so failures from
+    # one address cannot lock the real user out from every address.
     LOGIN_USER_RATE_LIMIT = _env("LOGIN_USER_RATE_LIMIT", "5 per 15 minutes")
+    # Minimum zxcvbn score (0-4) of a new password.
+    PASSWORD_MIN_SCORE = _env_int("PASSWORD_MIN_SCORE", 3)
     ARGON2_TIME_COST = _env_int("ARGON2_TIME_COST", 3)
     ARGON2_MEMORY_COST = _env_int("ARGON2_MEMORY_COST", 65536)
     ARGON2_PARALLELISM = _env_int("ARGON2_PARALLELISM", 4)
@@ -146,7 +154,7 @@ class TestConfig(Config):
         _env("TEST_DATABASE_URL", "sqlite:///" + str(INSTANCE_DIR / "test.sqlite3"))
     )
     SMS_BACKEND = "console"
-    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_STORAGE_URI = "database://"
     ESCALATION_PAGE_NOW = False
 
 

@@ -63,6 +63,7 @@ def _ensure_secret_key(app: Flask) -> None:
 def _init_extensions(app: Flask) -> None:
     from app.extensions import babel, csrf, db, limiter, login_manager, migrate
     from app.i18n import select_locale, select_timezone
+    from app.rate_limit_storage import SCHEME as DATABASE_RATE_LIMIT_SCHEME
 
     db.init_app(app)
     migrate.init_app(
@@ -76,7 +77,7 @@ def _init_extensions(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     login_manager.init_app(app)
     csrf.init_app(app)
-    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    app.config.setdefault("RATELIMIT_STORAGE_URI", f"{DATABASE_RATE_LIMIT_SCHEME}://")
     limiter.init_app(app)
     import app.models
 

@@ -17,6 +17,7 @@ from app.models.messages import (
     OutboxStatusChange,
 )
 from app.models.patient import EVENT_STATUSES, PATIENT_STATUSES, CalendarEvent, Patient
+from app.models.security import SESSION_END_REASONS, RateLimitCounter, UserSession
 from app.models.types import UTCDateTime, utcnow
 from app.models.user import ROLES, User
 
@@ -31,6 +32,7 @@ __all__ = [
     "OUTBOX_STATUSES",
     "PATIENT_STATUSES",
     "ROLES",
+    "SESSION_END_REASONS",
     "Alert",
     "AuditEntry",
     "AuditEntryImmutableError",
@@ -41,7 +43,9 @@ __all__ = [
     "OutboxMessage",
     "OutboxStatusChange",
     "Patient",
+    "RateLimitCounter",
     "UTCDateTime",
     "User",
+    "UserSession",
     "utcnow",
 ]

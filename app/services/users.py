@@ -13,14 +13,18 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from flask import current_app
 from sqlalchemy import func, select
 
+from app.domain.passwords import password_strength
 from app.extensions import db
 from app.models import ROLES, User, utcnow
-from app.services import audit
+from app.services import audit, sessions
 
 LOCALES = ("zh", "en")
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
+DEFAULT_PASSWORD_MIN_SCORE = 3
+# Words anyone could guess for this site's accounts (zxcvbn counts them as easy).
+SITE_WORDS = ("cadence", "jsch", "jiangsu", "nanjing", "hospital", "nurse", "admin")
 
 # Permissions by role. Nurses and investigators run the study; admins manage accounts.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -37,10 +41,17 @@ class UserError(ValueError):
     `code` names the problem (for translated messages), `field` the form field at fault.
     """
 
-    def __init__(self, message: str, field: str | None = None, code: str = "invalid") -> None:
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        code: str = "invalid",
+        advice: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.code = code
+        self.advice = advice
 
 
 class UserNotFound(LookupError):
@@ -88,6 +99,23 @@ def check_password_rules(password: str, username: str = "") -> None:
         )
     if len(set(password)) < 4:
         raise UserError("too few different characters", "password", "password_too_simple")
+    _check_guessability(password, username)
+
+
+def _check_guessability(password: str, username: str) -> None:
+    """Refuse common and guessable passwords (zxcvbn score below PASSWORD_MIN_SCORE)."""
+    minimum = int(current_app.config.get("PASSWORD_MIN_SCORE", DEFAULT_PASSWORD_MIN_SCORE))
+    inputs = [username, *re.split(r"[._-]", username), *SITE_WORDS]
+    strength = password_strength(password, inputs)
+    if strength.score >= minimum:
+        return
+    advice = tuple(a for a in (strength.warning, *strength.suggestions) if a)
+    raise UserError(
+        " ".join(("the password is too easy to guess.", *advice)),
+        "password",
+        "password_guessable",
+        advice,
+    )
 
 
 def hash_password(password: str) -> str:
@@ -204,6 +232,7 @@ def reset_password(
     check_password_rules(new_password, user.username)
     user.password_hash = hash_password(new_password)
     user.must_change_password = must_change
+    sessions.end_user_sessions(user, "password_reset")
     audit.record(
         actor,
         "user.password_reset",
@@ -216,7 +245,10 @@ def reset_password(
 
 
 def change_own_password(user: User, current: str, new: str) -> None:
-    """A signed-in user changes their password; the current one must be right."""
+    """A signed-in user changes their password; the current one must be right.
+
+    Every session of the user ends (the caller opens a new one for the current browser).
+    """
     if not _verify(user.password_hash, current or ""):
         raise UserError("the current password is not right", "current_password", "wrong_password")
     if current == new:
@@ -226,9 +258,10 @@ def change_own_password(user: User, current: str, new: str) -> None:
     try:
         check_password_rules(new, user.username)
     except UserError as exc:
-        raise UserError(str(exc), "new_password", exc.code) from exc
+        raise UserError(str(exc), "new_password", exc.code, exc.advice) from exc
     user.password_hash = hash_password(new)
     user.must_change_password = False
+    sessions.end_user_sessions(user, "password_change")
     audit.record(user.actor, "user.password_change", entity_type="user", entity_id=user.username)
     db.session.commit()
 
@@ -273,6 +306,8 @@ def update_user(
         user.role = role
     if active is not None:
         user.active = active
+        if not active:
+            sessions.end_user_sessions(user, "deactivated")
     if locale is not None:
         user.locale = locale
     after = _snapshot(user)

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     redirect,
@@ -18,16 +19,18 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import ngettext
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required, login_user
 from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
 
 from app.extensions import limiter
+from app.services import sessions as session_service
 from app.services import users as user_service
-from app.web.forms import ChangePasswordForm, LanguageForm, SignInForm
+from app.web.forms import ChangePasswordForm, ConfirmForm, LanguageForm, SignInForm
 from app.web.helpers import safe_next_url
 from app.web.labels import user_error_message
-from app.web.security import start_session
+from app.web.security import current_session_id, end_session, start_session
 
 bp = Blueprint("auth", __name__)
 
@@ -43,8 +46,11 @@ def _user_limit() -> str:
     return current_app.config.get("LOGIN_USER_RATE_LIMIT", DEFAULT_LOGIN_USER_RATE_LIMIT)
 
 
-def _username_key() -> str:
-    return "user:" + user_service.normalise_username(request.form.get("username", ""))[:64]
+def _username_and_address_key() -> str:
+    """Failed sign-ins count per (username, address): a wrong password typed from one address
+    never locks the real user out from another."""
+    name = user_service.normalise_username(request.form.get("username", ""))[:64]
+    return f"user:{name}@{get_remote_address()}"
 
 
 def _failed_sign_in(response: Response) -> bool:
@@ -53,9 +59,11 @@ def _failed_sign_in(response: Response) -> bool:
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"], deduct_when=_failed_sign_in)
-@limiter.limit(_user_limit, key_func=_username_key, methods=["POST"], deduct_when=_failed_sign_in)
+@limiter.limit(
+    _user_limit, key_func=_username_and_address_key, methods=["POST"], deduct_when=_failed_sign_in
+)
 def sign_in() -> Any:
-    """The sign-in form; failed attempts are rate limited by address and by username."""
+    """The sign-in form; failed attempts are rate limited by address and by (username, address)."""
     if current_user.is_authenticated:
         return redirect(url_for("main.today"))
     form = SignInForm()
@@ -106,14 +114,29 @@ def _minutes_until_reset() -> int:
 def sign_out() -> Any:
     """End the session."""
     user = current_user._get_current_object()
-    logout_user()
-    locale = session.get("locale")
-    session.clear()
-    if locale:
-        session["locale"] = locale
+    end_session("sign_out")
     user_service.record_sign_out(user)
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.sign_in"))
+
+
+@bp.post("/account/sign-out-everywhere")
+@login_required
+def sign_out_everywhere() -> Any:
+    """End every other session of the signed-in user (other browsers, copied cookies)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    user = current_user._get_current_object()
+    ended = session_service.sign_out_everywhere(user, actor=user.actor, keep=current_session_id())
+    flash(
+        ngettext(
+            "%(num)d other session was signed out.",
+            "%(num)d other sessions were signed out.",
+            ended,
+        ),
+        "success",
+    )
+    return redirect(url_for("auth.account"))
 
 
 @bp.post("/language")
@@ -135,7 +158,10 @@ def set_language() -> Any:
 def account() -> Any:
     """The signed-in user's account: name, role, language, password."""
     return render_template(
-        "auth/account.html", language_form=LanguageForm(locale=current_user.locale)
+        "auth/account.html",
+        language_form=LanguageForm(locale=current_user.locale),
+        confirm_form=ConfirmForm(),
+        open_sessions=session_service.count_open_sessions(current_user),
     )
 
 
@@ -153,7 +179,7 @@ def change_password() -> Any:
             field = getattr(form, exc.field or "new_password", form.new_password)
             field.errors.append(user_error_message(exc))
         else:
-            # The session id embeds the password token: sign in again with the new one.
+            # The change ended every session: open a new one for this browser.
             login_user(current_user._get_current_object())
             start_session(current_user)
             generate_csrf()

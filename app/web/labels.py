@@ -83,6 +83,7 @@ ACTION_LABELS = {
     "user.sign_in": _l("Signed in"),
     "user.sign_in_failed": _l("Failed sign-in"),
     "user.sign_out": _l("Signed out"),
+    "user.sign_out_everywhere": _l("Signed out everywhere"),
 }
 
 # Flags that need a nurse's attention (shown in red and listed on the Today page).
@@ -169,6 +170,51 @@ def localised(obj: Any, field: str = "title") -> str:
     return ""
 
 
+def N_(text: str) -> str:
+    """Mark a string for extraction into the catalogs; it is translated later, by value."""
+    return text
+
+
+# zxcvbn's advice (app/domain/passwords.py), word for word, so it can be translated.
+PASSWORD_ADVICE = {
+    text: _l(text)
+    for text in (
+        N_("Use a few words, avoid common phrases."),
+        N_("No need for symbols, digits, or uppercase letters."),
+        N_("Add another word or two. Uncommon words are better."),
+        N_("Straight rows of keys are easy to guess."),
+        N_("Short keyboard patterns are easy to guess."),
+        N_("Use a longer keyboard pattern with more turns."),
+        N_('Repeats like "aaa" are easy to guess.'),
+        N_('Repeats like "abcabcabc" are only slightly harder to guess than "abc".'),
+        N_("Avoid repeated words and characters."),
+        N_('Sequences like "abc" or "6543" are easy to guess.'),
+        N_("Avoid sequences."),
+        N_("Recent years are easy to guess."),
+        N_("Avoid recent years."),
+        N_("Avoid years that are associated with you."),
+        N_("Dates are often easy to guess."),
+        N_("Avoid dates and years that are associated with you."),
+        N_("This is a top-10 common password."),
+        N_("This is a top-100 common password."),
+        N_("This is a very common password."),
+        N_("This is similar to a commonly used password."),
+        N_("A word by itself is easy to guess."),
+        N_("Names and surnames by themselves are easy to guess."),
+        N_("Common names and surnames are easy to guess."),
+        N_("Capitalization doesn't help very much."),
+        N_("All-uppercase is almost as easy to guess as all-lowercase."),
+        N_("Reversed words aren't much harder to guess."),
+        N_("Predictable substitutions like '@' instead of 'a' don't help very much."),
+    )
+}
+
+
+def password_advice(advice: tuple[str, ...]) -> str:
+    """zxcvbn's advice in the user's language (English for a sentence we do not know)."""
+    return " ".join(str(PASSWORD_ADVICE.get(text, text)) for text in advice)
+
+
 def user_error_message(error: Any) -> str:
     """A translated message for a users-service UserError (by its code)."""
     from app.services.users import MIN_PASSWORD_LENGTH
@@ -190,5 +236,9 @@ def user_error_message(error: Any) -> str:
         "role_invalid": _l("Choose a role from the list."),
         "locale_invalid": _l("Choose a language from the list."),
     }
-    message = messages.get(getattr(error, "code", ""))
+    code = getattr(error, "code", "")
+    if code == "password_guessable":
+        reason = password_advice(getattr(error, "advice", ()))
+        return " ".join(filter(None, (str(_l("This password is too easy to guess.")), reason)))
+    message = messages.get(code)
     return str(message) if message is not None else str(error)

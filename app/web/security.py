@@ -15,11 +15,14 @@ from flask_login import current_user, logout_user
 
 from app.extensions import login_manager
 from app.models import User
+from app.services import sessions as session_service
 from app.services import users as user_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 LAST_SEEN_KEY = "_seen"
+# The server-side session id (app/services/sessions.py); sign-out ends it on the server.
+SESSION_ID_KEY = "_sid"
 # Endpoints a user who must change their password may still reach.
 PASSWORD_CHANGE_ENDPOINTS = {"auth.change_password", "auth.sign_out", "auth.set_language", "static"}
 
@@ -47,8 +50,11 @@ def init_security(app: Flask) -> None:
     app.after_request(_security_headers)
 
 
-def _load_user(session_id: str) -> User | None:
-    return user_service.load_session_user(session_id)
+def _load_user(user_key: str) -> User | None:
+    user = user_service.load_session_user(user_key)
+    if user is None or not session_service.is_open(user, session.get(SESSION_ID_KEY)):
+        return None
+    return user
 
 
 def require_login() -> Any:
@@ -88,10 +94,27 @@ def current_actor() -> str:
 
 
 def start_session(user: User) -> None:
-    """After a successful sign-in: fresh session, language and idle clock."""
+    """After a successful sign-in: a new server-side session, language and idle clock."""
+    session[SESSION_ID_KEY] = session_service.open_session(user)
     session.permanent = True
     session["locale"] = user.locale
     session[LAST_SEEN_KEY] = int(time.time())
+
+
+def end_session(reason: str) -> None:
+    """Sign out this browser: end the server-side session, then clear the cookie (keep the
+    language)."""
+    session_service.end_session(session.get(SESSION_ID_KEY), reason)
+    logout_user()
+    locale = session.get("locale")
+    session.clear()
+    if locale:
+        session["locale"] = locale
+
+
+def current_session_id() -> str | None:
+    """The server-side session id of this browser."""
+    return session.get(SESSION_ID_KEY)
 
 
 def _expire_idle_session() -> Any:
@@ -102,11 +125,7 @@ def _expire_idle_session() -> Any:
     last_seen = session.get(LAST_SEEN_KEY)
     if isinstance(last_seen, int) and now - last_seen > minutes * 60:
         user = current_user._get_current_object()
-        logout_user()
-        locale = session.get("locale")
-        session.clear()
-        if locale:
-            session["locale"] = locale
+        end_session("idle")
         user_service.record_sign_out(user)
         flash(
             ngettext(

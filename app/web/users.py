@@ -6,13 +6,15 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from app.models import User
+from app.services import sessions as session_service
 from app.services import users as user_service
 from app.web.forms import ConfirmForm, UserCreateForm, UserEditForm
 from app.web.labels import user_error_message
-from app.web.security import current_actor, require_login, requires
+from app.web.security import current_actor, current_session_id, require_login, requires
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 bp.before_request(require_login)
@@ -96,6 +98,7 @@ def edit(username: str) -> Any:
             user=user,
             confirm_form=ConfirmForm(),
             is_self=user.id == current_user.id,
+            open_sessions=session_service.count_open_sessions(user),
         ),
         status,
     )
@@ -113,3 +116,24 @@ def reset_password(username: str) -> Any:
     return render_template(
         "users/password.html", user=change.user, password=change.password, created=False
     )
+
+
+@bp.post("/<username>/sign-out-everywhere")
+@requires("users.manage")
+def sign_out_everywhere(username: str) -> Any:
+    """End every session of an account (a lost laptop, a shared computer); audited."""
+    user = _user_or_404(username)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    keep = current_session_id() if user.id == current_user.id else None
+    ended = session_service.sign_out_everywhere(user, actor=current_actor(), keep=keep)
+    flash(
+        ngettext(
+            "%(name)s: %(num)d session was signed out.",
+            "%(name)s: %(num)d sessions were signed out.",
+            ended,
+            name=user.username,
+        ),
+        "success",
+    )
+    return redirect(url_for("users.edit", username=user.username))
