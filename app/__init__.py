@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.configuration import check_production
+from app.logging_setup import configure_logging
 from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
 
 
@@ -23,6 +26,9 @@ def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Fl
     )
     app.config.from_object(_config_class(config))
     app.config.update(overrides)
+    configure_logging(app.config.get("LOG_LEVEL"))
+    if app.config.get("CADENCE_ENV") == "production":
+        check_production(app.config, os.environ, sys.argv)
     os.makedirs(app.instance_path, exist_ok=True)
     _ensure_secret_key(app)
     if app.config.get("PROXY_FIX_HOPS"):
@@ -92,17 +98,10 @@ def render_migration_item(type_: str, obj: object, autogen_context: object) -> s
 
 def _register_blueprints(app: Flask) -> None:
     from app.web import register_blueprints
+    from app.web.health import register_health
 
     register_blueprints(app)
-
-    @app.get("/healthz")
-    def healthz() -> Any:
-        from sqlalchemy import text
-
-        from app.extensions import db
-
-        db.session.execute(text("SELECT 1"))
-        return jsonify(status="ok")
+    register_health(app)
 
 
 def _register_commands(app: Flask) -> None:

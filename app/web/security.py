@@ -148,6 +148,7 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if response.mimetype == "text/html" and request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
-    if current_app.config.get("SESSION_COOKIE_SECURE"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    hsts_seconds = int(current_app.config.get("HSTS_SECONDS") or 0)
+    if hsts_seconds > 0:
+        headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}")
     return response
