@@ -137,7 +137,8 @@ class Config:
     MAX_FORM_MEMORY_SIZE = _env_int("MAX_FORM_MEMORY_SIZE", 64 * 1024)
     MAX_FORM_PARTS = _env_int("MAX_FORM_PARTS", 300)
     ALLOW_CONSOLE_SMS = _env_bool("ALLOW_CONSOLE_SMS", False)
-    HSTS_SECONDS = _env_int("HSTS_SECONDS", 31536000 if SESSION_COOKIE_SECURE else 0)
+    # None: HSTS for a year when SESSION_COOKIE_SECURE is on, else none; 0 never sends it.
+    HSTS_SECONDS = _env_int("HSTS_SECONDS", 0) if _env("HSTS_SECONDS") else None
     JOBS_HEARTBEAT_SECONDS = _env_int("JOBS_HEARTBEAT_SECONDS", 30)
     JOBS_HEARTBEAT_MAX_AGE_SECONDS = _env_int("JOBS_HEARTBEAT_MAX_AGE_SECONDS", 180)
     JOBS_HEARTBEAT_REQUIRED = _env_bool("JOBS_HEARTBEAT_REQUIRED", False)

@@ -23,6 +23,8 @@ LAST_SEEN_KEY = "_seen"
 # Endpoints a user who must change their password may still reach.
 PASSWORD_CHANGE_ENDPOINTS = {"auth.change_password", "auth.sign_out", "auth.set_language", "static"}
 
+HSTS_DEFAULT_SECONDS = 31536000
+
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -148,7 +150,11 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if response.mimetype == "text/html" and request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
-    hsts_seconds = int(current_app.config.get("HSTS_SECONDS") or 0)
-    if hsts_seconds > 0:
+    hsts_seconds = current_app.config.get("HSTS_SECONDS")
+    if hsts_seconds is None:
+        hsts_seconds = (
+            HSTS_DEFAULT_SECONDS if current_app.config.get("SESSION_COOKIE_SECURE") else 0
+        )
+    if int(hsts_seconds) > 0:
         headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}")
     return response
