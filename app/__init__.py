@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.configuration import check_production
 from app.logging_setup import configure_logging
+from app.request_limits import BoundedChunkedBody
 from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
 
 
@@ -31,6 +32,7 @@ def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Fl
         check_production(app.config, os.environ, sys.argv)
     os.makedirs(app.instance_path, exist_ok=True)
     _ensure_secret_key(app)
+    app.wsgi_app = BoundedChunkedBody(app.wsgi_app, lambda: app.config.get("MAX_CONTENT_LENGTH"))  # type: ignore[method-assign]
     if app.config.get("PROXY_FIX_HOPS"):
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

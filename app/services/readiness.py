@@ -73,7 +73,12 @@ def jobs_check(now: datetime, database_ok: bool) -> Check:
     if not database_ok:
         return Check("jobs", False, "unknown: the database is unreachable", required)
     max_age = int(current_app.config.get("JOBS_HEARTBEAT_MAX_AGE_SECONDS", 180))
-    last = latest_heartbeat()
+    try:
+        last = latest_heartbeat()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        logger.error("readiness: cannot read jobs_heartbeat: %s", exc.__class__.__name__)
+        return Check("jobs", False, "cannot read jobs_heartbeat: run `flask --app app db upgrade`")
     if last is None:
         return Check("jobs", False, "no jobs process has recorded a heartbeat", required)
     age = int((now - last).total_seconds())

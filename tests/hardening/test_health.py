@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import create_app
 from app.extensions import db
 from app.models import JobsHeartbeat, utcnow
 from app.services.heartbeat import latest_heartbeat, record_heartbeat
@@ -130,3 +131,16 @@ def test_heartbeats_refresh_one_row_per_process_and_forget_dead_ones(app_ctx: Fl
     rows = {row.process: row.beat_at for row in db.session.query(JobsHeartbeat)}
     assert rows == {"host-a:1": now}
     assert latest_heartbeat() == now
+
+
+def test_an_unmigrated_database_is_503_not_a_500(tmp_path: Path) -> None:
+    application = create_app("test", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+
+    response = application.test_client().get("/healthz")
+
+    assert response.status_code == 503
+    assert response.get_json()["problems"] == [
+        "jobs: cannot read jobs_heartbeat: run `flask --app app db upgrade`"
+    ]
+    with application.app_context():
+        db.engine.dispose()

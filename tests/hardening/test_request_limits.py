@@ -7,6 +7,7 @@ import time
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from app.extensions import db
 from app.models import AuditEntry, InboundMessage
@@ -40,16 +41,29 @@ def test_a_5_mb_unsigned_webhook_post_gets_413_in_under_a_second(client: FlaskCl
     assert stored_rows() == 0
 
 
-def test_a_chunked_body_without_content_length_is_cut_off(client: FlaskClient) -> None:
-    response = client.post(
-        "/webhooks/twilio/inbound",
-        input_stream=io.BytesIO(junk_form(FIVE_MB)),
-        content_type=FORM,
-        environ_overrides={"wsgi.input_terminated": True},
-    )
+def post_chunked(client: FlaskClient, url: str, body: bytes) -> tuple[int, bytes]:
+    """POST `body` as a server passes a chunked request on: no Content-Length, input terminated."""
+    environ = EnvironBuilder(
+        path=url, method="POST", input_stream=io.BytesIO(body), content_type=FORM
+    ).get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    environ["wsgi.input_terminated"] = True  # as gunicorn and werkzeug's server set it
+    app_iter, status, _headers = run_wsgi_app(client.application, environ)
+    return int(status.split()[0]), b"".join(app_iter)
 
-    assert response.status_code == 413
+
+def test_a_chunked_body_without_content_length_is_cut_off(client: FlaskClient) -> None:
+    status, _body = post_chunked(client, "/webhooks/twilio/inbound", junk_form(FIVE_MB))
+
+    assert status == 413
     assert stored_rows() == 0
+
+
+def test_a_small_chunked_body_is_still_read(client: FlaskClient) -> None:
+    status, _body = post_chunked(client, "/webhooks/twilio/inbound", junk_form(100))
+
+    assert status == 403  # parsed, then refused for its missing signature
 
 
 def test_large_sign_in_and_language_posts_get_413_before_csrf(client: FlaskClient) -> None:
