@@ -138,6 +138,20 @@ class Config:
     ESCALATION_STALE_INBOUND_SECONDS = _env_int("ESCALATION_STALE_INBOUND_SECONDS", 120)
     ESCALATION_HISTORY_DAYS = _env_int("ESCALATION_HISTORY_DAYS", 30)
 
+    # Hardening: request bounds, production refusals, readiness, logging (app/configuration.py,
+    # app/web/health.py, app/logging_setup.py). werkzeug answers 413 above these limits.
+    CADENCE_ENV = "development"
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 64 * 1024)
+    MAX_FORM_MEMORY_SIZE = _env_int("MAX_FORM_MEMORY_SIZE", 64 * 1024)
+    MAX_FORM_PARTS = _env_int("MAX_FORM_PARTS", 300)
+    ALLOW_CONSOLE_SMS = _env_bool("ALLOW_CONSOLE_SMS", False)
+    # None: HSTS for a year when SESSION_COOKIE_SECURE is on, else none; 0 never sends it.
+    HSTS_SECONDS = _env_int("HSTS_SECONDS", 0) if _env("HSTS_SECONDS") else None
+    JOBS_HEARTBEAT_SECONDS = _env_int("JOBS_HEARTBEAT_SECONDS", 30)
+    JOBS_HEARTBEAT_MAX_AGE_SECONDS = _env_int("JOBS_HEARTBEAT_MAX_AGE_SECONDS", 180)
+    JOBS_HEARTBEAT_REQUIRED = _env_bool("JOBS_HEARTBEAT_REQUIRED", False)
+    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+
 
 class DevelopmentConfig(Config):
     """Local development: SQLite file, console SMS gateway."""
@@ -145,10 +159,21 @@ class DevelopmentConfig(Config):
     DEBUG = False
 
 
+class ProductionConfig(Config):
+    """Production: no console SMS by default, secure cookies, HSTS, a jobs heartbeat required."""
+
+    CADENCE_ENV = "production"
+    SMS_BACKEND = _env("SMS_BACKEND")
+    SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", True)
+    HSTS_SECONDS = _env_int("HSTS_SECONDS", 31536000)
+    JOBS_HEARTBEAT_REQUIRED = _env_bool("JOBS_HEARTBEAT_REQUIRED", True)
+
+
 class TestConfig(Config):
     """Tests: database from TEST_DATABASE_URL (default in-memory-like SQLite file per run)."""
 
     TESTING = True
+    CADENCE_ENV = "test"
     SECRET_KEY = "test-secret-key-not-for-production"
     SQLALCHEMY_DATABASE_URI = normalise_database_url(
         _env("TEST_DATABASE_URL", "sqlite:///" + str(INSTANCE_DIR / "test.sqlite3"))
@@ -158,4 +183,4 @@ class TestConfig(Config):
     ESCALATION_PAGE_NOW = False
 
 
-CONFIGS = {"development": DevelopmentConfig, "test": TestConfig, "production": Config}
+CONFIGS = {"development": DevelopmentConfig, "test": TestConfig, "production": ProductionConfig}

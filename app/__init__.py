@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.configuration import check_production
+from app.logging_setup import configure_logging
+from app.request_limits import BoundedChunkedBody
 from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
 
 
@@ -23,8 +27,12 @@ def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Fl
     )
     app.config.from_object(_config_class(config))
     app.config.update(overrides)
+    configure_logging(app.config.get("LOG_LEVEL"))
+    if app.config.get("CADENCE_ENV") == "production":
+        check_production(app.config, os.environ, sys.argv)
     os.makedirs(app.instance_path, exist_ok=True)
     _ensure_secret_key(app)
+    app.wsgi_app = BoundedChunkedBody(app.wsgi_app, lambda: app.config.get("MAX_CONTENT_LENGTH"))  # type: ignore[method-assign]
     if app.config.get("PROXY_FIX_HOPS"):
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
@@ -93,17 +101,10 @@ def render_migration_item(type_: str, obj: object, autogen_context: object) -> s
 
 def _register_blueprints(app: Flask) -> None:
     from app.web import register_blueprints
+    from app.web.health import register_health
 
     register_blueprints(app)
-
-    @app.get("/healthz")
-    def healthz() -> Any:
-        from sqlalchemy import text
-
-        from app.extensions import db
-
-        db.session.execute(text("SELECT 1"))
-        return jsonify(status="ok")
+    register_health(app)
 
 
 def _register_commands(app: Flask) -> None:

@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from app.cli_sms import sms_cli
 from app.cli_triage import register_triage_commands
 from app.cli_users import register_user_commands
+from app.configuration import ConfigurationError
 from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
 from app.domain.patients import EnrolmentError, EnrolmentRequest
@@ -157,7 +158,7 @@ def _choices(pd1: str | None, chemo: str | None, extra: tuple[str, ...]) -> dict
 def _protocol_or_exit(path: str | None) -> Protocol:
     try:
         return load_protocol(Path(path)) if path else current_protocol()
-    except ProtocolError as exc:
+    except (ProtocolError, ConfigurationError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,9 +14,12 @@ from types import FrameType
 from apscheduler.schedulers import SchedulerNotRunningError
 
 from app import create_app
+from app.configuration import ConfigurationError
+from app.logging_setup import configure_logging
 from jobs.schedule import build_scheduler, job_specs
 
 logger = logging.getLogger("cadence.jobs")
+EXIT_CONFIGURATION = 78  # EX_CONFIG: systemd's Restart= does not help until the settings change
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="run every job once, then exit")
     parser.add_argument("--list", action="store_true", help="print the schedule and exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    app = create_app()
+    configure_logging(os.environ.get("LOG_LEVEL"))
+    try:
+        app = create_app()
+    except ConfigurationError as exc:
+        logger.critical("jobs process not started: %d configuration problem(s)", len(exc.problems))
+        return EXIT_CONFIGURATION
     stop = threading.Event()
     if args.list:
         for spec in job_specs(app.config):

@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import checkins, dispatch, escalation, reconcile, replan
+from jobs import checkins, dispatch, escalation, heartbeat, reconcile, replan
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -73,6 +73,7 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
         every("sms-reconcile", reconcile.run, "JOBS_RECONCILE_SECONDS", 300),
         every("alert-escalation", escalation.run, "ESCALATION_JOB_SECONDS", 60),
         every("checkins", checkins.run, "CHECKIN_JOB_SECONDS", 300),
+        every("jobs-heartbeat", heartbeat.run, "JOBS_HEARTBEAT_SECONDS", 30),
         JobSpec(
             id="sms-replan",
             func=replan.run,

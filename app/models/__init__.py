@@ -9,6 +9,7 @@ from app.models.alerts import (
 )
 from app.models.audit import AuditEntry, AuditEntryImmutableError
 from app.models.checkins import CHECKIN_STATUSES, CheckinSession
+from app.models.heartbeat import JobsHeartbeat
 from app.models.inbound import INBOUND_STATUSES, InboundMessage
 from app.models.messages import (
     MESSAGE_KINDS,
@@ -39,6 +40,7 @@ __all__ = [
     "CalendarEvent",
     "CheckinSession",
     "InboundMessage",
+    "JobsHeartbeat",
     "OnCallShift",
     "OutboxMessage",
     "OutboxStatusChange",

@@ -7,14 +7,22 @@ from pathlib import Path
 
 from flask import current_app
 
-from app.domain.protocol import Protocol, load_protocol
+from app.configuration import ConfigurationError
+from app.domain.protocol import Protocol, ProtocolError, load_protocol
 from app.domain.working_days import WorkingDays, working_days_for
 
 
 def current_protocol() -> Protocol:
-    """The protocol named by PROTOCOL_PATH, re-read when the file changes."""
+    """The protocol named by PROTOCOL_PATH, re-read when the file changes.
+
+    A missing or invalid file is a ConfigurationError (not bad input): pages show a
+    configuration error and /healthz reports it.
+    """
     path = Path(current_app.config["PROTOCOL_PATH"])
-    return _load_cached(str(path), path.stat().st_mtime_ns)
+    try:
+        return _load_cached(str(path), path.stat().st_mtime_ns)
+    except (OSError, ProtocolError) as exc:
+        raise ConfigurationError([f"PROTOCOL_PATH={path}: {exc}"]) from exc
 
 
 def clinic_working_days() -> WorkingDays:

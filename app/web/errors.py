@@ -1,7 +1,8 @@
-"""Error pages in the user's language (400 CSRF, 403, 404, 429, 500)."""
+"""Error pages in the user's language (400 CSRF, 403, 404, 413, 429, 500, configuration)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, render_template, request
@@ -9,14 +10,18 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from app.configuration import ConfigurationError
 from app.extensions import db
+
+logger = logging.getLogger("cadence.web.errors")
 
 
 def init_error_pages(app: Flask) -> None:
     """Register handlers that render templates/errors/error.html."""
     app.register_error_handler(CSRFError, _csrf_error)
-    for code in (400, 403, 404, 405, 429):
+    for code in (400, 403, 404, 405, 413, 429):
         app.register_error_handler(code, _http_error)
+    app.register_error_handler(ConfigurationError, _configuration_error)
     app.register_error_handler(500, _server_error)
 
 
@@ -52,6 +57,10 @@ def _http_error(error: HTTPException) -> Any:
         ),
         404: (_("Not found"), _("This page or record does not exist.")),
         405: (_("Not allowed"), _("This action is not available here.")),
+        413: (
+            _("Request too large"),
+            _("The request was larger than this service accepts. Nothing was saved."),
+        ),
         429: (_("Too many requests"), _("Please wait a moment and try again.")),
     }
     title, message = titles.get(code, (_("Error"), error.description or ""))
@@ -64,4 +73,17 @@ def _server_error(error: Exception) -> Any:
         500,
         _("Something went wrong"),
         _("The error was logged. Nothing was saved from this request; please try again."),
+    )
+
+
+def _configuration_error(error: ConfigurationError) -> Any:
+    db.session.rollback()
+    logger.error("configuration error on %s: %s", request.path, "; ".join(error.problems))
+    return _page(
+        503,
+        _("Configuration error"),
+        _(
+            "Cadence is not configured correctly, so this page cannot be shown. Nothing was "
+            "saved. Please tell the administrator (the server log and /healthz name the problem)."
+        ),
     )

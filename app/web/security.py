@@ -26,6 +26,8 @@ SESSION_ID_KEY = "_sid"
 # Endpoints a user who must change their password may still reach.
 PASSWORD_CHANGE_ENDPOINTS = {"auth.change_password", "auth.sign_out", "auth.set_language", "static"}
 
+HSTS_DEFAULT_SECONDS = 31536000
+
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -167,6 +169,11 @@ def _security_headers(response: Response) -> Response:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if response.mimetype == "text/html" and request.endpoint != "static":
         headers.setdefault("Cache-Control", "no-store")
-    if current_app.config.get("SESSION_COOKIE_SECURE"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    hsts_seconds = current_app.config.get("HSTS_SECONDS")
+    if hsts_seconds is None:
+        hsts_seconds = (
+            HSTS_DEFAULT_SECONDS if current_app.config.get("SESSION_COOKIE_SECURE") else 0
+        )
+    if int(hsts_seconds) > 0:
+        headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}")
     return response
