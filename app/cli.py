@@ -18,7 +18,7 @@ from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.domain.protocol import Protocol, ProtocolError, load_protocol
-from app.services.protocols import clinic_working_days, current_protocol
+from app.services.shared.protocols import clinic_working_days, current_protocol
 
 calendar_cli = AppGroup("calendar", help="Preview trial calendars.")
 patients_cli = AppGroup("patients", help="Enrol and list patients.")
@@ -214,7 +214,7 @@ def patients_enrol(
     recurrence: date | None,
 ) -> None:
     """Enrol a patient and create the calendar."""
-    from app.services.patients import enrol_patient
+    from app.services.schedule.patients import enrol_patient
 
     request = EnrolmentRequest(
         study_id=study_id,
@@ -240,7 +240,7 @@ def patients_enrol(
 @patients_cli.command("list")
 def patients_list() -> None:
     """List enrolled patients."""
-    from app.services.patients import list_patients, mask_phone
+    from app.services.schedule.patients import list_patients, mask_phone
 
     patients = list_patients()
     for p in patients:

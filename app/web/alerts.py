@@ -14,9 +14,9 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.oncall import ROTA_ROLES, RotaError
 from app.models import utcnow
-from app.services import alerts as alert_service
-from app.services import oncall
-from app.services.oncall import pages_for
+from app.services.alerts import alerts as alert_service
+from app.services.alerts import oncall
+from app.services.alerts.oncall import pages_for
 from app.web import labels
 from app.web.security import current_actor, require_login, requires
 

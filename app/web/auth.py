@@ -23,7 +23,7 @@ from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
 
 from app.extensions import limiter
-from app.services import users as user_service
+from app.services.shared import users as user_service
 from app.web.forms import ChangePasswordForm, LanguageForm, SignInForm
 from app.web.helpers import safe_next_url
 from app.web.labels import user_error_message

@@ -171,7 +171,7 @@ def localised(obj: Any, field: str = "title") -> str:
 
 def user_error_message(error: Any) -> str:
     """A translated message for a users-service UserError (by its code)."""
-    from app.services.users import MIN_PASSWORD_LENGTH
+    from app.services.shared.users import MIN_PASSWORD_LENGTH
 
     messages = {
         "password_too_short": _l("Use at least %(num)d characters.", num=MIN_PASSWORD_LENGTH),

@@ -23,12 +23,12 @@ from wtforms.validators import DataRequired
 from app.domain.calendar import CalendarError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.models import PATIENT_STATUSES, CalendarEvent, Patient
-from app.services import calendar as calendar_service
-from app.services import patient_queries
-from app.services.audit_queries import patient_history
-from app.services.decision_preview import preview_decision
-from app.services.patients import PatientNotFound, enrol_patient, get_patient, mask_phone
-from app.services.protocols import current_protocol
+from app.services.schedule import calendar as calendar_service
+from app.services.schedule import patient_queries
+from app.services.schedule.decision_preview import preview_decision
+from app.services.schedule.patients import PatientNotFound, enrol_patient, get_patient, mask_phone
+from app.services.shared.audit_queries import patient_history
+from app.services.shared.protocols import current_protocol
 from app.web import timeline
 from app.web.cascade import (
     calendar_fingerprint,

@@ -15,7 +15,7 @@ from flask_login import current_user, logout_user
 
 from app.extensions import login_manager
 from app.models import User
-from app.services import users as user_service
+from app.services.shared import users as user_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from app.models import User
-from app.services import users as user_service
+from app.services.shared import users as user_service
 from app.web.forms import ConfirmForm, UserCreateForm, UserEditForm
 from app.web.labels import user_error_message
 from app.web.security import current_actor, require_login, requires

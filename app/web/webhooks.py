@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, Response, abort, current_app, request
 
 from app.extensions import csrf
-from app.services.status_callbacks import apply_status_callback
+from app.services.messaging.status_callbacks import apply_status_callback
 from app.sms.webhook_security import is_valid_twilio_request
 
 logger = logging.getLogger("cadence.webhooks")

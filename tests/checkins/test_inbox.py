@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, Patient
-from app.services import inbox
-from app.services.alerts import AlertError, NewAlert, create_alert
-from app.services.checkin_schedule import call_tasks_due, start_due
-from app.services.replies import receive
+from app.services.alerts import inbox
+from app.services.alerts.alerts import AlertError, NewAlert, create_alert
+from app.services.conversations.checkins.schedule import call_tasks_due, start_due
+from app.services.conversations.inbound.replies import receive
 from tests.checkins.conftest import (
     ENROLLED_ON,
     checkin_events,

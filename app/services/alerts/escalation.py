@@ -24,10 +24,11 @@ from sqlalchemy import select, update
 from app.domain.escalation import next_escalation_at
 from app.extensions import db
 from app.models import Alert, OutboxMessage
-from app.services import audit, oncall
-from app.services import reply_texts as texts
-from app.services.alerts import clinic_zone, escalation_policy
-from app.services.protocols import clinic_working_days
+from app.services.alerts import oncall
+from app.services.alerts.alerts import clinic_zone, escalation_policy
+from app.services.shared import audit
+from app.services.shared import reply_texts as texts
+from app.services.shared.protocols import clinic_working_days
 
 logger = logging.getLogger("cadence.escalation")
 

@@ -12,9 +12,9 @@ from sqlalchemy import String, cast, func, select
 from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services.paging import Page, paginate
-from app.services.protocols import current_protocol
-from app.services.schedule_queries import ATTENDANCE_KINDS, DOSE_KINDS, OPEN_STATUSES
+from app.services.schedule.queries import ATTENDANCE_KINDS, DOSE_KINDS, OPEN_STATUSES
+from app.services.shared.pagination import Page, paginate
+from app.services.shared.protocols import current_protocol
 
 SORTS = ("study_id", "initials", "arm", "phase", "next_visit", "status")
 PER_PAGE = 50

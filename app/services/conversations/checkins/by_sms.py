@@ -4,7 +4,7 @@
 reads a message as free text. It reads a bare answer to the current question ("2", "37.5", "有",
 "三") or a compact reply ("D2 S1 F37.2", app.domain.checkins.parse_compact) and returns None for
 anything else, so free text keeps its own path. Answers go to
-``app.services.checkins.record_answers`` (the same function as web answers). Then, one question
+``app.services.conversations.checkins.sessions.record_answers`` (the same function as web answers). Then, one question
 per message: the next question (or the thank-you) is queued in the outbox; a red answer gets the
 emergency reply at once as the webhook's answer and no further question; an unreadable answer
 gets the question again, saying what was not understood.
@@ -28,10 +28,9 @@ from app.extensions import db
 from app.models import CheckinSession, OutboxMessage, Patient
 from app.models.checkins import OPEN_CHECKIN_STATUSES
 from app.models.messages import ACCEPTED_STATUSES
-from app.services import checkin_texts as texts
-from app.services import reply_texts
-from app.services.checkin_links import link_url
-from app.services.checkins import (
+from app.services.conversations.checkins import texts as texts
+from app.services.conversations.checkins.links import link_url
+from app.services.conversations.checkins.sessions import (
     AnswerOutcome,
     deadline_text,
     item_of,
@@ -41,6 +40,7 @@ from app.services.checkins import (
     record_answers,
     session_items,
 )
+from app.services.shared import reply_texts
 
 LABEL_WORDS = re.compile(r"^[\w\s\u3400-\u9fff']+$")
 

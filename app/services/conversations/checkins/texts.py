@@ -15,7 +15,7 @@ from flask import current_app
 from flask_babel import force_locale, gettext
 
 from app.domain.checkins import AnswerProblem, CheckinItem, Question, Questionnaire
-from app.services import reply_texts
+from app.services.shared import reply_texts
 from app.sms.segments import with_signature
 
 _ENDS_WITH_LINK = re.compile(r"https?://\S+$")

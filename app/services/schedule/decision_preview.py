@@ -1,6 +1,6 @@
 """Previews of treatment decisions (progression, salvage, stop, withdraw): nothing is written.
 
-Each function asks the calendar engine exactly what app.services.calendar would apply, so the
+Each function asks the calendar engine exactly what app.services.schedule.calendar would apply, so the
 nurse sees the effect before confirming.
 """
 
@@ -10,9 +10,9 @@ from datetime import date
 
 from app.domain import calendar as cal
 from app.domain.calendar import CalendarChange
-from app.services.calendar import planned_events
-from app.services.patients import get_patient
-from app.services.protocols import clinic_working_days, current_protocol
+from app.services.schedule.calendar import planned_events
+from app.services.schedule.patients import get_patient
+from app.services.shared.protocols import clinic_working_days, current_protocol
 
 DECISIONS = ("progression", "salvage", "stop", "withdraw")
 

@@ -19,7 +19,7 @@ from app.domain import checkins as ck
 from app.domain.metrics import AlertRecord, CheckinRecord
 from app.extensions import db
 from app.models import Alert, CalendarEvent, CheckinSession, Patient
-from app.services.checkins import questionnaire
+from app.services.conversations.checkins.sessions import questionnaire
 
 TREND_DAYS = 120
 NON_ALERT_KINDS = ("call_task", "opt_out")

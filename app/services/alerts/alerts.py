@@ -21,8 +21,8 @@ from app.domain.escalation import EscalationPolicy, WorkingHours, first_escalati
 from app.extensions import db
 from app.models import ALERT_LEVELS, Alert, utcnow
 from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
-from app.services import audit
-from app.services.protocols import clinic_working_days
+from app.services.shared import audit
+from app.services.shared.protocols import clinic_working_days
 
 MAX_NOTE_CHARS = 2000
 
@@ -242,7 +242,7 @@ def resolve(
         at=now,
     )
     if alert.kind == "call_task":
-        from app.services.checkins import call_task_resolved
+        from app.services.conversations.checkins.sessions import call_task_resolved
 
         call_task_resolved(alert, now=now, actor=actor)
     db.session.commit()

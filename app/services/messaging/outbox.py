@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
-from app.services.paging import Page, paginate
+from app.services.shared.pagination import Page, paginate
 
 PAGE_SIZE = 50
 

@@ -40,9 +40,9 @@ from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
-from app.services import audit
-from app.services.outbox import transition
-from app.services.reminders import blocked_reason, cancel_unsent, reminder_policy
+from app.services.messaging.outbox import transition
+from app.services.messaging.reminders import blocked_reason, cancel_unsent, reminder_policy
+from app.services.shared import audit
 from app.sms import (
     AmbiguousSmsError,
     ProviderMessage,

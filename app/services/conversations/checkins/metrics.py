@@ -1,6 +1,6 @@
 """The metrics page: check-in response rates, alerts by level, times to acknowledge and resolve.
 
-Builds plain records from the database (app.services.checkin_queries) and computes with
+Builds plain records from the database (app.services.conversations.checkins.queries) and computes with
 app.domain.metrics, whose docstring defines every number shown.
 """
 
@@ -15,8 +15,12 @@ from sqlalchemy import func, select
 from app.domain import metrics as dm
 from app.extensions import db
 from app.models import Alert
-from app.services import audit
-from app.services.checkin_queries import alert_records, checkin_records, symptom_reports_csv
+from app.services.conversations.checkins.queries import (
+    alert_records,
+    checkin_records,
+    symptom_reports_csv,
+)
+from app.services.shared import audit
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ The life of a check-in (one ``CheckinSession`` per check-in event of a patient's
 Daily budget (decision): check-in messages are planned here, not by the reminder planner, and are
 never merged, deferred or dropped for the daily budget: a symptom question that arrives a day
 late is worse than a merged reminder. They do count as sent messages when reminders are planned
-(app.services.reminders counts every outbox row), so reminders of a check-in day merge instead.
+(app.services.messaging.reminders counts every outbox row), so reminders of a check-in day merge instead.
 Quiet hours still apply: the dispatcher holds any message until the quiet hours end.
 """
 
@@ -51,19 +51,19 @@ from app.domain.replies import parse_reply
 from app.domain.triage import PRIORITIES, TriageResult, triage
 from app.extensions import db
 from app.models import Alert, CheckinSession, OutboxMessage, Patient
-from app.services import audit, reply_texts
-from app.services import checkin_texts as texts
-from app.services.alerts import (
+from app.services.alerts.alerts import (
     NewAlert,
     clinic_zone,
     create_alert,
     escalation_policy,
 )
-from app.services.calendar import mark_event
-from app.services.checkin_links import link_lifetime
-from app.services.escalation import page_for_new_red
-from app.services.outbox import add_history
-from app.services.protocols import clinic_working_days, current_protocol
+from app.services.alerts.escalation import page_for_new_red
+from app.services.conversations.checkins import texts as texts
+from app.services.conversations.checkins.links import link_lifetime
+from app.services.messaging.outbox import add_history
+from app.services.schedule.calendar import mark_event
+from app.services.shared import audit, reply_texts
+from app.services.shared.protocols import clinic_working_days, current_protocol
 from app.sms.segments import count_segments
 
 logger = logging.getLogger("cadence.checkins")
@@ -284,7 +284,7 @@ def _kick_after_commit(session: OrmSession) -> None:
     if not session.info.pop(KICK_FLAG, False):
         return
     try:
-        from app.services.replies import kick_dispatch
+        from app.services.conversations.inbound.replies import kick_dispatch
 
         kick_dispatch()
     except Exception:  # never break a commit for this
@@ -853,7 +853,7 @@ def submit_web(
     became_red = outcome.became_red
     db.session.commit()
     if became_red:
-        from app.services.replies import kick_dispatch
+        from app.services.conversations.inbound.replies import kick_dispatch
 
         kick_dispatch()
     return outcome

@@ -12,8 +12,9 @@ from app.domain.calendar import PlannedEvent, generate
 from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services import audit, reminders
-from app.services.protocols import clinic_working_days, current_protocol
+from app.services.messaging import reminders
+from app.services.shared import audit
+from app.services.shared.protocols import clinic_working_days, current_protocol
 
 
 class PatientNotFound(LookupError):

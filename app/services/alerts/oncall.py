@@ -21,10 +21,10 @@ from app.domain.oncall import RotaError, Shift
 from app.domain.patients import InvalidPhoneNumber, normalise_phone
 from app.extensions import db
 from app.models import OnCallShift, OutboxMessage, User
-from app.services import audit
-from app.services.alerts import clinic_zone
-from app.services.outbox import add_history
-from app.services.reply_texts import signed
+from app.services.alerts.alerts import clinic_zone
+from app.services.messaging.outbox import add_history
+from app.services.shared import audit
+from app.services.shared.reply_texts import signed
 from app.sms.segments import count_segments
 
 FALLBACK_ROLES = {

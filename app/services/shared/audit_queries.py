@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Patient
-from app.services.paging import Page, paginate
+from app.services.shared.pagination import Page, paginate
 
 PER_PAGE = 50
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import ROLES, User, utcnow
-from app.services import audit
+from app.services.shared import audit
 
 LOCALES = ("zh", "en")
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")

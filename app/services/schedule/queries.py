@@ -16,8 +16,8 @@ from sqlalchemy import Select, String, and_, case, cast, func, or_, select
 
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services.paging import Page, paginate
-from app.services.protocols import clinic_working_days
+from app.services.shared.pagination import Page, paginate
+from app.services.shared.protocols import clinic_working_days
 
 OPEN_STATUSES = ("planned", "confirmed")
 SHOWN_STATUSES = ("planned", "confirmed", "done", "missed")

@@ -29,11 +29,10 @@ from sqlalchemy.exc import IntegrityError
 from app.domain import checkins as ck
 from app.extensions import db
 from app.models import CalendarEvent, CheckinSession, Patient
-from app.services import audit
-from app.services import checkin_texts as texts
-from app.services.alerts import clinic_zone
-from app.services.checkin_links import link_url
-from app.services.checkins import (
+from app.services.alerts.alerts import clinic_zone
+from app.services.conversations.checkins import texts as texts
+from app.services.conversations.checkins.links import link_url
+from app.services.conversations.checkins.sessions import (
     JOB_ACTOR,
     NO_SMS_STATUSES,
     STARTABLE_EVENT_STATUSES,
@@ -51,7 +50,8 @@ from app.services.checkins import (
     session_items,
     settings,
 )
-from app.services.reminders import blocked_reason
+from app.services.messaging.reminders import blocked_reason
+from app.services.shared import audit
 
 logger = logging.getLogger("cadence.checkins")
 

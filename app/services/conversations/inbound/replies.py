@@ -41,15 +41,19 @@ from app.extensions import db
 from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
 from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
 from app.models.messages import ACCEPTED_STATUSES
-from app.services import audit
-from app.services import reply_texts as texts
-from app.services.alerts import NewAlert, clinic_zone, create_alert, escalation_policy
-from app.services.calendar import mark_event
-from app.services.checkin_sms import LOOK_UP, OPEN_SESSION_ID_OF_PATIENT, answer_by_sms
-from app.services.escalation import page_for_new_red
-from app.services.outbox import add_history
-from app.services.protocols import clinic_working_days
-from app.services.reminders import cancel_unsent, plan_patient
+from app.services.alerts.alerts import NewAlert, clinic_zone, create_alert, escalation_policy
+from app.services.alerts.escalation import page_for_new_red
+from app.services.conversations.checkins.by_sms import (
+    LOOK_UP,
+    OPEN_SESSION_ID_OF_PATIENT,
+    answer_by_sms,
+)
+from app.services.messaging.outbox import add_history
+from app.services.messaging.reminders import cancel_unsent, plan_patient
+from app.services.schedule.calendar import mark_event
+from app.services.shared import audit
+from app.services.shared import reply_texts as texts
+from app.services.shared.protocols import clinic_working_days
 from app.sms.segments import count_segments
 
 logger = logging.getLogger("cadence.replies")
@@ -453,7 +457,7 @@ def _checkin_answer(
     now: datetime,
     open_checkin: int | Literal["look up"] | None = LOOK_UP,
 ) -> Any:
-    """The message read as an answer to the patient's open check-in (app.services.checkin_sms),
+    """The message read as an answer to the patient's open check-in (app.services.conversations.checkins.by_sms),
     or None when it is free text. Its next question or thank-you goes out through the outbox;
     a red answer gets the emergency reply here, as the webhook's answer."""
     return answer_by_sms(patient, row.id, row.body, now, open_session_id=open_checkin)
@@ -491,7 +495,7 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
 def recent_checkin_grades(patient_id: int, *, since: datetime) -> list[tuple[datetime, dict]]:
     """(answer time, {symptom: grade}) of the patient's check-ins answered since ``since``, so
     that a free-text report is compared with check-in answers too (web ones included)."""
-    from app.services.checkins import checkin_grades_since
+    from app.services.conversations.checkins.sessions import checkin_grades_since
 
     return checkin_grades_since(patient_id, since)
 
@@ -889,7 +893,7 @@ def kick_dispatch() -> None:
 
 
 def _dispatch_pages(app: Flask) -> None:
-    from app.services.dispatch import dispatch_due
+    from app.services.messaging.dispatch import dispatch_due
 
     with app.app_context():
         try:

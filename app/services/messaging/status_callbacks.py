@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import OutboxMessage, utcnow
-from app.services.dispatch import mark_patient_unreachable
-from app.services.outbox import transition
+from app.services.messaging.dispatch import mark_patient_unreachable
+from app.services.messaging.outbox import transition
 
 logger = logging.getLogger("cadence.status_callbacks")
 

@@ -8,9 +8,10 @@ from app.domain import calendar as cal
 from app.domain.calendar import CalendarChange, CalendarError, PlannedEvent
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services import audit, reminders
-from app.services.patients import copy_planned_into_row, event_row, get_patient
-from app.services.protocols import clinic_working_days, current_protocol
+from app.services.messaging import reminders
+from app.services.schedule.patients import copy_planned_into_row, event_row, get_patient
+from app.services.shared import audit
+from app.services.shared.protocols import clinic_working_days, current_protocol
 
 MARKABLE_STATUSES = ("confirmed", "done", "missed", "planned")
 

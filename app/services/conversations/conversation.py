@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import CheckinSession, InboundMessage, OutboxMessage, Patient
-from app.services import audit
-from app.services.checkin_texts import signed
-from app.services.checkins import kick_dispatch_soon
-from app.services.outbox import add_history
-from app.services.reminders import blocked_reason
+from app.services.conversations.checkins.sessions import kick_dispatch_soon
+from app.services.conversations.checkins.texts import signed
+from app.services.messaging.outbox import add_history
+from app.services.messaging.reminders import blocked_reason
+from app.services.shared import audit
 from app.sms.segments import count_segments
 
 MAX_REPLY_CHARS = 500

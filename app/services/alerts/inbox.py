@@ -1,6 +1,6 @@
 """The study team's triage inbox: every unresolved alert, most urgent category first, then oldest.
 
-Built on the alerts of app.services.alerts (one row per item). Categories, in order of urgency:
+Built on the alerts of app.services.alerts.alerts (one row per item). Categories, in order of urgency:
 
 1. ``red``: any red alert (symptom report, check-in or unread message with a red flag);
 2. ``amber``: amber symptom reports and check-ins, and amber messages to read;
@@ -26,10 +26,10 @@ from sqlalchemy.orm import selectinload
 from app.extensions import db
 from app.models import Alert, CheckinSession, User, utcnow
 from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
-from app.services import alerts as alert_service
-from app.services import audit
-from app.services.alerts import AlertError
-from app.services.users import has_permission
+from app.services.alerts import alerts as alert_service
+from app.services.alerts.alerts import AlertError
+from app.services.shared import audit
+from app.services.shared.users import has_permission
 
 CATEGORIES = ("red", "amber", "call_task", "unknown", "reschedule", "opt_out", "note")
 """Inbox categories, most urgent first."""
@@ -189,7 +189,7 @@ def resolve(
     alert_id: int, *, action: str, note: str, actor: str, now: datetime | None = None
 ) -> Alert:
     """Close an item with a structured action and a note (a resolved call task closes its
-    check-in: app.services.alerts.resolve)."""
+    check-in: app.services.alerts.alerts.resolve)."""
     if action not in RESOLUTION_ACTIONS:
         raise AlertError("choose what was done", "action_required")
     return alert_service.resolve(alert_id, actor=actor, note=note, action=action, now=now)
