@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from app.models import OutboxMessage, utcnow
 from app.services.messaging import dispatch, outbox, reminders
-from app.services.schedule.patients import PatientNotFound, get_patient
+from app.services.shared.patient_lookup import PatientNotFound, get_patient
 
 sms_cli = AppGroup("sms", help="Preview, plan, send and reconcile SMS reminders.")
 

@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
+from app.web.auth import render_rate_limited_sign_in
 
 
 def init_error_pages(app: Flask) -> None:
@@ -41,8 +42,6 @@ def _csrf_error(error: CSRFError) -> Any:
 def _http_error(error: HTTPException) -> Any:
     code = error.code or 500
     if code == 429 and request.endpoint == "auth.sign_in":
-        from app.web.auth import render_rate_limited_sign_in
-
         return render_rate_limited_sign_in()
     titles = {
         400: (_("Bad request"), _("The request could not be understood.")),

@@ -15,7 +15,7 @@ from flask import Response, abort, request
 
 from app.models import utcnow
 from app.services.conversations.inbound.replies import InvalidInbound, receive
-from app.web.webhooks import bp, twilio_signed
+from app.web.twilio_signed import bp, twilio_signed
 
 logger = logging.getLogger("cadence.webhooks")
 

@@ -1,1 +1,1 @@
-"""Alerts layer: alerts, the on-call rota, paging and escalation, the triage inbox."""
+"""Alerts layer: alerts, the on-call rota, paging and escalation."""

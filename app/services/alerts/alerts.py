@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import datetime
+from typing import Any, Protocol
 
-from flask import current_app
 from sqlalchemy import bindparam, case, func, select, update
 
-from app.domain.escalation import EscalationPolicy, WorkingHours, first_escalation_at
+from app.domain.escalation import first_escalation_at
 from app.extensions import db
 from app.models import ALERT_LEVELS, Alert, utcnow
 from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
 from app.services.shared import audit
+from app.services.shared.clinic import clinic_zone, escalation_policy
 from app.services.shared.protocols import clinic_working_days
 
 MAX_NOTE_CHARS = 2000
@@ -50,26 +49,11 @@ class NewAlert:
     checkin_session_id: int | None = None
 
 
-# -- settings ------------------------------------------------------------------------------------
+class CallTaskFollowUp(Protocol):
+    """What a higher layer does in the same transaction when a call task is resolved."""
 
-
-def escalation_policy() -> EscalationPolicy:
-    """The ESCALATION_* settings as a policy."""
-    config = current_app.config
-    return EscalationPolicy(
-        red_first=timedelta(minutes=float(config.get("ESCALATION_RED_FIRST_MINUTES", 15))),
-        red_repeat=timedelta(minutes=float(config.get("ESCALATION_RED_REPEAT_MINUTES", 15))),
-        amber_first=timedelta(hours=float(config.get("ESCALATION_AMBER_WORKING_HOURS", 4))),
-        amber_repeat=timedelta(hours=float(config.get("ESCALATION_AMBER_REPEAT_WORKING_HOURS", 4))),
-        working_hours=WorkingHours.parse(
-            str(config.get("ESCALATION_WORKING_HOURS") or "08:00-17:00")
-        ),
-    )
-
-
-def clinic_zone() -> ZoneInfo:
-    """The clinic's time zone."""
-    return ZoneInfo(str(current_app.config.get("CLINIC_TIMEZONE") or "Asia/Shanghai"))
+    def __call__(self, alert: Alert, *, now: datetime, actor: str) -> None:
+        """Close the call task's check-in (or whatever the caller's layer owns)."""
 
 
 # -- creating ------------------------------------------------------------------------------------
@@ -193,11 +177,15 @@ def resolve(
     note: str,
     now: datetime | None = None,
     action: str | None = None,
+    on_call_task: CallTaskFollowUp | None = None,
 ) -> Alert:
     """Resolve an alert with a note (acknowledging it first if nobody had); audit and commit.
 
     ``action`` records what was done (RESOLUTION_ACTIONS); with "no_action_needed" the note may
-    be empty, otherwise a note is required.
+    be empty, otherwise a note is required. A call task belongs to a check-in, a higher layer:
+    the caller passes ``on_call_task`` (conversations.checkins.sessions.call_task_resolved),
+    which closes the check-in in the same transaction; resolving a call task without it is a
+    programming error and writes nothing.
     """
     now = now or utcnow()
     text = (note or "").strip()
@@ -210,6 +198,8 @@ def resolve(
     alert = get_alert(alert_id)
     if alert.status == "resolved":
         raise AlertError(f"alert {alert_id} is already resolved", "resolved")
+    if alert.kind == "call_task" and on_call_task is None:
+        raise TypeError("resolving a call task needs on_call_task to close its check-in")
     before = {"status": alert.status}
     if alert.status == "open":
         _mark_acknowledged(alert, actor, now)
@@ -241,10 +231,8 @@ def resolve(
         reason=text[:500] or None,
         at=now,
     )
-    if alert.kind == "call_task":
-        from app.services.conversations.checkins.sessions import call_task_resolved
-
-        call_task_resolved(alert, now=now, actor=actor)
+    if alert.kind == "call_task" and on_call_task is not None:
+        on_call_task(alert, now=now, actor=actor)
     db.session.commit()
     return get_alert(alert_id)
 

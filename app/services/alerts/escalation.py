@@ -25,9 +25,9 @@ from app.domain.escalation import next_escalation_at
 from app.extensions import db
 from app.models import Alert, OutboxMessage
 from app.services.alerts import oncall
-from app.services.alerts.alerts import clinic_zone, escalation_policy
 from app.services.shared import audit
 from app.services.shared import reply_texts as texts
+from app.services.shared.clinic import clinic_zone, escalation_policy
 from app.services.shared.protocols import clinic_working_days
 
 logger = logging.getLogger("cadence.escalation")

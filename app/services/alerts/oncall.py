@@ -21,9 +21,9 @@ from app.domain.oncall import RotaError, Shift
 from app.domain.patients import InvalidPhoneNumber, normalise_phone
 from app.extensions import db
 from app.models import OnCallShift, OutboxMessage, User
-from app.services.alerts.alerts import clinic_zone
 from app.services.messaging.outbox import add_history
 from app.services.shared import audit
+from app.services.shared.clinic import clinic_zone
 from app.services.shared.reply_texts import signed
 from app.sms.segments import count_segments
 

@@ -1,1 +1,1 @@
-"""Conversations layer: inbound SMS (the triage pipeline), check-ins, nurse replies."""
+"""Conversations layer: inbound SMS (the triage pipeline), check-ins, nurse replies, the triage inbox."""

@@ -34,6 +34,7 @@ from app.extensions import db
 from app.models import OutboxMessage, Patient, utcnow
 from app.models.messages import COUNTED_STATUSES
 from app.services.messaging.outbox import add_history, transition
+from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
 from app.sms.segments import count_segments, with_signature
 
@@ -371,8 +372,6 @@ def plan_patient(
 
 def replan_patient(patient_ref: str | int, *, now: datetime, source: str) -> PlanResult:
     """Re-plan one patient and commit (CLI, jobs)."""
-    from app.services.schedule.patients import get_patient
-
     patient = get_patient(patient_ref)
     result = plan_patient(patient, now=now, source=source)
     db.session.commit()

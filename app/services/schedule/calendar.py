@@ -9,8 +9,9 @@ from app.domain.calendar import CalendarChange, CalendarError, PlannedEvent
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services.messaging import reminders
-from app.services.schedule.patients import copy_planned_into_row, event_row, get_patient
+from app.services.schedule.patients import copy_planned_into_row, event_row
 from app.services.shared import audit
+from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import clinic_working_days, current_protocol
 
 MARKABLE_STATUSES = ("confirmed", "done", "missed", "planned")

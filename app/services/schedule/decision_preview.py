@@ -11,7 +11,7 @@ from datetime import date
 from app.domain import calendar as cal
 from app.domain.calendar import CalendarChange
 from app.services.schedule.calendar import planned_events
-from app.services.schedule.patients import get_patient
+from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import clinic_working_days, current_protocol
 
 DECISIONS = ("progression", "salvage", "stop", "withdraw")

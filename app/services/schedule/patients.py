@@ -17,10 +17,6 @@ from app.services.shared import audit
 from app.services.shared.protocols import clinic_working_days, current_protocol
 
 
-class PatientNotFound(LookupError):
-    """No patient with that study id or database id."""
-
-
 def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Patient:
     """Validate, create the patient and the whole calendar, audit it, and commit once."""
     protocol = current_protocol()
@@ -69,18 +65,6 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
     )
     reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
     db.session.commit()
-    return patient
-
-
-def get_patient(ref: str | int) -> Patient:
-    """Find a patient by database id or study id, or raise PatientNotFound."""
-    patient = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        patient = db.session.get(Patient, int(ref))
-    if patient is None:
-        patient = db.session.scalar(select(Patient).where(Patient.study_id == str(ref)))
-    if patient is None:
-        raise PatientNotFound(f"no patient {ref!r}")
     return patient
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
 from flask import current_app
-from flask_babel import force_locale, gettext
+from flask_babel import force_locale, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
 from app.sms.segments import with_signature
@@ -84,8 +84,6 @@ def symptom_summary(symptoms: Iterable[Mapping[str, Any]], temperature: float | 
 
 
 def _is_zh() -> bool:
-    from flask_babel import get_locale
-
     locale = get_locale()
     return locale is not None and locale.language == "zh"
 

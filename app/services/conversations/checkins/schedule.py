@@ -29,7 +29,6 @@ from sqlalchemy.exc import IntegrityError
 from app.domain import checkins as ck
 from app.extensions import db
 from app.models import CalendarEvent, CheckinSession, Patient
-from app.services.alerts.alerts import clinic_zone
 from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_url
 from app.services.conversations.checkins.sessions import (
@@ -52,6 +51,7 @@ from app.services.conversations.checkins.sessions import (
 )
 from app.services.messaging.reminders import blocked_reason
 from app.services.shared import audit
+from app.services.shared.clinic import clinic_zone
 
 logger = logging.getLogger("cadence.checkins")
 

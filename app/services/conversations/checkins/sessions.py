@@ -51,18 +51,15 @@ from app.domain.replies import parse_reply
 from app.domain.triage import PRIORITIES, TriageResult, triage
 from app.extensions import db
 from app.models import Alert, CheckinSession, OutboxMessage, Patient
-from app.services.alerts.alerts import (
-    NewAlert,
-    clinic_zone,
-    create_alert,
-    escalation_policy,
-)
+from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_lifetime
 from app.services.messaging.outbox import add_history
+from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
 from app.services.shared import audit, reply_texts
+from app.services.shared.clinic import clinic_zone, escalation_policy
 from app.services.shared.protocols import clinic_working_days, current_protocol
 from app.sms.segments import count_segments
 
@@ -284,8 +281,6 @@ def _kick_after_commit(session: OrmSession) -> None:
     if not session.info.pop(KICK_FLAG, False):
         return
     try:
-        from app.services.conversations.inbound.replies import kick_dispatch
-
         kick_dispatch()
     except Exception:  # never break a commit for this
         logger.exception("could not start sending check-in messages at once")
@@ -853,7 +848,5 @@ def submit_web(
     became_red = outcome.became_red
     db.session.commit()
     if became_red:
-        from app.services.conversations.inbound.replies import kick_dispatch
-
         kick_dispatch()
     return outcome

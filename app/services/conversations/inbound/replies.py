@@ -21,7 +21,6 @@ A row left ``received`` (the process died between 1 and 2) is picked up by ``pro
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from flask import Flask, current_app
+from flask import current_app
 from flask_babel import force_locale
 from sqlalchemy import JSON, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -41,18 +40,21 @@ from app.extensions import db
 from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
 from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
 from app.models.messages import ACCEPTED_STATUSES
-from app.services.alerts.alerts import NewAlert, clinic_zone, create_alert, escalation_policy
+from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins.by_sms import (
     LOOK_UP,
     OPEN_SESSION_ID_OF_PATIENT,
     answer_by_sms,
 )
+from app.services.conversations.checkins.sessions import checkin_grades_since
 from app.services.messaging.outbox import add_history
 from app.services.messaging.reminders import cancel_unsent, plan_patient
+from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
 from app.services.shared import audit
 from app.services.shared import reply_texts as texts
+from app.services.shared.clinic import clinic_zone, escalation_policy
 from app.services.shared.protocols import clinic_working_days
 from app.sms.segments import count_segments
 
@@ -495,8 +497,6 @@ def previous_grades(patient_id: int, before_id: int, now: datetime) -> dict[str,
 def recent_checkin_grades(patient_id: int, *, since: datetime) -> list[tuple[datetime, dict]]:
     """(answer time, {symptom: grade}) of the patient's check-ins answered since ``since``, so
     that a free-text report is compared with check-in answers too (web ones included)."""
-    from app.services.conversations.checkins.sessions import checkin_grades_since
-
     return checkin_grades_since(patient_id, since)
 
 
@@ -879,24 +879,3 @@ def _queue_reply(
     db.session.add(message)
     db.session.flush()
     add_history(message.id, None, "planned", source="replies", detail=f"reply to {row.sid}", at=now)
-
-
-# -- sending pages at once -----------------------------------------------------------------------
-
-
-def kick_dispatch() -> None:
-    """Send due pages now in a background thread (ESCALATION_PAGE_NOW); the job is the backstop."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    if not app.config.get("ESCALATION_PAGE_NOW", True):
-        return
-    threading.Thread(target=_dispatch_pages, args=(app,), name="page-now", daemon=True).start()
-
-
-def _dispatch_pages(app: Flask) -> None:
-    from app.services.messaging.dispatch import dispatch_due
-
-    with app.app_context():
-        try:
-            dispatch_due(actor="system", limit=20)
-        except Exception:
-            logger.exception("sending pages at once failed; the dispatch job will send them")

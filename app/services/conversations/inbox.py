@@ -28,6 +28,7 @@ from app.models import Alert, CheckinSession, User, utcnow
 from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
 from app.services.alerts import alerts as alert_service
 from app.services.alerts.alerts import AlertError
+from app.services.conversations.checkins.sessions import call_task_resolved
 from app.services.shared import audit
 from app.services.shared.users import has_permission
 
@@ -189,7 +190,14 @@ def resolve(
     alert_id: int, *, action: str, note: str, actor: str, now: datetime | None = None
 ) -> Alert:
     """Close an item with a structured action and a note (a resolved call task closes its
-    check-in: app.services.alerts.alerts.resolve)."""
+    check-in in the same transaction: conversations.checkins.sessions.call_task_resolved)."""
     if action not in RESOLUTION_ACTIONS:
         raise AlertError("choose what was done", "action_required")
-    return alert_service.resolve(alert_id, actor=actor, note=note, action=action, now=now)
+    return alert_service.resolve(
+        alert_id,
+        actor=actor,
+        note=note,
+        action=action,
+        now=now,
+        on_call_task=call_task_resolved,
+    )
