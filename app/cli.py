@@ -19,7 +19,14 @@ from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.domain.protocol import Protocol, ProtocolError, load_protocol
-from app.services.protocols import clinic_working_days, current_protocol
+from app.services.demo import (
+    ensure_demo_rota,
+    ensure_demo_staff,
+    load_demo_checkins,
+    load_demo_data,
+)
+from app.services.schedule.patients import enrol_patient, list_patients, mask_phone
+from app.services.shared.protocols import clinic_working_days, current_protocol
 
 calendar_cli = AppGroup("calendar", help="Preview trial calendars.")
 patients_cli = AppGroup("patients", help="Enrol and list patients.")
@@ -215,8 +222,6 @@ def patients_enrol(
     recurrence: date | None,
 ) -> None:
     """Enrol a patient and create the calendar."""
-    from app.services.patients import enrol_patient
-
     request = EnrolmentRequest(
         study_id=study_id,
         initials=initials,
@@ -241,8 +246,6 @@ def patients_enrol(
 @patients_cli.command("list")
 def patients_list() -> None:
     """List enrolled patients."""
-    from app.services.patients import list_patients, mask_phone
-
     patients = list_patients()
     for p in patients:
         arm = "+".join(p.choices.get(k, "?") for k in sorted(p.choices))
@@ -256,13 +259,6 @@ def patients_list() -> None:
 @click.command("demo")
 def demo_command() -> None:
     """Create demo patients (idempotent: existing ones are left alone)."""
-    from app.services.demo import (
-        ensure_demo_rota,
-        ensure_demo_staff,
-        load_demo_checkins,
-        load_demo_data,
-    )
-
     created = load_demo_data(today=_today())
     click.echo(f"demo data ready ({created} new patients)")
     click.echo(f"demo on-call rota ready ({ensure_demo_rota()} new entries)")

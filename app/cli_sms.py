@@ -10,8 +10,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.models import OutboxMessage, utcnow
-from app.services import dispatch, outbox, reminders
-from app.services.patients import PatientNotFound, get_patient
+from app.services.messaging import dispatch, outbox, reminders
+from app.services.shared.patient_lookup import PatientNotFound, get_patient
 
 sms_cli = AppGroup("sms", help="Preview, plan, send and reconcile SMS reminders.")
 

@@ -20,8 +20,8 @@ from flask.cli import AppGroup
 from app.domain.oncall import ROTA_ROLES, RotaError
 from app.domain.triage import classify
 from app.models import utcnow
-from app.services import oncall
-from app.services.escalation import escalate_due
+from app.services.alerts import oncall
+from app.services.alerts.escalation import escalate_due
 
 triage_cli = AppGroup("triage", help="Check how patients' replies are understood and triaged.")
 oncall_cli = AppGroup("oncall", help="View and edit the on-call rota.")

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.models import ROLES
-from app.services import users as user_service
+from app.services.shared import users as user_service
 
 users_cli = AppGroup("users", help="Manage staff accounts of the web UI.")
 

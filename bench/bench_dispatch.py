@@ -37,8 +37,8 @@ from app import create_app  # noqa: E402
 from app.domain.patients import EnrolmentRequest  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import OutboxMessage  # noqa: E402
-from app.services.dispatch import Dispatcher, DispatchSettings  # noqa: E402
-from app.services.patients import enrol_patient  # noqa: E402
+from app.services.messaging.dispatch import Dispatcher, DispatchSettings  # noqa: E402
+from app.services.schedule.patients import enrol_patient  # noqa: E402
 from app.sms import TwilioGateway  # noqa: E402
 from tests.fakes.fake_twilio import FakeTwilio  # noqa: E402
 from tests.support import postgres_schema  # noqa: E402

@@ -32,9 +32,9 @@ from app import create_app  # noqa: E402
 from app.domain.calendar import generate  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import AuditEntry, CalendarEvent, Patient  # noqa: E402
-from app.services import users  # noqa: E402
 from app.services.demo import load_demo_data  # noqa: E402
-from app.services.protocols import clinic_working_days, current_protocol  # noqa: E402
+from app.services.shared import users  # noqa: E402
+from app.services.shared.protocols import clinic_working_days, current_protocol  # noqa: E402
 
 PASSWORD = "timing-password-123"
 PD1 = ("sintilimab", "camrelizumab")

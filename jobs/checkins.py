@@ -2,7 +2,7 @@
 
 Runs every CHECKIN_JOB_SECONDS (default 300). Safe in several processes at once: a check-in is
 issued under a UNIQUE (patient, event) key and every later step claims its row with a
-conditional UPDATE (app/services/checkin_schedule.py). The messages it plans go out with the
+conditional UPDATE (app/services/conversations/checkins/schedule.py). The messages it plans go out with the
 dispatch job.
 """
 
@@ -14,8 +14,8 @@ import threading
 from flask import Flask
 
 from app.models import utcnow
-from app.services.checkin_schedule import run_due
-from app.services.checkins import JOB_ACTOR
+from app.services.conversations.checkins.schedule import run_due
+from app.services.conversations.checkins.sessions import JOB_ACTOR
 
 logger = logging.getLogger("cadence.jobs.checkins")
 

@@ -6,7 +6,7 @@ import threading
 
 from flask import Flask
 
-from app.services.dispatch import dispatch_due
+from app.services.messaging.dispatch import dispatch_due
 
 JOB_ACTOR = "job:dispatch"
 

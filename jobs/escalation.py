@@ -1,7 +1,7 @@
 """Job: escalate unacknowledged alerts and finish inbound messages left uninterpreted (every minute).
 
 Safe in several processes at once: each escalation step and each inbound message is claimed with
-a conditional UPDATE before anything is done (app/services/escalation.py, app/services/replies.py).
+a conditional UPDATE before anything is done (app/services/alerts/escalation.py, app/services/conversations/inbound/replies.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import timedelta
 from flask import Flask
 
 from app.models import utcnow
-from app.services.escalation import JOB_ACTOR, escalate_due
-from app.services.replies import process_stale
+from app.services.alerts.escalation import JOB_ACTOR, escalate_due
+from app.services.conversations.inbound.replies import process_stale
 
 logger = logging.getLogger("cadence.jobs.escalation")
 

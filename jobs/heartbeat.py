@@ -9,7 +9,7 @@ import threading
 from flask import Flask
 
 from app.models import utcnow
-from app.services.heartbeat import record_heartbeat
+from app.services.shared.heartbeat import record_heartbeat
 
 STARTED_AT = utcnow()
 

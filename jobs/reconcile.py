@@ -6,7 +6,7 @@ import threading
 
 from flask import Flask
 
-from app.services.dispatch import reconcile
+from app.services.messaging.dispatch import reconcile
 
 JOB_SOURCE = "job:reconcile"
 

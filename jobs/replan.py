@@ -7,7 +7,7 @@ import threading
 from flask import Flask
 
 from app.models import utcnow
-from app.services.reminders import replan_all
+from app.services.messaging.reminders import replan_all
 
 JOB_SOURCE = "job:replan"
 

@@ -3,7 +3,7 @@
 A session is created when the check-in is issued (its first SMS is planned in the outbox), under
 a UNIQUE ``(patient_id, event_key)``, so issuing it twice never creates a second one. Answers
 arrive by SMS (one question per message, or the whole check-in in one compact reply) or through
-the signed web link; both end in ``app.services.checkins.record_answers``, which keeps
+the signed web link; both end in ``app.services.conversations.checkins.sessions.record_answers``, which keeps
 ``answers`` (question code -> value), the graded ``results`` and the triage ``priority``.
 
 Status: ``sent`` (issued, no answer yet) -> ``partial`` (some answers) -> ``answered`` (every

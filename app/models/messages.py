@@ -2,7 +2,7 @@
 
 A row is created (status ``planned``) in the same transaction as the calendar change that needs
 it, under a UNIQUE natural key ``(patient_id, dedupe_key)``. Dispatchers claim due rows with a
-lease, send them, and store the provider's id; see app/services/dispatch.py.
+lease, send them, and store the provider's id; see app/services/messaging/dispatch.py.
 """
 
 from __future__ import annotations

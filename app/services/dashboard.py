@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from app.services import schedule_queries as sq
+from app.services.alerts.alerts import unresolved_counts
+from app.services.conversations.inbox import counts
+from app.services.schedule import queries as sq
 
 DAY_LIMIT = 200
 
@@ -67,8 +69,6 @@ def overview(today: date) -> Overview:
 
 def open_alert_counts() -> dict[str, int] | None:
     """Unresolved alerts (open or acknowledged) by level, most urgent first, with 'total'."""
-    from app.services.alerts import unresolved_counts
-
     counts = unresolved_counts()
     levels = {level: counts[level] for level in ("red", "amber", "green") if counts[level]}
     return levels | {"total": counts["total"]}
@@ -76,6 +76,4 @@ def open_alert_counts() -> dict[str, int] | None:
 
 def inbox_counts() -> dict[str, int]:
     """Open triage-inbox items by category (red, amber, call_task, ...), with 'total' and 'open'."""
-    from app.services.inbox import counts
-
     return counts()

@@ -9,11 +9,22 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from app.domain.checkins import applicable_questions
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
-from app.models import CalendarEvent, CheckinSession, InboundMessage, Patient
-from app.services import audit, calendar, users
-from app.services.patients import enrol_patient
+from app.models import Alert, CalendarEvent, CheckinSession, InboundMessage, Patient
+from app.services.alerts import oncall
+from app.services.alerts.alerts import acknowledge, resolve
+from app.services.conversations.checkins.schedule import start_checkin
+from app.services.conversations.checkins.sessions import (
+    make_call_task,
+    patient_tz,
+    record_answers,
+    session_items,
+)
+from app.services.schedule import calendar
+from app.services.schedule.patients import enrol_patient
+from app.services.shared import audit, reply_texts, users
 
 DEMO_ACTOR = "demo"
 
@@ -100,8 +111,6 @@ DEMO_ROTA = (
 
 def ensure_demo_rota() -> int:
     """A round-the-clock on-call rota with demo numbers, unless a rota exists; return rows added."""
-    from app.services import oncall
-
     if oncall.shifts(active_only=False):
         return 0
     for role, name, phone in DEMO_ROTA:
@@ -214,9 +223,6 @@ def load_demo_checkins(*, today: date) -> int:
     is left alone. Sessions are recorded without SMS (nothing is sent for the past); answers go
     through the same service as real ones, so grades, triage and alerts are real.
     """
-    from app.services.checkin_schedule import start_checkin
-    from app.services.checkins import make_call_task, patient_tz, record_answers
-
     created = 0
     for study_id, scripts in [*DEMO_CHECKIN_SCRIPTS.items(), *((s, ()) for s in DEMO_CALL_TASKS)]:
         patient = db.session.scalar(select(Patient).where(Patient.study_id == study_id))
@@ -281,8 +287,6 @@ def _demo_inbound(
 
 def _demo_inbound_outcome(row: InboundMessage, outcome: Any, patient: Patient) -> None:
     """What the webhook would have recorded: the priority and, for red, the emergency reply."""
-    from app.services import reply_texts
-
     row.priority = outcome.priority
     row.parse = {"intent": "checkin_answer", "priority": outcome.priority,
                  "reasons": list(outcome.result.reasons)}  # fmt: skip
@@ -293,9 +297,6 @@ def _demo_inbound_outcome(row: InboundMessage, outcome: Any, patient: Patient) -
 
 def _demo_handling(today: date) -> None:
     """Older green notes were seen and closed by the demo nurse (so the metrics have times)."""
-    from app.models import Alert
-    from app.services.alerts import acknowledge, resolve
-
     cutoff = datetime.combine(today - timedelta(days=5), time(0), tzinfo=ZoneInfo("Asia/Shanghai"))
     notes = db.session.scalars(
         select(Alert).where(
@@ -333,9 +334,6 @@ def _has_checkin(patient_id: int, event_key: str) -> bool:
 
 def _demo_answers(session: CheckinSession, overrides: dict[str, float], *, complete: bool) -> dict:
     """Scripted answers: the given ones, and (for a complete check-in) 0 for the rest."""
-    from app.domain.checkins import applicable_questions
-    from app.services.checkins import session_items
-
     if not complete:
         return dict(overrides)
     answers: dict[str, float] = {}

@@ -5,20 +5,19 @@ from __future__ import annotations
 from flask import Flask
 from flask_babel import lazy_gettext as _l
 
+from app.web import audit, auth, calendar, exports, main, patients, users
+from app.web.alerts import register_alerts
+from app.web.checkin_features import register_checkin_features
+from app.web.errors import init_error_pages
+from app.web.message_log import register_message_log
 from app.web.nav import add_nav_item
+from app.web.security import init_security
+from app.web.templating import init_templating
+from app.web.webhooks import register_webhooks
 
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint of the web UI and the pieces they share."""
-    from app.web import audit, auth, calendar, exports, main, patients, users
-    from app.web.alerts import register_alerts
-    from app.web.checkin_features import register_checkin_features
-    from app.web.errors import init_error_pages
-    from app.web.message_log import register_message_log
-    from app.web.security import init_security
-    from app.web.templating import init_templating
-    from app.web.webhooks import register_webhooks
-
     init_security(app)
     init_templating(app)
     init_error_pages(app)

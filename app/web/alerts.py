@@ -14,9 +14,10 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.oncall import ROTA_ROLES, RotaError
 from app.models import utcnow
-from app.services import alerts as alert_service
-from app.services import oncall
-from app.services.oncall import pages_for
+from app.services.alerts import alerts as alert_service
+from app.services.alerts import oncall
+from app.services.alerts.oncall import pages_for
+from app.services.conversations.checkins.sessions import call_task_resolved
 from app.web import labels
 from app.web.security import current_actor, require_login, requires
 
@@ -151,7 +152,11 @@ def resolve(alert_id: int) -> Any:
     """Close an alert with a note saying what was done."""
     try:
         alert = alert_service.resolve(
-            alert_id, actor=current_actor(), note=request.form.get("note", ""), now=utcnow()
+            alert_id,
+            actor=current_actor(),
+            note=request.form.get("note", ""),
+            now=utcnow(),
+            on_call_task=call_task_resolved,
         )
     except alert_service.AlertError as exc:
         if exc.code == "not_found":

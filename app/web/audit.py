@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
-from app.services.audit_queries import AuditFilters, audit_page, known_actions, known_actors
+from app.services.shared.audit_queries import AuditFilters, audit_page, known_actions, known_actors
 from app.web.helpers import clinic_tz, page_number, parse_iso_date
 from app.web.security import require_login, requires
 

@@ -25,8 +25,8 @@ from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response
 
 from app.extensions import limiter
-from app.services import sessions as session_service
-from app.services import users as user_service
+from app.services.shared import sessions as session_service
+from app.services.shared import users as user_service
 from app.web.forms import ChangePasswordForm, ConfirmForm, LanguageForm, SignInForm
 from app.web.helpers import safe_next_url
 from app.web.labels import user_error_message

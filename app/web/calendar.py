@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from app.domain.calendar import KINDS, PHASES
-from app.services import schedule_queries as sq
+from app.services.schedule import queries as sq
 from app.web.helpers import clinic_today, page_number, parse_iso_date
 from app.web.security import require_login
 

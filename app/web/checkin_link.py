@@ -4,10 +4,10 @@
 (``?lang=zh|en`` switches), with the PRO-CTCAE branching done in CSS (a follow-up question is
 shown once an answer above 0 is chosen; without CSS it is simply shown, and the server ignores
 a follow-up after a 0). Answers go to the same service function as SMS answers
-(app.services.checkins.record_answers); a red result shows a prominent call-120 message.
+(app.services.conversations.checkins.sessions.record_answers); a red result shows a prominent call-120 message.
 
 The page shows nothing about the patient but their initials. The token is the only credential:
-it is signed, expires and names one patient and one check-in (app.services.checkin_links).
+it is signed, expires and names one patient and one check-in (app.services.conversations.checkins.links).
 CSRF protection is off for this blueprint on purpose: there is no sign-in session to ride on,
 and anyone able to post a form here already holds the token. Responses are never cached and
 send no Referer, so the token does not leak to other sites.
@@ -25,9 +25,9 @@ from flask_babel import force_locale
 from app.domain import checkins as ck
 from app.extensions import csrf, limiter
 from app.models import CheckinSession, utcnow
-from app.services import checkins as service
-from app.services import reply_texts
-from app.services.checkin_links import LinkError, read_token
+from app.services.conversations.checkins import sessions as service
+from app.services.conversations.checkins.links import LinkError, read_token
+from app.services.shared import reply_texts
 
 bp = Blueprint("checkin_link", __name__, url_prefix="/c")
 csrf.exempt(bp)

@@ -13,8 +13,8 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from app.models import CheckinSession, Patient
-from app.services import checkin_queries
-from app.services.checkins import questionnaire
+from app.services.conversations.checkins import queries as checkin_queries
+from app.services.conversations.checkins.sessions import questionnaire
 from app.web import labels
 from app.web.helpers import clinic_today
 

@@ -10,8 +10,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.models import Patient, utcnow
-from app.services import conversation as service
-from app.services.patients import PatientNotFound, get_patient
+from app.services.conversations import conversation as service
+from app.services.messaging.reminders import blocked_reason
+from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.web.message_log import REASON_LABELS
 from app.web.security import current_actor, require_login, requires
 
@@ -65,8 +66,6 @@ def show(study_id: str) -> Any:
 
 
 def _blocked_label(patient: Patient) -> str | None:
-    from app.services.reminders import blocked_reason
-
     reason = blocked_reason(patient)
     return str(REASON_LABELS.get(reason, reason)) if reason else None
 

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.configuration import ConfigurationError
 from app.extensions import db
+from app.web.auth import render_rate_limited_sign_in
 
 logger = logging.getLogger("cadence.web.errors")
 
@@ -46,8 +47,6 @@ def _csrf_error(error: CSRFError) -> Any:
 def _http_error(error: HTTPException) -> Any:
     code = error.code or 500
     if code == 429 and request.endpoint == "auth.sign_in":
-        from app.web.auth import render_rate_limited_sign_in
-
         return render_rate_limited_sign_in()
     titles = {
         400: (_("Bad request"), _("The request could not be understood.")),

@@ -9,8 +9,8 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from app.models import Patient
-from app.services.exports import PrintLine, patient_ics, print_lines
-from app.services.patients import PatientNotFound, get_patient
+from app.services.schedule.exports import PrintLine, patient_ics, print_lines
+from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.web.helpers import clinic_now, clinic_today
 from app.web.security import require_login
 

@@ -18,6 +18,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from app.models import ROLES
+from app.web.labels import role_label
 
 LANGUAGE_CHOICES = (("zh", "中文"), ("en", "English"))
 
@@ -32,8 +33,6 @@ REASON_MAX = 500
 
 def role_choices() -> list[SelectChoice]:
     """Roles with their translated names."""
-    from app.web.labels import role_label
-
     return [SelectChoice(role, role_label(role)) for role in ROLES]
 
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, jsonify
 
 from app.extensions import csrf
 from app.models import utcnow
-from app.services.readiness import is_ready, readiness_checks
+from app.services.shared.readiness import is_ready, readiness_checks
 
 bp = Blueprint("health", __name__)
 

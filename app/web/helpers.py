@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, request
 
-from app.services.paging import Page
+from app.services.shared.pagination import Page
 
 __all__ = [
     "Page",

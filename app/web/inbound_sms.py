@@ -3,7 +3,7 @@
 Configure it in Twilio as the number's (or Messaging Service's) "A message comes in" URL:
 ``<PUBLIC_BASE_URL>/webhooks/twilio/inbound``, HTTP POST. The signature is checked by
 ``twilio_signed`` (403 and nothing stored when it fails); the message is stored, understood and
-answered by app.services.replies; the answer is TwiML (MessagingResponse).
+answered by app.services.conversations.inbound.replies; the answer is TwiML (MessagingResponse).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from xml.sax.saxutils import escape
 from flask import Response, abort, request
 
 from app.models import utcnow
-from app.services.replies import InvalidInbound, receive
-from app.web.webhooks import bp, twilio_signed
+from app.services.conversations.inbound.replies import InvalidInbound, receive
+from app.web.twilio_signed import bp, twilio_signed
 
 logger = logging.getLogger("cadence.webhooks")
 

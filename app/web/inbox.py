@@ -1,7 +1,7 @@
 """The triage inbox: open items by urgency then age; acknowledge, assign, resolve with an action.
 
 Every signed-in role may look (patients.view); nurses and investigators handle items
-(patients.write). Items are issue 5's alerts (app/services/inbox.py explains the categories).
+(patients.write). Items are issue 5's alerts (app/services/conversations/inbox.py explains the categories).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from flask_babel import lazy_gettext as _l
 
 from app.models import utcnow
 from app.models.alerts import RESOLUTION_ACTIONS
-from app.services import inbox as service
-from app.services.alerts import AlertError
+from app.services.alerts.alerts import AlertError
+from app.services.conversations import inbox as service
 from app.web import labels
 from app.web.nav import add_nav_item
 from app.web.security import current_actor, require_login, requires

@@ -7,6 +7,8 @@ from typing import Any
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
+from app.services.shared.users import MIN_PASSWORD_LENGTH
+
 ROLE_LABELS = {
     "nurse": _l("Nurse"),
     "investigator": _l("Investigator"),
@@ -217,8 +219,6 @@ def password_advice(advice: tuple[str, ...]) -> str:
 
 def user_error_message(error: Any) -> str:
     """A translated message for a users-service UserError (by its code)."""
-    from app.services.users import MIN_PASSWORD_LENGTH
-
     messages = {
         "password_too_short": _l("Use at least %(num)d characters.", num=MIN_PASSWORD_LENGTH),
         "password_too_long": _l("The password is too long."),

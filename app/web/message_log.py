@@ -12,9 +12,9 @@ from flask import Blueprint, Flask, render_template, request
 from flask_babel import lazy_gettext as _l
 
 from app.models import MESSAGE_KINDS, OUTBOX_STATUSES, OutboxMessage, Patient
-from app.services import outbox
-from app.services.reminders import blocked_reason
-from app.services.status_callbacks import error_text
+from app.services.messaging import outbox
+from app.services.messaging.reminders import blocked_reason
+from app.services.messaging.status_callbacks import error_text
 from app.web.helpers import clinic_tz, page_number, parse_iso_date
 from app.web.nav import add_nav_item
 from app.web.security import require_login, requires

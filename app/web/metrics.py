@@ -12,7 +12,7 @@ from markupsafe import Markup
 from app.domain import charts
 from app.domain.metrics import DurationStats
 from app.models import utcnow
-from app.services import checkin_metrics
+from app.services.conversations.checkins import metrics as checkin_metrics
 from app.web.helpers import clinic_tz, parse_iso_date
 from app.web.security import current_actor, require_login, requires
 

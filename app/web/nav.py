@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, current_app, request, url_for
 from flask_login import current_user
 
-from app.services.users import has_permission
+from app.services.shared.users import has_permission
 
 NAV_KEY = "cadence.nav"
 

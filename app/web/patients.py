@@ -23,12 +23,13 @@ from wtforms.validators import DataRequired
 from app.domain.calendar import CalendarError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.models import PATIENT_STATUSES, CalendarEvent, Patient
-from app.services import calendar as calendar_service
-from app.services import patient_queries
-from app.services.audit_queries import patient_history
-from app.services.decision_preview import preview_decision
-from app.services.patients import PatientNotFound, enrol_patient, get_patient, mask_phone
-from app.services.protocols import current_protocol
+from app.services.schedule import calendar as calendar_service
+from app.services.schedule import patient_queries
+from app.services.schedule.decision_preview import preview_decision
+from app.services.schedule.patients import enrol_patient, mask_phone
+from app.services.shared.audit_queries import patient_history
+from app.services.shared.patient_lookup import PatientNotFound, get_patient
+from app.services.shared.protocols import current_protocol
 from app.web import timeline
 from app.web.cascade import (
     calendar_fingerprint,
@@ -42,7 +43,7 @@ from app.web.forms import (
     RescheduleForm,
 )
 from app.web.helpers import clinic_today, page_number
-from app.web.labels import is_zh
+from app.web.labels import event_status_label, is_zh, localised
 from app.web.messages import ENROLMENT_FIELDS, calendar_error, enrolment_error
 from app.web.security import current_actor, require_login, requires
 from app.web.timezones import timezone_choices
@@ -352,14 +353,10 @@ def mark(study_id: str, key: str) -> Any:
 
 
 def _short_title(row: CalendarEvent) -> str:
-    from app.web.labels import localised
-
     return localised(row)
 
 
 def _status_word(status: str) -> str:
-    from app.web.labels import event_status_label
-
     return event_status_label(status).lower() if not is_zh() else event_status_label(status)
 
 

@@ -15,13 +15,13 @@ from flask_login import current_user, logout_user
 
 from app.extensions import login_manager
 from app.models import User
-from app.services import sessions as session_service
-from app.services import users as user_service
+from app.services.shared import sessions as session_service
+from app.services.shared import users as user_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 LAST_SEEN_KEY = "_seen"
-# The server-side session id (app/services/sessions.py); sign-out ends it on the server.
+# The server-side session id (app/services/shared/sessions.py); sign-out ends it on the server.
 SESSION_ID_KEY = "_sid"
 # Endpoints a user who must change their password may still reach.
 PASSWORD_CHANGE_ENDPOINTS = {"auth.change_password", "auth.sign_out", "auth.set_language", "static"}

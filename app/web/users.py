@@ -10,8 +10,8 @@ from flask_babel import ngettext
 from flask_login import current_user
 
 from app.models import User
-from app.services import sessions as session_service
-from app.services import users as user_service
+from app.services.shared import sessions as session_service
+from app.services.shared import users as user_service
 from app.web.forms import ConfirmForm, UserCreateForm, UserEditForm
 from app.web.labels import user_error_message
 from app.web.security import current_actor, current_session_id, require_login, requires

@@ -24,9 +24,9 @@ from app.models import (
     OutboxMessage,
     Patient,
 )
-from app.services import users as user_service
-from app.services.checkin_schedule import start_checkin
-from app.services.patients import enrol_patient
+from app.services.conversations.checkins.schedule import start_checkin
+from app.services.schedule.patients import enrol_patient
+from app.services.shared import users as user_service
 from tests.support import (
     PASSWORD,
     csrf_token,

@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 
 from app.extensions import db
-from app.services.checkin_sms import answer_by_sms
-from app.services.checkins import record_answers, session_items
+from app.services.conversations.checkins.by_sms import answer_by_sms
+from app.services.conversations.checkins.sessions import record_answers, session_items
 from tests.checkins.conftest import (
     alerts,
     enrol,

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, CheckinSession, OutboxMessage, utcnow
-from app.services import conversation
-from app.services.checkin_schedule import start_checkin
-from app.services.checkins import record_answers, session_items
+from app.services.conversations import conversation
+from app.services.conversations.checkins.schedule import start_checkin
+from app.services.conversations.checkins.sessions import record_answers, session_items
+from app.services.conversations.inbound.replies import receive
 from app.services.demo import load_demo_checkins, load_demo_data
-from app.services.replies import receive
 from tests.checkins.conftest import (
     checkin_events,
     enrol,

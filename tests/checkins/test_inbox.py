@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, Patient
-from app.services import inbox
-from app.services.alerts import AlertError, NewAlert, create_alert
-from app.services.checkin_schedule import call_tasks_due, start_due
-from app.services.replies import receive
+from app.services.alerts import alerts as alert_service
+from app.services.alerts.alerts import AlertError, NewAlert, create_alert
+from app.services.conversations import inbox
+from app.services.conversations.checkins.schedule import call_tasks_due, start_due
+from app.services.conversations.inbound.replies import receive
 from tests.checkins.conftest import (
     ENROLLED_ON,
     checkin_events,
@@ -140,6 +141,34 @@ def test_resolving_a_call_task_closes_its_check_in(app_ctx: Flask) -> None:
                   actor="user:nurse.chen", now=sent + days(2.2))  # fmt: skip
     row = fresh(session)
     assert (row.status, row.closed_at) == ("missed", sent + days(2.2))
+
+
+def test_resolving_a_call_task_on_the_alerts_page_closes_its_check_in(
+    nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    sent = local(checkin_events(patient)[0].date, 10)
+    (session,) = start_due(sent)
+    call_tasks_due(sent + days(2))
+    (item,) = inbox.open_items()
+    response = post(nurse, f"/alerts/{item.alert.id}/resolve", {"note": "Called; she is well."})
+    assert response.status_code == 302
+    assert db.session.get(Alert, item.alert.id).status == "resolved"
+    row = fresh(session)
+    assert row.status == "missed" and row.closed_at is not None
+
+
+def test_a_call_task_is_not_resolved_without_closing_its_check_in(app_ctx: Flask) -> None:
+    patient = enrol()
+    sent = local(checkin_events(patient)[0].date, 10)
+    (session,) = start_due(sent)
+    call_tasks_due(sent + days(2))
+    (item,) = inbox.open_items()
+    with pytest.raises(TypeError, match="on_call_task"):
+        alert_service.resolve(item.alert.id, actor="user:nurse.chen", note="called")
+    db.session.rollback()
+    assert db.session.get(Alert, item.alert.id).status == "open"
+    assert fresh(session).closed_at is None
 
 
 def test_an_opt_out_by_sms_becomes_an_inbox_item(app_ctx: Flask) -> None:

@@ -13,7 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from app.extensions import db
 from app.models import AuditEntry, CheckinSession, Patient, utcnow
-from app.services.checkin_links import (
+from app.services.conversations.checkins.links import (
     LINK_SALT,
     LinkError,
     link_lifetime,
@@ -21,8 +21,8 @@ from app.services.checkin_links import (
     make_token,
     read_token,
 )
-from app.services.checkin_schedule import start_checkin
-from app.services.checkins import session_items
+from app.services.conversations.checkins.schedule import start_checkin
+from app.services.conversations.checkins.sessions import session_items
 from tests.checkins.conftest import add_rota, alerts, checkin_events, enrol, fresh, full_answers
 
 

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, CheckinSession
-from app.services import checkin_metrics
-from app.services.alerts import NewAlert, acknowledge, create_alert, resolve
-from app.services.checkin_queries import metrics_status, symptom_reports_csv
-from app.services.checkins import record_answers, session_items
+from app.services.alerts.alerts import NewAlert, acknowledge, create_alert, resolve
+from app.services.conversations.checkins import metrics as checkin_metrics
+from app.services.conversations.checkins.queries import metrics_status, symptom_reports_csv
+from app.services.conversations.checkins.sessions import record_answers, session_items
 from tests.checkins.conftest import SHANGHAI, days, enrol, fresh, full_answers, post, start
 from tests.support import sign_in
 
@@ -131,7 +131,7 @@ def test_the_export_is_audited_and_needs_a_nurse_or_investigator(
 
 
 def test_csv_cells_cannot_become_formulas() -> None:
-    from app.services.checkin_queries import csv_safe
+    from app.services.conversations.checkins.queries import csv_safe
 
     assert csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert csv_safe("@SUM") == "'@SUM" and csv_safe("-2") == "'-2"

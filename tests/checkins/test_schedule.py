@@ -11,8 +11,12 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, CheckinSession
-from app.services import checkin_schedule as schedule
-from app.services.checkins import CheckinSettings, record_answers, session_items
+from app.services.conversations.checkins import schedule as schedule
+from app.services.conversations.checkins.sessions import (
+    CheckinSettings,
+    record_answers,
+    session_items,
+)
 from jobs import checkins as checkins_job
 from tests.checkins.conftest import (
     alerts,

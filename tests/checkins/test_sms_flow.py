@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, CalendarEvent, CheckinSession, OutboxMessage, Patient
-from app.services import checkin_sms
-from app.services.checkin_sms import SmsAnswer, answer_by_sms, read_single_answer
-from app.services.checkins import session_items
+from app.services.conversations.checkins import by_sms as checkin_sms
+from app.services.conversations.checkins.by_sms import SmsAnswer, answer_by_sms, read_single_answer
+from app.services.conversations.checkins.sessions import session_items
 from tests.checkins.conftest import (
     CLINICIAN_PHONE,
     add_rota,

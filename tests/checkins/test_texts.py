@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.services.checkin_texts import joined
+from app.services.conversations.checkins.texts import joined
 
 
 def test_chinese_sentences_join_without_spaces_but_a_link_is_followed_by_one() -> None:

@@ -15,7 +15,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
 from app.extensions import db, limiter
-from app.services import users as user_service
+from app.services.shared import users as user_service
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"

@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Alert, CalendarEvent, CheckinSession, OnCallShift, utcnow
-from app.services.checkin_links import make_token
-from app.services.checkin_schedule import start_checkin
-from app.services.checkins import record_answers, session_items
+from app.services.conversations.checkins.links import make_token
+from app.services.conversations.checkins.schedule import start_checkin
+from app.services.conversations.checkins.sessions import record_answers, session_items
 from tests.checkins.conftest import SHANGHAI, enrol, full_answers
 
 pytestmark = pytest.mark.e2e

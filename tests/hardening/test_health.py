@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.extensions import db
 from app.models import JobsHeartbeat, utcnow
-from app.services.heartbeat import latest_heartbeat, record_heartbeat
+from app.services.shared.heartbeat import latest_heartbeat, record_heartbeat
 from tests.support import sign_in
 from tests.web.conftest import Staff
 

@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
 from app.models import OutboxMessage, Patient
-from app.services.patients import enrol_patient
+from app.services.schedule.patients import enrol_patient
 from app.sms import TwilioGateway
 from tests.fakes.fake_twilio import FakeTwilio
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, Patient
-from app.services.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
+from app.services.messaging.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
 from app.sms import ConsoleGateway
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import (

@@ -14,8 +14,8 @@ from werkzeug.serving import make_server
 
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
-from app.services.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
-from app.services.status_callbacks import apply_status_callback
+from app.services.messaging.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
+from app.services.messaging.status_callbacks import apply_status_callback
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import (
     AUTH_TOKEN,

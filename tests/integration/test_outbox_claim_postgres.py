@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import OutboxMessage
-from app.services.dispatch import Dispatcher, DispatchSettings
+from app.services.messaging.dispatch import Dispatcher, DispatchSettings
 from app.sms import ConsoleGateway
 from tests.integration.sms_support import add_due_messages, is_postgres
 

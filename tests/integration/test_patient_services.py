@@ -12,8 +12,9 @@ from app.domain.calendar import RescheduleError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.extensions import db
 from app.models import AuditEntry, AuditEntryImmutableError, CalendarEvent, Patient
-from app.services import calendar as calendar_service
-from app.services.patients import enrol_patient, get_patient
+from app.services.schedule import calendar as calendar_service
+from app.services.schedule.patients import enrol_patient
+from app.services.shared.patient_lookup import get_patient
 
 TODAY = date(2026, 3, 1)
 

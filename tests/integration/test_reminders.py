@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from app.domain.reminders import in_quiet_hours
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, Patient
-from app.services import calendar as calendar_service
-from app.services import reminders
-from app.services.dispatch import Dispatcher, DispatchSettings
+from app.services.messaging import reminders
+from app.services.messaging.dispatch import Dispatcher, DispatchSettings
+from app.services.schedule import calendar as calendar_service
 from app.sms import ConsoleGateway, count_segments
 from tests.integration.sms_support import (
     TODAY,

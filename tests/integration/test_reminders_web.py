@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import OutboxMessage
-from app.services import users as user_service
+from app.services.shared import users as user_service
 from tests.integration.sms_support import enrol
 from tests.support import PASSWORD, FreshContextClient, sign_in
 

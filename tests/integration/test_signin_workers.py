@@ -18,7 +18,7 @@ import pytest
 import requests
 from flask import Flask
 
-from app.services import users as user_service
+from app.services.shared import users as user_service
 
 pytestmark = pytest.mark.slow
 

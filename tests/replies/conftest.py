@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from app.extensions import db
 from app.models import Alert, InboundMessage, OnCallShift, Patient
-from app.services import users as user_service
+from app.services.shared import users as user_service
 from tests.integration.sms_support import AUTH_TOKEN, enrol
 from tests.support import (
     PASSWORD,

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, OnCallShift
-from app.services.alerts import NewAlert, create_alert
-from app.services.replies import receive
+from app.services.alerts.alerts import NewAlert, create_alert
+from app.services.conversations.inbound.replies import receive
 from tests.replies.conftest import MONDAY_10, alerts, inbound_form, patient
 from tests.support import csrf_token, sign_in
 

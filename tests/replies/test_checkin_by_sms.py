@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import CalendarEvent, CheckinSession, OutboxMessage
-from app.services.checkin_schedule import start_due
-from app.services.replies import receive
+from app.services.conversations.checkins.schedule import start_due
+from app.services.conversations.inbound.replies import receive
 from tests.replies.conftest import add_rota, alerts, inbound_form, inbound_rows, patient
 
 

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, CalendarEvent, InboundMessage, OutboxMessage, Patient
-from app.services.reminders import plan_patient
-from app.services.replies import InboundForm, process_stale, receive, store
+from app.services.conversations.inbound.replies import InboundForm, process_stale, receive, store
+from app.services.messaging.reminders import plan_patient
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import ACCOUNT_SID, AUTH_TOKEN
 from tests.replies.conftest import (

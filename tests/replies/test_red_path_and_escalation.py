@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Alert, AuditEntry, OutboxMessage
-from app.services import alerts as alert_service
-from app.services.dispatch import Dispatcher, DispatchSettings
-from app.services.escalation import escalate_due
-from app.services.replies import receive
+from app.services.alerts import alerts as alert_service
+from app.services.alerts.escalation import escalate_due
+from app.services.conversations.inbound.replies import receive
+from app.services.messaging.dispatch import Dispatcher, DispatchSettings
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import (
     fake_fixture,  # noqa: F401  (the `fake` fixture)
@@ -217,7 +217,7 @@ def test_an_escalation_step_is_taken_once_even_if_two_processes_race(app_ctx: Fl
     alert = alerts()[0]
     assert escalate_due(later(15)).escalated == 1
     # A second process that read the alert before the first one's step finds it taken.
-    from app.services.escalation import EscalationReport, _escalate_one
+    from app.services.alerts.escalation import EscalationReport, _escalate_one
 
     report = EscalationReport()
     _escalate_one(alert.id, 0, later(15), "job:other", report)

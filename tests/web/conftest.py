@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from app.domain.patients import EnrolmentRequest
 from app.models import Patient
-from app.services import users as user_service
-from app.services.patients import enrol_patient
+from app.services.schedule.patients import enrol_patient
+from app.services.shared import users as user_service
 from app.web.helpers import clinic_today
 from tests.support import (
     PASSWORD,

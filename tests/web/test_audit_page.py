@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from flask.testing import FlaskClient
 
 from app.extensions import db
-from app.services import audit
+from app.services.shared import audit
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app import create_app
 from app.extensions import db
 from app.models import AuditEntry, User
-from app.services import users as user_service
+from app.services.shared import users as user_service
 from app.web.security import LAST_SEEN_KEY
 from tests.support import FAST_HASHING, PASSWORD, csrf_token, sign_in
 from tests.web.conftest import Staff, post

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import CalendarEvent
-from app.services.protocols import clinic_working_days
+from app.services.shared.protocols import clinic_working_days
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol
 

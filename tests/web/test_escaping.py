@@ -8,8 +8,8 @@ from flask.testing import FlaskClient
 
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services import calendar as calendar_service
-from app.services import users as user_service
+from app.services.schedule import calendar as calendar_service
+from app.services.shared import users as user_service
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 

@@ -8,7 +8,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_user
 
 from app import create_app
-from app.services.users import create_user
+from app.services.shared.users import create_user
 from app.web.nav import add_nav_item, nav_links
 from tests.support import FAST_HASHING
 

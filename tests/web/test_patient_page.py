@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEntry, CalendarEvent, Patient
-from app.services import calendar as calendar_service
+from app.services.schedule import calendar as calendar_service
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 

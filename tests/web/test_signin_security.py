@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, RateLimitCounter, UserSession, utcnow
-from app.services import sessions as session_service
-from app.services import users as user_service
+from app.services.shared import sessions as session_service
+from app.services.shared import users as user_service
 from app.web.labels import PASSWORD_ADVICE
 from tests.support import PASSWORD, csrf_token, fresh_client, sign_in
 from tests.web.conftest import Staff, post

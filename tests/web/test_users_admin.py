@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEntry, User
-from app.services import users as user_service
+from app.services.shared import users as user_service
 from tests.support import PASSWORD, sign_in
 from tests.web.conftest import Staff, post
 

@@ -1,0 +1,1 @@
+"""Alerts layer: alerts, the on-call rota, paging and escalation."""

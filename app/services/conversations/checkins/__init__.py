@@ -1,0 +1,1 @@
+"""Symptom check-ins by SMS and by signed link."""

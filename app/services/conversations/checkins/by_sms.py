@@ -1,0 +1,272 @@
+"""Check-in answers by SMS: a bare answer to the current question, or the whole check-in at once.
+
+``answer_by_sms(patient, inbound_id, body, now)`` is called by the inbound-SMS service before it
+reads a message as free text. It reads a bare answer to the current question ("2", "37.5", "有",
+"三") or a compact reply ("D2 S1 F37.2", app.domain.checkins.parse_compact) and returns None for
+anything else, so free text keeps its own path. Answers go to
+``app.services.conversations.checkins.sessions.record_answers`` (the same function as web answers). Then, one question
+per message: the next question (or the thank-you) is queued in the outbox; a red answer gets the
+emergency reply at once as the webhook's answer and no further question; an unreadable answer
+gets the question again, saying what was not understood.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import bindparam, select
+
+from app.domain import checkins as ck
+from app.domain.replies import ParsedReply, parse_chinese_number
+from app.domain.triage import TriageResult
+from app.extensions import db
+from app.models import CheckinSession, OutboxMessage, Patient
+from app.models.checkins import OPEN_CHECKIN_STATUSES
+from app.models.messages import ACCEPTED_STATUSES
+from app.services.conversations.checkins import texts as texts
+from app.services.conversations.checkins.links import link_url
+from app.services.conversations.checkins.sessions import (
+    AnswerOutcome,
+    deadline_text,
+    item_of,
+    kick_dispatch_soon,
+    position_of,
+    queue_message,
+    record_answers,
+    session_items,
+)
+from app.services.shared import reply_texts
+
+LABEL_WORDS = re.compile(r"^[\w\s\u3400-\u9fff']+$")
+
+
+def _open_for_sms(patient_id: Any, now: Any) -> tuple[Any, ...]:
+    """Where-clauses of a check-in that takes SMS answers (one definition for both statements)."""
+    return (
+        CheckinSession.patient_id == patient_id,
+        CheckinSession.closed_at.is_(None),
+        CheckinSession.status.in_(OPEN_CHECKIN_STATUSES),
+        CheckinSession.expires_at > now,
+        CheckinSession.delivery_blocked.is_(None),
+    )
+
+
+_NEWEST_FIRST = (CheckinSession.sent_at.desc(), CheckinSession.id.desc())
+_NOW = bindparam("p_now", type_=CheckinSession.expires_at.type)
+# Statements run for every inbound SMS, built once.
+_OPEN_SESSION = (
+    select(CheckinSession)
+    .where(*_open_for_sms(bindparam("p_patient"), _NOW))
+    .order_by(*_NEWEST_FIRST)
+    .limit(1)
+)
+OPEN_SESSION_ID_OF_PATIENT = (
+    select(CheckinSession.id)
+    .where(*_open_for_sms(Patient.id, _NOW))
+    .order_by(*_NEWEST_FIRST)
+    .limit(1)
+    .correlate(Patient)
+    .scalar_subquery()
+)
+"""The id of the patient's open SMS check-in (as ``open_session_for_sms``), correlated to a
+query on Patient (bind ``p_now``): lets the inbound service read both in one statement."""
+LOOK_UP = "look up"
+_OUTBOX = OutboxMessage.__table__
+_LATEST_OUTBOUND_KIND = (
+    select(_OUTBOX.c.kind)
+    .where(
+        _OUTBOX.c.patient_id == bindparam("p_patient"),
+        _OUTBOX.c.kind.in_(("reminder", "moved", "checkin")),
+        _OUTBOX.c.status.in_(ACCEPTED_STATUSES),
+        _OUTBOX.c.sent_at.is_not(None),
+    )
+    .order_by(_OUTBOX.c.sent_at.desc(), _OUTBOX.c.id.desc())
+    .limit(1)
+)
+
+
+@dataclass
+class SmsAnswer:
+    """An SMS that answered a check-in: what to reply at once and what was understood."""
+
+    session_id: int
+    reply: str
+    parsed: ParsedReply
+    result: TriageResult
+    alert_id: int | None
+    actions: list[str]
+
+
+def open_session_for_sms(patient_id: int, now: datetime) -> CheckinSession | None:
+    """The patient's newest check-in that takes SMS answers, if any."""
+    return db.session.scalar(_OPEN_SESSION, {"p_patient": patient_id, "p_now": now})
+
+
+_UNIT = re.compile(r"\s*(?:°C|°|度|摄氏度|C)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^\d{1,3}(?:\.\d{1,2})?$")
+_TRAILING = " \t\r\n。.!！,，;；~～"
+
+
+def read_single_answer(text: str, question: ck.Question) -> Any | None:
+    """A bare answer to one question: a number, a Chinese numeral or an answer label; else None.
+
+    The value is not validated here (``question.problem`` does that), so "7" to a 0-4 question
+    is returned as 7 and then refused.
+    """
+    normalized = unicodedata.normalize("NFKC", text or "").replace("℃", "°C").strip(_TRAILING)
+    if not normalized or len(normalized) > 24:
+        return None
+    bare = _UNIT.sub("", normalized).strip()
+    if _NUMBER.match(bare):
+        return float(bare) if "." in bare else int(bare)
+    if len(bare) <= 3:
+        number = parse_chinese_number(bare)
+        if number is not None:
+            return number
+    lowered = normalized.lower()
+    for lang in ("zh", "en"):
+        for value, label in question.options(lang):
+            if LABEL_WORDS.match(label) and lowered == label.lower():
+                return value
+    return None
+
+
+def answer_by_sms(
+    patient: Patient,
+    inbound_message_id: int,
+    body: str,
+    now: datetime,
+    *,
+    open_session_id: int | Literal["look up"] | None = LOOK_UP,
+) -> SmsAnswer | None:
+    """Read an SMS as a check-in answer and act on it; None when it is not one (free text).
+
+    Inside the inbound-SMS transaction: flush, never commit. The next question (or the thank-you
+    message) is queued in the outbox; a red answer gets the emergency reply at once instead.
+    ``open_session_id``: the open check-in's id (or None) when the caller already read it with
+    ``OPEN_SESSION_ID_OF_PATIENT`` in the same transaction.
+    """
+    if open_session_id == LOOK_UP:
+        session = open_session_for_sms(patient.id, now)
+    elif open_session_id is None:
+        return None
+    else:
+        session = db.session.get(CheckinSession, open_session_id)
+    if session is None:
+        return None
+    items = session_items(session)
+    current = ck.next_question(items, session.answers or {})
+    answers, problems, leftover = _read_sms(body, items, current, session)
+    if answers is None:
+        return None
+    actor = f"patient:{patient.study_id}"
+    if not answers:
+        outcome = None
+        question = current
+    else:
+        outcome = record_answers(
+            session.id,
+            answers,
+            channel="sms",
+            now=now,
+            actor=actor,
+            inbound_message_id=inbound_message_id,
+            free_text=leftover,
+        )
+        problems = [*problems, *outcome.problems]
+        question = outcome.next_question
+    return _sms_reply(session, items, outcome, problems, question, inbound_message_id, body, now)
+
+
+def _read_sms(
+    body: str,
+    items: Sequence[ck.CheckinItem],
+    current: ck.Question | None,
+    session: CheckinSession,
+) -> tuple[dict[str, Any] | None, list[ck.AnswerProblem], str]:
+    """(answers, problems, leftover free text); answers None when the SMS is not an answer."""
+    if current is not None and _latest_outbound_is_checkin(session):
+        value = read_single_answer(body, current)
+        if value is not None:
+            problem = current.problem(value)
+            if problem is not None:
+                return {}, [ck.AnswerProblem("out_of_range", current.code, str(value), problem)], ""
+            return {current.code: value}, [], ""
+    compact = ck.parse_compact(body or "", items)
+    if not compact.recognised:
+        return None, [], ""
+    leftover = " ".join(p.value for p in compact.problems if p.kind == "unreadable" and p.value)
+    return dict(compact.answers), list(compact.problems), leftover
+
+
+def _latest_outbound_is_checkin(session: CheckinSession) -> bool:
+    """False when a reminder reached the patient after the last check-in message (then a bare
+    "1" or "2" answers the reminder, not the check-in)."""
+    latest = db.session.connection().scalar(
+        _LATEST_OUTBOUND_KIND, {"p_patient": session.patient_id}
+    )
+    return latest in (None, "checkin")
+
+
+def _sms_reply(
+    session: CheckinSession,
+    items: Sequence[ck.CheckinItem],
+    outcome: AnswerOutcome | None,
+    problems: Sequence[ck.AnswerProblem],
+    question: ck.Question | None,
+    inbound_message_id: int,
+    body: str,
+    now: datetime,
+) -> SmsAnswer:
+    actions: list[str] = [f"checkin:{session.id}"]
+    reply = ""
+    url = link_url(session.id, session.patient_id, now=now)
+    source = f"patient:{session.patient.study_id}"
+    if outcome is not None and outcome.result.priority == "red":
+        reply = reply_texts.red_reply(session.locale)
+        actions.append("emergency_reply")
+        if outcome.alert is not None:
+            actions.append("paged_on_call")
+    elif problems:
+        text = texts.again_message(
+            item_of(items, question), question, position_of(items, question), len(items),
+            problems, url, session.locale,
+        )  # fmt: skip
+        queue_message(session, f"again:{inbound_message_id}", text, due=now, question=question,
+                      source=source, now=now)  # fmt: skip
+        actions.append("asked_again")
+    elif outcome is not None and outcome.complete:
+        text = texts.done_message(
+            outcome.priority, session.locale, deadline_text(session, outcome.priority, now)
+        )
+        queue_message(session, "done", text, due=now, question=None, source=source, now=now)
+        actions.append("checkin_complete")
+    elif question is not None:
+        text = texts.question_message(
+            item_of(items, question), question, position_of(items, question), len(items), url,
+            session.locale,
+        )  # fmt: skip
+        purpose = f"q:{question.code}"
+        if queue_message(session, purpose, text, due=now, question=question, source=source,
+                         now=now) is None:  # fmt: skip
+            queue_message(session, f"{purpose}:{inbound_message_id}", text, due=now,
+                          question=question, source=source, now=now)  # fmt: skip
+        actions.append(f"asked:{question.code}")
+    if reply == "":
+        kick_dispatch_soon()
+    graded = outcome.graded if outcome else ck.grade_answers(items, session.answers or {})
+    result = outcome.result if outcome else TriageResult(session.priority or "none", ())
+    parsed = ck.to_parsed_reply(graded, text=body, language=session.locale)
+    return SmsAnswer(
+        session_id=session.id,
+        reply=reply,
+        parsed=parsed,
+        result=result,
+        alert_id=outcome.alert.id if outcome and outcome.alert else None,
+        actions=actions,
+    )

@@ -1,0 +1,1 @@
+"""Inbound SMS: store, interpret, act and answer."""

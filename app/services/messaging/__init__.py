@@ -1,0 +1,1 @@
+"""Messaging layer: reminder planning, the outbox, dispatch and delivery status callbacks."""

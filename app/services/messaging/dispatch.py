@@ -1,0 +1,804 @@
+"""Send what is due, exactly once, through the configured gateway; reconcile what is unclear.
+
+How exactly-once holds (ARCHITECTURE.md, "Sending exactly once"):
+
+- ``claim``: one statement moves due ``planned`` rows to ``claimed`` with a lease
+  (``claimed_by``, ``claimed_until``). PostgreSQL: ``UPDATE ... WHERE id IN (SELECT ... FOR
+  UPDATE SKIP LOCKED) RETURNING``; SQLite: the same conditional ``UPDATE ... RETURNING`` (SQLite
+  has one writer at a time, and SQLAlchemy leaves out SKIP LOCKED there). Any number of
+  dispatchers in any number of processes and hosts can run at once.
+- A worker thread sends only while its lease has more than ``min_lease_left`` to run, so the
+  reconciler never sees a lease expire while a request may still be in flight.
+- Every outcome is a conditional update (``WHERE status='claimed' AND claimed_by=me``):
+  accepted -> provider id stored; ``RetryableSmsError`` -> planned again with exponential
+  backoff (or ``failed`` after ``max_attempts``); ``AmbiguousSmsError`` (timeout, 5xx) and any
+  unexpected error -> ``unknown``; ``TerminalSmsError`` -> ``failed`` and the patient updated
+  (opted out / invalid number) with an audit row.
+- ``reconcile``: claimed rows whose lease expired (a dispatcher died) become ``unknown``; an
+  ``unknown`` row is looked up at the provider (``find_sent``: recipient + time window, matched
+  on the exact body) and only resent when the provider does not have it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
+
+from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
+from app.extensions import db
+from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.services.messaging.outbox import transition
+from app.services.messaging.reminders import blocked_reason, cancel_unsent, reminder_policy
+from app.services.shared import audit
+from app.sms import (
+    AmbiguousSmsError,
+    ProviderMessage,
+    RetryableSmsError,
+    SentMessage,
+    SmsError,
+    SmsGateway,
+    TerminalSmsError,
+    make_gateway,
+)
+
+logger = logging.getLogger("cadence.dispatch")
+
+Clock = Callable[[], datetime]
+PROVIDER_STATUS_MAP = {
+    "accepted": "queued",
+    "scheduled": "queued",
+    "queued": "queued",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+}
+TERMINAL_PATIENT_ACTIONS = {
+    "opted_out": "patient.sms_opted_out",
+    "invalid_number": "patient.phone_invalid",
+}
+
+
+def _setting(config: Mapping[str, Any], key: str, default: float) -> float:
+    """A numeric setting from the app config, else the environment, else ``default``."""
+    value = config.get(key)
+    if value in (None, ""):
+        value = os.environ.get(key)
+    return float(value) if value not in (None, "") else float(default)
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """Tunables of the dispatcher and the reconciler (SMS_* settings)."""
+
+    batch_size: int = 50
+    workers: int = 8
+    lease: timedelta = timedelta(minutes=5)
+    min_lease_left: timedelta = timedelta(seconds=30)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_cap: timedelta = timedelta(hours=1)
+    settle: timedelta = timedelta(seconds=60)
+    lookup_margin: timedelta = timedelta(minutes=10)
+    status_callback_base: str | None = None
+    quiet_hours: tuple[time, time] | None = None
+    max_lateness: timedelta | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DispatchSettings:
+        """Read SMS_DISPATCH_* / SMS_* settings (app config first, then the environment)."""
+        timeout = _setting(config, "TWILIO_TIMEOUT", 10)
+        lease = _setting(config, "SMS_LEASE_SECONDS", 300)
+        min_left = min(2 * timeout + 5, lease / 2)
+        base = config.get("SMS_STATUS_CALLBACK_URL") or _callback_from_public(config)
+        quiet = None
+        if _setting(config, "SMS_RESPECT_QUIET_HOURS", 1):
+            policy = reminder_policy()
+            quiet = (policy.quiet_start, policy.quiet_end)
+        return cls(
+            batch_size=int(_setting(config, "SMS_DISPATCH_BATCH", 50)),
+            workers=int(_setting(config, "SMS_DISPATCH_WORKERS", 8)),
+            lease=timedelta(seconds=lease),
+            min_lease_left=timedelta(seconds=min_left),
+            max_attempts=int(_setting(config, "SMS_MAX_ATTEMPTS", 8)),
+            retry_base=timedelta(seconds=_setting(config, "SMS_RETRY_BASE_SECONDS", 30)),
+            retry_cap=timedelta(seconds=_setting(config, "SMS_RETRY_MAX_SECONDS", 3600)),
+            settle=timedelta(seconds=_setting(config, "SMS_RECONCILE_SETTLE_SECONDS", 60)),
+            status_callback_base=base,
+            quiet_hours=quiet,
+            max_lateness=timedelta(hours=_setting(config, "SMS_MAX_LATENESS_HOURS", 12)),
+        )
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Exponential backoff with +-20 % jitter after ``attempts`` failed tries."""
+        seconds = self.retry_base.total_seconds() * 2 ** max(attempts - 1, 0)
+        seconds = min(seconds, self.retry_cap.total_seconds())
+        return timedelta(seconds=seconds * random.uniform(0.8, 1.2))
+
+    def callback_url(self, message_id: int) -> str | None:
+        """The status callback URL for one message (None when no public URL is configured)."""
+        if not self.status_callback_base:
+            return None
+        return f"{self.status_callback_base}?m={message_id}"
+
+
+def _callback_from_public(config: Mapping[str, Any]) -> str | None:
+    public = config.get("PUBLIC_BASE_URL")
+    if not public or str(config.get("SMS_BACKEND", "console")).lower() == "console":
+        return None
+    return str(public).rstrip("/") + "/webhooks/twilio/status"
+
+
+@dataclass
+class DispatchReport:
+    """What one dispatch run did."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    unknown: int = 0
+    failed: int = 0
+    blocked: int = 0
+    expired: int = 0
+    deferred: int = 0
+    released: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        """Messages whose attempt ended (any outcome)."""
+        return self.claimed
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        return (
+            f"claimed {self.claimed}, sent {self.sent}, retry later {self.retried}, "
+            f"unknown {self.unknown}, failed {self.failed}, blocked {self.blocked}, "
+            f"expired {self.expired}, quiet hours {self.deferred}, released {self.released}"
+        )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed message, as plain data a worker thread can use without the database."""
+
+    id: int
+    patient_id: int | None  # None: a page to a staff number
+    to: str
+    body: str
+    attempts: int
+    claimed_until: datetime
+    expires_at: datetime | None
+    blocked: str | None = None
+    quiet_until: datetime | None = None
+    expired: str | None = None  # "expired" (the event is over) or "late" (sent too late)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one send attempt."""
+
+    kind: str  # sent | retry | ambiguous | terminal | blocked | expired | quiet | release
+    sent: SentMessage | None = None
+    error: Exception | None = None
+    at: datetime | None = None
+
+
+def worker_name() -> str:
+    """A unique name for this dispatcher: host, process id and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Dispatcher:
+    """Claims due messages and sends them with a small thread pool (see the module docstring)."""
+
+    def __init__(
+        self,
+        gateway: SmsGateway,
+        settings: DispatchSettings,
+        *,
+        actor: str = "system",
+        clock: Clock = utcnow,
+        name: str | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.actor = actor
+        self.clock = clock
+        self.name = name or worker_name()
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def claim(self, now: datetime, limit: int) -> list[Claimed]:
+        """Lease up to ``limit`` planned messages due at ``now`` to this dispatcher; commit.
+
+        ``now`` also decides whether a message is too late (its event is over) and whether it
+        is quiet time for its patient: a simulated ``now`` simulates all three. Leases use the
+        real clock.
+        """
+        if limit <= 0:
+            return []
+        started = self.clock()
+        until = started + self.settings.lease
+        due = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.status == "planned", OutboxMessage.due_at <= now)
+            .order_by(_pages_first(), OutboxMessage.due_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        phone = select(Patient.phone_e164).where(Patient.id == OutboxMessage.patient_id)
+        to = func.coalesce(OutboxMessage.recipient, phone.scalar_subquery())
+        stmt = (
+            update(OutboxMessage)
+            .where(_among(due), OutboxMessage.status == "planned")
+            .values(
+                status="claimed",
+                claimed_by=self.name,
+                claimed_until=until,
+                attempts=OutboxMessage.attempts + 1,
+                last_attempt_at=started,
+                first_attempt_at=func.coalesce(OutboxMessage.first_attempt_at, started),
+                sent_to=to,
+                updated_at=started,
+            )
+            .returning(
+                OutboxMessage.id,
+                OutboxMessage.patient_id,
+                OutboxMessage.sent_to,
+                OutboxMessage.body,
+                OutboxMessage.attempts,
+                OutboxMessage.expires_at,
+                OutboxMessage.send_after,
+                OutboxMessage.kind,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        rows = db.session.execute(stmt).all()
+        if not rows:
+            db.session.commit()
+            return []
+        db.session.execute(
+            insert(OutboxStatusChange),
+            [
+                {
+                    "message_id": row.id,
+                    "at": started,
+                    "from_status": "planned",
+                    "to_status": "claimed",
+                    "source": f"dispatcher:{self.name}",
+                    "detail": f"attempt {row.attempts}",
+                }
+                for row in rows
+            ],
+        )
+        patients = self._patients({row.patient_id for row in rows if row.patient_id is not None})
+        db.session.commit()
+        return [
+            Claimed(
+                id=row.id,
+                patient_id=row.patient_id,
+                to=row.sent_to or "",
+                body=row.body,
+                attempts=row.attempts,
+                claimed_until=until,
+                expires_at=row.expires_at,
+                blocked=_blocked(patients.get(row.patient_id)),
+                quiet_until=_quiet(self, patients.get(row.patient_id), now),
+                expired=self._too_late(row, now),
+            )
+            for row in sorted(rows, key=lambda r: r.id)
+        ]
+
+    @staticmethod
+    def _patients(patient_ids: set[int]) -> dict[int, Patient]:
+        patients = db.session.scalars(select(Patient).where(Patient.id.in_(patient_ids)))
+        return {p.id: p for p in patients}
+
+    def _too_late(self, row: Any, now: datetime) -> str | None:
+        """'expired' when the event is over, 'late' when a reminder is long overdue, else None."""
+        if row.expires_at is not None and now >= row.expires_at:
+            return "expired"
+        lateness = self.settings.max_lateness
+        if row.kind == "reminder" and lateness is not None and now - row.send_after > lateness:
+            return "late"
+        return None
+
+    def _quiet_until(self, patient: Patient, moment: datetime) -> datetime | None:
+        """The end of the quiet hours when it is quiet time for the patient now, else None."""
+        if self.settings.quiet_hours is None:
+            return None
+        start, end = self.settings.quiet_hours
+        local = moment.astimezone(ZoneInfo(patient.timezone or "Asia/Shanghai"))
+        if not in_quiet_hours(local, start, end):
+            return None
+        policy = ReminderPolicy(quiet_start=start, quiet_end=end)
+        return move_out_of_quiet_hours(local, policy, "later").astimezone(UTC)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def attempt(self, claimed: Claimed, should_stop: Callable[[], bool]) -> Outcome:
+        """Send one claimed message (worker thread: no database access here)."""
+        now = self.clock()
+        if claimed.blocked:
+            return Outcome("blocked", at=now)
+        if claimed.expired:
+            return Outcome("expired", at=now)
+        if claimed.quiet_until is not None:
+            return Outcome("quiet", at=now)
+        if should_stop() or claimed.claimed_until - now < self.settings.min_lease_left:
+            return Outcome("release", at=now)
+        try:
+            sent = self.gateway.send(
+                claimed.to, claimed.body, status_callback=self.settings.callback_url(claimed.id)
+            )
+        except RetryableSmsError as exc:
+            return Outcome("retry", error=exc, at=self.clock())
+        except TerminalSmsError as exc:
+            return Outcome("terminal", error=exc, at=self.clock())
+        except AmbiguousSmsError as exc:
+            return Outcome("ambiguous", error=exc, at=self.clock())
+        except Exception as exc:
+            logger.exception("unexpected error sending message %s", claimed.id)
+            return Outcome("ambiguous", error=exc, at=self.clock())
+        return Outcome("sent", sent=sent, at=self.clock())
+
+    def run(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[int], None] | None = None,
+    ) -> DispatchReport:
+        """Send every message due at ``now`` (default: the clock at each claim), then return."""
+        report = DispatchReport()
+        window = max(self.settings.workers * 2, 1)
+        inflight: dict[Future[Outcome], Claimed] = {}
+        exhausted = False
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sms-send") as pool:
+            while True:
+                while not exhausted and not should_stop() and len(inflight) < window:
+                    want = min(self.settings.batch_size, window - len(inflight))
+                    if limit is not None:
+                        want = min(want, limit - report.claimed)
+                    batch = self.claim(now or self.clock(), want) if want > 0 else []
+                    if not batch:
+                        exhausted = True
+                        break
+                    report.claimed += len(batch)
+                    for claimed in batch:
+                        inflight[pool.submit(self.attempt, claimed, should_stop)] = claimed
+                if not inflight:
+                    break
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    claimed = inflight.pop(future)
+                    self.record(claimed, future.result(), report)
+                db.session.commit()
+                if progress is not None:
+                    progress(len(done))
+        return report
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record(self, claimed: Claimed, outcome: Outcome, report: DispatchReport) -> None:
+        """Store one outcome (conditional on our lease); the caller commits."""
+        at = outcome.at or self.clock()
+        handler = getattr(self, f"_record_{outcome.kind}")
+        if not handler(claimed, outcome, at, report) and not _settled_by_callback(claimed, outcome):
+            report.lost += 1
+            logger.error(
+                "message %s: outcome %s not stored, the lease was taken over",
+                claimed.id,
+                outcome.kind,
+            )
+
+    def _move(self, claimed: Claimed, to: str, at: datetime, detail: str, **values: Any) -> bool:
+        values = {"claimed_by": None, "claimed_until": None, **values}
+        return transition(
+            claimed.id,
+            expect=("claimed",),
+            to=to,
+            source=f"dispatcher:{self.name}",
+            detail=detail,
+            values=values,
+            claimed_by=self.name,
+            at=at,
+        )
+
+    def _record_sent(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        assert outcome.sent is not None
+        status = PROVIDER_STATUS_MAP.get(outcome.sent.status or "", "queued")
+        report.sent += 1
+        return self._move(
+            claimed,
+            status,
+            at,
+            f"accepted by {self.gateway.name} as {outcome.sent.provider_id}",
+            provider=self.gateway.name,
+            provider_id=outcome.sent.provider_id,
+            provider_status=outcome.sent.status,
+            sent_at=at,
+            error_code=None,
+            error_reason=None,
+            error_message=None,
+        )
+
+    def _record_retry(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        error = _error_values(outcome.error)
+        if claimed.attempts >= self.settings.max_attempts:
+            report.failed += 1
+            error["error_reason"] = "retries_exhausted"
+            detail = f"gave up after {claimed.attempts} attempts: {outcome.error}"
+            return self._move(claimed, "failed", at, detail, **error)
+        report.retried += 1
+        due = at + self.settings.backoff(claimed.attempts)
+        error["error_reason"] = "retrying"
+        detail = f"retry at {due:%Y-%m-%d %H:%M:%S} UTC: {outcome.error}"
+        return self._move(claimed, "planned", at, detail, due_at=due, **error)
+
+    def _record_ambiguous(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.unknown += 1
+        error = _error_values(outcome.error) | {"error_reason": "ambiguous"}
+        detail = f"may have been sent, to reconcile: {outcome.error}"
+        return self._move(claimed, "unknown", at, detail, **error)
+
+    def _record_terminal(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.failed += 1
+        error = outcome.error
+        reason = error.reason if isinstance(error, TerminalSmsError) else "rejected"
+        values = _error_values(error) | {"error_reason": reason}
+        moved = self._move(claimed, "failed", at, f"refused: {error}", **values)
+        if moved and reason in TERMINAL_PATIENT_ACTIONS and claimed.patient_id is not None:
+            mark_patient_unreachable(
+                claimed.patient_id, reason, str(error), actor=self.actor, at=at
+            )
+        return moved
+
+    def _record_blocked(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.blocked += 1
+        detail = f"not sent: patient {claimed.blocked}"
+        return self._move(claimed, "blocked", at, detail, error_reason=claimed.blocked)
+
+    def _record_expired(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.expired += 1
+        if claimed.expired == "late":
+            detail = "not sent: more than the allowed delay after its planned time"
+        else:
+            detail = "not sent: too late, the event is over"
+        return self._move(claimed, "expired", at, detail, error_reason=claimed.expired)
+
+    def _record_quiet(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.deferred += 1
+        assert claimed.quiet_until is not None
+        detail = (
+            f"quiet hours for the patient: waits until {claimed.quiet_until:%Y-%m-%d %H:%M} UTC"
+        )
+        return self._move(
+            claimed,
+            "planned",
+            at,
+            detail,
+            due_at=claimed.quiet_until,
+            attempts=max(claimed.attempts - 1, 0),
+        )
+
+    def _record_release(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.released += 1
+        detail = "released unsent (stopping or lease too short)"
+        return self._move(claimed, "planned", at, detail, attempts=max(claimed.attempts - 1, 0))
+
+
+def _pages_first() -> ColumnElement[int]:
+    """Pages to staff (red alerts) are claimed before anything else that is due."""
+    return case((OutboxMessage.kind == "page", 0), else_=1)
+
+
+def _blocked(patient: Patient | None) -> str | None:
+    """Why a patient's message may not go out (consent, opt-out...); pages are never blocked."""
+    return blocked_reason(patient) if patient is not None else None
+
+
+def _quiet(dispatcher: Dispatcher, patient: Patient | None, now: datetime) -> datetime | None:
+    """Quiet hours are the patient's; pages to staff go out at any hour."""
+    return dispatcher._quiet_until(patient, now) if patient is not None else None
+
+
+def _among(due: Select[Any]) -> ColumnElement[bool]:
+    """``id IN (due)``, with the subquery evaluated exactly once.
+
+    PostgreSQL may plan ``id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` as a semi-join that
+    re-runs the locking subquery for every outer row, and so claim more than ``n`` rows;
+    ``= ANY(ARRAY(subquery))`` is an init-plan, run once. SQLite runs IN (subquery) once.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        return OutboxMessage.id == func.any(func.array(due.scalar_subquery()))
+    return OutboxMessage.id.in_(due.scalar_subquery())
+
+
+def _settled_by_callback(claimed: Claimed, outcome: Outcome) -> bool:
+    """True when a status callback already stored this very send (it raced the API answer)."""
+    if outcome.sent is None:
+        return False
+    stored = db.session.scalar(
+        select(OutboxMessage.provider_id).where(OutboxMessage.id == claimed.id)
+    )
+    return stored == outcome.sent.provider_id
+
+
+def _error_values(error: Exception | None) -> dict[str, Any]:
+    if isinstance(error, SmsError):
+        return {"error_code": error.provider_code, "error_message": str(error)[:2000]}
+    return {"error_code": None, "error_message": repr(error)[:2000]}
+
+
+def mark_patient_unreachable(
+    patient_id: int | None, reason: str, detail: str, *, actor: str, at: datetime
+) -> None:
+    """Record an opt-out or an invalid number on the patient, audit it, cancel unsent SMS."""
+    if patient_id is None:  # a page to a staff number: no patient to update
+        return
+    patient = db.session.get(Patient, patient_id)
+    if patient is None:
+        return
+    before = {
+        "sms_opted_out_at": _iso(patient.sms_opted_out_at),
+        "phone_status": patient.phone_status,
+    }
+    if reason == "opted_out" and patient.sms_opted_out_at is None:
+        patient.sms_opted_out_at = at
+    elif reason == "invalid_number" and patient.phone_status != "invalid":
+        patient.phone_status = "invalid"
+    else:
+        return
+    audit.record(
+        actor,
+        TERMINAL_PATIENT_ACTIONS[reason],
+        entity_type="patient",
+        entity_id=patient.id,
+        patient_id=patient.id,
+        before=before,
+        after={
+            "sms_opted_out_at": _iso(patient.sms_opted_out_at),
+            "phone_status": patient.phone_status,
+        },
+        reason=f"SMS provider: {detail}"[:500],
+        at=at,
+    )
+    db.session.flush()
+    cancel_unsent(patient, reason=reason, source=actor)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# -- entry points for the CLI and jobs ---------------------------------------------------------
+
+
+def gateway_from_config() -> SmsGateway:
+    """The gateway named by SMS_BACKEND, built once per app and process."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cached = app.extensions.get("cadence.sms_gateway")
+    if cached is None:
+        with _gateway_lock:
+            cached = app.extensions.get("cadence.sms_gateway")
+            if cached is None:
+                cached = make_gateway(app.config)
+                app.extensions["cadence.sms_gateway"] = cached
+    return cached
+
+
+_gateway_lock = threading.Lock()
+
+
+def dispatch_due(
+    now: datetime | None = None,
+    *,
+    actor: str = "system",
+    gateway: SmsGateway | None = None,
+    limit: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[int], None] | None = None,
+) -> DispatchReport:
+    """Send everything due (at ``now``, default the clock) with the configured gateway."""
+    dispatcher = Dispatcher(
+        gateway or gateway_from_config(),
+        DispatchSettings.from_config(current_app.config),
+        actor=actor,
+    )
+    report = dispatcher.run(now, limit=limit, should_stop=should_stop, progress=progress)
+    if report.claimed:
+        logger.info("dispatch: %s", report.summary())
+    return report
+
+
+def due_messages(now: datetime, *, limit: int | None = None) -> list[OutboxMessage]:
+    """The planned messages due at ``now`` (nothing is claimed: for --dry-run)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == "planned", OutboxMessage.due_at <= now)
+        .order_by(OutboxMessage.due_at, OutboxMessage.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(db.session.scalars(stmt))
+
+
+def count_due(now: datetime) -> int:
+    """How many planned messages are due at ``now``."""
+    stmt = select(func.count()).where(
+        OutboxMessage.status == "planned", OutboxMessage.due_at <= now
+    )
+    return int(db.session.scalar(stmt) or 0)
+
+
+# -- reconciliation ----------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconcile run did."""
+
+    lease_expired: int = 0
+    checked: int = 0
+    found: int = 0
+    resend: int = 0
+    still_unknown: int = 0
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        return (
+            f"expired leases {self.lease_expired}, checked {self.checked}, found at provider "
+            f"{self.found}, to resend {self.resend}, still unknown {self.still_unknown}"
+        )
+
+
+def reconcile(
+    *,
+    gateway: SmsGateway | None = None,
+    settings: DispatchSettings | None = None,
+    clock: Clock = utcnow,
+    source: str = "reconciler",
+) -> ReconcileReport:
+    """Resolve messages that may or may not have been sent; never resend one that exists."""
+    gateway = gateway or gateway_from_config()
+    settings = settings or DispatchSettings.from_config(current_app.config)
+    report = ReconcileReport()
+    now = clock()
+    report.lease_expired = _expire_leases(now, source)
+    db.session.commit()
+    cutoff = now - settings.settle
+    rows = db.session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.status == "unknown", OutboxMessage.updated_at <= cutoff)
+        .order_by(OutboxMessage.id)
+    ).all()
+    for row in rows:
+        report.checked += 1
+        _reconcile_one(row, gateway, settings, clock(), source, report)
+        db.session.commit()
+    if report.checked or report.lease_expired:
+        logger.info("reconcile: %s", report.summary())
+    return report
+
+
+def _expire_leases(now: datetime, source: str) -> int:
+    stale = db.session.scalars(
+        select(OutboxMessage.id).where(
+            OutboxMessage.status == "claimed", OutboxMessage.claimed_until < now
+        )
+    ).all()
+    count = 0
+    for message_id in stale:
+        count += transition(
+            message_id,
+            expect=("claimed",),
+            to="unknown",
+            source=source,
+            detail="lease expired (dispatcher stopped mid-send?): may have been sent",
+            values={"error_reason": "lease_expired"},
+            at=now,
+        )
+    return count
+
+
+def _reconcile_one(
+    row: OutboxMessage,
+    gateway: SmsGateway,
+    settings: DispatchSettings,
+    now: datetime,
+    source: str,
+    report: ReconcileReport,
+) -> None:
+    to = row.sent_to or row.recipient or (row.patient.phone_e164 if row.patient else "")
+    since = (row.first_attempt_at or row.created_at) - settings.lookup_margin
+    try:
+        candidates = gateway.find_sent(to, since, now + settings.lookup_margin)
+    except SmsError as exc:
+        report.still_unknown += 1
+        logger.warning("reconcile %s: provider lookup failed: %s", row.id, exc)
+        return
+    match = _match(row, candidates)
+    if match is not None:
+        report.found += 1
+        status = PROVIDER_STATUS_MAP.get(match.status, "queued")
+        transition(
+            row.id,
+            expect=("unknown",),
+            to=status,
+            source=source,
+            detail=f"found at {gateway.name} as {match.provider_id} ({match.status})",
+            values={
+                "provider": gateway.name,
+                "provider_id": match.provider_id,
+                "provider_status": match.status,
+                "sent_at": match.date_created,
+                "sent_to": to,
+                "claimed_by": None,
+                "claimed_until": None,
+                "error_reason": None,
+                "error_code": match.error_code,
+            },
+            at=now,
+        )
+        return
+    report.resend += 1
+    transition(
+        row.id,
+        expect=("unknown",),
+        to="planned",
+        source=source,
+        detail=f"not found at {gateway.name}: safe to send again",
+        values={"due_at": now, "claimed_by": None, "claimed_until": None, "error_reason": None},
+        at=now,
+    )
+
+
+def _match(row: OutboxMessage, candidates: list[ProviderMessage]) -> ProviderMessage | None:
+    same_body = [c for c in candidates if c.body == row.body]
+    if not same_body:
+        return None
+    known = set(
+        db.session.scalars(
+            select(OutboxMessage.provider_id).where(
+                OutboxMessage.provider_id.in_([c.provider_id for c in same_body]),
+                OutboxMessage.id != row.id,
+            )
+        )
+    )
+    fresh = [c for c in same_body if c.provider_id not in known]
+    return min(fresh, key=lambda c: c.date_created) if fresh else None

@@ -1,0 +1,206 @@
+"""Shared outbox helpers: guarded status changes with history, and the queries the UI needs.
+
+Every status change is a conditional UPDATE (``WHERE status IN expected``) so that planners,
+dispatchers, reconcilers and status callbacks running at the same time can never undo each
+other's work; the history row is written only when the change happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import selectinload
+
+from app.extensions import db
+from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.services.shared.pagination import Page, paginate
+
+PAGE_SIZE = 50
+
+
+def transition(
+    message_id: int,
+    *,
+    expect: Iterable[str],
+    to: str,
+    source: str,
+    detail: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    claimed_by: str | None = None,
+    at: datetime | None = None,
+    from_status: str | None = None,
+) -> bool:
+    """Move one message from one of ``expect`` to ``to`` (and set ``values``); False if not."""
+    at = at or utcnow()
+    expected = tuple(expect)
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(expected))
+        .values(status=to, updated_at=at, **dict(values or {}))
+        .returning(OutboxMessage.status)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed_by is not None:
+        stmt = stmt.where(OutboxMessage.claimed_by == claimed_by)
+    changed = db.session.execute(stmt).first() is not None
+    if changed:
+        if from_status is None and len(expected) == 1:
+            from_status = expected[0]
+        add_history(message_id, from_status, to, source=source, detail=detail, at=at)
+    return changed
+
+
+def add_history(
+    message_id: int,
+    from_status: str | None,
+    to_status: str,
+    *,
+    source: str,
+    detail: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one status-history row (no ORM object: cheap in the dispatcher's hot path)."""
+    db.session.execute(
+        insert(OutboxStatusChange).values(
+            message_id=message_id,
+            at=at or utcnow(),
+            from_status=from_status,
+            to_status=to_status,
+            source=source[:120],
+            detail=detail,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What the message log shows: one patient, one status, one kind, a local date range."""
+
+    patient: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @property
+    def active(self) -> bool:
+        """True when any filter is set."""
+        return any((self.patient, self.status, self.kind, self.date_from, self.date_to))
+
+
+def message_log(
+    filters: MessageFilter, *, tz: ZoneInfo, page: int = 1, per_page: int = PAGE_SIZE
+) -> Page:
+    """Messages matching ``filters``, latest send time first, one page of them."""
+    stmt = select(OutboxMessage).join(Patient).options(selectinload(OutboxMessage.patient))
+    if filters.patient:
+        needle = filters.patient.strip()
+        stmt = stmt.where(or_(Patient.study_id == needle, Patient.study_id.ilike(f"%{needle}%")))
+    if filters.status:
+        stmt = stmt.where(OutboxMessage.status == filters.status)
+    if filters.kind:
+        stmt = stmt.where(OutboxMessage.kind == filters.kind)
+    if filters.date_from:
+        start = datetime.combine(filters.date_from, time(0), tzinfo=tz)
+        stmt = stmt.where(OutboxMessage.send_after >= start)
+    if filters.date_to:
+        end = datetime.combine(filters.date_to + timedelta(days=1), time(0), tzinfo=tz)
+        stmt = stmt.where(OutboxMessage.send_after < end)
+    ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
+    return paginate(ordered, page, per_page)
+
+
+def status_counts() -> dict[str, int]:
+    """How many messages are in each status (for the log's summary and health checks)."""
+    rows = db.session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    ).all()
+    return {status: int(count) for status, count in rows}
+
+
+def next_planned(patient_id: int, *, limit: int = 5) -> list[OutboxMessage]:
+    """The patient's next messages waiting to be sent, soonest first."""
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status == "planned")
+            .order_by(OutboxMessage.send_after, OutboxMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def problems(*, limit: int = 20) -> list[OutboxMessage]:
+    """Messages that need a person: failed, undelivered, blocked, expired or still unknown."""
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status.in_(("failed", "undelivered", "blocked", "expired", "unknown"))
+            )
+            .order_by(OutboxMessage.updated_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class OutboxHealth:
+    """Is sending keeping up? The oldest overdue message, unclear ones, recent problems."""
+
+    oldest_due_seconds: float
+    unknown: int
+    stuck_claims: int
+    problems_last_day: int
+
+    @property
+    def healthy(self) -> bool:
+        """True when a dispatcher runs (nothing due for over 5 minutes) and nothing is stuck."""
+        return self.oldest_due_seconds <= 300 and self.stuck_claims == 0
+
+    def to_json(self) -> dict[str, object]:
+        """For a health endpoint or monitoring."""
+        return {
+            "healthy": self.healthy,
+            "oldest_due_seconds": round(self.oldest_due_seconds),
+            "unknown": self.unknown,
+            "stuck_claims": self.stuck_claims,
+            "problems_last_day": self.problems_last_day,
+        }
+
+
+def health(now: datetime | None = None) -> OutboxHealth:
+    """How far behind sending is (a jobs process must run for the oldest due to stay small)."""
+    now = now or utcnow()
+    oldest = db.session.scalar(
+        select(func.min(OutboxMessage.due_at)).where(
+            OutboxMessage.status == "planned", OutboxMessage.due_at <= now
+        )
+    )
+    counts = dict(
+        db.session.execute(
+            select(OutboxMessage.status, func.count())
+            .where(OutboxMessage.status.in_(("unknown", "claimed")))
+            .where((OutboxMessage.status == "unknown") | (OutboxMessage.claimed_until < now))
+            .group_by(OutboxMessage.status)
+        ).all()
+    )
+    problems_recent = db.session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            OutboxMessage.status.in_(("failed", "undelivered", "blocked")),
+            OutboxMessage.updated_at >= now - timedelta(days=1),
+        )
+    )
+    return OutboxHealth(
+        oldest_due_seconds=(now - oldest).total_seconds() if oldest else 0.0,
+        unknown=int(counts.get("unknown", 0)),
+        stuck_claims=int(counts.get("claimed", 0)),
+        problems_last_day=int(problems_recent or 0),
+    )

@@ -1,0 +1,599 @@
+"""Plan a patient's SMS reminders into the outbox, inside the caller's transaction.
+
+``plan_patient(patient, now=..., moves=...)`` is called by enrolment and by every calendar
+change before they commit: it asks app.domain.reminders what should be sent when, renders each
+body in the patient's language and time zone (gettext + Babel), and makes the outbox match:
+new rows inserted, unsent rows of moved or cancelled events cancelled, unchanged rows left
+alone (natural keys make re-planning idempotent). Rows that reached the provider are never
+touched. A patient who cannot receive SMS (no consent, opted out, invalid number, off study)
+gets nothing planned and loses every unsent row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_skeleton, format_time
+from flask import current_app
+from flask_babel import force_locale, gettext, ngettext
+from sqlalchemy import select
+
+from app.domain import reminders as rd
+from app.domain.reminders import (
+    EventMove,
+    ExistingMessage,
+    PlannedMessage,
+    ReminderEvent,
+    ReminderItem,
+    ReminderPolicy,
+)
+from app.extensions import db
+from app.models import OutboxMessage, Patient, utcnow
+from app.models.messages import COUNTED_STATUSES
+from app.services.messaging.outbox import add_history, transition
+from app.services.shared.patient_lookup import get_patient
+from app.services.shared.protocols import current_protocol
+from app.sms.segments import count_segments, with_signature
+
+# A reschedule can move dozens of later events: name the first ones, count the rest.
+MOVED_CLAUSES_SHOWN = 2
+
+PLANNER_KINDS = ("reminder", "moved")
+KNOWN_TEMPLATES = (
+    "treatment",
+    "premedication",
+    "labs",
+    "imaging",
+    "endoscopy",
+    "followup",
+    "visit",
+)
+
+
+@dataclass
+class PlanResult:
+    """What a planning run changed in the outbox."""
+
+    created: int = 0
+    updated: int = 0
+    reactivated: int = 0
+    cancelled: int = 0
+    kept: int = 0
+    moved_notice: OutboxMessage | None = None
+    blocked_reason: str | None = None
+    messages: list[OutboxMessage] = field(default_factory=list)
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def reminder_policy() -> ReminderPolicy:
+    """The protocol file's reminder rules; quiet hours and budget fall back to the settings."""
+    raw = dict(current_protocol().raw.get("reminders") or {})
+    config = current_app.config
+    raw.setdefault(
+        "quiet_hours",
+        {
+            "start": config.get("QUIET_HOURS_START", "21:00"),
+            "end": config.get("QUIET_HOURS_END", "08:00"),
+        },
+    )
+    raw.setdefault("daily_budget", int(config.get("SMS_DAILY_BUDGET", 3)))
+    policy = rd.parse_reminder_policy(raw)
+    unknown = sorted({r.template for r in policy.rules} - set(KNOWN_TEMPLATES))
+    if unknown:
+        raise rd.ReminderConfigError(
+            f"reminders: unknown template(s) {', '.join(unknown)}; "
+            f"known: {', '.join(KNOWN_TEMPLATES)}"
+        )
+    return policy
+
+
+def planning_moment(today: date | None) -> datetime:
+    """The 'now' to plan from: the real clock, or the start of ``today`` when it is another day."""
+    real = utcnow()
+    if today is None:
+        return real
+    clinic = ZoneInfo(current_app.config.get("CLINIC_TIMEZONE", "Asia/Shanghai"))
+    if real.astimezone(clinic).date() == today:
+        return real
+    return datetime.combine(today, time(0, 0), tzinfo=clinic).astimezone(UTC)
+
+
+def blocked_reason(patient: Patient) -> str | None:
+    """Why no SMS may be planned or sent to this patient, or None when it may."""
+    if not patient.sms_consent:
+        return "no_consent"
+    if patient.sms_opted_out_at is not None:
+        return "opted_out"
+    if patient.phone_status != "ok":
+        return "invalid_number"
+    if patient.status in ("withdrawn", "off_study"):
+        return "off_study"
+    return None
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Who a body is for: language and time zone."""
+
+    locale: str
+    tz: ZoneInfo
+
+
+def context_for(patient: Patient) -> RenderContext:
+    """The patient's language and time zone."""
+    locale = patient.locale if patient.locale in ("zh", "en") else "zh"
+    return RenderContext(locale=locale, tz=ZoneInfo(patient.timezone or "Asia/Shanghai"))
+
+
+def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
+    """The exact text sent for ``message`` (signature and opt-out hint included)."""
+    with force_locale(ctx.locale):
+        if message.kind == "moved":
+            head = gettext("Schedule change:")
+            clauses = _moved_clauses(message.items, ctx)
+        else:
+            head = gettext("Reminder:")
+            clauses = [_reminder_clause(item, ctx) for item in message.items]
+        parts = [head, *clauses]
+        if variant:
+            parts.append(_variant_suffix(message, variant, ctx))
+        if current_app.config.get("SMS_OPT_OUT_HINT", True):
+            parts.append(gettext("Reply STOP to opt out."))
+    return _signed(_joined(parts, ctx))
+
+
+def _signed(body: str) -> str:
+    signature = current_app.config.get("SMS_SIGNATURE") or ""
+    position = current_app.config.get("SMS_SIGNATURE_POSITION", "prefix")
+    return with_signature(body, signature, position) if signature else body
+
+
+def _date(day: date, ctx: RenderContext) -> str:
+    return format_skeleton("MMMEd", day, locale=ctx.locale)
+
+
+def _time(moment: datetime, ctx: RenderContext) -> str:
+    return format_time(moment, "short", tzinfo=ctx.tz, locale=ctx.locale)
+
+
+def _reminder_clause(item: ReminderItem, ctx: RenderContext) -> str:
+    values = {
+        "date": _date(item.event_date, ctx),
+        "day": _date(item.send_at.astimezone(ctx.tz).date(), ctx),
+        "time": _time(item.send_at, ctx),
+    }
+    today = item.days_before == 0
+    parts = [_TEMPLATE_TEXT[item.template](today, values)]
+    if item.detail == "titles" and item.title is not None:
+        parts.append(gettext("(%(title)s)", title=item.title.get(ctx.locale)))
+    if item.preparation is not None:
+        parts.append(gettext("Preparation: %(text)s", text=item.preparation.get(ctx.locale)))
+    return _joined(parts, ctx)
+
+
+def _joined(parts: list[str], ctx: RenderContext) -> str:
+    """Sentences joined as the language writes them (a space in English, nothing in Chinese)."""
+    return (" " if ctx.locale == "en" else "").join(part for part in parts if part)
+
+
+def _treatment(today: bool, values: dict[str, str]) -> str:
+    if today:
+        return gettext("Your treatment is today, %(date)s. Please come on time.", **values)
+    return gettext("Your treatment is on %(date)s. Please come on time.", **values)
+
+
+def _premedication(today: bool, values: dict[str, str]) -> str:
+    return gettext(
+        "Please take the medicine prescribed for before your treatment (%(day)s, %(time)s dose).",
+        **values,
+    )
+
+
+def _labs(today: bool, values: dict[str, str]) -> str:
+    if today:
+        return gettext("Blood test at the hospital today, %(date)s.", **values)
+    return gettext("Blood test at the hospital on %(date)s.", **values)
+
+
+def _imaging(today: bool, values: dict[str, str]) -> str:
+    if today:
+        return gettext("Your scan is today, %(date)s.", **values)
+    return gettext("You have a scan on %(date)s.", **values)
+
+
+def _endoscopy(today: bool, values: dict[str, str]) -> str:
+    if today:
+        return gettext("Your endoscopy is today, %(date)s.", **values)
+    return gettext("You have an endoscopy on %(date)s.", **values)
+
+
+def _followup(today: bool, values: dict[str, str]) -> str:
+    return gettext("The study team will contact you around %(date)s.", **values)
+
+
+def _visit(today: bool, values: dict[str, str]) -> str:
+    if today:
+        return gettext("Your hospital visit is today, %(date)s.", **values)
+    return gettext("You have a hospital visit on %(date)s.", **values)
+
+
+_TEMPLATE_TEXT = {
+    "treatment": _treatment,
+    "premedication": _premedication,
+    "labs": _labs,
+    "imaging": _imaging,
+    "endoscopy": _endoscopy,
+    "followup": _followup,
+    "visit": _visit,
+}
+
+
+def _moved_clauses(items: Sequence[ReminderItem], ctx: RenderContext) -> list[str]:
+    """The first moves in words; a cascade of many later moves is summed up in one sentence."""
+    shown = [_moved_clause(item, ctx) for item in items[:MOVED_CLAUSES_SHOWN]]
+    rest = len(items) - MOVED_CLAUSES_SHOWN
+    if rest > 0:
+        shown.append(
+            ngettext(
+                "%(num)d later appointment has moved too; you will be reminded before it.",
+                "%(num)d later appointments have moved too; you will be reminded before each.",
+                rest,
+            )
+        )
+    return shown
+
+
+def _moved_clause(item: ReminderItem, ctx: RenderContext) -> str:
+    values = {
+        "old": _date(item.moved_from, ctx) if item.moved_from else "",
+        "new": _date(item.event_date, ctx),
+    }
+    parts = [_MOVED_TEXT.get(item.kind, _moved_visit)(values)]
+    if item.detail == "titles" and item.title is not None:
+        parts.append(gettext("(%(title)s)", title=item.title.get(ctx.locale)))
+    return _joined(parts, ctx)
+
+
+def _moved_treatment(values: dict[str, str]) -> str:
+    return gettext("Your treatment has moved from %(old)s to %(new)s.", **values)
+
+
+def _moved_labs(values: dict[str, str]) -> str:
+    return gettext("Your blood test has moved from %(old)s to %(new)s.", **values)
+
+
+def _moved_scan(values: dict[str, str]) -> str:
+    return gettext("Your scan has moved from %(old)s to %(new)s.", **values)
+
+
+def _moved_endoscopy(values: dict[str, str]) -> str:
+    return gettext("Your endoscopy has moved from %(old)s to %(new)s.", **values)
+
+
+def _moved_followup(values: dict[str, str]) -> str:
+    return gettext("Your follow-up call has moved from %(old)s to %(new)s.", **values)
+
+
+def _moved_visit(values: dict[str, str]) -> str:
+    return gettext("Your visit has moved from %(old)s to %(new)s.", **values)
+
+
+_MOVED_TEXT = {
+    "infusion": _moved_treatment,
+    "radiotherapy": _moved_treatment,
+    "labs": _moved_labs,
+    "imaging": _moved_scan,
+    "endoscopy": _moved_endoscopy,
+    "followup": _moved_followup,
+}
+
+
+def _variant_suffix(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
+    stamp = format_skeleton("MMMdHm", message.send_at, locale=ctx.locale)
+    if variant > 1:
+        stamp += f" #{variant}"
+    return gettext("(%(when)s)", when=stamp)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def reminder_events(patient: Patient) -> list[ReminderEvent]:
+    """The patient's calendar rows as the reminder planner sees them."""
+    return [ReminderEvent.of(row) for row in patient.events]
+
+
+def moves_from_changes(changes: Iterable[object]) -> list[EventMove]:
+    """The moved events of a calendar change (anything with key/old_date/new_date/new_status)."""
+    moves = []
+    for change in changes:
+        old, new = getattr(change, "old_date", None), getattr(change, "new_date", None)
+        if old is not None and new is not None and old != new:
+            moves.append(
+                EventMove(
+                    key=change.key,  # type: ignore[attr-defined]
+                    old_date=old,
+                    new_date=new,
+                    new_status=getattr(change, "new_status", None),
+                )
+            )
+    return moves
+
+
+def plan_patient(
+    patient: Patient,
+    *,
+    now: datetime,
+    moves: Sequence[EventMove] = (),
+    source: str = "planner",
+) -> PlanResult:
+    """Make the patient's unsent reminders match the calendar; flush, never commit."""
+    db.session.flush()
+    result = PlanResult()
+    reason = blocked_reason(patient)
+    rows = _patient_rows(patient.id)
+    if reason is not None:
+        result.blocked_reason = reason
+        result.cancelled = _cancel_rows(
+            [r for r in rows if r.status == "planned"], reason, source, error=reason
+        )
+        return result
+    policy = reminder_policy()
+    ctx = context_for(patient)
+    events = reminder_events(patient)
+    result.cancelled += _cancel_stale_due_rows(rows, events, now, source)
+    result.moved_notice = _plan_moved_notice(patient, rows, moves, events, policy, ctx, now, source)
+    if result.moved_notice is not None:
+        rows = _patient_rows(patient.id)
+    replaceable = [
+        r for r in rows if r.kind == "reminder" and r.status == "planned" and r.send_after >= now
+    ]
+    replaceable_ids = {r.id for r in replaceable}
+    existing = [
+        ExistingMessage(r.send_after, r.body)
+        for r in rows
+        if r.status in COUNTED_STATUSES and r.id not in replaceable_ids
+    ]
+    desired = rd.plan_messages(
+        policy, events, ctx.tz, now, existing, lambda m, v: render_message(m, v, ctx)
+    )
+    _sync(patient, rows, replaceable, desired, ctx, now, source, result)
+    db.session.flush()
+    return result
+
+
+def replan_patient(patient_ref: str | int, *, now: datetime, source: str) -> PlanResult:
+    """Re-plan one patient and commit (CLI, jobs)."""
+    patient = get_patient(patient_ref)
+    result = plan_patient(patient, now=now, source=source)
+    db.session.commit()
+    return result
+
+
+def replan_all(*, now: datetime, source: str) -> dict[str, int]:
+    """Re-plan every patient, one transaction each; return totals."""
+    totals = {"patients": 0, "created": 0, "cancelled": 0}
+    ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
+    for patient_id in ids:
+        result = replan_patient(patient_id, now=now, source=source)
+        totals["patients"] += 1
+        totals["created"] += result.created + result.reactivated
+        totals["cancelled"] += result.cancelled
+    return totals
+
+
+def preview_plan(patient: Patient, *, now: datetime) -> list[PlannedMessage]:
+    """The reminders planning would create from ``now``, without touching the outbox."""
+    if blocked_reason(patient) is not None:
+        return []
+    ctx = context_for(patient)
+    return rd.plan_messages(
+        reminder_policy(),
+        reminder_events(patient),
+        ctx.tz,
+        now,
+        [],
+        lambda m, v: render_message(m, v, ctx),
+    )
+
+
+def cancel_unsent(patient: Patient, *, reason: str, source: str) -> int:
+    """Cancel every planned message of the patient (e.g. after an opt-out); no commit."""
+    rows = [r for r in _patient_rows(patient.id) if r.status == "planned"]
+    return _cancel_rows(rows, reason, source, error=reason)
+
+
+def _patient_rows(patient_id: int) -> list[OutboxMessage]:
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.patient_id == patient_id)
+            .order_by(OutboxMessage.send_after, OutboxMessage.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _cancel_rows(
+    rows: Iterable[OutboxMessage], detail: str, source: str, *, error: str | None
+) -> int:
+    cancelled = 0
+    for row in rows:
+        values = {"error_reason": error} if error else {}
+        if transition(
+            row.id,
+            expect=("planned",),
+            to="cancelled",
+            source=source,
+            detail=detail,
+            values=values,
+        ):
+            cancelled += 1
+    return cancelled
+
+
+def _cancel_stale_due_rows(
+    rows: Sequence[OutboxMessage], events: Sequence[ReminderEvent], now: datetime, source: str
+) -> int:
+    """Cancel planned rows that are already due but whose events moved or were cancelled."""
+    by_key = {event.key: event for event in events}
+    stale = []
+    for row in rows:
+        if row.status != "planned" or row.kind not in PLANNER_KINDS or row.send_after >= now:
+            continue
+        if row.kind == "reminder" and not _items_still_valid(row, by_key):
+            stale.append(row)
+    return _cancel_rows(stale, "event moved or cancelled", source, error=None)
+
+
+def _items_still_valid(row: OutboxMessage, by_key: dict[str, ReminderEvent]) -> bool:
+    for item in row.items or []:
+        event = by_key.get(item.get("event_key", ""))
+        if event is None or event.status not in rd.LIVE_EVENT_STATUSES:
+            return False
+        if event.date.isoformat() != item.get("event_date"):
+            return False
+    return True
+
+
+def _plan_moved_notice(
+    patient: Patient,
+    rows: Sequence[OutboxMessage],
+    moves: Sequence[EventMove],
+    events: Sequence[ReminderEvent],
+    policy: ReminderPolicy,
+    ctx: RenderContext,
+    now: datetime,
+    source: str,
+) -> OutboxMessage | None:
+    """One "your visit has moved" message covering these moves and any unsent earlier one."""
+    if not moves:
+        return None
+    pending = [r for r in rows if r.kind == "moved" and r.status == "planned"]
+    combined = _combine_moves(pending, moves)
+    items = rd.moved_items(policy, combined, events, ctx.tz, now)
+    notice = rd.moved_notice(policy, items, ctx.tz, now, lambda m, v: render_message(m, v, ctx))
+    same = [r for r in pending if notice is not None and r.dedupe_key == notice.dedupe_key]
+    _cancel_rows(
+        [r for r in pending if r not in same], "replaced by a newer notice", source, error=None
+    )
+    if notice is None or same:
+        return same[0] if same else None
+    row = _new_row(patient, notice, ctx, source)
+    return row
+
+
+def _combine_moves(pending: Sequence[OutboxMessage], moves: Sequence[EventMove]) -> list[EventMove]:
+    """Moves of an unsent notice plus the new ones: first known date per event."""
+    combined: dict[str, EventMove] = {}
+    for row in pending:
+        for item in row.items or []:
+            moved_from = item.get("moved_from")
+            if moved_from and item["event_key"] not in combined:
+                combined[item["event_key"]] = EventMove(
+                    item["event_key"], date.fromisoformat(moved_from)
+                )
+    for move in moves:
+        first = combined.get(move.key)
+        old = first.old_date if first is not None else move.old_date
+        combined[move.key] = EventMove(move.key, old, move.new_date, move.new_status)
+    return list(combined.values())
+
+
+def _sync(
+    patient: Patient,
+    rows: Sequence[OutboxMessage],
+    replaceable: Sequence[OutboxMessage],
+    desired: Sequence[PlannedMessage],
+    ctx: RenderContext,
+    now: datetime,
+    source: str,
+    result: PlanResult,
+) -> None:
+    by_key = {row.dedupe_key: row for row in rows}
+    wanted = {message.dedupe_key for message in desired}
+    result.cancelled += _cancel_rows(
+        [r for r in replaceable if r.dedupe_key not in wanted],
+        "re-planned",
+        source,
+        error=None,
+    )
+    for message in desired:
+        row = by_key.get(message.dedupe_key)
+        if row is None:
+            result.messages.append(_new_row(patient, message, ctx, source))
+            result.created += 1
+        elif row.status == "planned":
+            if _update_planned(row, message, ctx, source):
+                result.updated += 1
+            else:
+                result.kept += 1
+        elif row.status == "cancelled" and _reactivate(row, message, ctx, source):
+            result.reactivated += 1
+
+
+def _reactivate(
+    row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
+) -> bool:
+    values = _content_values(message, ctx) | {"error_reason": None}
+    return transition(
+        row.id, expect=("cancelled",), to="planned", source=source, detail="planned again",
+        values=values,
+    )  # fmt: skip
+
+
+def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, object]:
+    info = count_segments(message.body)
+    return {
+        "body": message.body,
+        "locale": ctx.locale,
+        "segments": info.segments,
+        "encoding": info.encoding,
+        "send_after": message.send_at.astimezone(UTC),
+        "due_at": message.send_at.astimezone(UTC),
+        "expires_at": message.expires_at.astimezone(UTC),
+        "event_keys": message.event_keys,
+        "items": [item.to_json() for item in message.items],
+        "notes": list(message.notes),
+    }
+
+
+def _update_planned(
+    row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
+) -> bool:
+    values = _content_values(message, ctx)
+    if row.body == values["body"] and list(row.notes or []) == values["notes"]:
+        return False
+    return transition(
+        row.id, expect=("planned",), to="planned", source=source, detail="re-rendered",
+        values=values,
+    )  # fmt: skip
+
+
+def _new_row(
+    patient: Patient, message: PlannedMessage, ctx: RenderContext, source: str
+) -> OutboxMessage:
+    row = OutboxMessage(
+        patient_id=patient.id,
+        dedupe_key=message.dedupe_key,
+        kind=message.kind,
+        status="planned",
+        **_content_values(message, ctx),
+    )
+    db.session.add(row)
+    db.session.flush()
+    add_history(row.id, None, "planned", source=source, detail=", ".join(message.notes) or None)
+    return row
+
+
+def patient_can_receive(patient: Patient) -> bool:
+    """True when SMS may be planned and sent to the patient."""
+    return blocked_reason(patient) is None

@@ -1,0 +1,1 @@
+"""Schedule layer: patients, their calendars, decisions (enrol, reschedule, salvage, stop) and queries."""

@@ -1,0 +1,125 @@
+"""Use cases for patients: enrol (with the calendar, in one transaction), list, find."""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.domain.calendar import PlannedEvent, generate
+from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
+from app.extensions import db
+from app.models import CalendarEvent, Patient
+from app.services.messaging import reminders
+from app.services.shared import audit
+from app.services.shared.protocols import clinic_working_days, current_protocol
+
+
+def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Patient:
+    """Validate, create the patient and the whole calendar, audit it, and commit once."""
+    protocol = current_protocol()
+    valid = validate_enrolment(
+        request,
+        protocol,
+        today=today,
+        default_region=current_app.config.get("DEFAULT_PHONE_REGION", "CN"),
+    )
+    if db.session.scalar(select(Patient.id).where(Patient.study_id == valid.study_id)):
+        raise EnrolmentError({"study_id": f"study id {valid.study_id} is already enrolled"})
+    patient = Patient(
+        study_id=valid.study_id,
+        initials=valid.initials,
+        phone_e164=valid.phone_e164,
+        locale=valid.locale,
+        timezone=valid.timezone,
+        sms_consent=valid.sms_consent,
+        sms_consent_date=valid.sms_consent_date,
+        protocol_code=protocol.code,
+        choices=valid.choices,
+        start_date=valid.start_date,
+        recurrence_date=valid.recurrence_date,
+        status="active",
+    )
+    db.session.add(patient)
+    planned = generate(
+        protocol,
+        valid.choices,
+        valid.start_date,
+        ZoneInfo(valid.timezone),
+        clinic_working_days(),
+        recurrence_date=valid.recurrence_date,
+    )
+    for item in planned:
+        patient.events.append(event_row(item))
+    db.session.flush()
+    audit.record(
+        actor,
+        "patient.enrol",
+        entity_type="patient",
+        entity_id=patient.id,
+        patient_id=patient.id,
+        after=patient_snapshot(patient) | {"events": len(planned)},
+        reason="enrolment",
+    )
+    reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
+    db.session.commit()
+    return patient
+
+
+def list_patients() -> list[Patient]:
+    """All patients ordered by study id."""
+    return list(db.session.scalars(select(Patient).order_by(Patient.study_id)))
+
+
+def patient_snapshot(patient: Patient) -> dict[str, object]:
+    """The audit view of a patient: identifiers and settings, phone masked."""
+    return {
+        "study_id": patient.study_id,
+        "initials": patient.initials,
+        "phone": mask_phone(patient.phone_e164),
+        "locale": patient.locale,
+        "timezone": patient.timezone,
+        "sms_consent": patient.sms_consent,
+        "sms_consent_date": _iso(patient.sms_consent_date),
+        "choices": dict(patient.choices or {}),
+        "start_date": _iso(patient.start_date),
+        "status": patient.status,
+    }
+
+
+def mask_phone(e164: str) -> str:
+    """Show only the country code and last four digits of a number."""
+    if len(e164) <= 7:
+        return "***"
+    return e164[:3] + "*" * (len(e164) - 7) + e164[-4:]
+
+
+def event_row(item: PlannedEvent) -> CalendarEvent:
+    """A new database row for a planned event."""
+    row = CalendarEvent(key=item.key)
+    copy_planned_into_row(item, row)
+    return row
+
+
+def copy_planned_into_row(item: PlannedEvent, row: CalendarEvent) -> None:
+    """Copy the domain event's fields onto a row (same key)."""
+    row.kind = item.kind
+    row.phase = item.phase
+    row.cycle = item.cycle
+    row.date = item.date
+    row.window_start = item.window_start
+    row.window_end = item.window_end
+    row.moved_from = item.moved_from
+    row.title_en = item.title_en
+    row.title_zh = item.title_zh
+    row.drugs = list(item.drugs)
+    row.details = dict(item.details)
+    row.flags = list(item.flags)
+    row.anchor = item.anchor
+    row.status = item.status
+
+
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value else None

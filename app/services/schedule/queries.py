@@ -1,0 +1,373 @@
+"""Read-only queries over calendar events of all patients (day, week, month views; Today page).
+
+Every query runs in SQL and loads only the columns the pages show, so the views stay quick with
+thousands of patients (~100k events).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Select, String, and_, case, cast, func, or_, select
+
+from app.extensions import db
+from app.models import CalendarEvent, Patient
+from app.services.shared.pagination import Page, paginate
+from app.services.shared.protocols import clinic_working_days
+
+OPEN_STATUSES = ("planned", "confirmed")
+SHOWN_STATUSES = ("planned", "confirmed", "done", "missed")
+# Kinds that bring the patient to the hospital.
+ATTENDANCE_KINDS = ("infusion", "labs", "imaging", "endoscopy", "radiotherapy")
+# Kinds that give a dose of treatment.
+DOSE_KINDS = ("infusion", "radiotherapy")
+# Kinds the team records as done or missed (check-ins and premedication are patient-side).
+STAFF_RECORDED_KINDS = (*ATTENDANCE_KINDS, "followup", "review")
+# Kinds a patient can only have once a day: a second one the same day is a clash.
+ONCE_A_DAY_KINDS = ("infusion", "endoscopy", "radiotherapy", "followup", "review")
+# Order of kinds within a day.
+KIND_DISPLAY_ORDER = (
+    "infusion",
+    "radiotherapy",
+    "labs",
+    "imaging",
+    "endoscopy",
+    "review",
+    "followup",
+    "premedication",
+    "checkin",
+)
+# Calendar-engine flags that need a nurse's attention.
+WARNING_FLAGS = (
+    "outside_window",
+    "no_working_day_in_window",
+    "on_non_working_day",
+    "min_interval_enforced",
+    "overdue",
+)
+
+_EVENT_COLUMNS = (
+    CalendarEvent.id,
+    CalendarEvent.key,
+    CalendarEvent.kind,
+    CalendarEvent.phase,
+    CalendarEvent.cycle,
+    CalendarEvent.date,
+    CalendarEvent.window_start,
+    CalendarEvent.window_end,
+    CalendarEvent.moved_from,
+    CalendarEvent.title_en,
+    CalendarEvent.title_zh,
+    CalendarEvent.flags,
+    CalendarEvent.status,
+    Patient.id.label("patient_id"),
+    Patient.study_id,
+    Patient.initials,
+    Patient.status.label("patient_status"),
+)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event with the identifiers of its patient, as the cross-patient pages show it."""
+
+    id: int
+    key: str
+    kind: str
+    phase: str
+    cycle: int | None
+    date: date
+    window_start: date
+    window_end: date
+    moved_from: date | None
+    title_en: str
+    title_zh: str
+    flags: tuple[str, ...]
+    status: str
+    patient_id: int
+    study_id: str
+    initials: str
+    patient_status: str
+
+    @property
+    def warning_flags(self) -> list[str]:
+        """The flags that need attention."""
+        return [f for f in self.flags if f in WARNING_FLAGS]
+
+    @property
+    def is_open(self) -> bool:
+        """Planned or confirmed."""
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional filters of the calendar views."""
+
+    kinds: tuple[str, ...] = ()
+    phases: tuple[str, ...] = ()
+    include_done: bool = True
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        """Add the WHERE clauses for these filters."""
+        statuses = SHOWN_STATUSES if self.include_done else OPEN_STATUSES
+        query = query.where(CalendarEvent.status.in_(statuses))
+        if self.kinds:
+            query = query.where(CalendarEvent.kind.in_(self.kinds))
+        if self.phases:
+            query = query.where(CalendarEvent.phase.in_(self.phases))
+        return query
+
+
+@dataclass
+class DayLoad:
+    """What happens on one day across all patients."""
+
+    day: date
+    total: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    patients: int = 0
+    clashes: int = 0
+    working_day: bool = True
+    closed_day_events: int = 0
+
+    @property
+    def has_clash(self) -> bool:
+        """True when something on this day needs checking."""
+        return self.clashes > 0 or self.closed_day_events > 0
+
+
+def _rows(query: Select[Any]) -> list[EventRow]:
+    return [_to_row(r) for r in db.session.execute(query).all()]
+
+
+def _to_row(r: Any) -> EventRow:
+    return EventRow(
+        id=r.id,
+        key=r.key,
+        kind=r.kind,
+        phase=r.phase,
+        cycle=r.cycle,
+        date=r.date,
+        window_start=r.window_start,
+        window_end=r.window_end,
+        moved_from=r.moved_from,
+        title_en=r.title_en,
+        title_zh=r.title_zh,
+        flags=tuple(r.flags or ()),
+        status=r.status,
+        patient_id=r.patient_id,
+        study_id=r.study_id,
+        initials=r.initials,
+        patient_status=r.patient_status,
+    )
+
+
+def _base() -> Select[Any]:
+    return select(*_EVENT_COLUMNS).join(Patient, Patient.id == CalendarEvent.patient_id)
+
+
+# Date ranges up to this many days are queried as a list of days (see _on_days).
+DAY_LIST_LIMIT = 62
+
+
+def _on_days(first: date, last: date) -> Any:
+    """WHERE the event's date is from `first` to `last`.
+
+    Short ranges are written as `date IN (each day)`: every day is then an equality on the
+    (date, status) index, which planners prefer over the (status, window_end) index even without
+    table statistics (SQLite has none until ANALYZE runs).
+    """
+    days = (last - first).days
+    if days < 0:
+        return CalendarEvent.date.in_([])
+    if days <= DAY_LIST_LIMIT:
+        return CalendarEvent.date.in_([first + timedelta(days=i) for i in range(days + 1)])
+    return and_(CalendarEvent.date >= first, CalendarEvent.date <= last)
+
+
+def _case_kind(kinds: Sequence[str]) -> Any:
+    """Order by kind: the listed kinds first, in that order."""
+    return case({k: i for i, k in enumerate(kinds)}, value=CalendarEvent.kind, else_=len(kinds))
+
+
+def events_between(
+    first: date, last: date, filters: Filters | None = None, *, limit: int | None = None
+) -> list[EventRow]:
+    """Events from `first` to `last` (inclusive), by date, kind and study id."""
+    query = (filters or Filters()).apply(_base().where(_on_days(first, last)))
+    query = query.order_by(
+        CalendarEvent.date, _case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return _rows(query)
+
+
+def count_between(first: date, last: date, filters: Filters | None = None) -> int:
+    """How many events `events_between` would return without a limit."""
+    query = (filters or Filters()).apply(
+        select(func.count(CalendarEvent.id))
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(_on_days(first, last))
+    )
+    return int(db.session.scalar(query) or 0)
+
+
+def day_page(day: date, filters: Filters, page: int, per_page: int = 50) -> Page:
+    """One page of a day's events, ordered by kind and study id."""
+    query = filters.apply(_base().where(_on_days(day, day))).order_by(
+        _case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id
+    )
+    result = paginate(query, page, per_page, scalars=False)
+    return Page(
+        items=[_to_row(r) for r in result.items],
+        page=result.page,
+        per_page=result.per_page,
+        total=result.total,
+    )
+
+
+def week_events(
+    first: date, filters: Filters, *, per_day: int = 60
+) -> dict[date, tuple[list[EventRow], int]]:
+    """Seven days from `first`: up to `per_day` events of each day and the day's total."""
+    days = [first + timedelta(days=i) for i in range(7)]
+    totals = _counts_by_day(first, days[-1], filters)
+    numbered = filters.apply(
+        select(
+            *_EVENT_COLUMNS,
+            func.row_number()
+            .over(
+                partition_by=CalendarEvent.date,
+                order_by=(_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id),
+            )
+            .label("n"),
+        )
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(_on_days(first, days[-1]))
+    ).subquery()
+    query = select(numbered).where(numbered.c.n <= per_day).order_by(numbered.c.date, numbered.c.n)
+    by_day: dict[date, list[EventRow]] = {d: [] for d in days}
+    for r in db.session.execute(query).all():
+        by_day[r.date].append(_to_row(r))
+    return {d: (by_day[d], totals.get(d, 0)) for d in days}
+
+
+def _counts_by_day(first: date, last: date, filters: Filters) -> dict[date, int]:
+    query = filters.apply(
+        select(CalendarEvent.date, func.count(CalendarEvent.id))
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(_on_days(first, last))
+        .group_by(CalendarEvent.date)
+    )
+    return {day: int(n) for day, n in db.session.execute(query).all()}
+
+
+def load_by_day(first: date, last: date, filters: Filters) -> dict[date, DayLoad]:
+    """Per day from `first` to `last`: events by kind, patients, clashes and clinic closures."""
+    working = clinic_working_days()
+    loads = {}
+    day = first
+    while day <= last:
+        loads[day] = DayLoad(day=day, working_day=working.is_working_day(day))
+        day += timedelta(days=1)
+    by_kind = filters.apply(
+        select(CalendarEvent.date, CalendarEvent.kind, func.count(CalendarEvent.id))
+        .where(_on_days(first, last))
+        .group_by(CalendarEvent.date, CalendarEvent.kind)
+    )
+    for day, kind, n in db.session.execute(by_kind).all():
+        load = loads[day]
+        load.by_kind[kind] = int(n)
+        load.total += int(n)
+    patients = filters.apply(
+        select(CalendarEvent.date, func.count(func.distinct(CalendarEvent.patient_id)))
+        .where(_on_days(first, last))
+        .group_by(CalendarEvent.date)
+    )
+    for day, n in db.session.execute(patients).all():
+        loads[day].patients = int(n)
+    for day, n in clash_counts(first, last).items():
+        loads[day].clashes = n
+    for load in loads.values():
+        if not load.working_day:
+            load.closed_day_events = sum(
+                n for kind, n in load.by_kind.items() if kind in ATTENDANCE_KINDS
+            )
+    return loads
+
+
+def clash_counts(first: date, last: date) -> dict[date, int]:
+    """Per day, how many patients have two open events of a once-a-day kind (e.g. infusions)."""
+    pairs = (
+        select(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
+        .where(
+            _on_days(first, last),
+            CalendarEvent.status.in_(OPEN_STATUSES),
+            CalendarEvent.kind.in_(ONCE_A_DAY_KINDS),
+        )
+        .group_by(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
+        .having(func.count(CalendarEvent.id) > 1)
+        .subquery()
+    )
+    query = select(pairs.c.date, func.count(func.distinct(pairs.c.patient_id))).group_by(
+        pairs.c.date
+    )
+    return {day: int(n) for day, n in db.session.execute(query).all()}
+
+
+def clashing_event_ids(rows: Iterable[EventRow]) -> set[int]:
+    """Ids of the given events that clash (same patient, same day, same once-a-day kind)."""
+    seen: dict[tuple[int, date, str], list[int]] = defaultdict(list)
+    for row in rows:
+        if row.kind in ONCE_A_DAY_KINDS and row.is_open:
+            seen[(row.patient_id, row.date, row.kind)].append(row.id)
+    return {i for ids in seen.values() if len(ids) > 1 for i in ids}
+
+
+def _warning_condition() -> Any:
+    text = cast(CalendarEvent.flags, String)
+    return or_(*[text.like(f'%"{flag}"%') for flag in WARNING_FLAGS])
+
+
+def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
+    """Open staff-recorded events whose window has passed (patients still on study)."""
+    condition = and_(
+        CalendarEvent.window_end < today,
+        CalendarEvent.status.in_(OPEN_STATUSES),
+        CalendarEvent.kind.in_(STAFF_RECORDED_KINDS),
+        Patient.status.notin_(("withdrawn", "off_study")),
+    )
+    rows = _rows(
+        _base().where(condition).order_by(CalendarEvent.date.desc(), Patient.study_id).limit(limit)
+    )
+    total = db.session.scalar(
+        select(func.count(CalendarEvent.id))
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(condition)
+    )
+    return rows, int(total or 0)
+
+
+def flagged(today: date, *, horizon_days: int = 42, limit: int = 50) -> tuple[list[EventRow], int]:
+    """Open events from today to the horizon that the calendar engine flagged for attention."""
+    condition = and_(
+        _on_days(today, today + timedelta(days=horizon_days)),
+        CalendarEvent.status.in_(OPEN_STATUSES),
+        Patient.status.notin_(("withdrawn", "off_study")),
+        _warning_condition(),
+    )
+    rows = _rows(
+        _base().where(condition).order_by(CalendarEvent.date, Patient.study_id).limit(limit)
+    )
+    total = db.session.scalar(
+        select(func.count(CalendarEvent.id))
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(condition)
+    )
+    return rows, int(total or 0)
