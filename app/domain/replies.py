@@ -22,6 +22,16 @@ from typing import Any
 
 import yaml
 
+from app.domain.reply_normalizer import (
+    PinyinIndex,
+    build_pinyin_index,
+    fix_homophones,
+    from_pinyin,
+    fuzzy_word,
+    to_first_person,
+    to_simplified,
+)
+
 INTENTS = (
     "confirm",
     "reschedule_request",
@@ -296,6 +306,9 @@ class Vocabulary:
     fuzzy_targets: tuple[str, ...]
     fuzzy_min_length: int
     fuzzy_never: frozenset[str]
+    pinyin: PinyinIndex = field(default_factory=PinyinIndex)
+    fuzzy_two_edits_from: int = 9
+    flag_sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_vocabulary(path: str | Path | None = None) -> Vocabulary:
@@ -346,7 +359,36 @@ def _load_vocabulary_dir(directory: Path) -> Vocabulary:
         fuzzy_targets=tuple(_string_list(fuzzy.get("targets", []), spelling_file, "fuzzy.targets")),
         fuzzy_min_length=_int(fuzzy.get("min_length", 7), spelling_file, "fuzzy.min_length", 3),
         fuzzy_never=frozenset(_string_list(fuzzy.get("never", []), spelling_file, "fuzzy.never")),
+        pinyin=build_pinyin_index(
+            _zh_literals([docs["symptoms.yaml"], docs["flags.yaml"]]),
+            _zh_literals(
+                [docs["modifiers.yaml"], docs["intents.yaml"], spelling.get("pinyin_words", {})]
+            ),
+        ),
+        fuzzy_two_edits_from=_int(
+            fuzzy.get("two_edits_from", 9), spelling_file, "fuzzy.two_edits_from", 5
+        ),
+        flag_sources=_flag_sources(docs["flags.yaml"], str(directory / "flags.yaml")),
     )
+
+
+def _zh_literals(docs: list[Any]) -> list[str]:
+    """Every literal (not ``re:``) Chinese phrase under a ``zh:`` key, in file order."""
+    found: list[str] = []
+
+    def walk(node: Any, chinese: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, chinese or key == "zh")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, chinese)
+        elif chinese and isinstance(node, str) and not node.startswith("re:"):
+            found.append(_normalize_phrase(node))
+
+    for doc in docs:
+        walk(doc, False)
+    return found
 
 
 def _read_yaml(path: Path) -> Any:
@@ -596,8 +638,20 @@ def _build_flags(doc: Any, file: str) -> dict[str, PhraseSet]:
     for name, phrases in entries.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise VocabularyError(f"{_where(file, str(name))}: flag names are snake_case")
-        flags[name] = _phrase_set(phrases, file, name)
+        entry = {k: v for k, v in _mapping(phrases, file, name).items() if k != "source"}
+        flags[name] = _phrase_set(entry, file, name)
     return flags
+
+
+def _flag_sources(doc: Any, file: str) -> dict[str, str]:
+    """The clinical source named by each flag (``source:``), for the docs and `triage explain`."""
+    sources = {}
+    for name, entry in _mapping(doc, file, "").items():
+        source = _mapping(entry, file, str(name)).get("source", "")
+        if not isinstance(source, str):
+            raise VocabularyError(f"{_where(file, f'{name}.source')}: expected text")
+        sources[str(name)] = source
+    return sources
 
 
 def _build_intents(doc: Any, file: str) -> IntentLexicon:
@@ -718,6 +772,12 @@ def normalize_text(text: str, vocabulary: Vocabulary | None = None) -> str:
 
 
 def _normalize(text: str, vocab: Vocabulary) -> tuple[str, bool]:
+    steps, truncated = normalization_steps(text, vocab)
+    return steps[-1][1], truncated
+
+
+def normalization_steps(text: str, vocab: Vocabulary) -> tuple[list[tuple[str, str]], bool]:
+    """Each normalisation step as (name, text after it), and whether the input was truncated."""
     truncated = len(text) > MAX_INPUT_CHARS
     raw = text[:MAX_INPUT_CHARS].translate(_PRE_NFKC)
     raw = _INVISIBLE.sub(" ", raw)
@@ -726,7 +786,13 @@ def _normalize(text: str, vocab: Vocabulary) -> tuple[str, bool]:
     norm = _NEWLINES.sub("\n", _SPACES.sub(" ", norm)).strip()
     if len(norm) > MAX_NORMALIZED_CHARS:
         norm, truncated = norm[:MAX_NORMALIZED_CHARS], True
-    return _fix_spelling(norm, vocab), truncated
+    steps = [("width_case_spaces", norm)]
+    steps.append(("traditional_to_simplified", to_simplified(steps[-1][1])))
+    steps.append(("pinyin_to_chinese", from_pinyin(steps[-1][1], vocab.pinyin)))
+    steps.append(("subject_to_first_person", to_first_person(steps[-1][1])[0]))
+    steps.append(("homophone_typos", fix_homophones(steps[-1][1], vocab.pinyin)))
+    steps.append(("english_spelling", _fix_spelling(steps[-1][1], vocab)))
+    return steps, truncated
 
 
 def _fix_spelling(text: str, vocab: Vocabulary) -> str:
@@ -748,33 +814,8 @@ def _corrected_word(word: str, vocab: Vocabulary) -> str:
         return word
     if word in vocab.fuzzy_targets:
         return word
-    for target in vocab.fuzzy_targets:
-        if abs(len(target) - len(word)) <= 1 and _within_one_edit(word, target):
-            return target
-    return word
-
-
-def _within_one_edit(a: str, b: str) -> bool:
-    """True when a and b differ by at most one insertion, deletion, change or adjacent swap."""
-    if a == b:
-        return True
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        if len(diff) == 1:
-            return True
-        return (
-            len(diff) == 2
-            and diff[1] == diff[0] + 1
-            and a[diff[0]] == b[diff[1]]
-            and a[diff[1]] == b[diff[0]]
-        )
-    short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    if len(long_) - len(short) != 1:
-        return False
-    i = 0
-    while i < len(short) and short[i] == long_[i]:
-        i += 1
-    return short[i:] == long_[i + 1 :]
+    distance = 2 if len(word) >= vocab.fuzzy_two_edits_from else 1
+    return fuzzy_word(word, vocab.fuzzy_targets, distance) or word
 
 
 def _compact(text: str) -> str:
