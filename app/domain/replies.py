@@ -173,6 +173,8 @@ class ParsedReply:
     answer: int | None = None
     codes: dict[str, int] = field(default_factory=dict, hash=False)
     flags: tuple[str, ...] = ()
+    unread_hints: tuple[str, ...] = ()
+    non_clinical: bool = False
 
     @property
     def active_symptoms(self) -> tuple[SymptomMention, ...]:
@@ -272,6 +274,7 @@ class IntentLexicon:
 
     polite: tuple[str, ...]
     opt_out: WholeSet
+    opt_out_anywhere: PhraseSet
     opt_in: WholeSet
     opt_in_after_opt_out: WholeSet
     help: WholeSet
@@ -307,6 +310,8 @@ class Vocabulary:
     fuzzy_min_length: int
     fuzzy_never: frozenset[str]
     pinyin: PinyinIndex = field(default_factory=PinyinIndex)
+    clinical_hints: PhraseSet = field(default_factory=lambda: PhraseSet(None))
+    non_clinical: PhraseSet = field(default_factory=lambda: PhraseSet(None))
     fuzzy_two_edits_from: int = 9
     flag_sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -359,6 +364,17 @@ def _load_vocabulary_dir(directory: Path) -> Vocabulary:
         fuzzy_targets=tuple(_string_list(fuzzy.get("targets", []), spelling_file, "fuzzy.targets")),
         fuzzy_min_length=_int(fuzzy.get("min_length", 7), spelling_file, "fuzzy.min_length", 3),
         fuzzy_never=frozenset(_string_list(fuzzy.get("never", []), spelling_file, "fuzzy.never")),
+        clinical_hints=_phrase_set(mods.get("clinical_hints", {}), mods_file, "clinical_hints"),
+        non_clinical=_phrase_set(
+            _section(
+                _mapping(docs["intents.yaml"], str(directory / "intents.yaml"), ""),
+                "non_clinical",
+                "anywhere",
+                str(directory / "intents.yaml"),
+            ),
+            str(directory / "intents.yaml"),
+            "non_clinical.anywhere",
+        ),
         pinyin=build_pinyin_index(
             _zh_literals([docs["symptoms.yaml"], docs["flags.yaml"]]),
             _zh_literals(
@@ -678,6 +694,9 @@ def _build_intents(doc: Any, file: str) -> IntentLexicon:
     return IntentLexicon(
         polite=tuple(sorted(polite, key=len, reverse=True)),
         opt_out=_whole_set(_section(entry, "opt_out", "whole", file), file, "opt_out.whole"),
+        opt_out_anywhere=_phrase_set(
+            _section(entry, "opt_out", "anywhere", file), file, "opt_out.anywhere"
+        ),
         opt_in=_whole_set(_section(entry, "opt_in", "whole", file), file, "opt_in.whole"),
         opt_in_after_opt_out=_whole_set(
             _section(entry, "opt_in_after_opt_out", "whole", file),
@@ -942,7 +961,7 @@ def _count_value(match: re.Match) -> int | None:
 
 # --------------------------------------------------------------------------- temperature
 
-_TEMP_NUMBER = re.compile(r"(?<![\d.,:/])(\d{2,3})(?:(\.|,|点)(\d{1,2}))?(?!\d)")
+_TEMP_NUMBER = re.compile(r"(?<![\d.:/])(?<!\d,)(\d{2,3})(?:(\.|,|点)(\d{1,2}))?(?!\d)")
 _TEMP_UNIT = re.compile(
     r"[ ]?(?:(?P<f>°\s*f(?![a-z])|华氏度?|fahrenheit"
     r"|degrees?\s*f(?:ahrenheit)?(?![a-z])|deg\s*f(?![a-z])"
@@ -1363,6 +1382,7 @@ class _Extraction:
     flags: list[str]
     negated_flags: list[str]
     temperature_c: float | None
+    covered: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _extract(text: str, vocab: Vocabulary, context: ReplyContext) -> _Extraction:
@@ -1398,6 +1418,10 @@ def _extract(text: str, vocab: Vocabulary, context: ReplyContext) -> _Extraction
         flags=_unique(name for name, neg in flags if not neg),
         negated_flags=_unique(name for name, neg in flags if neg),
         temperature_c=None if temperature is None else round(temperature, 1),
+        covered=[(s.start, s.end) for s in spans]
+        + [(m.start(), m.end()) for m in vocab.neutral.finditer(text)]
+        + [(t.start, t.end) for t in temperatures]
+        + [(m.start(), m.end()) for m in vocab.temperature_words.finditer(text)],
     )
 
 
@@ -1489,6 +1513,8 @@ def _scored_mention(
 ) -> SymptomMention:
     """A check-in answer (0-4 score, or a count) as a symptom mention."""
     detail: dict[str, Any] = {"score": score, "scale": scale}
+    if scale in _COMPOSITE_GRADE:
+        detail[scale] = score  # the raw PRO-CTCAE answer, which the alert rules read
     if levels and score in levels:
         detail["level"] = levels[score]
     if score == 0:
@@ -1556,7 +1582,7 @@ def _simple_intent(
 ) -> str:
     """Intent of a message without clinical content."""
     lex = vocab.intents
-    if _whole_match(lex.opt_out, spaced, lex.polite):
+    if _whole_match(lex.opt_out, spaced, lex.polite) or lex.opt_out_anywhere.search(text):
         return "opt_out"
     if _whole_match(lex.opt_in, spaced, lex.polite):
         return "opt_in"
@@ -1633,6 +1659,10 @@ def _parse(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> Pa
     flags = list(extraction.flags)
     if truncated:
         flags.append("truncated")
+    if intent == "symptom_report" and vocab.intents.opt_out_anywhere.search(normalized):
+        flags.append("opt_out_request")  # the symptom comes first; the opt-out is still asked for
+    unread = _unread(normalized, extraction.covered)
+    hints = _unread_hints(normalized, unread, extraction.covered, vocab)
     return ParsedReply(
         text=text,
         normalized=normalized,
@@ -1643,6 +1673,43 @@ def _parse(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> Pa
         answer=answer,
         codes=codes,
         flags=tuple(flags),
+        unread_hints=() if intent == "checkin_answer" else hints,
+        non_clinical=_is_non_clinical(normalized, spaced, unread, hints, vocab),
+    )
+
+
+def _unread(text: str, covered: list[tuple[int, int]]) -> str:
+    """The text with every span the parser understood blanked out."""
+    chars = list(text)
+    for start, end in covered:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
+_HINT_CLAUSE = re.compile(r"[^,，。.!?;；\n]+")
+
+
+def _unread_hints(
+    text: str, unread: str, covered: list[tuple[int, int]], vocab: Vocabulary
+) -> tuple[str, ...]:
+    """Clinical words in clauses the parser understood nothing of ("partly read" messages)."""
+    found: list[str] = []
+    for clause in _HINT_CLAUSE.finditer(text):
+        start, end = clause.span()
+        if any(s < end and start < e for s, e in covered):
+            continue  # the clause was read: its other words are context ("rash on my arm")
+        found += [m.group(0) for m in vocab.clinical_hints.finditer(unread, start, end)]
+    return tuple(_unique(found))
+
+
+def _is_non_clinical(text: str, spaced: str, unread: str, hints: tuple[str, ...], vocab) -> bool:
+    """Clearly not about health: no clinical word left unread, and empty or about logistics."""
+    if hints:
+        return False
+    if not re.search(f"[a-z{_CJK}0-9]", spaced):
+        return True
+    return (
+        vocab.non_clinical.search(unread) is not None or vocab.non_clinical.search(text) is not None
     )
 
 
