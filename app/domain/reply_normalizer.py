@@ -182,8 +182,8 @@ def build_pinyin_index(clinical: Iterable[str], other: Iterable[str]) -> PinyinI
         chars = "".join(c for c in phrase if not c.isspace())
         if not chars or not all(_CJK_CHAR.fullmatch(c) for c in chars):
             continue
-        key = tuple(pinyin_of(chars))
-        by_pinyin.setdefault(key, chars)
+        for reading in _readings(chars):
+            by_pinyin.setdefault(reading, chars)
         if is_clinical and len(chars) >= 2:
             for reading in _readings(chars):
                 homophones.setdefault(reading, [])
@@ -240,7 +240,7 @@ def _convert_run(run: str, index: PinyinIndex) -> str:
     i = 0
     while i < len(syllables):
         for size in range(min(_MAX_SYLLABLES, len(syllables) - i), 0, -1):
-            phrase = index.by_pinyin.get(tuple(syllables[i : i + size]))
+            phrase = index.by_pinyin.get(tuple(loose_syllable(s) for s in syllables[i : i + size]))
             if phrase is not None:
                 out.append(phrase)
                 found_phrase = found_phrase or size >= _MIN_PINYIN_PHRASE
