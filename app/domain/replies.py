@@ -376,9 +376,11 @@ def _load_vocabulary_dir(directory: Path) -> Vocabulary:
             "non_clinical.anywhere",
         ),
         pinyin=build_pinyin_index(
-            _zh_literals([docs["symptoms.yaml"], docs["flags.yaml"]]),
             _zh_literals(
-                [docs["modifiers.yaml"], docs["intents.yaml"], spelling.get("pinyin_words", {})]
+                [docs["symptoms.yaml"], docs["flags.yaml"], spelling.get("homophone_words", {})]
+            ),
+            _zh_literals(
+                [spelling.get("pinyin_words", {}), docs["modifiers.yaml"], docs["intents.yaml"]]
             ),
         ),
         fuzzy_two_edits_from=_int(
@@ -1120,6 +1122,10 @@ class _Span:
 _KIND_RANK = {"neutral": 0, "negated": 1, "implies": 2, "mention": 3, "flag": 4}
 
 
+_GENERIC_FLAGS = frozenset({"unwell", "hospital"})
+"""Flags dropped inside a symptom phrase ("pain" in "chest pain"); specific red flags are kept."""
+
+
 def _phrase_spans(text: str, vocab: Vocabulary) -> list[_Span]:
     """Symptom and flag mentions, longest first; a flag inside a symptom phrase is dropped."""
     neutral = [_Span(m.start(), m.end(), "neutral") for m in vocab.neutral.finditer(text)]
@@ -1131,7 +1137,11 @@ def _phrase_spans(text: str, vocab: Vocabulary) -> list[_Span]:
     flags = [
         s
         for s in _longest_first(neutral + _flag_candidates(text, vocab), len(text))
-        if s.kind != "neutral" and not any(o.start <= s.start and s.end <= o.end for o in symptoms)
+        if s.kind != "neutral"
+        and not (
+            s.code in _GENERIC_FLAGS
+            and any(o.start <= s.start and s.end <= o.end for o in symptoms)
+        )
     ]
     return sorted(symptoms + flags, key=lambda s: (s.start, s.end))
 

@@ -165,6 +165,27 @@ def _readings(chars: str) -> list[tuple[str, ...]]:
     return list(islice(product(*loose), _MAX_READINGS))
 
 
+def _exact_readings(chars: str) -> list[tuple[str, ...]]:
+    """Toneless pinyin of a phrase in context and under every reading of its characters."""
+    in_context = pinyin_of(chars)
+    options = [
+        [in_context[i], *(r for r in pinyin(c, style=Style.NORMAL, heteronym=True)[0])]
+        for i, c in enumerate(chars)
+    ]
+    return list(dict.fromkeys(islice(product(*options), _MAX_READINGS)))
+
+
+_URGENT_CHARS = "血黑"
+
+
+def _more_urgent(phrase: str, current: str | None) -> bool:
+    """Two phrases that sound the same: keep the first, unless the new one names bleeding."""
+    if current is None:
+        return True
+    urgency = sum(phrase.count(c) for c in _URGENT_CHARS)
+    return urgency > sum(current.count(c) for c in _URGENT_CHARS)
+
+
 @dataclass(frozen=True, eq=False)
 class PinyinIndex:
     """Chinese vocabulary phrases by the pinyin of their characters."""
@@ -182,8 +203,10 @@ def build_pinyin_index(clinical: Iterable[str], other: Iterable[str]) -> PinyinI
         chars = "".join(c for c in phrase if not c.isspace())
         if not chars or not all(_CJK_CHAR.fullmatch(c) for c in chars):
             continue
-        for reading in _readings(chars):
-            by_pinyin.setdefault(reading, chars)
+        if len(chars) > 1 or not is_clinical:  # one syllable alone: everyday words only
+            for reading in _exact_readings(chars):
+                if _more_urgent(chars, by_pinyin.get(reading)):
+                    by_pinyin[reading] = chars
         if is_clinical and len(chars) >= 2:
             for reading in _readings(chars):
                 homophones.setdefault(reading, [])
@@ -220,8 +243,30 @@ _ENGLISH_WORDS = frozenset(
 )
 
 
+_NUMERALS = {
+    "ling": "零", "yi": "一", "er": "二", "liang": "两", "san": "三", "si": "四", "wu": "五",
+    "liu": "六", "qi": "七", "ba": "八", "jiu": "九", "shi": "十", "ji": "几", "ban": "半",
+}  # fmt: skip
+_UNITS = {"du": "度", "ci": "次", "dian": "点", "hui": "回", "tang": "趟", "tian": "天"}
+_DIGIT_UNIT = re.compile(r"(?<=\d) ?(du|ci|hui|tang)\b(?: ?(?=\d))?")
+
+
+def _numeral(syllables: list[str], i: int) -> str | None:
+    """A number syllable next to another number or a unit ("san shi ba du") as a numeral."""
+    syllable = syllables[i]
+    if syllable in _UNITS and i > 0 and syllables[i - 1] in _NUMERALS:
+        return _UNITS[syllable]
+    if syllable not in _NUMERALS:
+        return None
+    neighbours = syllables[i - 1 : i] + syllables[i + 1 : i + 2]
+    return _NUMERALS[syllable] if any(n in _NUMERALS or n in _UNITS for n in neighbours) else None
+
+
 def from_pinyin(text: str, index: PinyinIndex) -> str:
     """Runs of toneless pinyin that contain a known phrase become Chinese ("fa shao" -> 发烧)."""
+    text = _DIGIT_UNIT.sub(
+        lambda m: {"du": "度", "ci": "次", "hui": "回", "tang": "趟"}[m.group(1)], text
+    )
     return _LATIN_RUN.sub(lambda m: _convert_run(m.group(0), index), text)
 
 
@@ -237,13 +282,16 @@ def _convert_run(run: str, index: PinyinIndex) -> str:
         return run
     out: list[str] = []
     found_phrase = False
+    numerals = 0
     i = 0
     while i < len(syllables):
         for size in range(min(_MAX_SYLLABLES, len(syllables) - i), 0, -1):
-            phrase = index.by_pinyin.get(tuple(loose_syllable(s) for s in syllables[i : i + size]))
+            phrase = _numeral(syllables, i) if size == 1 else None
+            phrase = phrase or index.by_pinyin.get(tuple(syllables[i : i + size]))
             if phrase is not None:
                 out.append(phrase)
-                found_phrase = found_phrase or size >= _MIN_PINYIN_PHRASE
+                numerals += size == 1 and _numeral(syllables, i) is not None
+                found_phrase = found_phrase or size >= _MIN_PINYIN_PHRASE or numerals >= 2
                 i += size
                 break
         else:
@@ -252,7 +300,7 @@ def _convert_run(run: str, index: PinyinIndex) -> str:
     return re.sub(r" +", " ", "".join(out)) if found_phrase else run
 
 
-_FUNCTION_CHARS = frozenset("了的得地着过有是在也都又还就很")
+_FUNCTION_CHARS = frozenset("了的得地着过也都又还就很")
 _MIN_WORD_FREQUENCY = 5
 
 
@@ -301,7 +349,7 @@ def _fix_at(chars: list[str], sounds: list[str], i: int, index: PinyinIndex) -> 
         for phrase in index.clinical.get(tuple(sounds[i : i + size]), ()):
             changed = [k for k, (a, b) in enumerate(zip(window, phrase, strict=True)) if a != b]
             if not changed:
-                return size
+                return 1  # already right; a typo may still follow inside the window
             if len(changed) == 1 and _plausible_typo(chars, i, phrase, changed[0]):
                 chars[i : i + size] = list(phrase)
                 return size
