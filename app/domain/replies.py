@@ -1617,6 +1617,35 @@ def _checkin_number_applies(number: int | None, context: ReplyContext) -> bool:
     return number <= 4
 
 
+# --------------------------------------------------------------------------- explanation
+
+
+def explain_reply(text: str, vocabulary: Vocabulary | None = None) -> dict[str, Any]:
+    """Every step of reading ``text``: normalisation, phrases matched with their entry, unread words."""
+    vocab = vocabulary or load_vocabulary()
+    steps, truncated = normalization_steps(text, vocab)
+    normalized = steps[-1][1]
+    spans = _phrase_spans(normalized, vocab)
+    negated = _negations(normalized, spans, _segments(normalized, vocab, spans), vocab)
+    matches = [
+        {
+            "text": normalized[span.start : span.end],
+            "entry": f"{'flags' if span.kind == 'flag' else 'symptoms'}.{span.code}",
+            "kind": span.kind,
+            "level": span.level,
+            "negated": is_negated,
+            "source": vocab.flag_sources.get(span.code, "") if span.kind == "flag" else "",
+        }
+        for span, is_negated in zip(spans, negated, strict=True)
+    ]
+    return {
+        "original": text,
+        "steps": [{"step": name, "text": value} for name, value in steps],
+        "truncated": truncated,
+        "matches": matches,
+    }
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -24,6 +24,7 @@ from app.domain.replies import (
     ParsedReply,
     ReplyContext,
     SymptomMention,
+    explain_reply,
     parse_reply,
 )
 
@@ -504,3 +505,33 @@ def classify(
 def _printable(text: str) -> str:
     """The text with lone surrogates replaced, so it can always be encoded as UTF-8 JSON."""
     return re.sub("[\ud800-\udfff]", "\ufffd", text if isinstance(text, str) else str(text))
+
+
+def explain(
+    text: str,
+    *,
+    lang: str = "auto",
+    context: ReplyContext | None = None,
+    triage_context: TriageContext | None = None,
+) -> dict[str, Any]:
+    """Every step from text to priority, for `flask triage explain` (the study team's view)."""
+    parsed = parse_reply(text, lang=lang, context=context)
+    result = triage(parsed, context=triage_context)
+    reading = explain_reply(text)
+    return {
+        **reading,
+        "language": parsed.language,
+        "intent": parsed.intent,
+        "symptoms": [
+            {"code": m.code, "grade": m.grade, "evidence": m.evidence, "detail": m.detail}
+            for m in parsed.active_symptoms
+        ],
+        "negated": [m.code for m in parsed.negated_symptoms],
+        "flags": list(parsed.flags),
+        "temperature_c": parsed.temperature_c,
+        "unread_clinical_words": list(parsed.unread_hints),
+        "non_clinical": parsed.non_clinical,
+        "rules_fired": list(result.reasons),
+        "safety_net": safety_net(parsed, triage_context),
+        "priority": result.priority,
+    }
