@@ -65,7 +65,7 @@ def render(table: dict[str, dict[str, float]]) -> str:
     lines = [
         f"{'category':<18}{'cases':>7}{'reds':>6}{'red recall':>12}{'priority':>10}{'intent':>9}"
     ]
-    for group in sorted(g for g in table if g != "TOTAL") + ["TOTAL"]:
+    for group in [*sorted(g for g in table if g != "TOTAL"), "TOTAL"]:
         row = table[group]
         lines.append(
             f"{group:<18}{row['cases']:>7}{row['reds']:>6}{row['red_recall']:>12.1%}"
