@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.domain.oncall import ROTA_ROLES, RotaError
-from app.domain.triage import classify
+from app.domain.triage import classify, explain
 from app.models import utcnow
 from app.services.alerts import oncall
 from app.services.alerts.escalation import escalate_due
@@ -48,6 +48,40 @@ def triage_classify(lang: str) -> None:
         text = line.rstrip("\r\n")
         click.echo(json.dumps(classify(text, lang=lang), ensure_ascii=False))
     sys.stdout.flush()
+
+
+@triage_cli.command("explain")
+@click.argument("text")
+@click.option("--lang", type=click.Choice(["zh", "en", "auto"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def triage_explain(text: str, lang: str, as_json: bool) -> None:
+    """Show every step: normalised text, matches with their vocabulary entry, rules, safety net."""
+    report = explain(text, lang=lang)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"original:    {report['original']}")
+    for step in report["steps"]:
+        click.echo(f"  {step['step']:<26} {step['text']}")
+    click.echo(f"language:    {report['language']}    intent: {report['intent']}")
+    for match in report["matches"]:
+        negated = " (negated)" if match["negated"] else ""
+        level = f" level={match['level']}" if match["level"] else ""
+        source = f"  [{match['source']}]" if match["source"] else ""
+        click.echo(
+            f"  match {match['text']!r} -> {match['entry']} {match['kind']}{level}{negated}{source}"
+        )
+    for symptom in report["symptoms"]:
+        click.echo(f"  symptom {symptom['code']} grade {symptom['grade']} ({symptom['evidence']})")
+    click.echo(
+        f"temperature: {report['temperature_c']}    flags: {', '.join(report['flags']) or '-'}"
+    )
+    click.echo(f"unread clinical words: {', '.join(report['unread_clinical_words']) or '-'}")
+    click.echo("rules fired:")
+    for reason in report["rules_fired"]:
+        click.echo(f"  {reason}")
+    click.echo(f"safety net:  {report['safety_net'] or 'not needed'}")
+    click.echo(f"priority:    {report['priority']}")
 
 
 def _moment(value: str | None) -> datetime:

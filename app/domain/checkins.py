@@ -27,7 +27,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from app.domain.protocol import PHASE_NAMES, Protocol
 from app.domain.replies import SYMPTOM_CODES, ParsedReply, SymptomMention, load_vocabulary
-from app.domain.triage import TriageResult, TriageRules, triage
+from app.domain.triage import TriageContext, TriageResult, TriageRules, triage
 
 Answer = int | float
 """One answer: a 0-4 score, 0/1, or a temperature in degrees C."""
@@ -1140,9 +1140,13 @@ def triage_answers(
     rules: TriageRules | None = None,
     *,
     previous_grades: Mapping[str, int] | None = None,
+    context: TriageContext | None = None,
 ) -> TriageResult:
-    """Triage of a check-in with the same rules as free text; previous grades judge worsening."""
-    return triage(to_parsed_reply(graded), rules, previous_grades=previous_grades)
+    """Triage of a check-in with the same rules as free text; previous grades judge worsening.
+
+    Alerts read the raw answers (detail ``severity`` / ``frequency``), not the composite grade.
+    """
+    return triage(to_parsed_reply(graded), rules, previous_grades=previous_grades, context=context)
 
 
 def _show(value: Any) -> str:

@@ -22,6 +22,16 @@ from typing import Any
 
 import yaml
 
+from app.domain.reply_normalizer import (
+    PinyinIndex,
+    build_pinyin_index,
+    fix_homophones,
+    from_pinyin,
+    fuzzy_word,
+    to_first_person,
+    to_simplified,
+)
+
 INTENTS = (
     "confirm",
     "reschedule_request",
@@ -163,6 +173,8 @@ class ParsedReply:
     answer: int | None = None
     codes: dict[str, int] = field(default_factory=dict, hash=False)
     flags: tuple[str, ...] = ()
+    unread_hints: tuple[str, ...] = ()
+    non_clinical: bool = False
 
     @property
     def active_symptoms(self) -> tuple[SymptomMention, ...]:
@@ -262,6 +274,7 @@ class IntentLexicon:
 
     polite: tuple[str, ...]
     opt_out: WholeSet
+    opt_out_anywhere: PhraseSet
     opt_in: WholeSet
     opt_in_after_opt_out: WholeSet
     help: WholeSet
@@ -296,6 +309,11 @@ class Vocabulary:
     fuzzy_targets: tuple[str, ...]
     fuzzy_min_length: int
     fuzzy_never: frozenset[str]
+    pinyin: PinyinIndex = field(default_factory=PinyinIndex)
+    clinical_hints: PhraseSet = field(default_factory=lambda: PhraseSet(None))
+    non_clinical: PhraseSet = field(default_factory=lambda: PhraseSet(None))
+    fuzzy_two_edits_from: int = 9
+    flag_sources: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_vocabulary(path: str | Path | None = None) -> Vocabulary:
@@ -346,7 +364,49 @@ def _load_vocabulary_dir(directory: Path) -> Vocabulary:
         fuzzy_targets=tuple(_string_list(fuzzy.get("targets", []), spelling_file, "fuzzy.targets")),
         fuzzy_min_length=_int(fuzzy.get("min_length", 7), spelling_file, "fuzzy.min_length", 3),
         fuzzy_never=frozenset(_string_list(fuzzy.get("never", []), spelling_file, "fuzzy.never")),
+        clinical_hints=_phrase_set(mods.get("clinical_hints", {}), mods_file, "clinical_hints"),
+        non_clinical=_phrase_set(
+            _section(
+                _mapping(docs["intents.yaml"], str(directory / "intents.yaml"), ""),
+                "non_clinical",
+                "anywhere",
+                str(directory / "intents.yaml"),
+            ),
+            str(directory / "intents.yaml"),
+            "non_clinical.anywhere",
+        ),
+        pinyin=build_pinyin_index(
+            _zh_literals(
+                [docs["symptoms.yaml"], docs["flags.yaml"], spelling.get("homophone_words", {})]
+            ),
+            _zh_literals(
+                [spelling.get("pinyin_words", {}), docs["modifiers.yaml"], docs["intents.yaml"]]
+            ),
+        ),
+        fuzzy_two_edits_from=_int(
+            fuzzy.get("two_edits_from", 9), spelling_file, "fuzzy.two_edits_from", 5
+        ),
+        flag_sources=_flag_sources(docs["flags.yaml"], str(directory / "flags.yaml")),
     )
+
+
+def _zh_literals(docs: list[Any]) -> list[str]:
+    """Every literal (not ``re:``) Chinese phrase under a ``zh:`` key, in file order."""
+    found: list[str] = []
+
+    def walk(node: Any, chinese: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, chinese or key == "zh")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, chinese)
+        elif chinese and isinstance(node, str) and not node.startswith("re:"):
+            found.append(_normalize_phrase(node))
+
+    for doc in docs:
+        walk(doc, False)
+    return found
 
 
 def _read_yaml(path: Path) -> Any:
@@ -596,8 +656,20 @@ def _build_flags(doc: Any, file: str) -> dict[str, PhraseSet]:
     for name, phrases in entries.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise VocabularyError(f"{_where(file, str(name))}: flag names are snake_case")
-        flags[name] = _phrase_set(phrases, file, name)
+        entry = {k: v for k, v in _mapping(phrases, file, name).items() if k != "source"}
+        flags[name] = _phrase_set(entry, file, name)
     return flags
+
+
+def _flag_sources(doc: Any, file: str) -> dict[str, str]:
+    """The clinical source named by each flag (``source:``), for the docs and `triage explain`."""
+    sources = {}
+    for name, entry in _mapping(doc, file, "").items():
+        source = _mapping(entry, file, str(name)).get("source", "")
+        if not isinstance(source, str):
+            raise VocabularyError(f"{_where(file, f'{name}.source')}: expected text")
+        sources[str(name)] = source
+    return sources
 
 
 def _build_intents(doc: Any, file: str) -> IntentLexicon:
@@ -624,6 +696,9 @@ def _build_intents(doc: Any, file: str) -> IntentLexicon:
     return IntentLexicon(
         polite=tuple(sorted(polite, key=len, reverse=True)),
         opt_out=_whole_set(_section(entry, "opt_out", "whole", file), file, "opt_out.whole"),
+        opt_out_anywhere=_phrase_set(
+            _section(entry, "opt_out", "anywhere", file), file, "opt_out.anywhere"
+        ),
         opt_in=_whole_set(_section(entry, "opt_in", "whole", file), file, "opt_in.whole"),
         opt_in_after_opt_out=_whole_set(
             _section(entry, "opt_in_after_opt_out", "whole", file),
@@ -718,6 +793,12 @@ def normalize_text(text: str, vocabulary: Vocabulary | None = None) -> str:
 
 
 def _normalize(text: str, vocab: Vocabulary) -> tuple[str, bool]:
+    steps, truncated = normalization_steps(text, vocab)
+    return steps[-1][1], truncated
+
+
+def normalization_steps(text: str, vocab: Vocabulary) -> tuple[list[tuple[str, str]], bool]:
+    """Each normalisation step as (name, text after it), and whether the input was truncated."""
     truncated = len(text) > MAX_INPUT_CHARS
     raw = text[:MAX_INPUT_CHARS].translate(_PRE_NFKC)
     raw = _INVISIBLE.sub(" ", raw)
@@ -726,7 +807,13 @@ def _normalize(text: str, vocab: Vocabulary) -> tuple[str, bool]:
     norm = _NEWLINES.sub("\n", _SPACES.sub(" ", norm)).strip()
     if len(norm) > MAX_NORMALIZED_CHARS:
         norm, truncated = norm[:MAX_NORMALIZED_CHARS], True
-    return _fix_spelling(norm, vocab), truncated
+    steps = [("width_case_spaces", norm)]
+    steps.append(("traditional_to_simplified", to_simplified(steps[-1][1])))
+    steps.append(("pinyin_to_chinese", from_pinyin(steps[-1][1], vocab.pinyin)))
+    steps.append(("subject_to_first_person", to_first_person(steps[-1][1])[0]))
+    steps.append(("homophone_typos", fix_homophones(steps[-1][1], vocab.pinyin)))
+    steps.append(("english_spelling", _fix_spelling(steps[-1][1], vocab)))
+    return steps, truncated
 
 
 def _fix_spelling(text: str, vocab: Vocabulary) -> str:
@@ -748,33 +835,8 @@ def _corrected_word(word: str, vocab: Vocabulary) -> str:
         return word
     if word in vocab.fuzzy_targets:
         return word
-    for target in vocab.fuzzy_targets:
-        if abs(len(target) - len(word)) <= 1 and _within_one_edit(word, target):
-            return target
-    return word
-
-
-def _within_one_edit(a: str, b: str) -> bool:
-    """True when a and b differ by at most one insertion, deletion, change or adjacent swap."""
-    if a == b:
-        return True
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        if len(diff) == 1:
-            return True
-        return (
-            len(diff) == 2
-            and diff[1] == diff[0] + 1
-            and a[diff[0]] == b[diff[1]]
-            and a[diff[1]] == b[diff[0]]
-        )
-    short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    if len(long_) - len(short) != 1:
-        return False
-    i = 0
-    while i < len(short) and short[i] == long_[i]:
-        i += 1
-    return short[i:] == long_[i + 1 :]
+    distance = 2 if len(word) >= vocab.fuzzy_two_edits_from else 1
+    return fuzzy_word(word, vocab.fuzzy_targets, distance) or word
 
 
 def _compact(text: str) -> str:
@@ -901,7 +963,7 @@ def _count_value(match: re.Match) -> int | None:
 
 # --------------------------------------------------------------------------- temperature
 
-_TEMP_NUMBER = re.compile(r"(?<![\d.,:/])(\d{2,3})(?:(\.|,|点)(\d{1,2}))?(?!\d)")
+_TEMP_NUMBER = re.compile(r"(?<![\d.:/])(?<!\d,)(\d{2,3})(?:(\.|,|点)(\d{1,2}))?(?!\d)")
 _TEMP_UNIT = re.compile(
     r"[ ]?(?:(?P<f>°\s*f(?![a-z])|华氏度?|fahrenheit"
     r"|degrees?\s*f(?:ahrenheit)?(?![a-z])|deg\s*f(?![a-z])"
@@ -1060,6 +1122,10 @@ class _Span:
 _KIND_RANK = {"neutral": 0, "negated": 1, "implies": 2, "mention": 3, "flag": 4}
 
 
+_GENERIC_FLAGS = frozenset({"unwell", "hospital"})
+"""Flags dropped inside a symptom phrase ("pain" in "chest pain"); specific red flags are kept."""
+
+
 def _phrase_spans(text: str, vocab: Vocabulary) -> list[_Span]:
     """Symptom and flag mentions, longest first; a flag inside a symptom phrase is dropped."""
     neutral = [_Span(m.start(), m.end(), "neutral") for m in vocab.neutral.finditer(text)]
@@ -1071,7 +1137,11 @@ def _phrase_spans(text: str, vocab: Vocabulary) -> list[_Span]:
     flags = [
         s
         for s in _longest_first(neutral + _flag_candidates(text, vocab), len(text))
-        if s.kind != "neutral" and not any(o.start <= s.start and s.end <= o.end for o in symptoms)
+        if s.kind != "neutral"
+        and not (
+            s.code in _GENERIC_FLAGS
+            and any(o.start <= s.start and s.end <= o.end for o in symptoms)
+        )
     ]
     return sorted(symptoms + flags, key=lambda s: (s.start, s.end))
 
@@ -1322,6 +1392,7 @@ class _Extraction:
     flags: list[str]
     negated_flags: list[str]
     temperature_c: float | None
+    covered: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _extract(text: str, vocab: Vocabulary, context: ReplyContext) -> _Extraction:
@@ -1357,6 +1428,10 @@ def _extract(text: str, vocab: Vocabulary, context: ReplyContext) -> _Extraction
         flags=_unique(name for name, neg in flags if not neg),
         negated_flags=_unique(name for name, neg in flags if neg),
         temperature_c=None if temperature is None else round(temperature, 1),
+        covered=[(s.start, s.end) for s in spans]
+        + [(m.start(), m.end()) for m in vocab.neutral.finditer(text)]
+        + [(t.start, t.end) for t in temperatures]
+        + [(m.start(), m.end()) for m in vocab.temperature_words.finditer(text)],
     )
 
 
@@ -1448,6 +1523,8 @@ def _scored_mention(
 ) -> SymptomMention:
     """A check-in answer (0-4 score, or a count) as a symptom mention."""
     detail: dict[str, Any] = {"score": score, "scale": scale}
+    if scale in _COMPOSITE_GRADE:
+        detail[scale] = score  # the raw PRO-CTCAE answer, which the alert rules read
     if levels and score in levels:
         detail["level"] = levels[score]
     if score == 0:
@@ -1515,7 +1592,7 @@ def _simple_intent(
 ) -> str:
     """Intent of a message without clinical content."""
     lex = vocab.intents
-    if _whole_match(lex.opt_out, spaced, lex.polite):
+    if _whole_match(lex.opt_out, spaced, lex.polite) or lex.opt_out_anywhere.search(text):
         return "opt_out"
     if _whole_match(lex.opt_in, spaced, lex.polite):
         return "opt_in"
@@ -1538,6 +1615,35 @@ def _checkin_number_applies(number: int | None, context: ReplyContext) -> bool:
     if context.checkin_scale == "count":
         return number <= _MAX_COUNT
     return number <= 4
+
+
+# --------------------------------------------------------------------------- explanation
+
+
+def explain_reply(text: str, vocabulary: Vocabulary | None = None) -> dict[str, Any]:
+    """Every step of reading ``text``: normalisation, phrases matched with their entry, unread words."""
+    vocab = vocabulary or load_vocabulary()
+    steps, truncated = normalization_steps(text, vocab)
+    normalized = steps[-1][1]
+    spans = _phrase_spans(normalized, vocab)
+    negated = _negations(normalized, spans, _segments(normalized, vocab, spans), vocab)
+    matches = [
+        {
+            "text": normalized[span.start : span.end],
+            "entry": f"{'flags' if span.kind == 'flag' else 'symptoms'}.{span.code}",
+            "kind": span.kind,
+            "level": span.level,
+            "negated": is_negated,
+            "source": vocab.flag_sources.get(span.code, "") if span.kind == "flag" else "",
+        }
+        for span, is_negated in zip(spans, negated, strict=True)
+    ]
+    return {
+        "original": text,
+        "steps": [{"step": name, "text": value} for name, value in steps],
+        "truncated": truncated,
+        "matches": matches,
+    }
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1592,6 +1698,10 @@ def _parse(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> Pa
     flags = list(extraction.flags)
     if truncated:
         flags.append("truncated")
+    if intent == "symptom_report" and vocab.intents.opt_out_anywhere.search(normalized):
+        flags.append("opt_out_request")  # the symptom comes first; the opt-out is still asked for
+    unread = _unread(normalized, extraction.covered)
+    hints = _unread_hints(normalized, unread, extraction.covered, vocab)
     return ParsedReply(
         text=text,
         normalized=normalized,
@@ -1602,6 +1712,43 @@ def _parse(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> Pa
         answer=answer,
         codes=codes,
         flags=tuple(flags),
+        unread_hints=() if intent == "checkin_answer" else hints,
+        non_clinical=_is_non_clinical(normalized, spaced, unread, hints, vocab),
+    )
+
+
+def _unread(text: str, covered: list[tuple[int, int]]) -> str:
+    """The text with every span the parser understood blanked out."""
+    chars = list(text)
+    for start, end in covered:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
+_HINT_CLAUSE = re.compile(r"[^,，。.!?;；\n]+")
+
+
+def _unread_hints(
+    text: str, unread: str, covered: list[tuple[int, int]], vocab: Vocabulary
+) -> tuple[str, ...]:
+    """Clinical words in clauses the parser understood nothing of ("partly read" messages)."""
+    found: list[str] = []
+    for clause in _HINT_CLAUSE.finditer(text):
+        start, end = clause.span()
+        if any(s < end and start < e for s, e in covered):
+            continue  # the clause was read: its other words are context ("rash on my arm")
+        found += [m.group(0) for m in vocab.clinical_hints.finditer(unread, start, end)]
+    return tuple(_unique(found))
+
+
+def _is_non_clinical(text: str, spaced: str, unread: str, hints: tuple[str, ...], vocab) -> bool:
+    """Clearly not about health: no clinical word left unread, and empty or about logistics."""
+    if hints:
+        return False
+    if not re.search(f"[a-z{_CJK}0-9]", spaced):
+        return True
+    return (
+        vocab.non_clinical.search(unread) is not None or vocab.non_clinical.search(text) is not None
     )
 
 

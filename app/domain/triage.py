@@ -24,13 +24,36 @@ from app.domain.replies import (
     ParsedReply,
     ReplyContext,
     SymptomMention,
+    explain_reply,
     parse_reply,
 )
 
+PHASES = ("induction", "maintenance", "salvage", "follow_up")
+"""Treatment phases a TriageContext can name (app/domain/calendar.py's phases plus follow-up)."""
+CHEMO_PHASES = ("induction", "salvage")
+SAFETY_NET_REASON = "safety_net"
+SAFETY_NET_INTENTS = ("symptom_report", "unknown")
+"""Intents whose unread clinical words raise the reply to amber (the safety net)."""
 PRIORITIES = ("none", "green", "amber", "red")
 """Priorities from least to most urgent."""
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "protocols" / "triage_rules.yaml"
 NO_CONTENT_REASON = "none: no clinical content"
+
+
+@dataclass(frozen=True)
+class TriageContext:
+    """What the service knows about the patient's treatment when a reply arrives.
+
+    Every field defaults to unknown; a rule that needs an unknown field holds only when it says
+    ``when_unknown: true`` (the more urgent reading). ``enrolled`` False (a number that is not
+    an enrolled patient) switches the safety net off.
+    """
+
+    chemo: str | None = None
+    pd1: str | None = None
+    phase: str | None = None
+    days_since_infusion: int | None = None
+    enrolled: bool = True
 
 
 class TriageRulesError(ValueError):
@@ -87,6 +110,7 @@ _RULES_SCHEMA: dict[str, Any] = {
                 "symptom": {"$ref": "#/$defs/symptom"},
                 "negated_symptom": {"enum": [*SYMPTOM_CODES, "*"]},
                 "flag": _NAME,
+                "context": {"$ref": "#/$defs/context"},
                 "intent": {
                     "oneOf": [
                         {"enum": list(INTENTS)},
@@ -95,6 +119,24 @@ _RULES_SCHEMA: dict[str, Any] = {
                 },
                 "all": {"type": "array", "items": {"$ref": "#/$defs/condition"}, "minItems": 1},
                 "any": {"type": "array", "items": {"$ref": "#/$defs/condition"}, "minItems": 1},
+            },
+        },
+        "context": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "phase": {
+                    "oneOf": [
+                        {"enum": list(PHASES)},
+                        {"type": "array", "items": {"enum": list(PHASES)}, "minItems": 1},
+                    ]
+                },
+                "chemo": {"oneOf": [_NAME, {**_STRINGS, "items": _NAME}]},
+                "pd1": {"oneOf": [_NAME, {**_STRINGS, "items": _NAME}]},
+                "days_since_infusion_at_most": {"type": "integer", "minimum": 0},
+                "days_since_infusion_at_least": {"type": "integer", "minimum": 0},
+                "when_unknown": {"type": "boolean"},
             },
         },
         "symptom": {
@@ -211,6 +253,7 @@ class _Placeholders(dict):
 class _Facts:
     parsed: ParsedReply
     previous: Mapping[str, int] | None
+    context: TriageContext = TriageContext()
 
 
 Match = dict[str, Any]
@@ -240,10 +283,37 @@ def _symptom(spec: Mapping[str, Any], facts: _Facts) -> list[Match]:
 
 def _negated_symptom(code: str, facts: _Facts) -> list[Match]:
     active = {m.code for m in facts.parsed.active_symptoms}
+    if facts.parsed.temperature_c is not None:
+        active.add("fever")  # a reading was given: the nurse reads the number, never "no fever"
     return [
         _mention_facts(m, facts)
         for m in facts.parsed.negated_symptoms
         if (code == "*" or m.code == code) and m.code not in active
+    ]
+
+
+def _context(spec: Mapping[str, Any], facts: _Facts) -> list[Match]:
+    ctx, unknown_ok = facts.context, bool(spec.get("when_unknown", False))
+    checks = []
+    for key in ("phase", "chemo", "pd1"):
+        if key in spec:
+            value = getattr(ctx, key)
+            checks.append(unknown_ok if value is None else value in _as_list(spec[key]))
+    days = ctx.days_since_infusion
+    if "days_since_infusion_at_most" in spec:
+        at_most = spec["days_since_infusion_at_most"]
+        checks.append(unknown_ok if days is None else days <= at_most)
+    if "days_since_infusion_at_least" in spec:
+        at_least = spec["days_since_infusion_at_least"]
+        checks.append(unknown_ok if days is None else days >= at_least)
+    if not all(checks):
+        return []
+    return [
+        {
+            "phase": ctx.phase or "unknown phase",
+            "chemo": ctx.chemo or "unknown chemotherapy",
+            "days_since_infusion": "?" if days is None else days,
+        }
     ]
 
 
@@ -278,6 +348,7 @@ _HANDLERS: dict[str, Callable[[Any, _Facts], list[Match]]] = {
     "negated_symptom": _negated_symptom,
     "flag": _flag,
     "intent": _intent,
+    "context": _context,
     "all": _all,
     "any": _any,
 }
@@ -362,15 +433,19 @@ def triage(
     rules: TriageRules | None = None,
     *,
     previous_grades: Mapping[str, int] | None = None,
+    context: TriageContext | None = None,
 ) -> TriageResult:
     """Priority of a parsed reply with its reasons; previous_grades enables the 'worse by' rules."""
     rule_set = rules or load_triage_rules()
-    facts = _Facts(parsed, previous_grades)
+    facts = _Facts(parsed, previous_grades, context or TriageContext())
     fired: list[tuple[int, str, str]] = []
     for rule in rule_set.rules:
         for match in _evaluate(rule.when, facts):
             text = rule.reason.format_map(_Placeholders(match))
             fired.append((PRIORITIES.index(rule.priority), rule.id, f"{rule.id}: {text}"))
+    net = safety_net(parsed, facts.context)
+    if net is not None and max((rank for rank, _, _ in fired), default=0) < _AMBER:
+        fired.append((_AMBER, SAFETY_NET_REASON, net))
     if not fired:
         return TriageResult("none", (NO_CONTENT_REASON,), ())
     top = max(rank for rank, _, _ in fired)
@@ -382,16 +457,41 @@ def triage(
     return TriageResult(PRIORITIES[top], reasons, red_flags)
 
 
+_AMBER = PRIORITIES.index("amber")
+
+
+def safety_net(parsed: ParsedReply, context: TriageContext | None = None) -> str | None:
+    """The safety-net reason when a person must read what the parser could not, else None.
+
+    Free text from an enrolled patient that is not clearly non-clinical and that the parser
+    could not read in full (an unknown message, or clinical words left unread in a symptom
+    report) is at least amber, whatever the word lists say.
+    """
+    if context is not None and not context.enrolled:
+        return None
+    if parsed.intent not in SAFETY_NET_INTENTS:
+        return None
+    if parsed.unread_hints:
+        words = ", ".join(parsed.unread_hints[:5])
+        return (
+            f"{SAFETY_NET_REASON}: clinical words not understood ({words}): a person must read it"
+        )
+    if parsed.intent == "unknown" and not parsed.non_clinical:
+        return f"{SAFETY_NET_REASON}: message not understood and not clearly non-clinical"
+    return None
+
+
 def classify(
     text: str,
     *,
     lang: str = "auto",
     context: ReplyContext | None = None,
     previous_grades: Mapping[str, int] | None = None,
+    triage_context: TriageContext | None = None,
 ) -> dict[str, Any]:
     """The JSON object printed by `flask triage classify` for one message."""
     parsed = parse_reply(text, lang=lang, context=context)
-    result = triage(parsed, previous_grades=previous_grades)
+    result = triage(parsed, previous_grades=previous_grades, context=triage_context)
     return {
         "text": _printable(parsed.text),
         "intent": parsed.intent,
@@ -405,3 +505,33 @@ def classify(
 def _printable(text: str) -> str:
     """The text with lone surrogates replaced, so it can always be encoded as UTF-8 JSON."""
     return re.sub("[\ud800-\udfff]", "\ufffd", text if isinstance(text, str) else str(text))
+
+
+def explain(
+    text: str,
+    *,
+    lang: str = "auto",
+    context: ReplyContext | None = None,
+    triage_context: TriageContext | None = None,
+) -> dict[str, Any]:
+    """Every step from text to priority, for `flask triage explain` (the study team's view)."""
+    parsed = parse_reply(text, lang=lang, context=context)
+    result = triage(parsed, context=triage_context)
+    reading = explain_reply(text)
+    return {
+        **reading,
+        "language": parsed.language,
+        "intent": parsed.intent,
+        "symptoms": [
+            {"code": m.code, "grade": m.grade, "evidence": m.evidence, "detail": m.detail}
+            for m in parsed.active_symptoms
+        ],
+        "negated": [m.code for m in parsed.negated_symptoms],
+        "flags": list(parsed.flags),
+        "temperature_c": parsed.temperature_c,
+        "unread_clinical_words": list(parsed.unread_hints),
+        "non_clinical": parsed.non_clinical,
+        "rules_fired": list(result.reasons),
+        "safety_net": safety_net(parsed, triage_context),
+        "priority": result.priority,
+    }

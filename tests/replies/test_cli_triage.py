@@ -31,6 +31,23 @@ def test_classify_prints_one_json_object_per_input_line(app_ctx: Flask) -> None:
     assert objects[5]["priority"] == "amber"
 
 
+def test_explain_shows_every_step_from_text_to_priority(app_ctx: Flask) -> None:
+    runner = app_ctx.test_cli_runner()
+    result = runner.invoke(args=["triage", "explain", "--json", "我爸發骚了，眼睛发黄"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    steps = {step["step"]: step["text"] for step in report["steps"]}
+    assert steps["traditional_to_simplified"] == "我爸发骚了,眼睛发黄"
+    assert steps["homophone_typos"] == "我发烧了,眼睛发黄"
+    entries = {m["entry"] for m in report["matches"]}
+    assert {"symptoms.fever", "flags.jaundice"} <= entries
+    assert any(r.startswith("jaundice: ") for r in report["rules_fired"])
+    assert report["priority"] == "red" and report["safety_net"] is None
+    text = runner.invoke(args=["triage", "explain", "腿上青了一大块"]).output
+    assert "safety net:  safety_net: clinical words not understood" in text
+    assert "priority:    amber" in text
+
+
 def test_classify_honours_the_language_option(app_ctx: Flask) -> None:
     result = app_ctx.test_cli_runner().invoke(
         args=["triage", "classify", "--lang", "en"], input="fever 101F\n"

@@ -11,7 +11,7 @@ import pytest
 from app.domain import checkins as ck
 from app.domain.protocol import ChoiceError, Protocol, default_protocol_path, load_protocol
 from app.domain.replies import SYMPTOM_CODES, parse_reply
-from app.domain.triage import triage
+from app.domain.triage import TriageContext, triage
 from app.sms.segments import count_segments
 
 ZH_SIGNATURE = "【江苏省肿瘤医院】"
@@ -632,12 +632,12 @@ def test_red_answers_are_red_through_the_triage_rules(
 @pytest.mark.parametrize(
     ("answers", "priority"),
     [
-        ({"F": 37.5}, "green"),
+        ({"F": 37.5}, "amber"),  # 37.5-37.9 C, phase unknown: read as during chemotherapy
         ({"F": 0, "HB": 0, "BS": 0, "D": 0, "S": 0}, "green"),
         ({"S": 3}, "amber"),
         ({"D": 3}, "amber"),
         ({"V": 1, "VS": 1}, "amber"),
-        ({"F": 35.0}, "amber"),
+        ({"F": 35.0}, "red"),  # < 35.5 C, phase unknown: read as during chemotherapy
         ({"K": 1, "KB": 1}, "amber"),
         ({"K": 1, "KB": 0}, "green"),
         ({"N": 1, "NS": 1}, "green"),
@@ -802,3 +802,35 @@ def test_only_unknown_codes_is_not_recognised_but_reported(
     reply = ck.parse_compact("Q2 Z3", every_item)
     assert not reply.recognised and reply.answers == {}
     assert problem_kinds(reply) == [("unknown_code", "Q"), ("unknown_code", "Z")]
+
+
+@pytest.mark.parametrize(
+    ("answers", "rule"),
+    [
+        ({"B": 4, "BI": 0}, "checkin_very_severe_breathlessness"),
+        ({"V": 4, "VS": 1}, "checkin_constant_vomiting"),
+        ({"D": 4}, "checkin_constant_diarrhoea"),
+    ],
+)
+def test_alerts_read_the_raw_answer_not_the_composite_grade(
+    every_item: list[ck.CheckinItem], answers: dict[str, ck.Answer], rule: str
+) -> None:
+    """'Very severe' breathlessness with no interference has composite grade 2, yet is red."""
+    graded = ck.grade_answers(every_item, answers)
+    result = ck.triage_answers(graded)
+    assert result.priority == "red"
+    assert rule in result.red_flags
+    assert all(a.composite_grade is None or a.composite_grade <= 3 for a in graded)
+
+
+def test_the_composite_grade_is_kept_for_reports(every_item: list[ck.CheckinItem]) -> None:
+    (answer,) = ck.grade_answers(every_item, {"B": 4, "BI": 0})
+    assert answer.composite_grade == 2  # S4 x I0 in Basch et al. 2021
+    assert ck.to_parsed_reply([answer]).symptoms[0].detail["severity"] == 4
+
+
+def test_a_temperature_in_maintenance_follows_the_regimen(every_item: list[ck.CheckinItem]) -> None:
+    graded = ck.grade_answers(every_item, {"F": 37.6})
+    maintenance = TriageContext(phase="maintenance")
+    assert ck.triage_answers(graded, context=maintenance).priority == "green"
+    assert ck.triage_answers(graded, context=TriageContext(phase="induction")).priority == "amber"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from app.domain.replies import INTENTS, SYMPTOM_CODES, ReplyContext, parse_reply
-from app.domain.triage import PRIORITIES, triage
+from app.domain.triage import PRIORITIES, TriageContext, triage
 
 CASES_FILE = Path(__file__).parent / "data" / "reply_cases.yaml"
 CASES: list[dict[str, Any]] = yaml.safe_load(CASES_FILE.read_text(encoding="utf-8"))
@@ -36,7 +36,8 @@ def _case_id(case: dict[str, Any]) -> str:
 def _parse(case: dict[str, Any], text: str | None = None):
     context = ReplyContext(**case.get("context", {}))
     parsed = parse_reply(case["text"] if text is None else text, context=context)
-    return parsed, triage(parsed, previous_grades=case.get("previous"))
+    treatment = TriageContext(**case.get("triage_context", {}))
+    return parsed, triage(parsed, previous_grades=case.get("previous"), context=treatment)
 
 
 def test_table_is_large_and_covers_every_intent_symptom_and_priority():

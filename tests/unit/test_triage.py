@@ -13,6 +13,7 @@ from app.domain.triage import (
     DEFAULT_RULES_PATH,
     NO_CONTENT_REASON,
     PRIORITIES,
+    TriageContext,
     TriageResult,
     TriageRulesError,
     classify,
@@ -73,7 +74,6 @@ def test_each_red_rule(text: str, rule_id: str):
         ("全身痒", "rash_widespread"),
         ("very tired", "top_of_scale"),
         ("nausea", "ungraded_symptom"),
-        ("体温35.0", "temperature_low"),
         ("我很不舒服", "unwell"),
         ("住院了", "hospital"),
     ],
@@ -237,3 +237,80 @@ def test_classify_output_is_always_encodable():
     result = classify("\ud800 胸痛")
     json.dumps(result, ensure_ascii=False).encode("utf-8")
     assert result["priority"] == "red"
+
+
+# --------------------------------------------------------------------------- regimen and safety net
+
+
+def test_irinotecan_first_loose_stool_is_amber_but_not_on_other_drugs():
+    parsed = parse_reply("今天开始拉稀了，一天两次")
+    irinotecan = TriageContext(chemo="irinotecan", phase="induction", days_since_infusion=5)
+    docetaxel = TriageContext(chemo="docetaxel", phase="induction", days_since_infusion=5)
+    assert triage(parsed, context=irinotecan).priority == "amber"
+    assert any(
+        r.startswith("irinotecan_first_loose_stool")
+        for r in triage(parsed, context=irinotecan).reasons
+    )
+    assert triage(parsed, context=docetaxel).priority == "green"
+
+
+def test_borderline_temperature_is_amber_in_chemotherapy_phases_only():
+    parsed = parse_reply("体温37.6")
+    assert triage(parsed, context=TriageContext(phase="induction")).priority == "amber"
+    assert triage(parsed, context=TriageContext(phase="salvage")).priority == "amber"
+    assert triage(parsed, context=TriageContext(phase="maintenance")).priority == "green"
+    assert triage(parsed).priority == "amber", "unknown phase: the more urgent reading"
+
+
+def test_low_temperature_is_red_during_chemotherapy_and_amber_in_maintenance():
+    parsed = parse_reply("体温35.0")
+    assert triage(parsed, context=TriageContext(phase="induction")).priority == "red"
+    assert triage(parsed, context=TriageContext(phase="maintenance")).priority == "amber"
+
+
+def test_the_nurse_never_reads_no_fever_for_a_given_temperature():
+    result = triage(parse_reply("没发烧，37.6"), context=TriageContext(phase="maintenance"))
+    assert not any("no fever" in reason for reason in result.reasons)
+    assert any("37.6" in reason for reason in result.reasons)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "腿上青了一大块",
+        "my leg went a funny colour",
+        "asdf qwer",
+        "他这两天老是出虚汗",
+        "退烧药吃完了",
+    ],
+)
+def test_the_safety_net_makes_unread_clinical_text_amber(text: str):
+    result = triage(parse_reply(text))
+    assert result.priority == "amber"
+    assert any(r.startswith("safety_net") for r in result.reasons)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1",
+        "yes",
+        "好的",
+        "收到",
+        "明天几点到？",
+        "新年快乐",
+        "谁啊",
+        "🙂",
+        "what time is my appointment?",
+    ],
+)
+def test_the_safety_net_leaves_non_clinical_messages_alone(text: str):
+    result = triage(parse_reply(text))
+    assert result.priority in ("none", "green")
+    assert not any(r.startswith("safety_net") for r in result.reasons)
+
+
+def test_the_safety_net_is_off_for_a_number_that_is_not_enrolled():
+    assert (
+        triage(parse_reply("asdf qwer"), context=TriageContext(enrolled=False)).priority == "none"
+    )
