@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session as OrmSession
 from app.domain import checkins as ck
 from app.domain.escalation import add_working_time, first_escalation_at
 from app.domain.replies import parse_reply
-from app.domain.triage import PRIORITIES, TriageResult, triage
+from app.domain.triage import PRIORITIES, TriageContext, TriageResult, triage
 from app.extensions import db
 from app.models import Alert, CheckinSession, OutboxMessage, Patient
 from app.services.alerts.alerts import NewAlert, create_alert
@@ -58,6 +58,7 @@ from app.services.conversations.checkins.links import link_lifetime
 from app.services.messaging.outbox import add_history
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
+from app.services.schedule.treatment import treatment_context
 from app.services.shared import audit, reply_texts
 from app.services.shared.clinic import clinic_zone, escalation_policy
 from app.services.shared.protocols import clinic_working_days, current_protocol
@@ -367,13 +368,14 @@ def record_answers(
         if q.code in merged and q.code in on_path
     }
     accepted = {code: value for code, value in valid.items() if code in merged}
-    free = triage(parse_reply(free_text)) if free_text.strip() else None
-    graded, result = _triage(session, items, merged, free)
+    context = treatment_context(session.patient, now)
+    free = triage(parse_reply(free_text), context=context) if free_text.strip() else None
+    graded, result = _triage(session, items, merged, free, context)
     complete = ck.is_complete(items, merged)
     was_red = session.priority == "red"
     _store(session, items, merged, accepted, graded, result, complete, channel, now)
     alert = _alert_now(
-        session, items, graded, result, free, complete, now, actor, inbound_message_id
+        session, items, graded, result, free, context, complete, now, actor, inbound_message_id
     )
     if complete:
         _finish(session, now, actor)
@@ -411,10 +413,13 @@ def _triage(
     items: Sequence[ck.CheckinItem],
     answers: Mapping[str, Any],
     free: TriageResult | None,
+    context: TriageContext,
 ) -> tuple[list[ck.GradedAnswer], TriageResult]:
     """Graded answers and their triage against the patient's previous check-ins."""
     graded = ck.grade_answers(items, answers)
-    result = ck.triage_answers(graded, previous_grades=previous_checkin_grades(session))
+    result = ck.triage_answers(
+        graded, previous_grades=previous_checkin_grades(session), context=context
+    )
     return graded, (result if free is None else _more_urgent(result, free))
 
 
@@ -424,6 +429,7 @@ def _alert_now(
     graded: list[ck.GradedAnswer],
     result: TriageResult,
     free: TriageResult | None,
+    context: TriageContext,
     complete: bool,
     now: datetime,
     actor: str,
@@ -433,7 +439,9 @@ def _alert_now(
     if result.priority == "red" or complete:
         return _sync_alert(session, graded, result, complete, now, actor, inbound_message_id)
     settled = [g for g in graded if g.complete]
-    settled_result = ck.triage_answers(settled, previous_grades=previous_checkin_grades(session))
+    settled_result = ck.triage_answers(
+        settled, previous_grades=previous_checkin_grades(session), context=context
+    )
     if free is not None:
         settled_result = _more_urgent(settled_result, free)
     return _sync_alert(session, settled, settled_result, False, now, actor, inbound_message_id)
@@ -444,7 +452,8 @@ def settle_alert(session: CheckinSession, *, now: datetime, actor: str) -> Alert
     if not session.answers or session.status == "answered":
         return None
     items = session_items(session)
-    graded, result = _triage(session, items, session.answers, None)
+    context = treatment_context(session.patient, now)
+    graded, result = _triage(session, items, session.answers, None, context)
     return _sync_alert(session, graded, result, True, now, actor, None)
 
 

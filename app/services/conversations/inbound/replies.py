@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.domain.escalation import add_working_time
 from app.domain.replies import ParsedReply, ReplyContext, parse_reply
-from app.domain.triage import TriageResult, triage
+from app.domain.triage import TriageContext, TriageResult, triage
 from app.extensions import db
 from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
 from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
@@ -52,6 +52,7 @@ from app.services.messaging.outbox import add_history
 from app.services.messaging.reminders import cancel_unsent, plan_patient
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
+from app.services.schedule.treatment import treatment_context
 from app.services.shared import audit
 from app.services.shared import reply_texts as texts
 from app.services.shared.clinic import clinic_zone, escalation_policy
@@ -67,6 +68,9 @@ REMINDER_KINDS = ("reminder", "moved")
 REMINDER_LOOKBACK = timedelta(days=7)
 MAX_BODY_CHARS = 20000
 RESCHEDULE_FLAG = "reschedule_requested"
+
+NOT_ENROLLED = TriageContext(enrolled=False)
+"""A sender who is no enrolled patient: rules apply, the safety net for unread text does not."""
 
 
 _INBOUND = InboundMessage.__table__
@@ -444,7 +448,7 @@ def _from_patient(
     context = reply_context(patient, now)
     parsed = parse_reply(row.body, context=context)
     previous = previous_grades(patient.id, row.id, now) if parsed.active_symptoms else {}
-    result = triage(parsed, previous_grades=previous)
+    result = triage(parsed, previous_grades=previous, context=treatment_context(patient, now))
     outcome = Outcome(reply="", locale=locale, patient=patient, parsed=parsed, result=result)
     actor = f"patient:{patient.study_id}"
     _act_on_intent(outcome, row, actor, now)
@@ -766,7 +770,7 @@ def _flag_reschedule(patient: Patient, actor: str, now: datetime) -> list[str]:
 
 def _from_unknown_sender(row: StoredMessage, now: datetime) -> Outcome:
     parsed = parse_reply(row.body)
-    result = triage(parsed)
+    result = triage(parsed, context=NOT_ENROLLED)
     locale = texts.locale_or_default(parsed.language if parsed.language in ("zh", "en") else None)
     outcome = Outcome(reply="", locale=locale, parsed=parsed, result=result)
     level = result.priority if result.priority in ("red", "amber") else "green"
