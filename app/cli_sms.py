@@ -80,6 +80,11 @@ def sms_plan(patient: str | None, all_patients: bool) -> None:
             f"{totals['patients']} patients: {totals['created']} new, "
             f"{totals['cancelled']} cancelled"
         )
+        if totals["failed"]:
+            raise click.ClickException(
+                f"{totals['failed']} patient(s) could not be re-planned (see the log and the "
+                "triage inbox)"
+            )
         return
     if not patient:
         raise click.UsageError("give a PATIENT or --all")
