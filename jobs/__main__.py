@@ -13,6 +13,7 @@ from types import FrameType
 from apscheduler.schedulers import SchedulerNotRunningError
 
 from app import create_app
+from app.sms.privacy import install_log_masking
 from jobs.schedule import build_scheduler, job_specs
 
 logger = logging.getLogger("cadence.jobs")
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_masking()
     app = create_app()
     stop = threading.Event()
     if args.list:

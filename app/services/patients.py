@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services import audit, reminders
 from app.services.protocols import clinic_working_days, current_protocol
+from app.sms import privacy
 
 
 class PatientNotFound(LookupError):
@@ -105,10 +106,8 @@ def patient_snapshot(patient: Patient) -> dict[str, object]:
 
 
 def mask_phone(e164: str) -> str:
-    """Show only the country code and last four digits of a number."""
-    if len(e164) <= 7:
-        return "***"
-    return e164[:3] + "*" * (len(e164) - 7) + e164[-4:]
+    """The number masked as everywhere else (+86138****0001): app.sms.privacy.mask_phone."""
+    return privacy.mask_phone(e164)
 
 
 def event_row(item: PlannedEvent) -> CalendarEvent:
