@@ -16,8 +16,10 @@ from app.cli_triage import register_triage_commands
 from app.cli_users import register_user_commands
 from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
+from app.domain.dates import DateInputError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.domain.protocol import Protocol, ProtocolError, load_protocol
+from app.services.date_inputs import parse_date_input
 from app.services.protocols import clinic_working_days, current_protocol
 
 calendar_cli = AppGroup("calendar", help="Preview trial calendars.")
@@ -40,9 +42,9 @@ def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from exc
+        return parse_date_input(value, what=param.name or "date")
+    except DateInputError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _delays(

@@ -9,8 +9,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.domain.dates import DateInputError
 from app.models import OutboxMessage, utcnow
 from app.services import dispatch, outbox, reminders
+from app.services.date_inputs import any_date_range
 from app.services.patients import PatientNotFound, get_patient
 
 sms_cli = AppGroup("sms", help="Preview, plan, send and reconcile SMS reminders.")
@@ -34,6 +36,10 @@ def _iso_moment(ctx: click.Context, param: click.Parameter, value: str | None) -
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_clinic_tz())
+    try:
+        any_date_range().check(moment.date(), param.name or "date")
+    except DateInputError as exc:
+        raise click.BadParameter(str(exc)) from exc
     return moment
 
 

@@ -17,10 +17,12 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.domain.dates import DateInputError
 from app.domain.oncall import ROTA_ROLES, RotaError
 from app.domain.triage import classify
 from app.models import utcnow
 from app.services import oncall
+from app.services.date_inputs import any_date_range
 from app.services.escalation import escalate_due
 
 triage_cli = AppGroup("triage", help="Check how patients' replies are understood and triaged.")
@@ -59,6 +61,10 @@ def _moment(value: str | None) -> datetime:
         raise click.BadParameter(f"expected YYYY-MM-DDTHH:MM, got {value!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(current_app.config["CLINIC_TIMEZONE"]))
+    try:
+        any_date_range().check(moment.date(), "--at")
+    except DateInputError as exc:
+        raise click.BadParameter(str(exc)) from exc
     return moment
 
 

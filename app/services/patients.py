@@ -12,7 +12,7 @@ from app.domain.calendar import PlannedEvent, generate
 from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
 from app.extensions import db
 from app.models import CalendarEvent, Patient
-from app.services import audit, reminders
+from app.services import audit, date_inputs, reminders
 from app.services.protocols import clinic_working_days, current_protocol
 from app.sms import privacy
 
@@ -29,6 +29,8 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
         protocol,
         today=today,
         default_region=current_app.config.get("DEFAULT_PHONE_REGION", "CN"),
+        start_range=date_inputs.enrolment_start_range(today),
+        date_range=date_inputs.any_date_range(today),
     )
     if db.session.scalar(select(Patient.id).where(Patient.study_id == valid.study_id)):
         raise EnrolmentError({"study_id": f"study id {valid.study_id} is already enrolled"})
