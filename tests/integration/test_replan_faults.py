@@ -128,3 +128,16 @@ def test_replan_all_goes_on_past_a_failing_patient(
     assert alert is not None and alert.kind == "review" and alert.status == "open"
     assert db.session.scalar(select(Alert).where(Alert.patient_id == fine.id)) is None
     assert planned(fine)
+
+
+def test_sms_plan_all_reports_failed_patients_and_exits_non_zero(app_ctx: Flask) -> None:
+    broken = enrol("JSCH-211", start=START)
+    enrol("JSCH-212", start=START)
+    broken.timezone = "Mars/Olympus_Mons"
+    db.session.commit()
+
+    result = app_ctx.test_cli_runner().invoke(args=["sms", "plan", "--all"])
+
+    assert result.exit_code == 1
+    assert "1 patients:" in result.output
+    assert "1 patient(s) could not be re-planned" in result.output
