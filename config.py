@@ -87,6 +87,11 @@ class Config:
     TWILIO_VALIDITY_PERIOD = _env("TWILIO_VALIDITY_PERIOD")
     TWILIO_BASE_URL = _env("TWILIO_BASE_URL")
 
+    # Date inputs (forms, query strings, command options): plausible ranges around "today".
+    DATE_INPUT_YEARS = _env_int("DATE_INPUT_YEARS", 10)
+    ENROLMENT_START_DAYS_BACK = _env_int("ENROLMENT_START_DAYS_BACK", 365)
+    ENROLMENT_START_DAYS_AHEAD = _env_int("ENROLMENT_START_DAYS_AHEAD", 90)
+
     QUIET_HOURS_START = _env("QUIET_HOURS_START", "21:00")
     QUIET_HOURS_END = _env("QUIET_HOURS_END", "08:00")
     SMS_DAILY_BUDGET = _env_int("SMS_DAILY_BUDGET", 3)

@@ -17,6 +17,7 @@ from app.cli_users import register_user_commands
 from app.configuration import ConfigurationError
 from app.domain import calendar as cal
 from app.domain.calendar import PlannedEvent
+from app.domain.dates import DateInputError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.domain.protocol import Protocol, ProtocolError, load_protocol
 from app.services.demo import (
@@ -26,6 +27,7 @@ from app.services.demo import (
     load_demo_data,
 )
 from app.services.schedule.patients import enrol_patient, list_patients, mask_phone
+from app.services.shared.date_inputs import parse_date_input
 from app.services.shared.protocols import clinic_working_days, current_protocol
 
 calendar_cli = AppGroup("calendar", help="Preview trial calendars.")
@@ -48,9 +50,9 @@ def _iso_date(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from exc
+        return parse_date_input(value, what=param.name or "date")
+    except DateInputError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _delays(

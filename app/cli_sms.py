@@ -9,8 +9,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.domain.dates import DateInputError
 from app.models import OutboxMessage, utcnow
+from app.services.alerts.alerts import alert_replan_failure
 from app.services.messaging import dispatch, outbox, reminders
+from app.services.shared.date_inputs import any_date_range
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
 
 sms_cli = AppGroup("sms", help="Preview, plan, send and reconcile SMS reminders.")
@@ -34,6 +37,10 @@ def _iso_moment(ctx: click.Context, param: click.Parameter, value: str | None) -
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_clinic_tz())
+    try:
+        any_date_range().check(moment.date(), param.name or "date")
+    except DateInputError as exc:
+        raise click.BadParameter(str(exc)) from exc
     return moment
 
 
@@ -75,11 +82,18 @@ def sms_preview(patient: str, limit: int, replan: bool) -> None:
 def sms_plan(patient: str | None, all_patients: bool) -> None:
     """Re-plan the outbox of PATIENT (or --all) from now: idempotent."""
     if all_patients:
-        totals = reminders.replan_all(now=utcnow(), source=CLI_ACTOR)
+        totals = reminders.replan_all(
+            now=utcnow(), source=CLI_ACTOR, on_failure=alert_replan_failure
+        )
         click.echo(
             f"{totals['patients']} patients: {totals['created']} new, "
             f"{totals['cancelled']} cancelled"
         )
+        if totals["failed"]:
+            raise click.ClickException(
+                f"{totals['failed']} patient(s) could not be re-planned (see the log and the "
+                "triage inbox)"
+            )
         return
     if not patient:
         raise click.UsageError("give a PATIENT or --all")

@@ -17,11 +17,13 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.domain.dates import DateInputError
 from app.domain.oncall import ROTA_ROLES, RotaError
 from app.domain.triage import classify, explain
 from app.models import utcnow
 from app.services.alerts import oncall
 from app.services.alerts.escalation import escalate_due
+from app.services.shared.date_inputs import any_date_range
 
 triage_cli = AppGroup("triage", help="Check how patients' replies are understood and triaged.")
 oncall_cli = AppGroup("oncall", help="View and edit the on-call rota.")
@@ -93,6 +95,10 @@ def _moment(value: str | None) -> datetime:
         raise click.BadParameter(f"expected YYYY-MM-DDTHH:MM, got {value!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(current_app.config["CLINIC_TIMEZONE"]))
+    try:
+        any_date_range().check(moment.date(), "--at")
+    except DateInputError as exc:
+        raise click.BadParameter(str(exc)) from exc
     return moment
 
 

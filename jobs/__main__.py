@@ -16,6 +16,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from app import create_app
 from app.configuration import ConfigurationError
 from app.logging_setup import configure_logging
+from app.sms.privacy import install_log_masking
 from jobs.schedule import build_scheduler, job_specs
 
 logger = logging.getLogger("cadence.jobs")
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the schedule and exit")
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("LOG_LEVEL"))
+    install_log_masking()
     try:
         app = create_app()
     except ConfigurationError as exc:

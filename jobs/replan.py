@@ -7,6 +7,7 @@ import threading
 from flask import Flask
 
 from app.models import utcnow
+from app.services.alerts.alerts import alert_replan_failure
 from app.services.messaging.reminders import replan_all
 
 JOB_SOURCE = "job:replan"
@@ -17,4 +18,4 @@ def run(app: Flask, stop: threading.Event) -> None:
     if stop.is_set():
         return
     with app.app_context():
-        replan_all(now=utcnow(), source=JOB_SOURCE)
+        replan_all(now=utcnow(), source=JOB_SOURCE, on_failure=alert_replan_failure)

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from app.domain.dates import DateRange
 from app.domain.protocol import Protocol
 
 LOCALES = ("zh", "en")
@@ -83,9 +84,18 @@ def normalise_phone(raw: str, default_region: str = "CN") -> str:
 
 
 def validate_enrolment(
-    request: EnrolmentRequest, protocol: Protocol, *, today: date, default_region: str = "CN"
+    request: EnrolmentRequest,
+    protocol: Protocol,
+    *,
+    today: date,
+    default_region: str = "CN",
+    start_range: DateRange | None = None,
+    date_range: DateRange | None = None,
 ) -> ValidEnrolment:
-    """Check every field of an enrolment and return normalised data, or raise EnrolmentError."""
+    """Check every field of an enrolment and return normalised data, or raise EnrolmentError.
+
+    ``start_range`` bounds the first infusion, ``date_range`` the other dates (None: unbounded).
+    """
     errors: dict[str, str] = {}
     study_id = (request.study_id or "").strip()
     if not STUDY_ID_PATTERN.match(study_id):
@@ -105,6 +115,8 @@ def validate_enrolment(
         errors["choices"] = str(exc)
     if request.start_date is None:
         errors["start_date"] = "the date of the first infusion is required"
+    elif start_range is not None and request.start_date not in start_range:
+        errors["start_date"] = _between("the first infusion", start_range)
     if request.locale not in LOCALES:
         errors["locale"] = f"expected one of {', '.join(LOCALES)}"
     try:
@@ -112,6 +124,15 @@ def validate_enrolment(
     except (ZoneInfoNotFoundError, ValueError):
         errors["timezone"] = f"unknown time zone {request.timezone!r}"
     _check_consent(request, today, errors)
+    for name in ("recurrence_date", "sms_consent_date"):
+        value = getattr(request, name)
+        if (
+            name not in errors
+            and date_range is not None
+            and value is not None
+            and value not in date_range
+        ):
+            errors[name] = _between("the date", date_range)
     if (
         request.recurrence_date
         and request.start_date
@@ -132,6 +153,13 @@ def validate_enrolment(
         locale=request.locale,
         timezone=request.timezone,
         recurrence_date=request.recurrence_date,
+    )
+
+
+def _between(what: str, date_range: DateRange) -> str:
+    return (
+        f"{what} must be between {date_range.earliest.isoformat()} "
+        f"and {date_range.latest.isoformat()}"
     )
 
 

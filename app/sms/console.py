@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from app.sms.base import ProviderMessage, SentMessage
+from app.sms.privacy import mask_phone
 from app.sms.segments import count_segments
 
 _default_logger = logging.getLogger("cadence.sms.console")
@@ -21,7 +22,8 @@ def _utc_now() -> datetime:
 
 
 class ConsoleGateway:
-    """Logs messages (to, segments, body), remembers them in memory; thread-safe."""
+    """Logs messages (masked number and segments; the body only at DEBUG), remembers them in
+    memory; thread-safe. ``stream`` (an explicit console) gets the full text."""
 
     name = "console"
 
@@ -48,13 +50,15 @@ class ConsoleGateway:
             status="sent",
             date_created=self._clock(),
         )
-        line = f"SMS to {to} [{info.segments} segment(s), {info.encoding}]: {body}"
+        summary = f"SMS to {mask_phone(to)} [{info.segments} segment(s), {info.encoding}]"
         with self._lock:
             self._sent.append(message)
             if self._stream is not None:
-                self._stream.write(line + "\n")
+                self._stream.write(f"SMS to {to} [{info.segments} segment(s), {info.encoding}]: ")
+                self._stream.write(body + "\n")
                 self._stream.flush()
-        self._logger.info("%s (id %s)", line, message.provider_id)
+        self._logger.info("%s (id %s)", summary, message.provider_id)
+        self._logger.debug("SMS %s body: %s", message.provider_id, body)
         return SentMessage(provider_id=message.provider_id, status=message.status)
 
     def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:

@@ -38,6 +38,7 @@ from app.sms.base import (
     SmsError,
     TerminalSmsError,
 )
+from app.sms.privacy import mask_phone, mask_sensitive, quiet_third_party_loggers
 
 _logger = logging.getLogger("cadence.sms.twilio")
 
@@ -180,8 +181,8 @@ def translate_read_exception(exc: Exception) -> SmsError:
 
 
 def _masked(number: str) -> str:
-    """A phone number with all but its last 4 digits hidden, for logs."""
-    return "*" * max(len(number) - 4, 0) + number[-4:]
+    """A phone number masked for logs (+86138****0001)."""
+    return mask_phone(number)
 
 
 def _floor_to_second(moment: datetime) -> datetime:
@@ -221,6 +222,7 @@ class TwilioGateway:
         self.validity_period = validity_period
         self.base_url = base_url or None
         self._local = threading.local()
+        quiet_third_party_loggers()  # the SDK logs every request's To number at INFO
 
     def _client(self) -> Client:
         """This thread's SDK client (created on first use)."""
@@ -255,7 +257,7 @@ class TwilioGateway:
             )
         except Exception as exc:
             error = translate_exception(exc)
-            _logger.warning("Twilio send to %s failed: %s", _masked(to), error)
+            _logger.warning("Twilio send to %s failed: %s", _masked(to), mask_sensitive(str(error)))
             raise error from exc
         if not message.sid:
             raise AmbiguousSmsError("Twilio accepted the request but returned no message SID")

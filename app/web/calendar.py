@@ -9,8 +9,10 @@ from typing import Any
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from app.domain.calendar import KINDS, PHASES
+from app.domain.dates import DateInputError
 from app.services.schedule import queries as sq
-from app.web.helpers import clinic_today, page_number, parse_iso_date
+from app.services.shared.date_inputs import any_date_range, parse_date_input
+from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
 from app.web.security import require_login
 
 bp = Blueprint("calendar", __name__, url_prefix="/calendar")
@@ -41,9 +43,13 @@ def _month_of(value: str | None, today: date) -> date:
     if value:
         try:
             year, month = (int(x) for x in value.split("-")[:2])
-            return date(year, month, 1)
+            first = date(year, month, 1)
         except ValueError:
-            pass
+            return today.replace(day=1)
+        allowed = any_date_range(today)
+        if first in allowed:
+            return first
+        flash_out_of_range(value, allowed)
     return today.replace(day=1)
 
 
@@ -63,8 +69,6 @@ def month() -> Any:
     """A month grid: events per day by kind, patients, clashes and clinic closures."""
     today = clinic_today()
     first = _month_of(request.args.get("month"), today)
-    if not 1900 < first.year < 2200:
-        abort(404)
     last = first.replace(day=pycal.monthrange(first.year, first.month)[1])
     grid_start = first - timedelta(days=first.weekday())
     grid_end = last + timedelta(days=6 - last.weekday())
@@ -129,9 +133,13 @@ def week() -> Any:
 @bp.get("/day/<day>")
 def day(day: str) -> Any:
     """Every event of one day, paginated."""
-    when = parse_iso_date(day)
-    if when is None:
-        abort(404)
+    try:
+        when = parse_date_input(day)
+    except DateInputError as exc:
+        if exc.kind != "range" or exc.date_range is None:
+            abort(404)
+        flash_out_of_range(day, exc.date_range)
+        return redirect(url_for("calendar.week"))
     filters = _filters()
     page = sq.day_page(when, filters, page_number())
     load = sq.load_by_day(when, when, filters)[when]

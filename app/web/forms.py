@@ -18,9 +18,31 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from app.models import ROLES
+from app.services.shared.date_inputs import any_date_range, enrolment_start_range
 from app.web.labels import role_label
 
 LANGUAGE_CHOICES = (("zh", "中文"), ("en", "English"))
+
+
+class PlausibleDate:
+    """A date inside the plausible range (enrolment start: its own, narrower range)."""
+
+    def __init__(self, *, enrolment_start: bool = False) -> None:
+        self.enrolment_start = enrolment_start
+
+    def __call__(self, form: FlaskForm, field: DateField) -> None:
+        """Refuse a date outside the range, saying which dates are accepted."""
+        if field.data is None:
+            return
+        allowed = enrolment_start_range() if self.enrolment_start else any_date_range()
+        if field.data not in allowed:
+            raise ValidationError(
+                _l(
+                    "Use a date between %(earliest)s and %(latest)s.",
+                    earliest=allowed.earliest.isoformat(),
+                    latest=allowed.latest.isoformat(),
+                )
+            )
 
 
 def language_choices() -> list[SelectChoice]:
@@ -151,11 +173,16 @@ class EnrolmentForm(FlaskForm):
     )
     start_date = DateField(
         _l("First infusion"),
-        validators=[InputRequired(message=_l("Enter the date of the first infusion."))],
+        validators=[
+            InputRequired(message=_l("Enter the date of the first infusion.")),
+            PlausibleDate(enrolment_start=True),
+        ],
     )
-    recurrence_date = DateField(_l("Date of recurrence"), validators=[Optional()])
+    recurrence_date = DateField(_l("Date of recurrence"), validators=[Optional(), PlausibleDate()])
     sms_consent = BooleanField(_l("The patient agreed to receive SMS reminders"))
-    sms_consent_date = DateField(_l("Date of SMS consent"), validators=[Optional()])
+    sms_consent_date = DateField(
+        _l("Date of SMS consent"), validators=[Optional(), PlausibleDate()]
+    )
     locale = RadioField(_l("Patient's language"), choices=language_choices(), default="zh")
     timezone = SelectField(_l("Patient's time zone"), choices=[])
 
@@ -171,7 +198,8 @@ class RescheduleForm(FlaskForm):
     """Move an event; the reason is required and a preview is shown before confirming."""
 
     new_date = DateField(
-        _l("New date"), validators=[InputRequired(message=_l("Choose the new date."))]
+        _l("New date"),
+        validators=[InputRequired(message=_l("Choose the new date.")), PlausibleDate()],
     )
     reason = TextAreaField(
         _l("Reason"),
@@ -186,7 +214,9 @@ class RescheduleForm(FlaskForm):
 class DecisionForm(FlaskForm):
     """A treatment decision (progression, salvage, stop, withdraw): a date, a reason, a check."""
 
-    on = DateField(_l("Date"), validators=[InputRequired(message=_l("Enter the date."))])
+    on = DateField(
+        _l("Date"), validators=[InputRequired(message=_l("Enter the date.")), PlausibleDate()]
+    )
     reason = TextAreaField(
         _l("Reason"),
         validators=[

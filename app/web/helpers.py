@@ -6,8 +6,11 @@ from datetime import date, datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from flask import current_app, request
+from flask import current_app, flash, request
+from flask_babel import gettext as _
 
+from app.domain.dates import DateInputError, DateRange
+from app.services.shared.date_inputs import parse_date_input
 from app.services.shared.pagination import Page
 
 __all__ = [
@@ -15,6 +18,7 @@ __all__ = [
     "clinic_now",
     "clinic_today",
     "clinic_tz",
+    "flash_out_of_range",
     "page_number",
     "parse_iso_date",
     "safe_next_url",
@@ -37,13 +41,32 @@ def clinic_today() -> date:
 
 
 def parse_iso_date(value: str | None) -> date | None:
-    """A YYYY-MM-DD string as a date, or None when empty or malformed."""
+    """A YYYY-MM-DD string as a date, or None when empty, malformed or implausible.
+
+    An implausible date (outside the range of app.services.date_inputs) is flashed to the user
+    with the accepted range, and the filter it was meant for is dropped.
+    """
     if not value:
         return None
     try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
+        return parse_date_input(value)
+    except DateInputError as exc:
+        if exc.kind == "range" and exc.date_range is not None:
+            flash_out_of_range(value, exc.date_range)
         return None
+
+
+def flash_out_of_range(value: str, allowed: DateRange) -> None:
+    """Tell the user a date they gave is outside the accepted range."""
+    flash(
+        _(
+            "The date %(value)s is not accepted: use a date between %(earliest)s and %(latest)s.",
+            value=value.strip()[:10],
+            earliest=allowed.earliest.isoformat(),
+            latest=allowed.latest.isoformat(),
+        ),
+        "error",
+    )
 
 
 def page_number(name: str = "page") -> int:

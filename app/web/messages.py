@@ -27,6 +27,13 @@ ENROLMENT_FIELDS = (
 def enrolment_error(field: str, english: str) -> str:
     """A nurse-facing message for one field of an EnrolmentError."""
     text = english or ""
+    between = re.search(r"must be between (\d{4}-\d{2}-\d{2}) and (\d{4}-\d{2}-\d{2})", text)
+    if between:
+        return _(
+            "Use a date between %(earliest)s and %(latest)s.",
+            earliest=between.group(1),
+            latest=between.group(2),
+        )
     if field == "study_id":
         match = re.search(r"study id (\S+) is already enrolled", text)
         if match:

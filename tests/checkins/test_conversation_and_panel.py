@@ -129,3 +129,28 @@ def test_demo_check_ins_are_graded_with_one_red_alert_and_idempotent(app_ctx: Fl
     alerts = db.session.scalars(select(Alert)).all()
     assert [a.level for a in alerts if a.kind == "symptom"].count("red") == 1
     assert any(a.kind == "call_task" for a in alerts)
+
+
+def test_control_characters_are_removed_and_line_break_runs_become_one_newline(
+    app_ctx: Flask,
+) -> None:
+    patient = enrol(locale="en")
+    typed = (
+        "  Hello\x1b[31m red\x1b[0m\x07 there\r\n\r\n\r\nCall us\r\r  on\t\tMonday\x00\x7f\u202e "
+    )
+
+    row = conversation.send_nurse_reply(
+        patient, text=typed, nonce="abcdefgh21", actor="user:x", now=utcnow()
+    )
+
+    assert row.body.endswith("Hello red there\nCall us\non Monday")
+    assert not any(ord(ch) < 32 and ch != "\n" for ch in row.body)
+    assert "\x7f" not in row.body and "\u202e" not in row.body
+    try:
+        conversation.send_nurse_reply(
+            patient, text="\x1b\x07\r\n", nonce="abcdefgh22", actor="user:x", now=utcnow()
+        )
+    except conversation.ConversationError as exc:
+        assert exc.code == "empty"
+    else:
+        raise AssertionError("a reply of control characters only was queued")

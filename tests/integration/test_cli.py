@@ -6,13 +6,14 @@ import itertools
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import CalendarEvent, Patient
+from app.models import CalendarEvent, Patient, utcnow
 
 PD1 = ("sintilimab", "camrelizumab")
 CHEMO = ("paclitaxel", "docetaxel", "irinotecan")
@@ -187,11 +188,13 @@ def test_preview_with_malformed_protocol_file_names_file_and_field(
 
 def test_patients_enrol_and_list(app_ctx: Flask) -> None:
     runner = app_ctx.test_cli_runner()
+    today = utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date()
+    start, consent = (today + timedelta(days=3)).isoformat(), today.isoformat()
     ok = runner.invoke(
         args=[
             "patients", "enrol", "--study-id", "JSCH-200", "--initials", "ab",
             "--phone", "139 0000 1234", "--pd1", "camrelizumab", "--chemo", "irinotecan",
-            "--start", "2026-03-02", "--consent-date", "2026-02-20", "--locale", "en",
+            "--start", start, "--consent-date", consent, "--locale", "en",
         ]
     )  # fmt: skip
     assert ok.exit_code == 0, ok.output
@@ -200,7 +203,7 @@ def test_patients_enrol_and_list(app_ctx: Flask) -> None:
         args=[
             "patients", "enrol", "--study-id", "JSCH-201", "--initials", "cd",
             "--phone", "555", "--pd1", "camrelizumab", "--chemo", "irinotecan",
-            "--start", "2026-03-02", "--consent-date", "2026-02-20",
+            "--start", start, "--consent-date", consent,
         ]
     )  # fmt: skip
     assert bad.exit_code == 2

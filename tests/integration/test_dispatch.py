@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, Patient
-from app.services.messaging.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
+from app.services.messaging.dispatch import (
+    Dispatcher,
+    DispatchReport,
+    DispatchSettings,
+    Outcome,
+    reconcile,
+)
 from app.sms import ConsoleGateway
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.sms_support import (
@@ -346,3 +355,27 @@ def test_the_console_gateway_sends_due_messages_in_process(app_ctx: Flask) -> No
     assert report.sent == 3
     assert {r.status for r in rows()} == {"sent"}
     assert sorted(m.body for m in console.sent) == sorted(r.body for r in rows())
+
+
+def test_a_release_after_the_lease_passed_on_is_counted_released_not_lost(
+    app_ctx: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    [message_id] = add_due_messages(1)
+    paused = Dispatcher(ConsoleGateway(stream=io.StringIO()), FAST, actor="test")
+    [claimed] = paused.claim(datetime.now(UTC), 1)
+    # while this dispatcher was paused its lease expired and another one took the row
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == message_id).values(claimed_by="other")
+    )
+    db.session.commit()
+    report = DispatchReport()
+
+    with caplog.at_level(logging.INFO, logger="cadence.dispatch"):
+        paused.record(claimed, Outcome("release", at=datetime.now(UTC)), report)
+    db.session.commit()
+
+    assert (report.released, report.lost) == (1, 0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "released unsent" in caplog.text
+    row = db.session.get(OutboxMessage, message_id)
+    assert row is not None and (row.status, row.claimed_by) == ("claimed", "other")

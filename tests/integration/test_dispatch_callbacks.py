@@ -284,3 +284,24 @@ def test_callbacks_from_the_fake_reach_a_live_server(twilio_app: Flask, fake: Fa
     row = fresh(row.id)
     assert row.status == "delivered"
     assert row.delivered_at is not None and row.delivered_at <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize("status", ["planned", "cancelled"])
+def test_a_callback_with_an_unknown_sid_never_moves_an_unsent_row(
+    client: FlaskClient, twilio_app: Flask, fake: FakeTwilio, status: str
+) -> None:
+    [message_id] = add_due_messages(1)
+    row = fresh(message_id)
+    row.status = status
+    db.session.commit()
+    before = history_count(message_id)
+
+    code = post_callback(client, fake, row, "delivered", sid="SM" + "9" * 32)
+
+    assert code == 204
+    row = fresh(message_id)
+    assert (row.status, row.provider_id, row.delivered_at) == (status, None, None)
+    assert history_count(message_id) == before
+    assert apply_status_callback("SM" + "9" * 32, "sent", message_id=message_id).outcome == (
+        "unknown_message"
+    )

@@ -22,6 +22,7 @@ from app.sms import (
     make_gateway,
 )
 from app.sms import twilio_gateway as twilio_module
+from app.sms.privacy import mask_phone
 from tests.fakes.fake_twilio import FakeTwilio
 
 ACCOUNT_SID = "AC" + "1" * 32
@@ -347,8 +348,9 @@ def test_console_gateway_logs_and_remembers_what_it_sent(caplog: pytest.LogCaptu
     gateway.send("+8613900000000", "other")
 
     assert sent.provider_id.startswith("console-") and len(sent.provider_id) == 40
-    assert PATIENT in caplog.text and "1 segment(s)" in caplog.text and "明天复查" in caplog.text
-    assert stream.getvalue().count("\n") == 2
+    assert mask_phone(PATIENT) in caplog.text and "1 segment(s)" in caplog.text
+    assert PATIENT not in caplog.text and "明天复查" not in caplog.text  # INFO: no number, no body
+    assert stream.getvalue().count("\n") == 2 and "明天复查" in stream.getvalue()
     found = gateway.find_sent(PATIENT, since, datetime.now(UTC))
     assert [(m.provider_id, m.body) for m in found] == [
         (sent.provider_id, "【江苏省肿瘤医院】明天复查")
@@ -356,6 +358,10 @@ def test_console_gateway_logs_and_remembers_what_it_sent(caplog: pytest.LogCaptu
     assert (
         gateway.find_sent(PATIENT, since - timedelta(hours=1), since - timedelta(seconds=1)) == []
     )
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="cadence.sms.console"):
+        gateway.send(PATIENT, "【江苏省肿瘤医院】后天复查")
+    assert "后天复查" in caplog.text  # bodies only at DEBUG
 
 
 def test_console_gateway_is_thread_safe() -> None:

@@ -8,6 +8,7 @@ Every change is audited.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from app.services.shared.clinic import clinic_zone, escalation_policy
 from app.services.shared.protocols import clinic_working_days
 
 MAX_NOTE_CHARS = 2000
+
+logger = logging.getLogger(__name__)
 
 
 class AlertError(ValueError):
@@ -305,3 +308,31 @@ def open_urgent_count() -> int:
     """Red and amber alerts nobody has acknowledged yet (the navigation badge)."""
     stmt = select(func.count()).where(Alert.status == "open", Alert.level.in_(("red", "amber")))
     return int(db.session.scalar(stmt) or 0)
+
+
+def alert_replan_failure(patient_id: int, error: Exception, now: datetime, source: str) -> None:
+    """Raise one staff review alert a day for a patient whose reminders could not be re-planned.
+
+    Passed as ``on_failure`` to ``messaging.reminders.replan_all`` by the job and the CLI; an
+    error here is logged, never raised, so re-planning the other patients goes on.
+    """
+    try:
+        create_alert(
+            NewAlert(
+                dedupe_key=f"replan-failed:{patient_id}:{now:%Y-%m-%d}",
+                kind="review",
+                level="green",
+                summary=(
+                    "Reminders could not be re-planned for this patient "
+                    f"({type(error).__name__}); check the calendar and the outbox."
+                ),
+                reasons=("replan_failed",),
+                patient_id=patient_id,
+            ),
+            now=now,
+            actor=source,
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        logger.exception("could not raise the alert for patient %s", patient_id)

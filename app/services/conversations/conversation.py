@@ -26,6 +26,7 @@ from app.services.messaging.outbox import add_history
 from app.services.messaging.reminders import blocked_reason
 from app.services.shared import audit
 from app.sms.segments import count_segments
+from app.sms.text import clean_sms_text
 
 MAX_REPLY_CHARS = 500
 UPCOMING = timedelta(hours=24)
@@ -189,7 +190,8 @@ def send_nurse_reply(
     """
     if not NONCE.match(nonce or ""):
         raise ConversationError("the form is not valid: reload the page", "invalid")
-    body_text = (text or "").strip()
+    own_words = clean_sms_text(text or "")
+    body_text = own_words
     if not body_text and phrase:
         if phrase not in READY_PHRASES:
             raise ConversationError(f"unknown phrase {phrase!r}", "invalid")
@@ -209,7 +211,7 @@ def send_nurse_reply(
     )
     if existing is not None:
         return existing
-    body = signed(body_text.replace("\x00", ""))
+    body = signed(body_text)
     info = count_segments(body)
     row = OutboxMessage(
         patient_id=patient.id,
@@ -225,7 +227,7 @@ def send_nurse_reply(
         encoding=info.encoding,
         event_keys=[],
         items=[],
-        notes=[f"nurse reply ({phrase})" if phrase and not text.strip() else "nurse reply"],
+        notes=[f"nurse reply ({phrase})" if phrase and not own_words else "nurse reply"],
         attempts=0,
         created_at=now,
         updated_at=now,

@@ -200,6 +200,10 @@ class Outcome:
     at: datetime | None = None
 
 
+UNSENT_OUTCOMES = frozenset({"release", "quiet", "blocked", "expired"})
+"""Outcomes where nothing reached the provider: a lease lost meanwhile loses no message."""
+
+
 def worker_name() -> str:
     """A unique name for this dispatcher: host, process id and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -402,13 +406,21 @@ class Dispatcher:
         """Store one outcome (conditional on our lease); the caller commits."""
         at = outcome.at or self.clock()
         handler = getattr(self, f"_record_{outcome.kind}")
-        if not handler(claimed, outcome, at, report) and not _settled_by_callback(claimed, outcome):
-            report.lost += 1
-            logger.error(
-                "message %s: outcome %s not stored, the lease was taken over",
+        if handler(claimed, outcome, at, report) or _settled_by_callback(claimed, outcome):
+            return
+        if outcome.kind in UNSENT_OUTCOMES:
+            logger.info(
+                "message %s: %s unsent; its lease had already passed to another dispatcher",
                 claimed.id,
-                outcome.kind,
+                "released" if outcome.kind == "release" else f"left ({outcome.kind})",
             )
+            return
+        report.lost += 1
+        logger.error(
+            "message %s: outcome %s not stored, the lease was taken over",
+            claimed.id,
+            outcome.kind,
+        )
 
     def _move(self, claimed: Claimed, to: str, at: datetime, detail: str, **values: Any) -> bool:
         values = {"claimed_by": None, "claimed_until": None, **values}

@@ -11,12 +11,13 @@ gets nothing planned and loses every unsent row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_skeleton, format_time
+from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
 from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import select
@@ -37,6 +38,8 @@ from app.services.messaging.outbox import add_history, transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
 from app.sms.segments import count_segments, with_signature
+
+logger = logging.getLogger(__name__)
 
 # A reschedule can move dozens of later events: name the first ones, count the rest.
 MOVED_CLAUSES_SHOWN = 2
@@ -158,6 +161,17 @@ def _signed(body: str) -> str:
 
 def _date(day: date, ctx: RenderContext) -> str:
     return format_skeleton("MMMEd", day, locale=ctx.locale)
+
+
+def _date_and_time(moment: datetime, ctx: RenderContext) -> str:
+    """Month, day and 24-hour time joined as the locale joins a date and a time.
+
+    Babel has no "MMMdHm" skeleton: the date and the time are formatted separately.
+    """
+    day = format_skeleton("MMMd", moment, tzinfo=ctx.tz, locale=ctx.locale)
+    clock = format_skeleton("Hm", moment, tzinfo=ctx.tz, locale=ctx.locale)
+    pattern = get_datetime_format("short", locale=ctx.locale)
+    return pattern.replace("{1}", day).replace("{0}", clock)
 
 
 def _time(moment: datetime, ctx: RenderContext) -> str:
@@ -297,7 +311,7 @@ _MOVED_TEXT = {
 
 
 def _variant_suffix(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
-    stamp = format_skeleton("MMMdHm", message.send_at, locale=ctx.locale)
+    stamp = _date_and_time(message.send_at, ctx)
     if variant > 1:
         stamp += f" #{variant}"
     return gettext("(%(when)s)", when=stamp)
@@ -366,6 +380,15 @@ def plan_patient(
         policy, events, ctx.tz, now, existing, lambda m, v: render_message(m, v, ctx)
     )
     _sync(patient, rows, replaceable, desired, ctx, now, source, result)
+    handled = {m.dedupe_key for m in desired}
+    if result.moved_notice is not None:
+        handled.add(result.moved_notice.dedupe_key)
+    leftovers = [
+        r
+        for r in rows
+        if r.status == "planned" and r.kind in PLANNER_KINDS and r.dedupe_key not in handled
+    ]
+    result.updated += _rerender_leftovers(leftovers, policy, events, ctx, source)
     db.session.flush()
     return result
 
@@ -378,12 +401,30 @@ def replan_patient(patient_ref: str | int, *, now: datetime, source: str) -> Pla
     return result
 
 
-def replan_all(*, now: datetime, source: str) -> dict[str, int]:
-    """Re-plan every patient, one transaction each; return totals."""
-    totals = {"patients": 0, "created": 0, "cancelled": 0}
+ReplanFailure = Callable[[int, Exception, datetime, str], None]
+"""Told of a patient whose re-planning failed: (patient id, error, now, source)."""
+
+
+def replan_all(
+    *, now: datetime, source: str, on_failure: ReplanFailure | None = None
+) -> dict[str, int]:
+    """Re-plan every patient, one transaction each; go on past a failure; return totals.
+
+    A failing patient is rolled back, logged and passed to ``on_failure`` (the callers above
+    raise a staff alert there: this layer does not know about alerts).
+    """
+    totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0}
     ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
     for patient_id in ids:
-        result = replan_patient(patient_id, now=now, source=source)
+        try:
+            result = replan_patient(patient_id, now=now, source=source)
+        except Exception as exc:  # one patient's failure must not stop the others
+            db.session.rollback()
+            logger.exception("re-planning patient %s failed (%s)", patient_id, type(exc).__name__)
+            if on_failure is not None:
+                on_failure(patient_id, exc, now, source)
+            totals["failed"] += 1
+            continue
         totals["patients"] += 1
         totals["created"] += result.created + result.reactivated
         totals["cancelled"] += result.cancelled
@@ -547,6 +588,100 @@ def _reactivate(
     return transition(
         row.id, expect=("cancelled",), to="planned", source=source, detail="planned again",
         values=values,
+    )  # fmt: skip
+
+
+def _rerender_leftovers(
+    rows: Sequence[OutboxMessage],
+    policy: ReminderPolicy,
+    events: Sequence[ReminderEvent],
+    ctx: RenderContext,
+    source: str,
+) -> int:
+    """Render again the unsent rows planning did not revisit (due ones, earlier notices).
+
+    A row's message is rebuilt from its stored items and the calendar; when it cannot be rebuilt
+    exactly (its natural key no longer matches), the row is left as it is.
+    """
+    if not rows:
+        return 0
+    since = min(r.send_after for r in rows) - timedelta(days=2)
+    known = {item.ident: item for item in rd.reminder_items(policy, events, ctx.tz, since)}
+    by_key = {event.key: event for event in events}
+    updated = 0
+    for row in rows:
+        rebuilt = _rebuilt_message(row, policy, known, by_key, ctx)
+        if rebuilt is not None and _rerender_row(row, *rebuilt, ctx=ctx, source=source):
+            updated += 1
+    return updated
+
+
+def _rebuilt_message(
+    row: OutboxMessage,
+    policy: ReminderPolicy,
+    known: dict[str, ReminderItem],
+    by_key: dict[str, ReminderEvent],
+    ctx: RenderContext,
+) -> tuple[PlannedMessage, int] | None:
+    """The planned message (and body variant) a stored row was rendered from, or None."""
+    send_at = row.send_after.astimezone(ctx.tz)
+    stored = list(row.items or [])
+    if not stored:
+        return None
+    if row.kind == "moved":
+        items = [_moved_item(entry, policy, by_key, send_at) for entry in stored]
+    else:
+        items = [
+            known.get(f"{entry.get('event_key')}@{entry.get('event_date')}:{entry.get('rule')}")
+            for entry in stored
+        ]
+    if any(item is None for item in items):
+        return None
+    message = PlannedMessage(row.kind, send_at, tuple(i for i in items if i is not None))
+    for variant in range(rd.MAX_BODY_VARIANTS + 1):
+        if replace(message, variant=variant).dedupe_key == row.dedupe_key:
+            return message, variant
+    return None
+
+
+def _moved_item(
+    entry: dict[str, object],
+    policy: ReminderPolicy,
+    by_key: dict[str, ReminderEvent],
+    send_at: datetime,
+) -> ReminderItem | None:
+    """One item of a stored "your visit has moved" notice, with the event's current titles."""
+    event = by_key.get(str(entry.get("event_key")))
+    moved_from = entry.get("moved_from")
+    if event is None or not isinstance(moved_from, str):
+        return None
+    return ReminderItem(
+        event_key=event.key,
+        kind=event.kind,
+        event_date=date.fromisoformat(str(entry.get("event_date"))),
+        template="moved",
+        rule_id="moved",
+        days_before=int(str(entry.get("days_before", 0))),
+        send_at=send_at,
+        detail=policy.detail,
+        code=event.code,
+        title=rd.LocalText(en=event.title_en, zh=event.title_zh) if event.title_en else None,
+        moved_from=date.fromisoformat(moved_from),
+    )
+
+
+def _rerender_row(
+    row: OutboxMessage, message: PlannedMessage, variant: int, *, ctx: RenderContext, source: str
+) -> bool:
+    """Store the body rendered now (language, wording) when it differs from the stored one."""
+    body = render_message(message, variant, ctx)
+    if body == row.body and row.locale == ctx.locale:
+        return False
+    info = count_segments(body)
+    values = {"body": body, "locale": ctx.locale, "segments": info.segments}
+    return transition(
+        row.id, expect=("planned",), to="planned", source=source, detail="re-rendered",
+        values=values | {"encoding": info.encoding},
     )  # fmt: skip
 
 

@@ -5,6 +5,8 @@ delivered). A callback that would move a message backwards, or repeats its curre
 ignored, so callbacks may arrive out of order or twice. A callback can also settle a message
 whose send was ambiguous (``unknown``) or still ``claimed`` (the callback raced the API answer):
 the outbox id in the callback URL (``?m=<id>``) finds it even without a stored provider id.
+That hint is used only for such rows: a planned (never sent) or cancelled row, or one stored
+with another SID, is never moved by a callback.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ RANK = {
     "undelivered": 4,
     "failed": 4,
 }
+HANDED_WITHOUT_SID = ("claimed", "unknown")
+"""Statuses of a row that may be at the provider before its SID was stored."""
 OPTED_OUT_ERRORS = frozenset({21610})
 INVALID_NUMBER_ERRORS = frozenset({21211, 21614, 30006})
 ERROR_TEXTS = {
@@ -108,9 +112,18 @@ def _find(sid: str, message_id: int | None) -> OutboxMessage | None:
     row = db.session.scalars(stmt.execution_options(populate_existing=True)).first()
     if row is None and message_id is not None:
         row = db.session.get(OutboxMessage, message_id, populate_existing=True)
-        if row is not None and row.provider_id not in (None, sid):
+        if row is not None and not _may_be_at_provider(row):
             return None
     return row
+
+
+def _may_be_at_provider(row: OutboxMessage) -> bool:
+    """True for a row handed to the provider whose SID is not stored yet (claimed or unknown).
+
+    A planned, cancelled or already identified row cannot be the subject of another SID's
+    callback: the ``?m=`` hint alone never moves it.
+    """
+    return row.provider_id is None and row.status in HANDED_WITHOUT_SID
 
 
 def _moves_forward(current: str, new: str) -> bool:

@@ -13,8 +13,9 @@ from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrol
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services.messaging import reminders
-from app.services.shared import audit
+from app.services.shared import audit, date_inputs
 from app.services.shared.protocols import clinic_working_days, current_protocol
+from app.sms import privacy
 
 
 def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Patient:
@@ -25,6 +26,8 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
         protocol,
         today=today,
         default_region=current_app.config.get("DEFAULT_PHONE_REGION", "CN"),
+        start_range=date_inputs.enrolment_start_range(today),
+        date_range=date_inputs.any_date_range(today),
     )
     if db.session.scalar(select(Patient.id).where(Patient.study_id == valid.study_id)):
         raise EnrolmentError({"study_id": f"study id {valid.study_id} is already enrolled"})
@@ -90,10 +93,8 @@ def patient_snapshot(patient: Patient) -> dict[str, object]:
 
 
 def mask_phone(e164: str) -> str:
-    """Show only the country code and last four digits of a number."""
-    if len(e164) <= 7:
-        return "***"
-    return e164[:3] + "*" * (len(e164) - 7) + e164[-4:]
+    """The number masked as everywhere else (+86138****0001): app.sms.privacy.mask_phone."""
+    return privacy.mask_phone(e164)
 
 
 def event_row(item: PlannedEvent) -> CalendarEvent:
