@@ -11,8 +11,9 @@ Engine-owned keys in `PlannedEvent.details` (JSON-serialisable, persisted with t
 - "min_interval_days": for infusions, the least number of days after the previous infusion;
 - "placement": "latest" for events put on the latest allowed day of their window (labs);
 - "fasting": {food_hours, water_hours} before the test; "contrast": the imaging contrast;
-- "closure": the clinic closure behind a `closure_in_nadir` flag; "closure_decision": the
-  investigator's decision about it (the flag is not raised again while the date is the same).
+- "closure": the clinic closure behind a `closure_in_nadir` flag;
+- "decisions": {flag: {decision, date, note}}: a clinician's decision about a flag (the flag
+  is not raised again while the event keeps that date).
 An event without "offset_days" and with an anchor sits on the protocol's own grid and moves by
 the same number of days as its anchor's planned date (later cycles, delay-following imaging).
 """
@@ -36,6 +37,7 @@ from app.domain.protocol import (
     Fasting,
     Phase,
     Protocol,
+    RadiotherapyBlock,
     Window,
 )
 from app.domain.working_days import WorkingDays
@@ -440,6 +442,7 @@ def generate(
     ctx = _Context(protocol, working_days)
     events, infusions, treatment_end = _chain_events(ctx, choices, start)
     events += _assessment_events(ctx, start, infusions, treatment_end)
+    events = [_closure_checked(ctx, e) for e in events]
     follow_up = protocol.follow_up_phase()
     if follow_up is not None and infusions:
         last = infusions[-1]
@@ -990,6 +993,87 @@ def _contact_event(
     )
 
 
+# --------------------------------------------------------------------------- closures
+
+
+def _closure_for(ctx: _Context, day: date) -> dict[str, Any] | None:
+    """The closure an infusion on `day` runs into during its risk days (or its make-up day)."""
+    if ctx.is_make_up_day(day):
+        return {"make_up_day": day.isoformat()}
+    low, high = ctx.protocol.settings.closure_risk_days
+    for offset in range(low, high + 1):
+        run = ctx.closure_around(day + timedelta(days=offset))
+        if run is not None:
+            days = (run[1] - run[0]).days + 1
+            return {"from": run[0].isoformat(), "to": run[1].isoformat(), "days": days}
+    return None
+
+
+def _decided(event: PlannedEvent, flag: str) -> bool:
+    """True when a clinician decided about `flag` for the event on its current date."""
+    decision = (event.details.get("decisions") or {}).get(flag)
+    return bool(decision) and decision.get("date") == event.date.isoformat()
+
+
+def _closure_checked(ctx: _Context, event: PlannedEvent) -> PlannedEvent:
+    """An open infusion flagged `closure_in_nadir` exactly when a closure is in its risk days."""
+    if event.kind != "infusion" or not event.is_open:
+        return event
+    flags = tuple(f for f in event.flags if f != FLAG_CLOSURE_IN_NADIR)
+    details = {k: v for k, v in event.details.items() if k != "closure"}
+    found = _closure_for(ctx, event.date)
+    if found is not None and not _decided(event, FLAG_CLOSURE_IN_NADIR):
+        flags += (FLAG_CLOSURE_IN_NADIR,)
+        details["closure"] = found
+    if flags == event.flags and details == event.details:
+        return event
+    return replace(event, flags=flags, details=details)
+
+
+def _refresh_closures(ctx: _Context, work: _Working) -> None:
+    for event in list(work.now.values()):
+        checked = _closure_checked(ctx, event)
+        if checked is not event:
+            work.set(checked)
+
+
+def waiting_decisions(events: Iterable[PlannedEvent]) -> list[PlannedEvent]:
+    """Open events with a flag a clinician must decide about, in date order."""
+    return _sorted(
+        e
+        for e in events
+        if e.is_open and any(f in DECISION_FLAGS and not _decided(e, f) for f in e.flags)
+    )
+
+
+def record_decision(
+    events: Sequence[PlannedEvent], key: str, flag: str, decision: str, note: str
+) -> CalendarChange:
+    """Record a clinician's decision about a flag of one event (e.g. holiday cover confirmed).
+
+    The flag is removed and the decision kept in the event's details with the event's date;
+    a decision to delay is a reschedule, recorded with `reschedule` instead.
+    """
+    work = _Working(events)
+    event = work.now.get(key)
+    if event is None:
+        raise CalendarError(f"no event with the key {key!r} in this calendar")
+    if flag not in event.flags:
+        raise CalendarError(f"{key} has no {flag!r} flag to decide about")
+    if not decision.strip() or not note.strip():
+        raise CalendarError("a decision needs both the decision and a note saying why")
+    decisions = dict(event.details.get("decisions") or {})
+    decisions[flag] = {"decision": decision.strip(), "date": event.date.isoformat(), "note": note}
+    work.set(
+        replace(
+            event,
+            flags=tuple(f for f in event.flags if f != flag),
+            details={**event.details, "decisions": decisions},
+        )
+    )
+    return work.result()
+
+
 # --------------------------------------------------------------------------- changes
 
 
@@ -1173,6 +1257,7 @@ def reschedule(
         )
     )
     _cascade(ctx, work, key, (new_date - target.date).days, today)
+    _refresh_closures(ctx, work)
     return work.result()
 
 
@@ -1275,8 +1360,73 @@ def start_salvage(
         _cancel_treatment(
             work, chain_codes, salvage_start, FLAG_STOPPED_FOR_SALVAGE, kinds=CYCLE_KINDS
         )
+    fractions = [e for e in block_events if e.kind == "radiotherapy"]
+    if fractions and phase.radiotherapy is not None:
+        _response_assessment(ctx, work, phase, prefix, fractions, salvage_start, today)
+        _contrast_after_radiotherapy(ctx, work, fractions[-1].date, today)
     _refresh_follow_up(ctx, work, recurrence_date, today)
+    _refresh_closures(ctx, work)
     return work.result()
+
+
+def _response_assessment(
+    ctx: _Context,
+    work: _Working,
+    phase: Phase,
+    prefix: str,
+    fractions: Sequence[PlannedEvent],
+    salvage_start: date,
+    today: date,
+) -> None:
+    """Suspend routine imaging during radiotherapy and plan the response assessment after it."""
+    rt = phase.radiotherapy
+    if rt is None or rt.response is None:
+        return
+    response = rt.response
+    nominal = fractions[-1].date + timedelta(weeks=response.weeks_after_end)
+    window_end = nominal + timedelta(days=response.window.after)
+    for event in list(work.now.values()):
+        if (
+            event.key.startswith("assessment.")
+            and _movable(event, today)
+            and salvage_start <= event.date <= window_end
+        ):
+            work.cancel(event.key, FLAG_SUSPENDED_FOR_RT)
+    found = [ctx.protocol.assessment(code) for code in response.assessments]
+    tests = [replace(a, window=response.window) for a in found if a is not None]
+    infusions = _sorted(e for e in work.now.values() if e.kind == "infusion" and e.is_open)
+    days = _visit_days(ctx, nominal, tests, infusions)
+    for test in tests:
+        work.add(
+            _assessment_event(
+                test,
+                key=f"{prefix}.response.{test.code}",
+                nominal=nominal,
+                placed=days[test.code],
+                phase=phase.code,
+                anchor=None,
+                titles=(
+                    f"{test.label_en} (response after {rt.label_en.lower()})",
+                    f"{test.label_zh}（{rt.label_zh}后疗效评估）",
+                ),
+                details={"response_assessment": True, "weeks_after_end": response.weeks_after_end},
+                contrast=test.contrast_after_radiotherapy,
+            )
+        )
+
+
+def _contrast_after_radiotherapy(
+    ctx: _Context, work: _Working, last_fraction: date, today: date
+) -> None:
+    """Imaging after re-irradiation uses the protocol's post-radiotherapy contrast."""
+    for event in list(work.now.values()):
+        code = event.details.get("assessment")
+        assessment = ctx.protocol.assessment(code) if isinstance(code, str) else None
+        if assessment is None or not assessment.contrast_after_radiotherapy:
+            continue
+        if _movable(event, today) and event.date > last_fraction:
+            details = {**event.details, "contrast": assessment.contrast_after_radiotherapy}
+            work.set(replace(event, details=details))
 
 
 def _free_prefix(code: str, existing: Mapping[str, PlannedEvent]) -> str:
@@ -1315,23 +1465,70 @@ def _salvage_block(
         previous: PlannedEvent | None = None
         for k in range(block.cycle_count(first)):
             number += 1
+            nominal = first + timedelta(days=k * block.interval_days)
+            ride = _riding_fraction(block, rt_events, nominal, previous)
+            nominal = ride.date if ride is not None else nominal
             cycle = _cycle_events(
                 ctx,
                 phase,
                 block,
                 choices,
                 number,
-                first + timedelta(days=k * block.interval_days),
+                nominal,
                 previous,
                 prefix=prefix,
                 earliest=salvage_start if previous is None else None,
                 anchor=anchor,
             )
+            if ride is not None:
+                cycle[0] = _ride_on(cycle[0], ride)
             events += cycle
             previous = cycle[0]
     if rt_events:
         events += _radiotherapy_checkins(ctx, phase, rt_events, prefix)
     return events
+
+
+def _riding_fraction(
+    block: CycleBlock,
+    fractions: Sequence[PlannedEvent],
+    nominal: date,
+    previous: PlannedEvent | None,
+) -> PlannedEvent | None:
+    """The fraction a weekly cycle rides on: the first on or after its planned day.
+
+    Only when the protocol says so (`on_radiotherapy`); never closer to the previous cycle
+    than the minimum interval. None when no fraction is left (the cycle keeps its own day).
+    """
+    if not block.on_radiotherapy or not fractions:
+        return None
+    earliest = nominal
+    if previous is not None:
+        earliest = max(earliest, previous.date + timedelta(days=block.min_interval_days))
+    return next((f for f in fractions if f.date >= earliest), None)
+
+
+def _ride_on(infusion: PlannedEvent, fraction: PlannedEvent) -> PlannedEvent:
+    """The infusion anchored to its fraction: it moves with the radiotherapy week."""
+    details = {**infusion.details, "offset_days": 0, "fraction": fraction.details["fraction"]}
+    return replace(infusion, anchor=fraction.key, details=details)
+
+
+def _prolonged(rt: RadiotherapyBlock, events: list[PlannedEvent]) -> list[PlannedEvent]:
+    """Flag the last fraction `rt_prolonged` when the course is longer than the protocol allows."""
+    if not events or rt.max_overall_days is None:
+        return events
+    overall = (events[-1].date - events[0].date).days + 1
+    if overall <= rt.max_overall_days:
+        return events
+    last = events[-1]
+    details = {
+        **last.details,
+        "overall_days": overall,
+        "rt_extra_days": overall - rt.max_overall_days,
+        "max_overall_days": rt.max_overall_days,
+    }
+    return [*events[:-1], replace(last, details=details, flags=(*last.flags, FLAG_RT_PROLONGED))]
 
 
 def _fraction_events(
@@ -1376,7 +1573,7 @@ def _fraction_events(
                 anchor=None if first else events[-1].key,
             )
         )
-    return events
+    return _prolonged(rt, events)
 
 
 def _radiotherapy_checkins(

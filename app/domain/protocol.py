@@ -294,7 +294,7 @@ class CycleBlock:
     infusion: EventRule
     labs: LabsRule | None
     checkins: CheckinRule | None
-    every_fractions: int | None = None
+    on_radiotherapy: bool = False
 
     def cycle_count(self, first: date) -> int:
         """Number of cycles when the first one is on `first` (count, or as many as fit)."""
@@ -1049,7 +1049,7 @@ class _Builder:
                     for p in labs["panels"]
                 ),
             ),
-            every_fractions=(raw.get("on_radiotherapy") or {}).get("every_fractions"),
+            on_radiotherapy=raw.get("on_radiotherapy", False),
             checkins=None
             if checkins is None
             else CheckinRule(
