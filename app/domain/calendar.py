@@ -580,7 +580,8 @@ def _dependent(
     start, end = _window(nominal, window)
     spot = ctx.place(nominal, start, end, working_day, placement=placement)
     if placement != "nearest":
-        details = {**details, "placement": placement}
+        window_json = {"before": window.before, "after": window.after}
+        details = {**details, "placement": placement, "window": window_json}
     return PlannedEvent(
         key=key,
         kind=kind,
@@ -1191,6 +1192,10 @@ def _follow(
     shift = (new_nominal - old_nominal).days
     start = child.window_start + timedelta(days=shift)
     end = child.window_end + timedelta(days=shift)
+    own = child.details.get("window")
+    if offset is not None and isinstance(own, dict):  # a window around the anchor's new date
+        start = new_nominal - timedelta(days=int(own["before"]))
+        end = new_nominal + timedelta(days=int(own["after"]))
     not_before = None
     if child.kind == "infusion" and parent.kind == "infusion":
         gap = int(child.details.get("min_interval_days", 0))
@@ -1364,6 +1369,7 @@ def start_salvage(
     if fractions and phase.radiotherapy is not None:
         _response_assessment(ctx, work, phase, prefix, fractions, salvage_start, today)
         _contrast_after_radiotherapy(ctx, work, fractions[-1].date, today)
+    _replace_visits(ctx, work, salvage_start, today)
     _refresh_follow_up(ctx, work, recurrence_date, today)
     _refresh_closures(ctx, work)
     return work.result()
@@ -1385,17 +1391,17 @@ def _response_assessment(
     response = rt.response
     nominal = fractions[-1].date + timedelta(weeks=response.weeks_after_end)
     window_end = nominal + timedelta(days=response.window.after)
-    for event in list(work.now.values()):
-        if (
-            event.key.startswith("assessment.")
-            and _movable(event, today)
-            and salvage_start <= event.date <= window_end
-        ):
-            work.cancel(event.key, FLAG_SUSPENDED_FOR_RT)
     found = [ctx.protocol.assessment(code) for code in response.assessments]
     tests = [replace(a, window=response.window) for a in found if a is not None]
     infusions = _sorted(e for e in work.now.values() if e.kind == "infusion" and e.is_open)
     days = _visit_days(ctx, nominal, tests, infusions)
+    response_days = {day for day, _ in days.values()}
+    for event in list(work.now.values()):
+        if not (event.key.startswith("assessment.") and _movable(event, today)):
+            continue
+        replaced = any(event.window_start <= d <= event.window_end for d in response_days)
+        if replaced or salvage_start <= event.date <= window_end:
+            work.cancel(event.key, FLAG_SUSPENDED_FOR_RT)
     for test in tests:
         work.add(
             _assessment_event(
@@ -1413,6 +1419,36 @@ def _response_assessment(
                 contrast=test.contrast_after_radiotherapy,
             )
         )
+
+
+def _replace_visits(ctx: _Context, work: _Working, after: date, today: date) -> None:
+    """Choose again the days of routine assessment visits after `after` (infusions moved)."""
+    visits: dict[int, list[PlannedEvent]] = defaultdict(list)
+    for event in work.now.values():
+        if event.key.startswith("assessment.") and _movable(event, today) and event.date > after:
+            visits[int(event.details["study_week"])].append(event)
+    infusions = _sorted(e for e in work.now.values() if e.kind == "infusion" and e.is_open)
+    for tests in visits.values():
+        found = [ctx.protocol.assessment(str(e.details["assessment"])) for e in tests]
+        assessments = [a for a in found if a is not None]
+        if len(assessments) != len(tests):
+            continue
+        nominal = tests[0].window_start + timedelta(days=assessments[0].window.before)
+        days = _visit_days(ctx, nominal, assessments, infusions)
+        for event in tests:
+            day, flags = days[str(event.details["assessment"])]
+            if day == event.date:
+                continue
+            if not event.window_start <= day <= event.window_end:
+                flags = (*flags, FLAG_OUTSIDE_WINDOW)
+            work.set(
+                replace(
+                    event,
+                    date=day,
+                    moved_from=nominal if day != nominal else None,
+                    flags=_add_flags(_strip(event.flags) + tuple(flags), FLAG_SHIFTED),
+                )
+            )
 
 
 def _contrast_after_radiotherapy(
@@ -1849,6 +1885,10 @@ def stop_treatment(
     progressed = any(k.startswith("review.progression") for k in work.now)
     keep = () if progressed else _imaging_until_progression(protocol)
     _cancel_treatment(work, treatment, on, FLAG_TREATMENT_STOPPED, keep=keep)
+    if progressed:
+        for event in list(work.now.values()):
+            if event.key.startswith("assessment.") and event.is_open and event.date >= on:
+                work.cancel(event.key, FLAG_PROGRESSION_ENDS_IMAGING)
     phase = protocol.follow_up_phase()
     if phase is not None:
         last_dose = max((e.date for e in given), default=on)
