@@ -54,7 +54,7 @@ KINDS = (
     "review",  # a task for the team, e.g. decide what to do after progression
 )
 PHASES = PHASE_NAMES
-STATUSES = ("planned", "confirmed", "done", "missed", "cancelled")
+STATUSES = ("planned", "confirmed", "done", "missed", "cancelled", "not_tracked")
 OPEN_STATUSES = ("planned", "confirmed")
 DOSE_KINDS = ("infusion", "radiotherapy")
 CYCLE_KINDS = ("infusion", "labs", "premedication", "checkin")
@@ -85,6 +85,7 @@ FLAG_PROGRESSION = "progression_recorded"
 FLAG_TREATMENT_STOPPED = "treatment_stopped"
 FLAG_OFF_STUDY = "off_study"
 FLAG_SUPERSEDED = "superseded"
+FLAG_BEFORE_CADENCE = "before_cadence"
 # Flags for a clinician to decide on ("decisions waiting").
 FLAG_CLOSURE_IN_NADIR = "closure_in_nadir"
 FLAG_RT_PROLONGED = "rt_prolonged"
@@ -1908,6 +1909,17 @@ def stop_treatment(
 def _imaging_until_progression(protocol: Protocol) -> tuple[str, ...]:
     """Codes of the assessments that run until progression, whatever happens to treatment."""
     return tuple(a.code for a in protocol.assessments if a.until == "progression")
+
+
+def mark_not_tracked(events: Sequence[PlannedEvent], before: date) -> list[PlannedEvent]:
+    """A patient who started before enrolment in Cadence: open events before `before` are
+    marked not tracked (never overdue, never reminded)."""
+    return [
+        replace(e, status="not_tracked", flags=_add_flags(e.flags, FLAG_BEFORE_CADENCE))
+        if e.is_open and e.date < before
+        else e
+        for e in events
+    ]
 
 
 def off_study(events: Sequence[PlannedEvent], on: date) -> CalendarChange:

@@ -154,7 +154,16 @@ class EnrolmentForm(FlaskForm):
         _l("First infusion"),
         validators=[InputRequired(message=_l("Enter the date of the first infusion."))],
     )
-    recurrence_date = DateField(_l("Date of recurrence"), validators=[Optional()])
+    recurrence_date = DateField(
+        _l("Date of recurrence"),
+        validators=[InputRequired(message=_l("Enter the date of the recurrence."))],
+    )
+    started_before_cadence = BooleanField(
+        _l("This patient started treatment before enrolment in Cadence")
+    )
+    shared_phone_reason = StringField(
+        _l("Reason for sharing this mobile number"), validators=[Optional(), Length(max=200)]
+    )
     sms_consent = BooleanField(_l("The patient agreed to receive SMS reminders"))
     sms_consent_date = DateField(_l("Date of SMS consent"), validators=[Optional()])
     locale = RadioField(_l("Patient's language"), choices=language_choices(), default="zh")

@@ -192,6 +192,7 @@ def test_patients_enrol_and_list(app_ctx: Flask) -> None:
             "patients", "enrol", "--study-id", "JSCH-200", "--initials", "ab",
             "--phone", "139 0000 1234", "--pd1", "camrelizumab", "--chemo", "irinotecan",
             "--start", "2026-03-02", "--consent-date", "2026-02-20", "--locale", "en",
+            "--recurrence", "2026-01-15", "--started-before-cadence",
         ]
     )  # fmt: skip
     assert ok.exit_code == 0, ok.output

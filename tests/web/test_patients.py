@@ -35,7 +35,7 @@ def _valid_form(**changes: object) -> dict[str, object]:
         "choice_pd1": "camrelizumab",
         "choice_chemo": "irinotecan",
         "start_date": (today + timedelta(days=7)).isoformat(),
-        "recurrence_date": "",
+        "recurrence_date": (today - timedelta(days=30)).isoformat(),
         "sms_consent": "y",
         "sms_consent_date": today.isoformat(),
         "locale": "zh",
@@ -192,7 +192,7 @@ def test_domain_validation_errors_are_shown(english_nurse: FlaskClient) -> None:
     response = post(english_nurse, "/patients/new", _valid_form(study_id="J S", initials="Wang Li"))
     page = response.get_data(as_text=True)
     assert "for example JSCH-001" in page
-    assert "never a full name" in page
+    assert "never the name" in page
     later = (clinic_today() + timedelta(days=30)).isoformat()
     response = post(english_nurse, "/patients/new", _valid_form(recurrence_date=later))
     assert "The recurrence cannot be after the first infusion." in response.get_data(as_text=True)

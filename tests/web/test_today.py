@@ -40,7 +40,7 @@ def test_today_lists_todays_and_tomorrows_visits(english_nurse: FlaskClient) -> 
 
 def test_overdue_events_are_those_past_their_window(english_nurse: FlaskClient) -> None:
     today = clinic_today()
-    enrol("JSCH-001", start=today - timedelta(days=40))
+    enrol("JSCH-001", start=today - timedelta(days=40), enrolled_on=today - timedelta(days=42))
     result = overview(today)
     assert result.overdue_total > 0
     assert all(e.window_end < today and e.status == "planned" for e in result.overdue)
