@@ -210,7 +210,13 @@ def format_table(events: list[PlannedEvent]) -> str:
 )
 @click.option("--locale", type=click.Choice(["zh", "en"]), default="zh")
 @click.option("--timezone", default="Asia/Shanghai")
-@click.option("--recurrence", callback=_iso_date)
+@click.option("--recurrence", callback=_iso_date, help="Date of the recurrence (required).")
+@click.option(
+    "--started-before-cadence",
+    is_flag=True,
+    help="The first infusion is in the past: mark earlier events as not tracked.",
+)
+@click.option("--shared-phone-reason", default="", help="Why another patient's number is used.")
 def patients_enrol(
     study_id: str,
     initials: str,
@@ -222,6 +228,8 @@ def patients_enrol(
     locale: str,
     timezone: str,
     recurrence: date | None,
+    started_before_cadence: bool,
+    shared_phone_reason: str,
 ) -> None:
     """Enrol a patient and create the calendar."""
     request = EnrolmentRequest(
@@ -235,6 +243,8 @@ def patients_enrol(
         locale=locale,
         timezone=timezone,
         recurrence_date=recurrence,
+        started_before_cadence=started_before_cadence,
+        shared_phone_reason=shared_phone_reason,
     )
     try:
         patient = enrol_patient(request, actor=CLI_ACTOR, today=_today())

@@ -8,7 +8,12 @@ Engine-owned keys in `PlannedEvent.details` (JSON-serialisable, persisted with t
 - "working_day": the event must fall on a working day;
 - "offset_days": the event's planned date is its anchor's date + this many days;
 - "sequence": "next_working_day" for radiotherapy fractions (the day after the previous one);
-- "min_interval_days": for infusions, the least number of days after the previous infusion.
+- "min_interval_days": for infusions, the least number of days after the previous infusion;
+- "placement": "latest" for events put on the latest allowed day of their window (labs);
+- "fasting": {food_hours, water_hours} before the test; "contrast": the imaging contrast;
+- "closure": the clinic closure behind a `closure_in_nadir` flag;
+- "decisions": {flag: {decision, date, note}}: a clinician's decision about a flag (the flag
+  is not raised again while the event keeps that date).
 An event without "offset_days" and with an anchor sits on the protocol's own grid and moves by
 the same number of days as its anchor's planned date (later cycles, delay-following imaging).
 """
@@ -29,8 +34,10 @@ from app.domain.protocol import (
     Assessment,
     CycleBlock,
     DrugDose,
+    Fasting,
     Phase,
     Protocol,
+    RadiotherapyBlock,
     Window,
 )
 from app.domain.working_days import WorkingDays
@@ -47,7 +54,7 @@ KINDS = (
     "review",  # a task for the team, e.g. decide what to do after progression
 )
 PHASES = PHASE_NAMES
-STATUSES = ("planned", "confirmed", "done", "missed", "cancelled")
+STATUSES = ("planned", "confirmed", "done", "missed", "cancelled", "not_tracked")
 OPEN_STATUSES = ("planned", "confirmed")
 DOSE_KINDS = ("infusion", "radiotherapy")
 CYCLE_KINDS = ("infusion", "labs", "premedication", "checkin")
@@ -78,6 +85,16 @@ FLAG_PROGRESSION = "progression_recorded"
 FLAG_TREATMENT_STOPPED = "treatment_stopped"
 FLAG_OFF_STUDY = "off_study"
 FLAG_SUPERSEDED = "superseded"
+FLAG_BEFORE_CADENCE = "before_cadence"
+# Flags for a clinician to decide on ("decisions waiting").
+FLAG_CLOSURE_IN_NADIR = "closure_in_nadir"
+FLAG_RT_PROLONGED = "rt_prolonged"
+DECISION_FLAGS = (FLAG_CLOSURE_IN_NADIR, FLAG_RT_PROLONGED, FLAG_NO_WORKING_DAY)
+# Flags for what the salvage block did to routine imaging.
+FLAG_SUSPENDED_FOR_RT = "suspended_for_radiotherapy"
+FLAG_PROGRESSION_ENDS_IMAGING = "imaging_ended_at_progression"
+# An assessment that could not go in the days before its infusion (a closure) and went earlier.
+FLAG_IMAGING_EARLY = "imaging_early"
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 _SEARCH_LIMIT_DAYS = 60
@@ -142,7 +159,17 @@ class PlannedEvent:
             "status": self.status,
             "anchor": self.anchor,
             "details": self.details,
+            **self._clinical_fields(),
         }
+
+    def _clinical_fields(self) -> dict[str, Any]:
+        """`contrast` for imaging and `fasting` where the test has a fasting rule."""
+        fields: dict[str, Any] = {}
+        if self.kind == "imaging":
+            fields["contrast"] = self.details.get("contrast")
+        if "fasting" in self.details:
+            fields["fasting"] = self.details["fasting"]
+        return fields
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PlannedEvent:
@@ -266,9 +293,17 @@ class _Context:
         window_end: date,
         working_day: bool,
         not_before: date | None = None,
+        placement: str = "nearest",
     ) -> _Placement:
-        """Put an event on its planned date, or the nearest allowed day (see module docs)."""
-        chosen, flags = self._choose(nominal, window_start, window_end, working_day, not_before)
+        """Put an event on its planned date, or the nearest allowed day (see module docs).
+
+        With `placement="latest"` the event goes on the latest working day of its window
+        (labs: as close to the infusion as possible, never on it).
+        """
+        if placement == "latest":
+            chosen, flags = self._latest(nominal, window_start, window_end, working_day)
+        else:
+            chosen, flags = self._choose(nominal, window_start, window_end, working_day, not_before)
         if not window_start <= chosen <= window_end:
             flags.append(FLAG_OUTSIDE_WINDOW)
         return _Placement(chosen, tuple(flags), nominal if chosen != nominal else None)
@@ -305,6 +340,43 @@ class _Context:
         assert not_before is not None
         later = self.next_working_day(not_before) if working_day else not_before
         return later, [FLAG_MIN_INTERVAL]
+
+    def _latest(
+        self, nominal: date, window_start: date, window_end: date, working_day: bool
+    ) -> tuple[date, list[str]]:
+        candidates = [
+            d for d in _days(window_start, window_end) if not working_day or self.works(d)
+        ]
+        if not candidates:
+            return nominal, [FLAG_NO_WORKING_DAY]
+        chosen = candidates[-1]
+        return chosen, [FLAG_MOVED] if chosen != nominal and not self.works(nominal) else []
+
+    def latest_working_day(self, first: date, last: date) -> date | None:
+        """The latest working day from `first` to `last`, if there is one."""
+        found = [d for d in _days(first, last) if self.works(d)] if first <= last else []
+        return found[-1] if found else None
+
+    def closure_around(self, day: date) -> tuple[date, date] | None:
+        """The run of non-working days containing `day`, if it is a closure (long enough)."""
+        if self.works(day):
+            return None
+        first = last = day
+        for _ in range(_SEARCH_LIMIT_DAYS):
+            if self.works(first - timedelta(days=1)):
+                break
+            first -= timedelta(days=1)
+        for _ in range(_SEARCH_LIMIT_DAYS):
+            if self.works(last + timedelta(days=1)):
+                break
+            last += timedelta(days=1)
+        if (last - first).days + 1 < self.protocol.settings.closure_min_days:
+            return None
+        return first, last
+
+    def is_make_up_day(self, day: date) -> bool:
+        """True for a weekend day the clinic works (调休 make-up day around a closure)."""
+        return day.weekday() >= 5 and self.works(day)
 
     def _nearest(self, nominal: date, candidates: Sequence[date]) -> date | None:
         if not candidates:
@@ -371,6 +443,7 @@ def generate(
     ctx = _Context(protocol, working_days)
     events, infusions, treatment_end = _chain_events(ctx, choices, start)
     events += _assessment_events(ctx, start, infusions, treatment_end)
+    events = [_closure_checked(ctx, e) for e in events]
     follow_up = protocol.follow_up_phase()
     if follow_up is not None and infusions:
         last = infusions[-1]
@@ -501,11 +574,15 @@ def _dependent(
     title_en: str,
     title_zh: str,
     details: dict[str, Any],
+    placement: str = "nearest",
 ) -> PlannedEvent:
     """An event planned `offset` days after its anchor's date."""
     nominal = anchor.date + timedelta(days=offset)
     start, end = _window(nominal, window)
-    spot = ctx.place(nominal, start, end, working_day)
+    spot = ctx.place(nominal, start, end, working_day, placement=placement)
+    if placement != "nearest":
+        window_json = {"before": window.before, "after": window.after}
+        details = {**details, "placement": placement, "window": window_json}
     return PlannedEvent(
         key=key,
         kind=kind,
@@ -535,6 +612,7 @@ def _labs_event(
         return []
     panels = [p for p in block.labs.panels if p.due(number)]
     rule = block.labs.rule
+    fasting = Fasting.strictest(p.fasting for p in panels) or Fasting(0, 0)
     return [
         _dependent(
             ctx,
@@ -553,8 +631,10 @@ def _labs_event(
             details={
                 "panels": [
                     {"code": p.code, "label_en": p.label_en, "label_zh": p.label_zh} for p in panels
-                ]
+                ],
+                "fasting": fasting.to_json(),
             },
+            placement=rule.placement,
         )
     ]
 
@@ -641,54 +721,152 @@ def _phase_at(infusions: Sequence[PlannedEvent], day: date, default: str) -> tup
 def _assessment_events(
     ctx: _Context, start: date, infusions: Sequence[PlannedEvent], treatment_end: date
 ) -> list[PlannedEvent]:
-    events = []
-    default_phase = ctx.protocol.chain()[0].code
-    last_day = (treatment_end - start).days
-    follow = ctx.protocol.settings.assessments_follow_treatment_delays
+    """Scheduled tumour assessments, one visit per study week, its tests ordered by the rules.
+
+    An assessment `until: progression` runs to the study completion date (or the end of
+    treatment if later); `until: treatment_end` stops with the last planned cycle.
+    """
+    visits: dict[date, list[tuple[Assessment, int]]] = defaultdict(list)
+    completion = ctx.protocol.study_completion
     for assessment in ctx.protocol.assessments:
         if assessment.on_demand:
             continue
-        for week in assessment.weeks(last_day):
+        last = treatment_end
+        if assessment.until == "progression" and completion is not None:
+            last = max(treatment_end, completion)
+        for week in assessment.weeks((last - start).days):
+            visits[start + timedelta(weeks=week)].append((assessment, week))
+    follow = ctx.protocol.settings.assessments_follow_treatment_delays
+    follow_up = ctx.protocol.follow_up_phase()
+    default_phase = ctx.protocol.chain()[0].code
+    events = []
+    for nominal, items in sorted(visits.items()):
+        phase, infusion_key = _phase_at(infusions, nominal, default_phase)
+        if follow_up is not None and nominal >= treatment_end:
+            phase = follow_up.code
+        days = _visit_days(ctx, nominal, [a for a, _ in items], infusions)
+        for assessment, week in items:
+            day, flags = days[assessment.code]
             events.append(
-                _assessment_event(ctx, assessment, week, start, infusions, default_phase, follow)
+                _assessment_event(
+                    assessment,
+                    key=f"assessment.{assessment.code}.w{week}",
+                    nominal=nominal,
+                    placed=(day, flags),
+                    phase=phase,
+                    anchor=infusion_key if follow else None,
+                    titles=(
+                        f"{assessment.label_en} (study week {week})",
+                        f"{assessment.label_zh}（研究第{week}周）",
+                    ),
+                    details={"study_week": week},
+                )
             )
     return events
 
 
-def _assessment_event(
+def _informed_infusion(
+    ctx: _Context, nominal: date, infusions: Sequence[PlannedEvent], reach: int
+) -> PlannedEvent | None:
+    """The live infusion an assessment visit planned on `nominal` informs (the nearest after)."""
+    rules = ctx.protocol.assessment_days
+    live = [e for e in infusions if e.status != "cancelled"]
+    near = [
+        e
+        for e in live
+        if nominal - timedelta(days=rules.days_before_infusion)
+        < e.date
+        <= nominal + timedelta(days=reach)
+    ]
+    return min(near, key=lambda e: e.date) if near else None
+
+
+def _visit_days(
     ctx: _Context,
-    assessment: Assessment,
-    week: int,
-    start: date,
+    nominal: date,
+    assessments: Sequence[Assessment],
     infusions: Sequence[PlannedEvent],
-    default_phase: str,
-    follow_delays: bool,
+) -> dict[str, tuple[date, tuple[str, ...]]]:
+    """The day (and placement flags) of each test of one visit.
+
+    Test groups (protocol `assessment_days.order`) go on different working days, a later group
+    on a later day. Before an infusion: the last group on the latest working day before it, the
+    earlier groups on the working days before that, all within `days_before_infusion`. With no
+    infusion near: the first group on (or nearest to) the planned day, the next groups on the
+    following working days.
+    """
+    rules = ctx.protocol.assessment_days
+    groups = sorted({rules.group_of(a.code) for a in assessments})
+    reach = max(a.window.after for a in assessments)
+    infusion = None
+    if rules.days_before_infusion or rules.not_on_infusion_day:
+        infusion = _informed_infusion(ctx, nominal, infusions, reach)
+    group_days: dict[int, tuple[date, tuple[str, ...]]] = {}
+    if infusion is not None:
+        last = infusion.date - timedelta(days=1 if rules.not_on_infusion_day else 0)
+        first = infusion.date - timedelta(days=max(rules.days_before_infusion, 1))
+        earliest = nominal - timedelta(days=min(a.window.before for a in assessments))
+        for group in reversed(groups):
+            day, flags = ctx.latest_working_day(first, last), ()
+            if day is None:
+                day, flags = ctx.latest_working_day(earliest, last), (FLAG_IMAGING_EARLY,)
+            if day is None:
+                day, flags = last, (FLAG_NO_WORKING_DAY,)
+            group_days[group] = (day, flags)
+            last = day - timedelta(days=1)
+    else:
+        lead = assessments[0]
+        start, end = _window(nominal, lead.window)
+        spot = ctx.place(nominal, start, end, lead.working_day)
+        day, flags = spot.date, spot.flags
+        for group in groups:
+            group_days[group] = (day, flags)
+            day, flags = ctx.next_working_day(day + timedelta(days=1)), ()
+    return {a.code: group_days[rules.group_of(a.code)] for a in assessments}
+
+
+def _assessment_event(
+    assessment: Assessment,
+    *,
+    key: str,
+    nominal: date,
+    placed: tuple[date, tuple[str, ...]],
+    phase: str,
+    anchor: str | None,
+    titles: tuple[str, str],
+    details: dict[str, Any],
+    contrast: str | None = None,
 ) -> PlannedEvent:
-    nominal = start + timedelta(weeks=week)
+    """One test of an assessment visit, on the day chosen for its group."""
+    day, flags = placed
     window_start, window_end = _window(nominal, assessment.window)
-    spot = ctx.place(nominal, window_start, window_end, assessment.working_day)
-    phase, infusion_key = _phase_at(infusions, nominal, default_phase)
-    details: dict[str, Any] = {
+    if not window_start <= day <= window_end:
+        flags = (*flags, FLAG_OUTSIDE_WINDOW)
+    info: dict[str, Any] = {
         "working_day": assessment.working_day,
         "assessment": assessment.code,
-        "study_week": week,
+        **details,
     }
     if assessment.note_en:
-        details |= {"note_en": assessment.note_en, "note_zh": assessment.note_zh}
+        info |= {"note_en": assessment.note_en, "note_zh": assessment.note_zh}
+    if assessment.fasting is not None:
+        info["fasting"] = assessment.fasting.to_json()
+    if contrast or assessment.contrast:
+        info["contrast"] = contrast or assessment.contrast
     return PlannedEvent(
-        key=f"assessment.{assessment.code}.w{week}",
+        key=key,
         kind=assessment.kind,
         phase=phase,
         cycle=None,
-        date=spot.date,
+        date=day,
         window_start=window_start,
         window_end=window_end,
-        title_en=f"{assessment.label_en} (study week {week})",
-        title_zh=f"{assessment.label_zh}（研究第{week}周）",
-        details=details,
-        flags=spot.flags,
-        moved_from=spot.moved_from,
-        anchor=infusion_key if follow_delays else None,
+        title_en=titles[0],
+        title_zh=titles[1],
+        details=info,
+        flags=tuple(flags),
+        moved_from=nominal if day != nominal else None,
+        anchor=anchor,
     )
 
 
@@ -716,23 +894,28 @@ def _follow_up_events(
                     {"days_after_last_dose": day},
                 )
             )
-        if rule.every_days and rule.until_years_after_recurrence:
-            years = rule.until_years_after_recurrence
+        if rule.every_days and (rule.until_years_after_recurrence or rule.until_study_completion):
+            years = rule.until_years_after_recurrence or 0
             endpoint = recurrence + relativedelta(years=years)
+            until = endpoint
+            completion = ctx.protocol.study_completion
+            if rule.until_study_completion and completion is not None:
+                until = max(until, completion) if years else completion
             k = 1
-            while treatment_end + timedelta(days=k * rule.every_days) <= endpoint:
+            while treatment_end + timedelta(days=k * rule.every_days) <= until:
                 planned.append(
                     (
                         f"n{k}",
                         treatment_end + timedelta(days=k * rule.every_days),
                         f"{rule.label_en} {k}",
                         f"{rule.label_zh}（第{k}次）",
-                        {"contact_number": k, "until": endpoint.isoformat()},
+                        {"contact_number": k, "until": until.isoformat()},
                     )
                 )
                 k += 1
             regular = {p[1] for p in planned}
-            if rule.final_contact_at_end and endpoint > treatment_end and endpoint not in regular:
+            final = rule.final_contact_at_end and years > 0
+            if final and endpoint > treatment_end and endpoint not in regular:
                 planned.append(
                     (
                         "end",
@@ -810,6 +993,87 @@ def _contact_event(
         moved_from=spot.moved_from,
         anchor=anchor.key if anchor is not None else None,
     )
+
+
+# --------------------------------------------------------------------------- closures
+
+
+def _closure_for(ctx: _Context, day: date) -> dict[str, Any] | None:
+    """The closure an infusion on `day` runs into during its risk days (or its make-up day)."""
+    if ctx.is_make_up_day(day):
+        return {"make_up_day": day.isoformat()}
+    low, high = ctx.protocol.settings.closure_risk_days
+    for offset in range(low, high + 1):
+        run = ctx.closure_around(day + timedelta(days=offset))
+        if run is not None:
+            days = (run[1] - run[0]).days + 1
+            return {"from": run[0].isoformat(), "to": run[1].isoformat(), "days": days}
+    return None
+
+
+def _decided(event: PlannedEvent, flag: str) -> bool:
+    """True when a clinician decided about `flag` for the event on its current date."""
+    decision = (event.details.get("decisions") or {}).get(flag)
+    return bool(decision) and decision.get("date") == event.date.isoformat()
+
+
+def _closure_checked(ctx: _Context, event: PlannedEvent) -> PlannedEvent:
+    """An open infusion flagged `closure_in_nadir` exactly when a closure is in its risk days."""
+    if event.kind != "infusion" or not event.is_open:
+        return event
+    flags = tuple(f for f in event.flags if f != FLAG_CLOSURE_IN_NADIR)
+    details = {k: v for k, v in event.details.items() if k != "closure"}
+    found = _closure_for(ctx, event.date)
+    if found is not None and not _decided(event, FLAG_CLOSURE_IN_NADIR):
+        flags += (FLAG_CLOSURE_IN_NADIR,)
+        details["closure"] = found
+    if flags == event.flags and details == event.details:
+        return event
+    return replace(event, flags=flags, details=details)
+
+
+def _refresh_closures(ctx: _Context, work: _Working) -> None:
+    for event in list(work.now.values()):
+        checked = _closure_checked(ctx, event)
+        if checked is not event:
+            work.set(checked)
+
+
+def waiting_decisions(events: Iterable[PlannedEvent]) -> list[PlannedEvent]:
+    """Open events with a flag a clinician must decide about, in date order."""
+    return _sorted(
+        e
+        for e in events
+        if e.is_open and any(f in DECISION_FLAGS and not _decided(e, f) for f in e.flags)
+    )
+
+
+def record_decision(
+    events: Sequence[PlannedEvent], key: str, flag: str, decision: str, note: str
+) -> CalendarChange:
+    """Record a clinician's decision about a flag of one event (e.g. holiday cover confirmed).
+
+    The flag is removed and the decision kept in the event's details with the event's date;
+    a decision to delay is a reschedule, recorded with `reschedule` instead.
+    """
+    work = _Working(events)
+    event = work.now.get(key)
+    if event is None:
+        raise CalendarError(f"no event with the key {key!r} in this calendar")
+    if flag not in event.flags:
+        raise CalendarError(f"{key} has no {flag!r} flag to decide about")
+    if not decision.strip() or not note.strip():
+        raise CalendarError("a decision needs both the decision and a note saying why")
+    decisions = dict(event.details.get("decisions") or {})
+    decisions[flag] = {"decision": decision.strip(), "date": event.date.isoformat(), "note": note}
+    work.set(
+        replace(
+            event,
+            flags=tuple(f for f in event.flags if f != flag),
+            details={**event.details, "decisions": decisions},
+        )
+    )
+    return work.result()
 
 
 # --------------------------------------------------------------------------- changes
@@ -919,18 +1183,32 @@ def _follow(
         return replace(moved, flags=flags), (day - child.date).days
     old_nominal = _nominal(child)
     offset = child.details.get("offset_days")
-    if offset is not None:
+    if "assessment" in child.details and offset is None:
+        old_nominal = child.date  # keep the visit's test order: every test moves as far
+        new_nominal = child.date + timedelta(days=parent_shift)
+    elif offset is not None:
         new_nominal = parent.date + timedelta(days=int(offset))
     else:
         new_nominal = old_nominal + timedelta(days=parent_shift)
     shift = (new_nominal - old_nominal).days
     start = child.window_start + timedelta(days=shift)
     end = child.window_end + timedelta(days=shift)
+    own = child.details.get("window")
+    if offset is not None and isinstance(own, dict):  # a window around the anchor's new date
+        start = new_nominal - timedelta(days=int(own["before"]))
+        end = new_nominal + timedelta(days=int(own["after"]))
     not_before = None
     if child.kind == "infusion" and parent.kind == "infusion":
         gap = int(child.details.get("min_interval_days", 0))
         not_before = parent.date + timedelta(days=gap) if gap else None
-    spot = ctx.place(new_nominal, start, end, bool(child.details.get("working_day")), not_before)
+    spot = ctx.place(
+        new_nominal,
+        start,
+        end,
+        bool(child.details.get("working_day")),
+        not_before,
+        placement=str(child.details.get("placement", "nearest")),
+    )
     moved = replace(
         child,
         date=spot.date,
@@ -985,6 +1263,7 @@ def reschedule(
         )
     )
     _cascade(ctx, work, key, (new_date - target.date).days, today)
+    _refresh_closures(ctx, work)
     return work.result()
 
 
@@ -1087,8 +1366,104 @@ def start_salvage(
         _cancel_treatment(
             work, chain_codes, salvage_start, FLAG_STOPPED_FOR_SALVAGE, kinds=CYCLE_KINDS
         )
+    fractions = [e for e in block_events if e.kind == "radiotherapy"]
+    if fractions and phase.radiotherapy is not None:
+        _response_assessment(ctx, work, phase, prefix, fractions, salvage_start, today)
+        _contrast_after_radiotherapy(ctx, work, fractions[-1].date, today)
+    _replace_visits(ctx, work, salvage_start, today)
     _refresh_follow_up(ctx, work, recurrence_date, today)
+    _refresh_closures(ctx, work)
     return work.result()
+
+
+def _response_assessment(
+    ctx: _Context,
+    work: _Working,
+    phase: Phase,
+    prefix: str,
+    fractions: Sequence[PlannedEvent],
+    salvage_start: date,
+    today: date,
+) -> None:
+    """Suspend routine imaging during radiotherapy and plan the response assessment after it."""
+    rt = phase.radiotherapy
+    if rt is None or rt.response is None:
+        return
+    response = rt.response
+    nominal = fractions[-1].date + timedelta(weeks=response.weeks_after_end)
+    window_end = nominal + timedelta(days=response.window.after)
+    found = [ctx.protocol.assessment(code) for code in response.assessments]
+    tests = [replace(a, window=response.window) for a in found if a is not None]
+    infusions = _sorted(e for e in work.now.values() if e.kind == "infusion" and e.is_open)
+    days = _visit_days(ctx, nominal, tests, infusions)
+    response_days = {day for day, _ in days.values()}
+    for event in list(work.now.values()):
+        if not (event.key.startswith("assessment.") and _movable(event, today)):
+            continue
+        replaced = any(event.window_start <= d <= event.window_end for d in response_days)
+        if replaced or salvage_start <= event.date <= window_end:
+            work.cancel(event.key, FLAG_SUSPENDED_FOR_RT)
+    for test in tests:
+        work.add(
+            _assessment_event(
+                test,
+                key=f"{prefix}.response.{test.code}",
+                nominal=nominal,
+                placed=days[test.code],
+                phase=phase.code,
+                anchor=None,
+                titles=(
+                    f"{test.label_en} (response after {rt.label_en.lower()})",
+                    f"{test.label_zh}（{rt.label_zh}后疗效评估）",
+                ),
+                details={"response_assessment": True, "weeks_after_end": response.weeks_after_end},
+                contrast=test.contrast_after_radiotherapy,
+            )
+        )
+
+
+def _replace_visits(ctx: _Context, work: _Working, after: date, today: date) -> None:
+    """Choose again the days of routine assessment visits after `after` (infusions moved)."""
+    visits: dict[int, list[PlannedEvent]] = defaultdict(list)
+    for event in work.now.values():
+        if event.key.startswith("assessment.") and _movable(event, today) and event.date > after:
+            visits[int(event.details["study_week"])].append(event)
+    infusions = _sorted(e for e in work.now.values() if e.kind == "infusion" and e.is_open)
+    for tests in visits.values():
+        found = [ctx.protocol.assessment(str(e.details["assessment"])) for e in tests]
+        assessments = [a for a in found if a is not None]
+        if len(assessments) != len(tests):
+            continue
+        nominal = tests[0].window_start + timedelta(days=assessments[0].window.before)
+        days = _visit_days(ctx, nominal, assessments, infusions)
+        for event in tests:
+            day, flags = days[str(event.details["assessment"])]
+            if day == event.date:
+                continue
+            if not event.window_start <= day <= event.window_end:
+                flags = (*flags, FLAG_OUTSIDE_WINDOW)
+            work.set(
+                replace(
+                    event,
+                    date=day,
+                    moved_from=nominal if day != nominal else None,
+                    flags=_add_flags(_strip(event.flags) + tuple(flags), FLAG_SHIFTED),
+                )
+            )
+
+
+def _contrast_after_radiotherapy(
+    ctx: _Context, work: _Working, last_fraction: date, today: date
+) -> None:
+    """Imaging after re-irradiation uses the protocol's post-radiotherapy contrast."""
+    for event in list(work.now.values()):
+        code = event.details.get("assessment")
+        assessment = ctx.protocol.assessment(code) if isinstance(code, str) else None
+        if assessment is None or not assessment.contrast_after_radiotherapy:
+            continue
+        if _movable(event, today) and event.date > last_fraction:
+            details = {**event.details, "contrast": assessment.contrast_after_radiotherapy}
+            work.set(replace(event, details=details))
 
 
 def _free_prefix(code: str, existing: Mapping[str, PlannedEvent]) -> str:
@@ -1127,23 +1502,70 @@ def _salvage_block(
         previous: PlannedEvent | None = None
         for k in range(block.cycle_count(first)):
             number += 1
+            nominal = first + timedelta(days=k * block.interval_days)
+            ride = _riding_fraction(block, rt_events, nominal, previous)
+            nominal = ride.date if ride is not None else nominal
             cycle = _cycle_events(
                 ctx,
                 phase,
                 block,
                 choices,
                 number,
-                first + timedelta(days=k * block.interval_days),
+                nominal,
                 previous,
                 prefix=prefix,
                 earliest=salvage_start if previous is None else None,
                 anchor=anchor,
             )
+            if ride is not None:
+                cycle[0] = _ride_on(cycle[0], ride)
             events += cycle
             previous = cycle[0]
     if rt_events:
         events += _radiotherapy_checkins(ctx, phase, rt_events, prefix)
     return events
+
+
+def _riding_fraction(
+    block: CycleBlock,
+    fractions: Sequence[PlannedEvent],
+    nominal: date,
+    previous: PlannedEvent | None,
+) -> PlannedEvent | None:
+    """The fraction a weekly cycle rides on: the first on or after its planned day.
+
+    Only when the protocol says so (`on_radiotherapy`); never closer to the previous cycle
+    than the minimum interval. None when no fraction is left (the cycle keeps its own day).
+    """
+    if not block.on_radiotherapy or not fractions:
+        return None
+    earliest = nominal
+    if previous is not None:
+        earliest = max(earliest, previous.date + timedelta(days=block.min_interval_days))
+    return next((f for f in fractions if f.date >= earliest), None)
+
+
+def _ride_on(infusion: PlannedEvent, fraction: PlannedEvent) -> PlannedEvent:
+    """The infusion anchored to its fraction: it moves with the radiotherapy week."""
+    details = {**infusion.details, "offset_days": 0, "fraction": fraction.details["fraction"]}
+    return replace(infusion, anchor=fraction.key, details=details)
+
+
+def _prolonged(rt: RadiotherapyBlock, events: list[PlannedEvent]) -> list[PlannedEvent]:
+    """Flag the last fraction `rt_prolonged` when the course is longer than the protocol allows."""
+    if not events or rt.max_overall_days is None:
+        return events
+    overall = (events[-1].date - events[0].date).days + 1
+    if overall <= rt.max_overall_days:
+        return events
+    last = events[-1]
+    details = {
+        **last.details,
+        "overall_days": overall,
+        "rt_extra_days": overall - rt.max_overall_days,
+        "max_overall_days": rt.max_overall_days,
+    }
+    return [*events[:-1], replace(last, details=details, flags=(*last.flags, FLAG_RT_PROLONGED))]
 
 
 def _fraction_events(
@@ -1188,7 +1610,7 @@ def _fraction_events(
                 anchor=None if first else events[-1].key,
             )
         )
-    return events
+    return _prolonged(rt, events)
 
 
 def _radiotherapy_checkins(
@@ -1307,14 +1729,19 @@ def _cancel_treatment(
     flag: str,
     *,
     kinds: Iterable[str] = KINDS,
+    keep: Iterable[str] = (),
 ) -> None:
-    """Cancel open events of `kinds` from `on`, keeping check-ins after doses already given."""
+    """Cancel open events of `kinds` from `on`, keeping check-ins after doses already given.
+
+    Assessments whose code is in `keep` stay (imaging until progression, not until treatment).
+    """
     given = {e.key for e in _given_doses(work, before=on)}
     kinds = set(kinds)
+    kept = set(keep)
     for event in list(work.now.values()):
         if event.phase not in phase_codes or not event.is_open or event.date < on:
             continue
-        if event.kind not in kinds:
+        if event.kind not in kinds or event.details.get("assessment") in kept:
             continue
         if event.kind == "checkin" and event.anchor in given:
             continue
@@ -1445,7 +1872,8 @@ def stop_treatment(
     """Stop all treatment from `on` and plan the after-treatment contacts.
 
     Open treatment events dated `on` or later are cancelled, except symptom check-ins after a
-    dose already given. Safety contacts follow the last dose given; survival contacts run every
+    dose already given and, unless progression was recorded, imaging that runs until
+    progression (progression-free survival). Safety contacts follow the last dose given; survival contacts run every
     n days from `on` until the protocol's years after `recurrence_date` (default: study start).
     """
     ctx = _Context(protocol, working_days)
@@ -1455,7 +1883,13 @@ def stop_treatment(
     if salvage is not None:
         treatment.add(salvage.code)
     given = _given_doses(work, before=on)
-    _cancel_treatment(work, treatment, on, FLAG_TREATMENT_STOPPED)
+    progressed = any(k.startswith("review.progression") for k in work.now)
+    keep = () if progressed else _imaging_until_progression(protocol)
+    _cancel_treatment(work, treatment, on, FLAG_TREATMENT_STOPPED, keep=keep)
+    if progressed:
+        for event in list(work.now.values()):
+            if event.key.startswith("assessment.") and event.is_open and event.date >= on:
+                work.cancel(event.key, FLAG_PROGRESSION_ENDS_IMAGING)
     phase = protocol.follow_up_phase()
     if phase is not None:
         last_dose = max((e.date for e in given), default=on)
@@ -1470,6 +1904,22 @@ def stop_treatment(
         )
         _merge_follow_up(work, phase, wanted, today, FLAG_TREATMENT_STOPPED)
     return work.result()
+
+
+def _imaging_until_progression(protocol: Protocol) -> tuple[str, ...]:
+    """Codes of the assessments that run until progression, whatever happens to treatment."""
+    return tuple(a.code for a in protocol.assessments if a.until == "progression")
+
+
+def mark_not_tracked(events: Sequence[PlannedEvent], before: date) -> list[PlannedEvent]:
+    """A patient who started before enrolment in Cadence: open events before `before` are
+    marked not tracked (never overdue, never reminded)."""
+    return [
+        replace(e, status="not_tracked", flags=_add_flags(e.flags, FLAG_BEFORE_CADENCE))
+        if e.is_open and e.date < before
+        else e
+        for e in events
+    ]
 
 
 def off_study(events: Sequence[PlannedEvent], on: date) -> CalendarChange:

@@ -15,7 +15,8 @@ from app.domain.protocol import Protocol
 
 LOCALES = ("zh", "en")
 STUDY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
-INITIALS_PATTERN = re.compile(r"^[A-Za-z\u4e00-\u9fff]{1,4}$")
+# Pinyin initials only: a name in characters would show in every list (data minimisation).
+INITIALS_PATTERN = re.compile(r"^[A-Z]{2,4}$")
 
 
 class EnrolmentError(ValueError):
@@ -44,6 +45,9 @@ class EnrolmentRequest:
     locale: str = "zh"
     timezone: str = "Asia/Shanghai"
     recurrence_date: date | None = None
+    started_before_cadence: bool = False
+    phone_used_by: tuple[str, ...] = ()
+    shared_phone_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class ValidEnrolment:
     timezone: str
     recurrence_date: date | None
     warnings: list[str] = field(default_factory=list)
+    started_before_cadence: bool = False
+    shared_phone_reason: str = ""
 
 
 def normalise_phone(raw: str, default_region: str = "CN") -> str:
@@ -102,7 +108,10 @@ def validate_enrolment(
         errors["study_id"] = "2-32 letters, digits, '-' or '_' (e.g. JSCH-001)"
     initials = (request.initials or "").strip().upper()
     if not INITIALS_PATTERN.match(initials):
-        errors["initials"] = "1-4 letters or Chinese characters, no full name"
+        errors["initials"] = (
+            "2-4 Latin letters: the pinyin initials (e.g. WL for 王丽), never the name itself, "
+            "which would show in every list"
+        )
     phone = ""
     try:
         phone = normalise_phone(request.phone, default_region)
@@ -133,12 +142,8 @@ def validate_enrolment(
             and value not in date_range
         ):
             errors[name] = _between("the date", date_range)
-    if (
-        request.recurrence_date
-        and request.start_date
-        and request.recurrence_date > request.start_date
-    ):
-        errors["recurrence_date"] = "the recurrence cannot be after the first infusion"
+    _check_dates(request, today, errors)
+    warnings = _check_shared_phone(request, errors)
     if errors:
         raise EnrolmentError(errors)
     assert request.start_date is not None
@@ -153,6 +158,9 @@ def validate_enrolment(
         locale=request.locale,
         timezone=request.timezone,
         recurrence_date=request.recurrence_date,
+        warnings=warnings,
+        started_before_cadence=request.started_before_cadence,
+        shared_phone_reason=request.shared_phone_reason.strip(),
     )
 
 
@@ -161,6 +169,44 @@ def _between(what: str, date_range: DateRange) -> str:
         f"{what} must be between {date_range.earliest.isoformat()} "
         f"and {date_range.latest.isoformat()}"
     )
+
+
+def _check_dates(request: EnrolmentRequest, today: date, errors: dict[str, str]) -> None:
+    """Recurrence required and not after the start; consent not after the first infusion."""
+    start = request.start_date
+    if request.recurrence_date is None:
+        errors["recurrence_date"] = (
+            "the date of the recurrence is required (the primary endpoint is survival after it)"
+        )
+    elif start and request.recurrence_date > start and "recurrence_date" not in errors:
+        errors["recurrence_date"] = "the recurrence cannot be after the first infusion"
+    consent = request.sms_consent_date
+    if start and consent and consent > start and "sms_consent_date" not in errors:
+        errors["sms_consent_date"] = "consent cannot be dated after the first infusion"
+    if (
+        start
+        and start < today
+        and not request.started_before_cadence
+        and "start_date" not in errors
+    ):
+        errors["start_date"] = (
+            "the first infusion is in the past: confirm that this patient started before "
+            "enrolment in Cadence (past events are then marked not tracked), or correct the date"
+        )
+
+
+def _check_shared_phone(request: EnrolmentRequest, errors: dict[str, str]) -> list[str]:
+    """A number another patient uses needs a reason (e.g. a shared family phone)."""
+    if not request.phone_used_by:
+        return []
+    others = ", ".join(request.phone_used_by)
+    if not request.shared_phone_reason.strip():
+        errors["phone"] = (
+            f"this mobile number is already used by {others}: give a reason to share it "
+            "(e.g. a family phone)"
+        )
+        return []
+    return [f"mobile number shared with {others}: {request.shared_phone_reason.strip()}"]
 
 
 def _check_consent(request: EnrolmentRequest, today: date, errors: dict[str, str]) -> None:

@@ -90,6 +90,33 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Fasting:
+    """How long before a test the patient must not eat, and not drink (0: allowed)."""
+
+    food_hours: int
+    water_hours: int = 0
+
+    @staticmethod
+    def strictest(items: Iterable[Fasting | None]) -> Fasting | None:
+        """The one rule that satisfies all of `items` (longest food and water fasts), or None."""
+        real = [f for f in items if f is not None and (f.food_hours or f.water_hours)]
+        if not real:
+            return None
+        return Fasting(max(f.food_hours for f in real), max(f.water_hours for f in real))
+
+    def to_json(self) -> dict[str, int]:
+        """JSON form for event details."""
+        return {"food_hours": self.food_hours, "water_hours": self.water_hours}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Fasting | None:
+        """Rebuild from `to_json()` output (None stays None)."""
+        if not data:
+            return None
+        return cls(int(data.get("food_hours", 0)), int(data.get("water_hours", 0)))
+
+
+@dataclass(frozen=True)
 class Guidance:
     """A short instruction shown with an event (check-in advice, infusion note)."""
 
@@ -201,6 +228,7 @@ class EventRule:
     offset_days: int
     window: Window
     working_day: bool
+    placement: str = "nearest"
 
 
 @dataclass(frozen=True)
@@ -212,6 +240,7 @@ class LabPanel:
     label_zh: str
     every_n_cycles: int = 1
     first_cycle: int = 1
+    fasting: Fasting | None = None
 
     def due(self, cycle: int) -> bool:
         """True when this panel is part of the labs before `cycle`."""
@@ -265,6 +294,7 @@ class CycleBlock:
     infusion: EventRule
     labs: LabsRule | None
     checkins: CheckinRule | None
+    on_radiotherapy: bool = False
 
     def cycle_count(self, first: date) -> int:
         """Number of cycles when the first one is on `first` (count, or as many as fit)."""
@@ -289,6 +319,17 @@ class RadiotherapyBlock:
     checkin_days_after_end: tuple[int, ...]
     checkin_window: Window
     checkin_working_day: bool
+    max_overall_days: int | None = None
+    response: ResponseAssessment | None = None
+
+
+@dataclass(frozen=True)
+class ResponseAssessment:
+    """The tumour assessment after radiotherapy; routine imaging waits until it is done."""
+
+    weeks_after_end: int
+    window: Window
+    assessments: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -304,6 +345,7 @@ class ContactRule:
     final_contact_at_end: bool
     window: Window
     working_day: bool
+    until_study_completion: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,6 +390,9 @@ class Assessment:
     note_zh: str
     window: Window
     working_day: bool
+    fasting: Fasting | None = None
+    contrast: str | None = None
+    contrast_after_radiotherapy: str | None = None
 
     def weeks(self, last_day: int) -> list[int]:
         """Study weeks of this assessment, up to study day `last_day`, without repeats."""
@@ -370,6 +415,30 @@ class Settings:
     progression_review_days: int = 7
     progression_review_window_days: int = 7
     first_infusion_not_before_start: bool = True
+    closure_min_days: int = 4
+    closure_risk_days: tuple[int, int] = (1, 10)
+
+
+@dataclass(frozen=True)
+class AssessmentDayRules:
+    """How the tests of one assessment visit share days (protocol `assessment_days`).
+
+    `order`: groups of assessment codes; a later group goes on a later working day than every
+    earlier group (e.g. CT and endoscopy before a barium study). `days_before_infusion`: the
+    scans go on working days this many days before the infusion they inform at most, never on
+    the infusion day itself when `not_on_infusion_day`.
+    """
+
+    order: tuple[tuple[str, ...], ...] = ()
+    days_before_infusion: int = 0
+    not_on_infusion_day: bool = False
+
+    def group_of(self, code: str) -> int:
+        """The order group of an assessment code (codes not listed go with the first group)."""
+        for i, group in enumerate(self.order):
+            if code in group:
+                return i
+        return 0
 
 
 @dataclass(frozen=True)
@@ -388,6 +457,12 @@ class Protocol:
     assessments: tuple[Assessment, ...]
     settings: Settings
     raw: dict[str, Any] = field(repr=False, compare=False)
+    study_completion: date | None = None
+    assessment_days: AssessmentDayRules = field(default_factory=AssessmentDayRules)
+
+    def assessment(self, code: str) -> Assessment | None:
+        """The assessment with this code, if any."""
+        return next((a for a in self.assessments if a.code == code), None)
 
     def validate_choices(self, choices: Mapping[str, str] | None) -> dict[str, str]:
         """Normalise a patient's choices; raise ChoiceError naming the allowed values."""
@@ -705,6 +780,8 @@ class _Builder:
         }
         self._check_phase_graph(phases)
         assessments = self._assessments(self.data.get("assessments", []))
+        assessment_days = self._assessment_days(self.data.get("assessment_days"), assessments)
+        self._check_response_codes(phases, assessments)
         return Protocol(
             code=header["code"],
             title=header["title_en"].strip(),
@@ -716,9 +793,78 @@ class _Builder:
             drugs=drugs,
             phases=phases,
             assessments=assessments,
-            settings=Settings(**self.data.get("settings", {})),
+            settings=self._settings(self.data.get("settings", {})),
             raw=self.data,
+            study_completion=self._completion(header),
+            assessment_days=assessment_days,
         )
+
+    def _settings(self, raw: Mapping[str, Any]) -> Settings:
+        values = {k: v for k, v in raw.items() if k != "closures"}
+        closures = raw.get("closures")
+        if closures is not None:
+            risk = closures["risk_days_after_infusion"]
+            if risk["from"] > risk["to"]:
+                raise self.fail(
+                    "settings.closures.risk_days_after_infusion.to",
+                    f"an integer >= from ({risk['from']})",
+                    _show(risk["to"]),
+                )
+            values["closure_min_days"] = closures["min_days"]
+            values["closure_risk_days"] = (risk["from"], risk["to"])
+        return Settings(**values)
+
+    def _completion(self, header: Mapping[str, Any]) -> date | None:
+        raw = header.get("study_completion_date")
+        if raw is None:
+            return None
+        try:
+            return date.fromisoformat(str(raw))
+        except ValueError as exc:
+            raise self.fail(
+                "protocol.study_completion_date", "a date as YYYY-MM-DD", _show(raw)
+            ) from exc
+
+    def _assessment_days(
+        self, raw: Mapping[str, Any] | None, assessments: tuple[Assessment, ...]
+    ) -> AssessmentDayRules:
+        if raw is None:
+            return AssessmentDayRules()
+        known = {a.code for a in assessments}
+        order = tuple(tuple(group) for group in raw.get("order", []))
+        seen: list[str] = []
+        for i, group in enumerate(order):
+            for code in group:
+                if code not in known:
+                    raise self.fail(
+                        f"assessment_days.order[{i}]",
+                        "assessment codes defined under 'assessments': " + ", ".join(sorted(known)),
+                        _show(code),
+                    )
+                if code in seen:
+                    raise self.fail(f"assessment_days.order[{i}]", "each code once", _show(code))
+                seen.append(code)
+        return AssessmentDayRules(
+            order=order,
+            days_before_infusion=raw.get("days_before_infusion", 0),
+            not_on_infusion_day=raw.get("not_on_infusion_day", False),
+        )
+
+    def _check_response_codes(
+        self, phases: Mapping[str, Phase], assessments: tuple[Assessment, ...]
+    ) -> None:
+        known = {a.code for a in assessments}
+        for phase in phases.values():
+            rt = phase.radiotherapy
+            if rt is None or rt.response is None:
+                continue
+            for code in rt.response.assessments:
+                if code not in known:
+                    raise self.fail(
+                        f"phases.{phase.code}.radiotherapy.response_assessment.assessments",
+                        "assessment codes defined under 'assessments': " + ", ".join(sorted(known)),
+                        _show(code),
+                    )
 
     def _check_header(self, header: dict[str, Any]) -> None:
         try:
@@ -885,7 +1031,12 @@ class _Builder:
             labs=None
             if labs is None
             else LabsRule(
-                EventRule(labs["offset_days"], self._window(labs["window"]), labs["working_day"]),
+                EventRule(
+                    labs["offset_days"],
+                    self._window(labs["window"]),
+                    labs["working_day"],
+                    labs.get("placement", "nearest"),
+                ),
                 tuple(
                     LabPanel(
                         p["code"],
@@ -893,10 +1044,12 @@ class _Builder:
                         p["label_zh"],
                         p.get("every_n_cycles", 1),
                         p.get("first_cycle", 1),
+                        self._fasting(p.get("fasting")),
                     )
                     for p in labs["panels"]
                 ),
             ),
+            on_radiotherapy=raw.get("on_radiotherapy", False),
             checkins=None
             if checkins is None
             else CheckinRule(
@@ -960,7 +1113,24 @@ class _Builder:
             checkin_days_after_end=tuple(sorted(set(checkins.get("days_after_end", [])))),
             checkin_window=self._window(checkins.get("window", {"before": 0, "after": 0})),
             checkin_working_day=checkins.get("working_day", False),
+            max_overall_days=raw.get("max_overall_days"),
+            response=self._response(raw.get("response_assessment")),
         )
+
+    def _response(self, raw: Mapping[str, Any] | None) -> ResponseAssessment | None:
+        if raw is None:
+            return None
+        return ResponseAssessment(
+            weeks_after_end=raw["weeks_after_end"],
+            window=self._window(raw["window"]),
+            assessments=tuple(raw["assessments"]),
+        )
+
+    @staticmethod
+    def _fasting(raw: Mapping[str, int] | None) -> Fasting | None:
+        if raw is None:
+            return None
+        return Fasting(raw.get("food_hours", 0), raw.get("water_hours", 0))
 
     def _contact(self, where: str, raw: dict[str, Any]) -> ContactRule:
         if ("days_after_last_dose" in raw) == ("every_days" in raw):
@@ -969,7 +1139,11 @@ class _Builder:
                 "either days_after_last_dose or every_days",
                 "both" if "every_days" in raw else "neither",
             )
-        if "every_days" in raw and "until_years_after_recurrence" not in raw:
+        if (
+            "every_days" in raw
+            and "until_years_after_recurrence" not in raw
+            and not raw.get("until_study_completion")
+        ):
             raise self.fail(
                 f"{where}.until_years_after_recurrence",
                 "how many years after the recurrence periodic contacts end",
@@ -985,6 +1159,7 @@ class _Builder:
             final_contact_at_end=raw.get("final_contact_at_end", False),
             window=self._window(raw["window"]),
             working_day=raw["working_day"],
+            until_study_completion=raw.get("until_study_completion", False),
         )
 
     def _check_phase_graph(self, phases: dict[str, Phase]) -> None:
@@ -1075,6 +1250,9 @@ class _Builder:
                     note_zh=raw.get("note_zh", "").strip(),
                     window=self._window(raw["window"]),
                     working_day=raw["working_day"],
+                    fasting=self._fasting(raw.get("fasting")),
+                    contrast=raw.get("contrast"),
+                    contrast_after_radiotherapy=raw.get("contrast_after_radiotherapy"),
                 )
             )
         self._unique([a.code for a in result], "assessments", "assessment codes")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal, Protocol
 
+from app.domain.protocol import Fasting
+
 Direction = Literal["later", "earlier"]
 DETAIL_LEVELS = ("generic", "titles")
 LIVE_EVENT_STATUSES = frozenset({"planned", "confirmed"})
@@ -57,6 +59,7 @@ class SendTime:
     days_before: int
     at: time
     if_quiet: Direction = "later"
+    dose_at: time | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class ReminderRule:
     announce_moves: bool = False
     detail: str | None = None
     preparation: Mapping[str, LocalText] = field(default_factory=dict)
+    every_course_day: bool = False
+    arrive_at: time | None = None
 
     def matches(self, event: ReminderEvent) -> bool:
         """True when this rule applies to ``event``."""
@@ -81,10 +86,12 @@ class ReminderRule:
         """Preparation text for an event code, else the rule's "default" one, else None."""
         return self.preparation.get(code or "") or self.preparation.get("default")
 
-    def rule_id(self, send: SendTime) -> str:
+    def rule_id(self, send: SendTime, course_day: int = 0) -> str:
         """A stable name of one send time of this rule, e.g. 'infusion:2d@18:00'."""
         scope = self.kind + (f"/{'+'.join(self.codes)}" if self.codes else "")
-        return f"{scope}:{send.days_before}d@{send.at:%H:%M}"
+        dose = f"for{send.dose_at:%H:%M}" if send.dose_at else ""
+        day = f"+d{course_day}" if course_day else ""
+        return f"{scope}:{send.days_before}d@{send.at:%H:%M}{dose}{day}"
 
 
 @dataclass(frozen=True)
@@ -168,12 +175,16 @@ class ReminderItem:
     title: LocalText | None = None
     preparation: LocalText | None = None
     moved_from: date | None = None
+    dose_at: datetime | None = None
+    fasting: Fasting | None = None
+    arrive_at: time | None = None
 
     @property
     def expires_at(self) -> datetime:
-        """The end of the event's local day: a reminder is pointless after it."""
+        """The end of the event's (or the dose's) local day: a reminder is pointless after it."""
         tz = self.send_at.tzinfo
-        return local_datetime(self.event_date + timedelta(days=1), time(0, 0), tz)
+        day = max(self.event_date, self.dose_at.date()) if self.dose_at else self.event_date
+        return local_datetime(day + timedelta(days=1), time(0, 0), tz)
 
     @property
     def ident(self) -> str:
@@ -333,19 +344,33 @@ def _parse_rule(raw: Any, where: str) -> ReminderRule:
         announce_moves=bool(raw.get("announce_moves", False)),
         detail=None if detail is None else str(detail),
         preparation=_parse_preparation(raw.get("preparation") or {}, f"{where}.preparation"),
+        every_course_day=bool(raw.get("every_course_day", False)),
+        arrive_at=None
+        if raw.get("arrive_at") is None
+        else parse_clock(raw["arrive_at"], f"{where}.arrive_at"),
     )
 
 
 def _parse_send(raw: Any, where: str) -> SendTime:
-    if not isinstance(raw, Mapping) or "at" not in raw:
-        raise ReminderConfigError(f"{where} must be a mapping with days_before and at")
+    if not isinstance(raw, Mapping) or ("at" in raw) == ("dose_at" in raw):
+        raise ReminderConfigError(
+            f"{where} must be a mapping with days_before and either at or dose_at (a timed dose)"
+        )
     days = raw.get("days_before", 0)
     if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 60:
         raise ReminderConfigError(f"{where}.days_before must be a whole number 0-60")
     direction = raw.get("if_quiet", "later")
     if direction not in ("later", "earlier"):
         raise ReminderConfigError(f"{where}.if_quiet must be 'later' or 'earlier'")
-    return SendTime(days, parse_clock(raw["at"], f"{where}.at"), direction)
+    if "at" in raw:
+        return SendTime(days, parse_clock(raw["at"], f"{where}.at"), direction)
+    dose = parse_clock(raw["dose_at"], f"{where}.dose_at")
+    lead = raw.get("lead_minutes", 120)
+    if not isinstance(lead, int) or isinstance(lead, bool) or not 0 < lead <= 24 * 60:
+        raise ReminderConfigError(f"{where}.lead_minutes must be a whole number 1-1440")
+    send = datetime.combine(date(2000, 1, 2), dose) - timedelta(minutes=lead)
+    extra_days = (date(2000, 1, 2) - send.date()).days
+    return SendTime(days + extra_days, send.time(), direction, dose_at=dose)
 
 
 def _parse_preparation(raw: Any, where: str) -> dict[str, LocalText]:
@@ -414,14 +439,25 @@ def reminder_items(
     local_now = now.astimezone(tz)
     items = []
     for event in events:
-        if event.status not in LIVE_EVENT_STATUSES or event.date < local_now.date():
+        if event.status not in LIVE_EVENT_STATUSES:
             continue
         for rule in policy.rules_for(event):
-            for send in rule.sends:
-                item = _item(policy, rule, send, event, tz)
-                if item is not None and local_now <= item.send_at < item.expires_at:
-                    items.append(item)
+            for course_day in _course_days(rule, event):
+                if event.date + timedelta(days=course_day) < local_now.date():
+                    continue
+                for send in rule.sends:
+                    item = _item(policy, rule, send, event, tz, course_day)
+                    if local_now <= item.send_at < item.expires_at:
+                        items.append(item)
     return sorted(items, key=_item_order)
+
+
+def _course_days(rule: ReminderRule, event: ReminderEvent) -> range:
+    """Day indexes of a medication course a rule reminds of (just 0 for one-day events)."""
+    if not rule.every_course_day:
+        return range(1)
+    duration = event.details.get("duration_days", 1)
+    return range(max(1, int(duration) if isinstance(duration, int) else 1))
 
 
 def _item(
@@ -430,10 +466,20 @@ def _item(
     send: SendTime,
     event: ReminderEvent,
     tz: tzinfo,
-) -> ReminderItem | None:
-    wanted = local_datetime(event.date - timedelta(days=send.days_before), send.at, tz)
+    course_day: int = 0,
+) -> ReminderItem:
+    day = event.date + timedelta(days=course_day)
+    wanted = local_datetime(day - timedelta(days=send.days_before), send.at, tz)
+    dose_at = None
+    if send.dose_at is not None:
+        dose_day = (
+            day
+            - timedelta(days=send.days_before)
+            + (timedelta(days=1) if send.dose_at < send.at else timedelta(0))
+        )
+        dose_at = local_datetime(dose_day, send.dose_at, tz)
     moved = move_out_of_quiet_hours(wanted, policy, send.if_quiet)
-    if moved.date() > event.date:
+    if moved.date() > (dose_at.date() if dose_at else event.date) or (dose_at and moved > dose_at):
         moved = move_out_of_quiet_hours(wanted, policy, "earlier")
     code = event.code
     return ReminderItem(
@@ -441,13 +487,16 @@ def _item(
         kind=event.kind,
         event_date=event.date,
         template=rule.template,
-        rule_id=rule.rule_id(send),
+        rule_id=rule.rule_id(send, course_day),
         days_before=(event.date - moved.date()).days,
         send_at=moved,
         detail=policy.detail_for(rule),
         code=code,
         title=LocalText(en=event.title_en, zh=event.title_zh) if event.title_en else None,
         preparation=rule.preparation_for(code),
+        dose_at=dose_at,
+        fasting=Fasting.from_json(event.details.get("fasting")),
+        arrive_at=rule.arrive_at,
     )
 
 
@@ -593,6 +642,57 @@ def plan_messages(
     merged = merge_half_days(items, policy)
     budgeted = apply_daily_budget(merged, existing, policy, tz)
     return avoid_duplicate_bodies(budgeted, existing, policy, render)
+
+
+# -- one clear message a day ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """What one message says about one day: each visit once, one preparation, one arrival time.
+
+    `fasting` is the strictest fasting rule of the day's tests; Fasting(0, 0) when the day's
+    tests say no fasting is needed; None when no test says anything about fasting.
+    """
+
+    day: date
+    items: tuple[ReminderItem, ...]
+    templates: tuple[str, ...]
+    fasting: Fasting | None
+    preparations: tuple[LocalText, ...]
+    arrive_at: time | None
+
+    def clauses(self) -> list[ReminderItem]:
+        """One item per visit kind of the day (and per timed dose), in order."""
+        unique: dict[tuple[str, datetime | None], ReminderItem] = {}
+        for item in self.items:
+            unique.setdefault((item.template, item.dose_at), item)
+        return list(unique.values())
+
+
+def day_summaries(items: Sequence[ReminderItem]) -> list[DaySummary]:
+    """Items of one message grouped by the day of their event, in date order."""
+    by_day: dict[date, list[ReminderItem]] = {}
+    for item in sorted(items, key=lambda i: (i.event_date, _item_order(i))):
+        by_day.setdefault(item.event_date, []).append(item)
+    summaries = []
+    for day, group in by_day.items():
+        told = [i.fasting for i in group if i.fasting is not None]
+        fasting = Fasting.strictest(told) or (Fasting(0, 0) if told else None)
+        arrivals = [i.arrive_at for i in group if i.arrive_at is not None]
+        summaries.append(
+            DaySummary(
+                day=day,
+                items=tuple(group),
+                templates=tuple(dict.fromkeys(i.template for i in group)),
+                fasting=fasting,
+                preparations=tuple(
+                    dict.fromkeys(i.preparation for i in group if i.preparation is not None)
+                ),
+                arrive_at=min(arrivals) if arrivals else None,
+            )
+        )
+    return summaries
 
 
 # -- "your visit has moved" ------------------------------------------------------------------

@@ -66,6 +66,14 @@ class Patient(db.Model):
             and self.status not in ("withdrawn", "off_study")
         )
 
+    @property
+    def first_infusion_date(self) -> date:
+        """The actual first infusion (a Saturday start moves to Monday), else the start date."""
+        infusions = [
+            e.date for e in self.events if e.kind == "infusion" and e.status != "cancelled"
+        ]
+        return min(infusions, default=self.start_date)
+
     def __repr__(self) -> str:
         return f"<Patient {self.study_id}>"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from app.services.alerts.alerts import unresolved_counts
@@ -39,6 +39,8 @@ class Overview:
     flagged_total: int
     alerts: dict[str, int] | None
     inbox: dict[str, int] | None = None
+    decisions: list[sq.EventRow] = field(default_factory=list)
+    decisions_total: int = 0
 
 
 def day_agenda(day: date, *, limit: int = DAY_LIMIT) -> DayAgenda:
@@ -55,6 +57,7 @@ def overview(today: date) -> Overview:
     """The Today page for `today` (the clinic's date)."""
     overdue, overdue_total = sq.overdue(today)
     flagged, flagged_total = sq.flagged(today)
+    decisions, decisions_total = sq.decisions_waiting(today)
     return Overview(
         today=day_agenda(today),
         tomorrow=day_agenda(today + timedelta(days=1)),
@@ -64,6 +67,8 @@ def overview(today: date) -> Overview:
         flagged_total=flagged_total,
         alerts=open_alert_counts(),
         inbox=inbox_counts(),
+        decisions=decisions,
+        decisions_total=decisions_total,
     )
 
 

@@ -148,6 +148,8 @@ def _enrol(demo: DemoPatient, today: date) -> None:
             sms_consent=True,
             sms_consent_date=min(start, today) - timedelta(days=2),
             locale=demo.locale,
+            recurrence_date=start - timedelta(days=45),
+            started_before_cadence=start < today,
         ),
         actor=DEMO_ACTOR,
         today=today,

@@ -178,7 +178,19 @@ class EnrolmentForm(FlaskForm):
             PlausibleDate(enrolment_start=True),
         ],
     )
-    recurrence_date = DateField(_l("Date of recurrence"), validators=[Optional(), PlausibleDate()])
+    recurrence_date = DateField(
+        _l("Date of recurrence"),
+        validators=[
+            InputRequired(message=_l("Enter the date of the recurrence.")),
+            PlausibleDate(),
+        ],
+    )
+    started_before_cadence = BooleanField(
+        _l("This patient started treatment before enrolment in Cadence")
+    )
+    shared_phone_reason = StringField(
+        _l("Reason for sharing this mobile number"), validators=[Optional(), Length(max=200)]
+    )
     sms_consent = BooleanField(_l("The patient agreed to receive SMS reminders"))
     sms_consent_date = DateField(
         _l("Date of SMS consent"), validators=[Optional(), PlausibleDate()]

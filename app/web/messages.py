@@ -40,20 +40,32 @@ def enrolment_error(field: str, english: str) -> str:
             return _("Study ID %(id)s is already enrolled.", id=match.group(1))
         return _("Use 2 to 32 letters, digits, '-' or '_' (for example JSCH-001).")
     if field == "initials":
-        return _("Use 1 to 4 letters or Chinese characters: initials only, never a full name.")
+        return _(
+            "Use 2 to 4 Latin letters: the pinyin initials (e.g. WL), never the name, which "
+            "would show in every list."
+        )
     if field == "phone":
         return _phone_error(text)
     if field == "choices":
         return _("Choose every treatment option of the protocol.")
     if field == "start_date":
+        if "in the past" in text:
+            return _(
+                "The first infusion is in the past: tick 'started before enrolment in "
+                "Cadence' (earlier events are then not tracked) or correct the date."
+            )
         return _("Enter the date of the first infusion.")
     if field == "recurrence_date":
+        if "required" in text:
+            return _("Enter the date of the recurrence (the primary endpoint counts from it).")
         return _("The recurrence cannot be after the first infusion.")
     if field == "sms_consent":
         return _("SMS consent must be recorded before enrolment.")
     if field == "sms_consent_date":
         if "future" in text:
             return _("Consent cannot be dated in the future.")
+        if "after the first infusion" in text:
+            return _("Consent cannot be dated after the first infusion.")
         return _("Enter the date the patient gave consent.")
     if field == "locale":
         return _("Choose Chinese or English.")
@@ -63,6 +75,13 @@ def enrolment_error(field: str, english: str) -> str:
 
 
 def _phone_error(text: str) -> str:
+    match = re.search(r"already used by (.+?): give a reason", text)
+    if match:
+        return _(
+            "This mobile number is already used by %(ids)s. If it is shared (e.g. a family "
+            "phone), give the reason below.",
+            ids=match.group(1),
+        )
     if "required" in text:
         return _("Enter the patient's mobile number.")
     if "not a mobile number" in text:

@@ -207,6 +207,8 @@ def _enrolment_request(form: EnrolmentForm) -> EnrolmentRequest:
         locale=form.locale.data or "zh",
         timezone=form.timezone.data or "",
         recurrence_date=form.recurrence_date.data,
+        started_before_cadence=bool(form.started_before_cadence.data),
+        shared_phone_reason=form.shared_phone_reason.data or "",
     )
 
 

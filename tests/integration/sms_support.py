@@ -93,6 +93,7 @@ def enrol(
     timezone: str = "Asia/Shanghai",
     phone: str | None = None,
     today: date = TODAY,
+    shared_phone_reason: str = "",
 ) -> Patient:
     """Enrol a consenting patient through the real service (calendar + outbox)."""
     number = phone or f"1380013{abs(hash(study_id)) % 10000:04d}"
@@ -104,9 +105,12 @@ def enrol(
             choices={"pd1": "sintilimab", "chemo": chemo},
             start_date=start,
             sms_consent=True,
-            sms_consent_date=today - timedelta(days=2),
+            sms_consent_date=min(today, start) - timedelta(days=2),
             locale=locale,
             timezone=timezone,
+            recurrence_date=start - timedelta(days=60),
+            started_before_cadence=start < today,
+            shared_phone_reason=shared_phone_reason,
         ),
         actor="user:nurse1",
         today=today,

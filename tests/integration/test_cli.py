@@ -190,11 +190,13 @@ def test_patients_enrol_and_list(app_ctx: Flask) -> None:
     runner = app_ctx.test_cli_runner()
     today = utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date()
     start, consent = (today + timedelta(days=3)).isoformat(), today.isoformat()
+    recurrence = (today - timedelta(days=30)).isoformat()
     ok = runner.invoke(
         args=[
             "patients", "enrol", "--study-id", "JSCH-200", "--initials", "ab",
             "--phone", "139 0000 1234", "--pd1", "camrelizumab", "--chemo", "irinotecan",
             "--start", start, "--consent-date", consent, "--locale", "en",
+            "--recurrence", recurrence,
         ]
     )  # fmt: skip
     assert ok.exit_code == 0, ok.output

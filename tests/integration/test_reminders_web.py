@@ -73,10 +73,10 @@ def test_the_log_filters_by_status_and_date(nurse: FlaskClient) -> None:
 
     failed = page(nurse, "/messages/?status=failed")
     assert "The patient opted out of SMS" in failed and "21610" in failed
-    assert "治疗前用药（3月9日周一 08:00）" not in failed  # 9 March messages are still planned
+    assert "治疗前用药（3月9日周一 20:00）" not in failed  # 9 March messages are still planned
 
     day = page(nurse, "/messages/?from=2026-03-09&to=2026-03-09")
-    assert "治疗前用药（3月9日周一 08:00）" in day and "治疗前用药（3月9日周一 20:00）" in day
+    assert "治疗前用药（3月9日周一 20:00）" in day and "治疗前用药（3月10日周二 08:00）" in day
     assert "今天（3月10日周二）" not in day
 
 

@@ -51,14 +51,14 @@ def copy_as_sent(row: OutboxMessage) -> None:
 
 @pytest.mark.parametrize(
     ("locale", "stamp"),
-    [("en", "(Mar 9, 08:00)"), ("zh", "（3月9日 08:00）")],
+    [("en", "(Mar 9, 18:00)"), ("zh", "（3月9日 18:00）")],
 )
 def test_a_body_variant_is_rendered_with_the_real_renderer(
     app_ctx: Flask, locale: str, stamp: str
 ) -> None:
     patient = enrol(start=START, locale=locale)
     premed = next(
-        r for r in planned(patient) if r.send_after == datetime(2026, 3, 9, 0, tzinfo=UTC)
+        r for r in planned(patient) if r.send_after == datetime(2026, 3, 9, 10, tzinfo=UTC)
     )
     copy_as_sent(premed)
 
@@ -74,7 +74,7 @@ def test_a_body_variant_is_rendered_with_the_real_renderer(
 def test_marking_an_event_done_re_plans_with_variants(app_ctx: Flask) -> None:
     patient = enrol(start=START, locale="en")
     premed = next(
-        r for r in planned(patient) if r.send_after == datetime(2026, 3, 9, 0, tzinfo=UTC)
+        r for r in planned(patient) if r.send_after == datetime(2026, 3, 9, 10, tzinfo=UTC)
     )
     copy_as_sent(premed)
     labs = next(e for e in patient.events if e.kind == "labs" and e.date == date(2026, 3, 9))
@@ -83,7 +83,7 @@ def test_marking_an_event_done_re_plans_with_variants(app_ctx: Flask) -> None:
     reminders.plan_patient(patient, now=reminders.planning_moment(TODAY), source="user:nurse1")
     db.session.commit()
 
-    assert any("(Mar 9, 08:00)" in r.body for r in planned(patient))
+    assert any("(Mar 9, 18:00)" in r.body for r in planned(patient))
 
 
 def test_a_language_correction_re_renders_due_rows_and_pending_notices(app_ctx: Flask) -> None:

@@ -110,7 +110,14 @@ def patient(
     study_id: str = "JSCH-001", *, locale: str = "zh", phone: str = "13800138000"
 ) -> Patient:
     """A consenting patient enrolled through the real service (calendar + planned SMS)."""
-    return enrol(study_id, locale=locale, phone=phone, start=date(2026, 3, 10), today=TODAY)
+    return enrol(
+        study_id,
+        locale=locale,
+        phone=phone,
+        start=date(2026, 3, 10),
+        today=TODAY,
+        shared_phone_reason="shared family phone",
+    )
 
 
 def add_rota() -> None:

@@ -157,3 +157,89 @@ def test_generate_twice_gives_identical_results(
     second = cal.generate(PROTOCOL, choices, start, TZ, CHINA, recurrence_date=recurrence)
     assert first == second
     assert [e.to_json() for e in first] == [e.to_json() for e in second]
+
+
+# --------------------------------------------------------------------------- clinical order
+
+
+COMPLETION = date(2029, 9, 1)  # registry: study completion date
+
+
+@FAST
+@given(starts, arms, delays, salvage_offsets)
+def test_labs_strictly_before_their_infusion_on_a_working_day(
+    start: date,
+    choices: dict[str, str],
+    delay_list: list[tuple[int, int]],
+    salvage_offset: int | None,
+) -> None:
+    events = _scenario(start, choices, delay_list, salvage_offset)
+    by_key = {e.key: e for e in events}
+    for labs in (e for e in events if e.kind == "labs" and e.is_open and e.date >= start):
+        infusion = by_key[labs.anchor]
+        assert infusion.date - timedelta(days=3) <= labs.date < infusion.date, labs.key
+        if "no_working_day_in_window" not in labs.flags and "rescheduled" not in labs.flags:
+            assert CHINA.is_working_day(labs.date), labs.key
+
+
+@FAST
+@given(starts, arms, salvage_offsets)
+def test_no_imaging_on_infusion_days_and_barium_after_ct_and_endoscopy(
+    start: date, choices: dict[str, str], salvage_offset: int | None
+) -> None:
+    events = _scenario(start, choices, [], salvage_offset)
+    live = [e for e in events if e.is_open]
+    infusion_days = {e.date for e in live if e.kind == "infusion"}
+    scans = [e for e in live if e.kind in ("imaging", "endoscopy")]
+    assert not [e.key for e in scans if e.date in infusion_days]
+    barium = [e for e in scans if e.details.get("assessment") == "barium_swallow"]
+    for study in barium:
+        same_visit = [
+            e
+            for e in scans
+            if e.details.get("assessment") in ("ct", "gastroscopy")
+            and e.details.get("study_week") == study.details.get("study_week")
+            and e.key.split(".")[0] == study.key.split(".")[0]
+        ]
+        assert all(e.date < study.date for e in same_visit), study.key
+        assert not [e.key for e in scans if e.date == study.date and e.key != study.key]
+
+
+@FAST
+@given(starts, arms, st.integers(1, 700))
+def test_imaging_every_12_weeks_after_an_early_stop_until_completion(
+    start: date, choices: dict[str, str], stop_offset: int
+) -> None:
+    events = cal.generate(PROTOCOL, choices, start, TZ, CHINA)
+    on = start + timedelta(days=stop_offset)
+    change = cal.stop_treatment(PROTOCOL, events, on, CHINA, today=on)
+    weeks = [
+        e.details["study_week"]
+        for e in change.events
+        if e.details.get("assessment") == "barium_swallow" and e.is_open and e.date >= on
+    ]
+    last_week = (COMPLETION - start).days // 7
+    after_stop = [
+        w for w in range(12, last_week + 1, 12) if start + timedelta(weeks=w) > on + timedelta(7)
+    ]
+    if after_stop:
+        assert [w for w in weeks if w <= last_week][-len(after_stop) :] == after_stop
+
+
+@FAST
+@given(starts, arms, st.one_of(st.none(), st.integers(1, 700)))
+def test_survival_contacts_reach_the_completion_date(
+    start: date, choices: dict[str, str], stop_offset: int | None
+) -> None:
+    events = cal.generate(PROTOCOL, choices, start, TZ, CHINA, recurrence_date=start)
+    if stop_offset is not None:
+        on = start + timedelta(days=stop_offset)
+        events = cal.stop_treatment(PROTOCOL, events, on, CHINA, today=on).events
+    survival = [e for e in events if e.details.get("contact") == "survival" and e.is_open]
+    last_dose = max(e.date for e in events if e.kind == "infusion" and e.is_open)
+    if stop_offset is None and last_dose + timedelta(60) > COMPLETION:
+        return  # treatment runs to the completion date: no survival contact is needed
+    endpoint = date(start.year + 2, start.month, start.day)  # 2 years after the recurrence
+    assert survival
+    last = max(cal._nominal(e) for e in survival)
+    assert last <= max(COMPLETION, endpoint) < last + timedelta(days=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -32,6 +33,7 @@ def _request(**overrides: object) -> EnrolmentRequest:
         start_date=date(2026, 3, 2),
         sms_consent=True,
         sms_consent_date=date(2026, 2, 27),
+        recurrence_date=date(2026, 1, 20),
     )
     values.update(overrides)
     return EnrolmentRequest(**values)  # type: ignore[arg-type]
@@ -99,3 +101,58 @@ def test_consent_date_is_required_and_not_in_future(protocol) -> None:
     with pytest.raises(EnrolmentError) as info:
         validate_enrolment(_request(sms_consent_date=date(2026, 3, 5)), protocol, today=TODAY)
     assert "future" in info.value.errors["sms_consent_date"]
+
+
+# -- issue 11: enrolment that protects the record ------------------------------------------------
+
+
+@pytest.mark.parametrize("initials", ["王丽", "W", "WANGL", "W.L", "王L"])
+def test_initials_are_2_to_4_pinyin_letters_only(protocol, initials: str) -> None:
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(_request(initials=initials), protocol, today=TODAY)
+    assert "pinyin initials" in info.value.errors["initials"]
+    assert "never the name" in info.value.errors["initials"]
+
+
+def test_recurrence_date_is_required(protocol) -> None:
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(_request(recurrence_date=None), protocol, today=TODAY)
+    assert "survival after it" in info.value.errors["recurrence_date"]
+
+
+def test_consent_after_the_first_infusion_is_refused(protocol) -> None:
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(
+            _request(start_date=date(2026, 3, 2), sms_consent_date=date(2026, 3, 3)),
+            protocol,
+            today=date(2026, 3, 5),
+        )
+    assert info.value.errors["sms_consent_date"] == (
+        "consent cannot be dated after the first infusion"
+    )
+
+
+def test_a_past_first_infusion_needs_the_started_before_cadence_choice(protocol) -> None:
+    past = _request(
+        start_date=date(2025, 9, 1),
+        sms_consent_date=date(2025, 8, 30),
+        recurrence_date=date(2025, 8, 1),
+    )
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(past, protocol, today=TODAY)
+    assert "started before enrolment in Cadence" in info.value.errors["start_date"]
+    valid = validate_enrolment(replace(past, started_before_cadence=True), protocol, today=TODAY)
+    assert valid.started_before_cadence
+
+
+def test_a_shared_phone_needs_a_reason_and_is_warned_about(protocol) -> None:
+    with pytest.raises(EnrolmentError) as info:
+        validate_enrolment(_request(phone_used_by=("JSCH-002",)), protocol, today=TODAY)
+    assert "already used by JSCH-002" in info.value.errors["phone"]
+    valid = validate_enrolment(
+        _request(phone_used_by=("JSCH-002",), shared_phone_reason="husband's phone"),
+        protocol,
+        today=TODAY,
+    )
+    assert valid.warnings == ["mobile number shared with JSCH-002: husband's phone"]
+    assert valid.shared_phone_reason == "husband's phone"

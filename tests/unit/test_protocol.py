@@ -193,7 +193,7 @@ BAD_FILES = {
         "phases.maintenance.cycles.interval_dayz",
         "phases.maintenance.cycles.interval_dayz (line 90): expected one of the known fields: "
         "checkins, count, drugs, duration, first_offset_days, infusion, interval_days, labs, "
-        "min_interval_days, numbering (did you mean 'interval_days'?), got an unknown field "
+        "min_interval_days, numbering, on_radiotherapy (did you mean 'interval_days'?), got an unknown field "
         "(and 1 more problem in the file)",
     ),
     "bad_timezone.yaml": (

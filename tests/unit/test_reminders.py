@@ -554,3 +554,85 @@ def test_planned_messages_respect_every_rule(
             if a is not b and a.body == b.body:
                 assert abs(a.send_at - b.send_at) >= p.duplicate_window
     assert len({m.dedupe_key for m in messages}) == len(messages)
+
+
+# -- issue 11: timed doses, every course day, one clear message a day ------------------------
+
+
+def _protocol_policy() -> rd.ReminderPolicy:
+    raw = yaml.safe_load(PROTOCOL.read_text(encoding="utf-8"))
+    return rd.parse_reminder_policy(raw["reminders"])
+
+
+def test_docetaxel_dexamethasone_is_reminded_on_each_of_the_three_days() -> None:
+    premed_day = INFUSION_DAY - timedelta(days=1)  # Wed Mar 4: the course is Mar 4, 5 and 6
+    dex = event(
+        "c1.dex",
+        "premedication",
+        premed_day,
+        code="dexamethasone_3_days",
+        details={"duration_days": 3},
+    )
+
+    items = rd.reminder_items(_protocol_policy(), [dex], SHANGHAI, NOW)
+
+    doses = [(i.dose_at, i.send_at) for i in items]
+    # each dose 2 h before; the 08:00 dose's 06:00 is in the quiet hours: 20:30 the evening before
+    assert doses == [
+        (at(date(2026, 3, 4), 8), at(date(2026, 3, 3), 20, 30)),
+        (at(date(2026, 3, 4), 20), at(date(2026, 3, 4), 18)),
+        (at(date(2026, 3, 5), 8), at(date(2026, 3, 4), 20, 30)),
+        (at(date(2026, 3, 5), 20), at(date(2026, 3, 5), 18)),
+        (at(date(2026, 3, 6), 8), at(date(2026, 3, 5), 20, 30)),
+        (at(date(2026, 3, 6), 20), at(date(2026, 3, 6), 18)),
+    ]
+    assert len({i.ident for i in items}) == 6
+    assert all(i.send_at < i.dose_at for i in items)
+
+
+def test_paclitaxel_20_00_dose_is_reminded_two_hours_before() -> None:
+    premed = event("c1.ptx", "premedication", INFUSION_DAY, code="paclitaxel_premedication")
+
+    [item] = rd.reminder_items(_protocol_policy(), [premed], SHANGHAI, NOW)
+
+    assert item.dose_at == at(INFUSION_DAY - timedelta(days=1), 20)
+    assert item.send_at == at(INFUSION_DAY - timedelta(days=1), 18)
+
+
+def test_a_send_needs_either_at_or_dose_at() -> None:
+    bad = {"kind": "premedication", "template": "premedication", "send": [{"days_before": 0}]}
+    with pytest.raises(ReminderConfigError, match="either at or dose_at"):
+        rd.parse_reminder_policy({"rules": [bad]})
+
+
+def test_one_day_summary_has_each_visit_once_and_the_strictest_fasting() -> None:
+    visit_day = date(2026, 3, 20)
+    events = [
+        event("ct", "imaging", visit_day, code="ct", details={"fasting": {"food_hours": 4}}),
+        event("us", "imaging", visit_day, code="ultrasound"),
+        event(
+            "gastro",
+            "endoscopy",
+            visit_day,
+            code="gastroscopy",
+            details={"fasting": {"food_hours": 8, "water_hours": 2}},
+        ),
+        event("labs", "labs", visit_day, details={"fasting": {"food_hours": 0, "water_hours": 0}}),
+    ]
+    items = rd.reminder_items(_protocol_policy(), events, SHANGHAI, NOW)
+
+    [summary] = rd.day_summaries(items)
+
+    assert [i.template for i in summary.clauses()] == ["endoscopy", "imaging", "labs"]
+    assert summary.fasting == rd.Fasting(8, 2)
+    assert summary.arrive_at == time(7, 30)  # the blood test is the first appointment
+    assert [p.en for p in summary.preparations] == [
+        "Come with a companion.",
+        "Bring your previous images.",
+    ]
+
+
+def test_blood_tests_without_fasting_say_so() -> None:
+    labs = event("labs", "labs", date(2026, 3, 20), details={"fasting": {"food_hours": 0}})
+    [summary] = rd.day_summaries(rd.reminder_items(_protocol_policy(), [labs], SHANGHAI, NOW))
+    assert summary.fasting == rd.Fasting(0, 0)

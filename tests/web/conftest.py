@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -111,20 +112,23 @@ def enrol(
     locale: str = "zh",
     chemo: str = "docetaxel",
     pd1: str = "sintilimab",
+    enrolled_on: date | None = None,
 ) -> Patient:
-    """Enrol a patient through the service (calendar included)."""
-    today = clinic_today()
+    """Enrol a patient through the service (calendar included), today or on `enrolled_on`."""
+    today = enrolled_on or clinic_today()
     first = start or today + timedelta(days=3)
     return enrol_patient(
         EnrolmentRequest(
             study_id=study_id,
             initials=initials,
-            phone="13800138000",
+            phone=f"139{zlib.crc32(study_id.encode()) % 10**8:08d}",
             choices={"pd1": pd1, "chemo": chemo},
             start_date=first,
             sms_consent=True,
             sms_consent_date=min(today, first),
             locale=locale,
+            recurrence_date=first - timedelta(days=60),
+            started_before_cadence=first < today,
         ),
         actor="test",
         today=today,

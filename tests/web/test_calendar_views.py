@@ -101,7 +101,7 @@ def test_week_lists_events_with_patient_links(english_nurse: FlaskClient) -> Non
 
 def test_week_cuts_busy_days_and_links_to_the_day(english_nurse: FlaskClient) -> None:
     start = clinic_today() + timedelta(days=3)
-    for i in range(45):
+    for i in range(55):
         enrol(f"P-{i:03d}", start=start)
     day = _first_infusion_day()
     html = english_nurse.get(f"/calendar/week?start={day.isoformat()}").get_data(as_text=True)

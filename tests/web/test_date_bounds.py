@@ -92,7 +92,7 @@ def test_the_enrolment_service_refuses_implausible_dates_too(app_ctx: Flask) -> 
     request = EnrolmentRequest(
         study_id="JSCH-090", initials="WL", phone="13800138000",
         choices={"pd1": "sintilimab", "chemo": "docetaxel"}, start_date=date(2026, 6, 1),
-        sms_consent=True, sms_consent_date=date(1900, 1, 1),
+        sms_consent=True, sms_consent_date=date(1900, 1, 1), recurrence_date=date(2026, 1, 5),
     )  # fmt: skip
 
     with pytest.raises(EnrolmentError) as refused:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -35,7 +35,7 @@ def _valid_form(**changes: object) -> dict[str, object]:
         "choice_pd1": "camrelizumab",
         "choice_chemo": "irinotecan",
         "start_date": (today + timedelta(days=7)).isoformat(),
-        "recurrence_date": "",
+        "recurrence_date": (today - timedelta(days=30)).isoformat(),
         "sms_consent": "y",
         "sms_consent_date": today.isoformat(),
         "locale": "zh",
@@ -192,7 +192,7 @@ def test_domain_validation_errors_are_shown(english_nurse: FlaskClient) -> None:
     response = post(english_nurse, "/patients/new", _valid_form(study_id="J S", initials="Wang Li"))
     page = response.get_data(as_text=True)
     assert "for example JSCH-001" in page
-    assert "never a full name" in page
+    assert "never the name" in page
     later = (clinic_today() + timedelta(days=30)).isoformat()
     response = post(english_nurse, "/patients/new", _valid_form(recurrence_date=later))
     assert "The recurrence cannot be after the first infusion." in response.get_data(as_text=True)
@@ -214,3 +214,14 @@ def test_admin_cannot_enrol(admin: FlaskClient) -> None:
 def test_investigator_can_enrol(investigator: FlaskClient) -> None:
     assert post(investigator, "/patients/new", _valid_form()).status_code == 302
     assert db.session.scalar(select(func.count(Patient.id))) == 1
+
+
+def test_header_shows_the_actual_first_infusion_after_a_saturday_start(
+    english_nurse: FlaskClient,
+) -> None:
+    saturday = date(2027, 3, 6)
+    patient = enrol("JSCH-090", start=saturday, enrolled_on=date(2027, 3, 1))
+    assert patient.first_infusion_date == date(2027, 3, 8)  # moved to Monday
+    page = english_nurse.get("/patients/JSCH-090").get_data(as_text=True)
+    first = page.split("First infusion", 1)[1][:80]
+    assert "Mar 8, 2027" in first or "8 Mar 2027" in first, first

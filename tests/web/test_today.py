@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -40,7 +40,7 @@ def test_today_lists_todays_and_tomorrows_visits(english_nurse: FlaskClient) -> 
 
 def test_overdue_events_are_those_past_their_window(english_nurse: FlaskClient) -> None:
     today = clinic_today()
-    enrol("JSCH-001", start=today - timedelta(days=40))
+    enrol("JSCH-001", start=today - timedelta(days=40), enrolled_on=today - timedelta(days=42))
     result = overview(today)
     assert result.overdue_total > 0
     assert all(e.window_end < today and e.status == "planned" for e in result.overdue)
@@ -90,3 +90,14 @@ def test_alert_counts_only_when_the_alert_model_exists(english_nurse: FlaskClien
     assert block is not None
     assert '<div class="n">3</div>' in block.group(0)
     assert re.search(r"Red\S*.* 2", block.group(0)) and re.search(r"Amber\S*.* 1", block.group(0))
+
+
+def test_decisions_waiting_lists_a_closure_in_the_nadir(english_nurse: FlaskClient) -> None:
+    enrol("JSCH-009", start=date(2026, 8, 20), enrolled_on=date(2026, 8, 1))
+    result = overview(date(2026, 9, 1))
+    keys = [e.key for e in result.decisions]
+    # cycle 3 on Sep 30, the National Day closure (Oct 1-7) in its days 1-10
+    assert "induction.c3.infusion" in keys
+    assert "induction.c2.infusion" not in keys
+    html = english_nurse.get("/").get_data(as_text=True)
+    assert "Decisions waiting" in html

@@ -23,6 +23,7 @@ from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import select
 
 from app.domain import reminders as rd
+from app.domain.protocol import Fasting
 from app.domain.reminders import (
     EventMove,
     ExistingMessage,
@@ -144,7 +145,7 @@ def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) ->
             clauses = _moved_clauses(message.items, ctx)
         else:
             head = gettext("Reminder:")
-            clauses = [_reminder_clause(item, ctx) for item in message.items]
+            clauses = [_day_clause(day, ctx) for day in rd.day_summaries(message.items)]
         parts = [head, *clauses]
         if variant:
             parts.append(_variant_suffix(message, variant, ctx))
@@ -178,19 +179,49 @@ def _time(moment: datetime, ctx: RenderContext) -> str:
     return format_time(moment, "short", tzinfo=ctx.tz, locale=ctx.locale)
 
 
+def _day_clause(summary: rd.DaySummary, ctx: RenderContext) -> str:
+    """One day of a reminder: each visit once, the first arrival, one preparation."""
+    parts = [_reminder_clause(item, ctx) for item in summary.clauses()]
+    if summary.items[0].detail == "titles":
+        titles = [i.title.get(ctx.locale) for i in summary.items if i.title is not None]
+        parts.append(gettext("(%(title)s)", title="; ".join(dict.fromkeys(titles))))
+    if summary.arrive_at is not None:
+        arrive = datetime.combine(summary.day, summary.arrive_at, tzinfo=ctx.tz)
+        parts.append(gettext("Please arrive by %(time)s.", time=_time(arrive, ctx)))
+    if summary.fasting is not None:
+        parts.append(_fasting_text(summary.fasting, "labs" in summary.templates))
+    for text in summary.preparations:
+        parts.append(gettext("Preparation: %(text)s", text=text.get(ctx.locale)))
+    return _joined(parts, ctx)
+
+
+def _fasting_text(fasting: Fasting, labs: bool) -> str:
+    """The strictest fasting rule of the day, stated once."""
+    food, water = fasting.food_hours, fasting.water_hours
+    if not food and not water:
+        if labs:
+            return gettext("No need to fast for the blood test.")
+        return gettext("No need to fast.")
+    if food == water:
+        return gettext("Do not eat or drink for %(hours)d hours before.", hours=food)
+    if not water:
+        return gettext("Do not eat for %(hours)d hours before; water is fine.", hours=food)
+    return gettext(
+        "Do not eat for %(food)d hours or drink for %(water)d hours before.",
+        food=food,
+        water=water,
+    )
+
+
 def _reminder_clause(item: ReminderItem, ctx: RenderContext) -> str:
+    dose = item.dose_at or item.send_at
     values = {
         "date": _date(item.event_date, ctx),
-        "day": _date(item.send_at.astimezone(ctx.tz).date(), ctx),
-        "time": _time(item.send_at, ctx),
+        "day": _date(dose.astimezone(ctx.tz).date(), ctx),
+        "time": _time(dose, ctx),
     }
     today = item.days_before == 0
-    parts = [_TEMPLATE_TEXT[item.template](today, values)]
-    if item.detail == "titles" and item.title is not None:
-        parts.append(gettext("(%(title)s)", title=item.title.get(ctx.locale)))
-    if item.preparation is not None:
-        parts.append(gettext("Preparation: %(text)s", text=item.preparation.get(ctx.locale)))
-    return _joined(parts, ctx)
+    return _TEMPLATE_TEXT[item.template](today, values)
 
 
 def _joined(parts: list[str], ctx: RenderContext) -> str:

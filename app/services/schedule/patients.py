@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
 
-from app.domain.calendar import PlannedEvent, generate
-from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
+from app.domain.calendar import PlannedEvent, generate, mark_not_tracked
+from app.domain.patients import (
+    EnrolmentError,
+    EnrolmentRequest,
+    InvalidPhoneNumber,
+    normalise_phone,
+    validate_enrolment,
+)
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services.messaging import reminders
@@ -21,6 +28,8 @@ from app.sms import privacy
 def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Patient:
     """Validate, create the patient and the whole calendar, audit it, and commit once."""
     protocol = current_protocol()
+    region = current_app.config.get("DEFAULT_PHONE_REGION", "CN")
+    request = replace(request, phone_used_by=_phone_used_by(request.phone, region))
     valid = validate_enrolment(
         request,
         protocol,
@@ -54,6 +63,8 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
         clinic_working_days(),
         recurrence_date=valid.recurrence_date,
     )
+    if valid.started_before_cadence:
+        planned = mark_not_tracked(planned, before=today)
     for item in planned:
         patient.events.append(event_row(item))
     db.session.flush()
@@ -63,12 +74,29 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
         entity_type="patient",
         entity_id=patient.id,
         patient_id=patient.id,
-        after=patient_snapshot(patient) | {"events": len(planned)},
-        reason="enrolment",
+        after=patient_snapshot(patient)
+        | {
+            "events": len(planned),
+            "started_before_cadence": valid.started_before_cadence,
+            "not_tracked": sum(1 for e in planned if e.status == "not_tracked"),
+            "warnings": valid.warnings,
+        },
+        reason="enrolment"
+        + (f"; shared phone: {valid.shared_phone_reason}" if valid.shared_phone_reason else ""),
     )
     reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
     db.session.commit()
     return patient
+
+
+def _phone_used_by(raw: str, region: str) -> tuple[str, ...]:
+    """Study ids of the patients already enrolled with this mobile number."""
+    try:
+        phone = normalise_phone(raw, region)
+    except InvalidPhoneNumber:
+        return ()  # validation reports the bad number
+    rows = db.session.scalars(select(Patient.study_id).where(Patient.phone_e164 == phone))
+    return tuple(sorted(rows))
 
 
 def list_patients() -> list[Patient]:

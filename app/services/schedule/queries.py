@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Select, String, and_, case, cast, func, or_, select
 
+from app.domain.calendar import DECISION_FLAGS
 from app.extensions import db
 from app.models import CalendarEvent, Patient
 from app.services.shared.pagination import Page, paginate
@@ -333,6 +334,28 @@ def clashing_event_ids(rows: Iterable[EventRow]) -> set[int]:
 def _warning_condition() -> Any:
     text = cast(CalendarEvent.flags, String)
     return or_(*[text.like(f'%"{flag}"%') for flag in WARNING_FLAGS])
+
+
+def decisions_waiting(
+    today: date, *, horizon_days: int = 120, limit: int = 50
+) -> tuple[list[EventRow], int]:
+    """Open events flagged for a clinician's decision (closure in the nadir, prolonged RT...)."""
+    text = cast(CalendarEvent.flags, String)
+    condition = and_(
+        _on_days(today, today + timedelta(days=horizon_days)),
+        CalendarEvent.status.in_(OPEN_STATUSES),
+        Patient.status.notin_(("withdrawn", "off_study")),
+        or_(*[text.like(f'%"{flag}"%') for flag in DECISION_FLAGS]),
+    )
+    rows = _rows(
+        _base().where(condition).order_by(CalendarEvent.date, Patient.study_id).limit(limit)
+    )
+    total = db.session.scalar(
+        select(func.count(CalendarEvent.id))
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(condition)
+    )
+    return rows, int(total or 0)
 
 
 def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:

@@ -1,0 +1,288 @@
+"""Clinical rules of the calendar (issue 11): test order, follow-up to the study's end, closures.
+
+Expected dates are worked out by hand from the protocol file and the 2026-2027 China holiday
+calendar (Spring Festival 2026-02-15..23 with make-up Saturdays 02-14 and 02-28; National Day
+2026-10-01..07 with make-up Saturday 10-10; National Day 2027-10-01..07).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.domain import calendar as cal
+from app.domain.calendar import PlannedEvent
+from app.domain.protocol import default_protocol_path, load_protocol
+from app.domain.working_days import ChinaWorkingDays
+
+PROTOCOL = load_protocol(default_protocol_path())
+CHINA = ChinaWorkingDays()
+TZ = ZoneInfo("Asia/Shanghai")
+COMPLETION = date(2029, 9, 1)  # registry: study completion date
+ARMS = [
+    {"pd1": pd1, "chemo": chemo}
+    for pd1 in ("sintilimab", "camrelizumab")
+    for chemo in ("paclitaxel", "docetaxel", "irinotecan")
+]
+
+
+def _generate(start: date, chemo: str = "docetaxel", **kwargs) -> list[PlannedEvent]:
+    choices = {"pd1": "sintilimab", "chemo": chemo}
+    return cal.generate(PROTOCOL, choices, start, TZ, CHINA, **kwargs)
+
+
+def _by_key(events: list[PlannedEvent]) -> dict[str, PlannedEvent]:
+    return {e.key: e for e in events}
+
+
+# --------------------------------------------------------------------------- 1. sequencing
+
+
+def test_labs_for_a_monday_infusion_go_on_the_friday_before() -> None:
+    events = _by_key(_generate(date(2026, 3, 9)))  # Monday
+    assert events["induction.c1.infusion"].date == date(2026, 3, 9)
+    labs = events["induction.c1.labs"]
+    assert labs.date == date(2026, 3, 6)  # Friday: the latest working day strictly before
+    assert (labs.window_start, labs.window_end) == (date(2026, 3, 6), date(2026, 3, 8))
+    assert (labs.moved_from, labs.flags) == (date(2026, 3, 8), ("moved_non_working_day",))
+
+
+def test_labs_use_a_make_up_saturday_when_the_clinic_works() -> None:
+    events = _by_key(_generate(date(2026, 3, 2)))  # Monday after the Feb 28 make-up Saturday
+    assert events["induction.c1.labs"].date == date(2026, 2, 28)
+
+
+def test_labs_after_a_closure_are_flagged_not_put_on_the_infusion_day() -> None:
+    events = _by_key(_generate(date(2026, 4, 15)))
+    # c2 nominal 2026-05-06 (Wed), the day after the May Day closure (May 1-5)
+    assert events["induction.c2.infusion"].date == date(2026, 5, 6)
+    labs = events["induction.c2.labs"]
+    assert labs.date < date(2026, 5, 6)
+    assert "no_working_day_in_window" in labs.flags
+    assert labs in cal.waiting_decisions(events.values())
+
+
+def test_week_12_visit_orders_the_tests_before_the_infusion() -> None:
+    events = _by_key(_generate(date(2026, 3, 2)))
+    infusion = events["induction.c4.infusion"]
+    assert events["maintenance.c5.infusion"].date == date(2026, 5, 25)  # = study week 12
+    ct = events["assessment.ct.w12"]
+    ultrasound = events["assessment.ultrasound.w12"]
+    gastroscopy = events["assessment.gastroscopy.w12"]
+    barium = events["assessment.barium_swallow.w12"]
+    # CT, ultrasound and endoscopy on Thursday; barium on Friday; the infusion on Monday
+    assert ct.date == ultrasound.date == gastroscopy.date == date(2026, 5, 21)
+    assert barium.date == date(2026, 5, 22)
+    assert events["maintenance.c5.labs"].date == date(2026, 5, 22)
+    assert infusion.date < ct.date
+    assert barium.details["contrast"] == "barium"
+    assert barium.to_json()["contrast"] == "barium"
+    assert ct.to_json()["fasting"] == {"food_hours": 4, "water_hours": 0}
+    assert barium.to_json()["fasting"] == {"food_hours": 6, "water_hours": 6}
+    assert gastroscopy.to_json()["fasting"] == {"food_hours": 8, "water_hours": 2}
+    assert "contrast" not in gastroscopy.to_json()  # endoscopy, not imaging
+
+
+def test_lab_fasting_comes_from_the_panels() -> None:
+    events = _by_key(_generate(date(2026, 3, 9)))
+    # liver and renal function are drawn fasting (8 h, water allowed)
+    assert events["induction.c1.labs"].to_json()["fasting"] == {"food_hours": 8, "water_hours": 0}
+
+
+SALVAGE_START = date(2026, 9, 21)
+
+
+def _salvage(start: date = date(2026, 3, 2), fractions: int | None = None) -> cal.CalendarChange:
+    events = _generate(start, chemo="paclitaxel")
+    return cal.start_salvage(
+        PROTOCOL,
+        events,
+        {"pd1": "sintilimab", "chemo": "paclitaxel"},
+        SALVAGE_START,
+        CHINA,
+        today=date(2026, 9, 1),
+        fractions=fractions,
+    )
+
+
+def test_holiday_gaps_that_stretch_radiotherapy_are_flagged_rt_prolonged() -> None:
+    change = _salvage()
+    fractions = [e for e in change.events if e.kind == "radiotherapy"]
+    # Sep 25 (Mid-Autumn) and Oct 1-7 (National Day) closed: 28 fractions end on Nov 4,
+    # 45 days from Sep 21 inclusive, 7 more than 5.5 weeks (38 days)
+    assert fractions[-1].date == date(2026, 11, 4)
+    assert fractions[-1].flags == ("rt_prolonged",)
+    assert fractions[-1].details["rt_extra_days"] == 7
+    assert all("rt_prolonged" not in f.flags for f in fractions[:-1])
+    assert fractions[-1] in cal.waiting_decisions(change.events)
+
+
+def test_radiotherapy_without_holidays_is_not_flagged() -> None:
+    events = _generate(date(2026, 3, 2), chemo="paclitaxel")
+    change = cal.start_salvage(
+        PROTOCOL,
+        events,
+        {"pd1": "sintilimab", "chemo": "paclitaxel"},
+        date(2026, 6, 22),  # Monday after the Dragon Boat Festival; no closure to Aug
+        CHINA,
+        today=date(2026, 6, 1),
+    )
+    fractions = [e for e in change.events if e.kind == "radiotherapy"]
+    assert (fractions[0].date, fractions[-1].date) == (date(2026, 6, 22), date(2026, 7, 29))
+    assert not any("rt_prolonged" in f.flags for f in fractions)
+
+
+def test_imaging_is_suspended_during_radiotherapy_and_the_response_comes_after() -> None:
+    change = _salvage()
+    after = _by_key(change.events)
+    last_fraction = date(2026, 11, 4)
+    response = [e for e in change.events if ".response." in e.key]
+    assert {e.details["assessment"] for e in response} == {
+        "ct",
+        "ultrasound",
+        "gastroscopy",
+        "barium_swallow",
+    }
+    for event in response:
+        weeks = (event.date - last_fraction).days / 7
+        assert 4 <= weeks <= 8
+    barium = after["salvage.response.barium_swallow"]
+    assert barium.details["contrast"] == "water_soluble"  # after re-irradiation
+    assert max(e.date for e in response if e.key != barium.key) < barium.date
+    suspended = [e for e in change.events if "suspended_for_radiotherapy" in e.flags]
+    assert suspended and all(e.status == "cancelled" for e in suspended)
+    assert all(e.date >= SALVAGE_START for e in suspended)
+    later = [
+        e for e in change.events if e.key.startswith("assessment.barium") and e.date > barium.date
+    ]
+    assert later and all(e.details["contrast"] == "water_soluble" for e in later if e.is_open)
+
+
+# --------------------------------------------------------------------------- 2. follow-up
+
+
+def test_survival_contacts_reach_the_study_completion_date() -> None:
+    events = _generate(date(2026, 3, 2), recurrence_date=date(2026, 1, 10))
+    survival = [e for e in events if e.details.get("contact") == "survival"]
+    numbered = [e for e in survival if "contact_number" in e.details]
+    last = max(cal._nominal(e) for e in numbered)
+    assert last <= COMPLETION < last + timedelta(days=60)
+    # and the primary-endpoint contact 2 years after the recurrence is not planned (before the
+    # end of treatment), the periodic ones are
+    assert numbered
+
+
+def test_early_stop_keeps_imaging_until_progression() -> None:
+    events = _generate(date(2026, 3, 2))
+    on = date(2026, 7, 1)
+    change = cal.stop_treatment(PROTOCOL, events, on, CHINA, today=on)
+    ct = [e for e in change.events if e.details.get("assessment") == "ct" and e.date >= on]
+    weeks = [e.details["study_week"] for e in ct if e.is_open]
+    assert weeks[0] == 18 and weeks[-1] * 7 <= (COMPLETION - date(2026, 3, 2)).days
+    after_48 = [w for w in weeks if w > 48]
+    assert after_48 == list(range(60, weeks[-1] + 1, 12))
+
+
+def test_stop_after_progression_ends_imaging() -> None:
+    events = _generate(date(2026, 3, 2))
+    on = date(2026, 7, 1)
+    progressed = cal.record_progression(PROTOCOL, events, on, today=on).events
+    change = cal.stop_treatment(PROTOCOL, progressed, on, CHINA, today=on)
+    ct = [e for e in change.events if e.details.get("assessment") == "ct" and e.date >= on]
+    assert ct and all(e.status == "cancelled" for e in ct)
+
+
+# --------------------------------------------------------------------------- 3. closures
+
+
+def test_national_day_2026_in_the_nadir_is_flagged() -> None:
+    events = _by_key(_generate(date(2026, 8, 20)))
+    c3 = events["induction.c3.infusion"]
+    assert c3.date == date(2026, 9, 30)
+    assert "closure_in_nadir" in c3.flags
+    assert c3.details["closure"] == {"from": "2026-10-01", "to": "2026-10-07", "days": 7}
+    c2 = events["induction.c2.infusion"]  # Sep 10: days 1-10 have no closure of 4+ days
+    assert "closure_in_nadir" not in c2.flags
+
+
+def test_national_day_2027_in_the_nadir_is_flagged() -> None:
+    events = _by_key(_generate(date(2027, 8, 12)))  # Thursday; c3 on 2027-09-23
+    c3 = events["induction.c3.infusion"]
+    assert c3.date == date(2027, 9, 23)
+    assert "closure_in_nadir" in c3.flags  # Oct 1.. is day 8
+    assert c3.details["closure"]["from"] == "2027-10-01"
+
+
+def test_rescheduled_infusion_on_a_make_up_saturday_is_flagged() -> None:
+    events = _generate(date(2026, 1, 5))
+    c2 = _by_key(events)["induction.c2.infusion"]  # Jan 26
+    change = cal.reschedule(
+        PROTOCOL,
+        events,
+        c2.key,
+        date(2026, 2, 28),
+        "patient request",
+        CHINA,
+        today=date(2026, 1, 5),
+    )
+    moved = change.event(c2.key)
+    assert "closure_in_nadir" in moved.flags
+    assert moved.details["closure"] == {"make_up_day": "2026-02-28"}
+
+
+def test_a_decision_clears_the_flag_and_is_kept() -> None:
+    events = _generate(date(2026, 8, 20))
+    key = "induction.c3.infusion"
+    assert key in [e.key for e in cal.waiting_decisions(events)]
+    change = cal.record_decision(
+        events, key, "closure_in_nadir", "holiday_cover_confirmed", "on-call oncologist covers"
+    )
+    decided = change.event(key)
+    assert "closure_in_nadir" not in decided.flags
+    assert decided.details["decisions"]["closure_in_nadir"]["decision"] == (
+        "holiday_cover_confirmed"
+    )
+    assert key not in [e.key for e in cal.waiting_decisions(change.events)]
+    with pytest.raises(cal.CalendarError, match="no 'closure_in_nadir' flag"):
+        cal.record_decision(change.events, key, "closure_in_nadir", "x", "y")
+    with pytest.raises(cal.CalendarError, match="needs both"):
+        cal.record_decision(events, key, "closure_in_nadir", "delay", " ")
+
+
+@pytest.mark.parametrize("arm", ARMS, ids=lambda a: f"{a['pd1']}-{a['chemo']}")
+@pytest.mark.parametrize("start", [date(2026, 1, 27), date(2026, 8, 20), date(2027, 1, 11)])
+def test_every_arm_keeps_the_clinical_order(arm: dict[str, str], start: date) -> None:
+    """Spring Festival 2026 / National Day 2026 / Spring Festival 2027 (Feb 5-10 in the holidays
+    library) fall in the nadir of cycle 2 or 3."""
+    events = cal.generate(PROTOCOL, arm, start, TZ, CHINA)
+    _assert_clinical_order(events)
+    assert any("closure_in_nadir" in e.flags for e in events if e.cycle in (1, 2, 3))
+
+
+def _assert_clinical_order(events: list[PlannedEvent]) -> None:
+    """Labs strictly before their infusion; no imaging on infusion days; barium last."""
+    live = [e for e in events if e.is_open]
+    by_key = {e.key: e for e in events}
+    infusion_days = {e.date for e in live if e.kind == "infusion"}
+    for labs in (e for e in live if e.kind == "labs"):
+        infusion = by_key[labs.anchor]
+        assert infusion.date - timedelta(days=3) <= labs.date < infusion.date, labs.key
+        if "no_working_day_in_window" not in labs.flags:
+            assert CHINA.is_working_day(labs.date), labs.key
+    scans = [e for e in live if e.kind in ("imaging", "endoscopy")]
+    assert not [e.key for e in scans if e.date in infusion_days]
+    barium_days = {e.date for e in scans if e.details.get("assessment") == "barium_swallow"}
+    for scan in scans:
+        if scan.details.get("assessment") in ("ct", "gastroscopy"):
+            assert scan.date not in barium_days, scan.key
+    visits: dict[str, list[PlannedEvent]] = {}
+    for scan in scans:
+        visit = str(scan.details.get("study_week", "response"))
+        visits.setdefault(visit, []).append(scan)
+    for tests in visits.values():
+        barium = [t for t in tests if t.details.get("assessment") == "barium_swallow"]
+        others = [t for t in tests if t.details.get("assessment") in ("ct", "gastroscopy")]
+        if barium and others:
+            assert max(o.date for o in others) < barium[0].date
