@@ -10,11 +10,13 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import clock
 from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
 
 
 def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Flask:
     """Build the Flask application: configuration, extensions, blueprints and commands."""
+    clock.install_from_environment(os.environ)  # CADENCE_CLOCK_AT (tests' child processes)
     app = Flask(
         __name__,
         template_folder=str(TEMPLATES_DIR),

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, request
 
+from app import clock
 from app.services.paging import Page
 
 __all__ = [
@@ -28,7 +29,7 @@ def clinic_tz() -> ZoneInfo:
 
 def clinic_now() -> datetime:
     """The current time at the clinic, aware."""
-    return datetime.now(clinic_tz())
+    return clock.now_in(clinic_tz())
 
 
 def clinic_today() -> date:
