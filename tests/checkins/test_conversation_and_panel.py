@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.clock import today_in
 from app.extensions import db
 from app.models import Alert, AuditEntry, CheckinSession, OutboxMessage, utcnow
 from app.services import conversation
@@ -19,6 +20,7 @@ from app.services.checkins import record_answers, session_items
 from app.services.demo import load_demo_checkins, load_demo_data
 from app.services.replies import receive
 from tests.checkins.conftest import (
+    SHANGHAI,
     checkin_events,
     enrol,
     full_answers,
@@ -120,7 +122,7 @@ def test_the_patient_page_shows_the_trend_chart_with_treatment_marked(
 
 
 def test_demo_check_ins_are_graded_with_one_red_alert_and_idempotent(app_ctx: Flask) -> None:
-    today = utcnow().date()
+    today = today_in(SHANGHAI)
     load_demo_data(today=today)
     created = load_demo_checkins(today=today)
     assert created >= 5 and load_demo_checkins(today=today) == 0

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.clock import utcnow
 from app.sms import (
     AmbiguousSmsError,
     ConsoleGateway,
@@ -49,7 +50,7 @@ def gateway_for(fake: FakeTwilio, **overrides: object) -> TwilioGateway:
 
 
 def window() -> tuple[datetime, datetime]:
-    now = datetime.now(UTC)
+    now = utcnow()
     return now - timedelta(minutes=5), now + timedelta(minutes=1)
 
 
@@ -340,7 +341,7 @@ def test_console_gateway_logs_and_remembers_what_it_sent(caplog: pytest.LogCaptu
     stream = io.StringIO()
     gateway = ConsoleGateway(stream=stream)
     assert isinstance(gateway, SmsGateway)
-    since = datetime.now(UTC)
+    since = utcnow()
 
     with caplog.at_level(logging.INFO, logger="cadence.sms.console"):
         sent = gateway.send(PATIENT, "【江苏省肿瘤医院】明天复查")
@@ -349,7 +350,7 @@ def test_console_gateway_logs_and_remembers_what_it_sent(caplog: pytest.LogCaptu
     assert sent.provider_id.startswith("console-") and len(sent.provider_id) == 40
     assert PATIENT in caplog.text and "1 segment(s)" in caplog.text and "明天复查" in caplog.text
     assert stream.getvalue().count("\n") == 2
-    found = gateway.find_sent(PATIENT, since, datetime.now(UTC))
+    found = gateway.find_sent(PATIENT, since, utcnow())
     assert [(m.provider_id, m.body) for m in found] == [
         (sent.provider_id, "【江苏省肿瘤医院】明天复查")
     ]
