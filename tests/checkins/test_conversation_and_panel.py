@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -104,7 +104,7 @@ def test_own_words_win_and_empty_or_blocked_replies_are_refused(app_ctx: Flask) 
 def test_the_patient_page_shows_the_trend_chart_with_treatment_marked(
     app_ctx: Flask, nurse: FlaskClient
 ) -> None:
-    patient = enrol()
+    patient = enrol(start=date(2026, 1, 13), today=date(2026, 1, 6))  # treated before FIXED_NOW
     for index, swallowing in enumerate((0, 1, 3)):
         event = checkin_events(patient)[index]
         session = start_checkin(event, now=utcnow() - timedelta(days=10 - 3 * index), actor="t")
