@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import clock
 from app.configuration import check_production
 from app.logging_setup import configure_logging
 from app.request_limits import BoundedChunkedBody
@@ -19,6 +20,7 @@ from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
 
 def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Flask:
     """Build the Flask application: configuration, extensions, blueprints and commands."""
+    clock.install_from_environment(os.environ)  # CADENCE_CLOCK_AT (tests' child processes)
     app = Flask(
         __name__,
         template_folder=str(TEMPLATES_DIR),

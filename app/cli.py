@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import clock
 from app.cli_sms import sms_cli
 from app.cli_triage import register_triage_commands
 from app.cli_users import register_user_commands
@@ -68,7 +69,7 @@ def _delays(
 
 
 def _today() -> date:
-    return datetime.now(ZoneInfo(current_app.config["CLINIC_TIMEZONE"])).date()
+    return clock.today_in(ZoneInfo(current_app.config["CLINIC_TIMEZONE"]))
 
 
 @calendar_cli.command("preview")

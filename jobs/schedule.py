@@ -109,5 +109,6 @@ def add_jobs(scheduler: BaseScheduler, app: Flask, stop: threading.Event) -> Non
             coalesce=spec.coalesce,
             misfire_grace_time=spec.misfire_grace_time,
             max_instances=spec.max_instances,
+            # APScheduler runs on real time, not app.clock: the first run is a real second away.
             next_run_time=datetime.now(tz) + timedelta(seconds=1) if spec.run_at_start else None,
         )

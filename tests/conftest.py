@@ -1,5 +1,6 @@
 """Shared fixtures: an app on a fresh database per test run (SQLite by default, PostgreSQL when
-TEST_DATABASE_URL points at one), and tables emptied after every test."""
+TEST_DATABASE_URL points at one), tables emptied after every test, and a fixed clock: every test
+runs at FIXED_NOW (app.clock), whatever the day; the ``clock`` fixture moves it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from app import clock as app_clock
 from app import create_app
 from app.extensions import db, limiter
 from config import normalise_database_url
@@ -22,6 +25,23 @@ from tests.support import postgres_schema
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# The instant every test runs at (a Wednesday morning at the clinic), whatever the real date.
+FIXED_NOW = datetime(2026, 3, 4, 9, 0, tzinfo=SHANGHAI)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Session fixtures run at FIXED_NOW too (each test then gets its own frozen clock)."""
+    app_clock.set_clock(app_clock.FrozenClock(FIXED_NOW))
+
+
+@pytest.fixture(autouse=True)
+def clock() -> Iterator[app_clock.FrozenClock]:
+    """The app's clock, frozen at FIXED_NOW for this test; ``clock.advance(minutes=5)`` moves it."""
+    frozen = app_clock.FrozenClock(FIXED_NOW)
+    with app_clock.using_clock(frozen):
+        yield frozen
 
 
 def _base_database_url() -> str | None:

@@ -6,9 +6,10 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 
+from app import clock
 from app.sms.base import ProviderMessage, SentMessage
 from app.sms.privacy import mask_phone
 from app.sms.segments import count_segments
@@ -18,7 +19,7 @@ _default_logger = logging.getLogger("cadence.sms.console")
 
 def _utc_now() -> datetime:
     """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    return clock.utcnow()
 
 
 class ConsoleGateway:

@@ -106,6 +106,7 @@ def _minutes_until_reset() -> int:
     limit = limiter.current_limit
     if limit is None:
         return 1
+    # flask-limiter counts windows in real time (time.time), not by app.clock.
     return max(1, math.ceil((limit.reset_at - time.time()) / 60))
 
 

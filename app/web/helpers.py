@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, flash, request
 from flask_babel import gettext as _
 
+from app import clock
 from app.domain.dates import DateInputError, DateRange
 from app.services.shared.date_inputs import parse_date_input
 from app.services.shared.pagination import Page
@@ -32,7 +33,7 @@ def clinic_tz() -> ZoneInfo:
 
 def clinic_now() -> datetime:
     """The current time at the clinic, aware."""
-    return datetime.now(clinic_tz())
+    return clock.now_in(clinic_tz())
 
 
 def clinic_today() -> date:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -13,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import current_user, logout_user
 
+from app import clock
 from app.extensions import login_manager
 from app.models import User
 from app.services.shared import sessions as session_service
@@ -100,7 +100,7 @@ def start_session(user: User) -> None:
     session[SESSION_ID_KEY] = session_service.open_session(user)
     session.permanent = True
     session["locale"] = user.locale
-    session[LAST_SEEN_KEY] = int(time.time())
+    session[LAST_SEEN_KEY] = clock.timestamp()
 
 
 def end_session(reason: str) -> None:
@@ -122,7 +122,7 @@ def current_session_id() -> str | None:
 def _expire_idle_session() -> Any:
     if request.endpoint == "static" or not current_user.is_authenticated:
         return None
-    now = int(time.time())
+    now = clock.timestamp()
     minutes = int(current_app.config.get("IDLE_TIMEOUT_MINUTES", 30))
     last_seen = session.get(LAST_SEEN_KEY)
     if isinstance(last_seen, int) and now - last_seen > minutes * 60:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
 from wtforms.fields.choices import SelectChoice
+
+from app import clock
 
 COMMON_TIMEZONES = (
     "Asia/Shanghai",
@@ -28,7 +29,7 @@ COMMON_TIMEZONES = (
 
 
 def _offset(name: str) -> str:
-    offset = datetime.now(ZoneInfo(name)).utcoffset()
+    offset = clock.now_in(ZoneInfo(name)).utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "+" if minutes >= 0 else "-"
     hours, rest = divmod(abs(minutes), 60)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.clock import today_in
 from app.extensions import db
 from app.models import Alert, AuditEntry, CheckinSession, OutboxMessage, utcnow
 from app.services.conversations import conversation
@@ -19,6 +20,7 @@ from app.services.conversations.checkins.sessions import record_answers, session
 from app.services.conversations.inbound.replies import receive
 from app.services.demo import load_demo_checkins, load_demo_data
 from tests.checkins.conftest import (
+    SHANGHAI,
     checkin_events,
     enrol,
     full_answers,
@@ -102,7 +104,7 @@ def test_own_words_win_and_empty_or_blocked_replies_are_refused(app_ctx: Flask) 
 def test_the_patient_page_shows_the_trend_chart_with_treatment_marked(
     app_ctx: Flask, nurse: FlaskClient
 ) -> None:
-    patient = enrol()
+    patient = enrol(start=date(2026, 1, 13), today=date(2026, 1, 6))  # treated before FIXED_NOW
     for index, swallowing in enumerate((0, 1, 3)):
         event = checkin_events(patient)[index]
         session = start_checkin(event, now=utcnow() - timedelta(days=10 - 3 * index), actor="t")
@@ -120,7 +122,7 @@ def test_the_patient_page_shows_the_trend_chart_with_treatment_marked(
 
 
 def test_demo_check_ins_are_graded_with_one_red_alert_and_idempotent(app_ctx: Flask) -> None:
-    today = utcnow().date()
+    today = today_in(SHANGHAI)
     load_demo_data(today=today)
     created = load_demo_checkins(today=today)
     assert created >= 5 and load_demo_checkins(today=today) == 0

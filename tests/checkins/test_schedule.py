@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
-from datetime import time
+from datetime import date, time
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from app.clock import FrozenClock
 from app.extensions import db
-from app.models import Alert, AuditEntry, CheckinSession
+from app.models import Alert, AuditEntry, CheckinSession, Patient
 from app.services.conversations.checkins import schedule as schedule
 from app.services.conversations.checkins.sessions import (
     CheckinSettings,
@@ -177,13 +178,24 @@ def test_a_newer_check_in_closes_the_older_one(app_ctx: Flask) -> None:
     assert newer.closed_at is None and newer.status == "sent"
 
 
-def test_the_job_runs_every_step_and_is_audited(app_ctx: Flask) -> None:
+def a_day_without_check_ins(patient: Patient, after: date) -> date:
+    """The first day after ``after`` on which none of the patient's check-ins can start."""
+    windows = [(e.date - days(1), e.window_end + days(1)) for e in checkin_events(patient)]
+    day = after + days(1)
+    while any(first <= day <= last for first, last in windows):
+        day += days(1)
+    return day
+
+
+def test_the_job_runs_every_step_and_is_audited(app_ctx: Flask, clock: FrozenClock) -> None:
     patient = enrol()
     event = checkin_events(patient)[0]
     report = schedule.run_due(local(event.date, 10, 0))
     assert (report.started, report.errors) == (1, [])
     assert "checkin.start" in set(db.session.scalars(select(AuditEntry.action)))
-    checkins_job.run(app_ctx, threading.Event())  # the real clock, months later
+    # The job reads the app clock: weeks later, on a day when no other check-in is due.
+    clock.set(local(a_day_without_check_ins(patient, event.date + days(7)), 12, 0))
+    checkins_job.run(app_ctx, threading.Event())
     (session,) = sessions()
     assert session.status == "call_task"  # never answered: a nurse calls
     assert db.session.scalar(select(func.count()).select_from(Alert)) == 1

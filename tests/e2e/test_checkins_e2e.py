@@ -12,6 +12,7 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from app.clock import today_in
 from app.extensions import db
 from app.models import Alert, CalendarEvent, CheckinSession, OnCallShift, utcnow
 from app.services.conversations.checkins.links import make_token
@@ -129,7 +130,7 @@ def test_an_english_patient_sees_english_and_a_partial_answer_is_kept(
 def test_the_trend_chart_renders_on_the_patient_page(
     app_ctx: Flask, page: Page, screenshots: Path
 ) -> None:
-    today = utcnow().date()
+    today = today_in(SHANGHAI)
     patient = enrol("JSCH-203", locale="en", start=today - timedelta(days=40),
                     today=today - timedelta(days=42))  # fmt: skip
     events = db.session.scalars(
@@ -156,7 +157,7 @@ def test_the_trend_chart_renders_on_the_patient_page(
 def test_the_demo_tells_the_story(app_ctx: Flask, page: Page, screenshots: Path) -> None:
     from app.services.demo import load_demo_checkins, load_demo_data
 
-    today = datetime.now(SHANGHAI).date()
+    today = today_in(SHANGHAI)
     load_demo_data(today=today)
     load_demo_checkins(today=today)
     page.goto("/")

@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 from twilio.request_validator import RequestValidator
 
+from app.clock import utcnow
 from app.sms.segments import count_segments
 
 API_VERSION = "2010-04-01"
@@ -143,7 +144,7 @@ def _rfc2822(moment: datetime) -> str:
 
 def _utc_now() -> datetime:
     """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    return utcnow()
 
 
 def _parse_filter_time(value: str) -> tuple[datetime | None, bool]:

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
 
+from app.clock import CLOCK_ENV_VAR, utcnow
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
 from app.models import OutboxMessage, Patient
@@ -148,7 +149,7 @@ def add_due_messages(
     count: int, *, per_patient: int = 10, due: datetime | None = None
 ) -> list[int]:
     """Insert ``count`` planned messages due at ``due`` (default a minute ago), unique bodies."""
-    due = due or datetime.now(UTC) - timedelta(minutes=1)
+    due = due or utcnow() - timedelta(minutes=1)
     patients = add_patients((count + per_patient - 1) // per_patient)
     rows = []
     for i in range(count):
@@ -197,6 +198,8 @@ def subprocess_env(database_url: str, fake: FakeTwilio, **extra: str) -> dict[st
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
             "PYTHONUNBUFFERED": "1",
+            # The child's clock ticks from this test's (fixed) now.
+            CLOCK_ENV_VAR: utcnow().isoformat(),
         }
     )
     env.pop("TEST_DATABASE_URL", None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from app.clock import utcnow
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, Patient
 from app.services.messaging.dispatch import (
@@ -69,7 +70,7 @@ def test_due_messages_are_sent_once_and_the_provider_id_is_stored(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:
     add_due_messages(30)
-    later = add_due_messages(5, due=datetime.now(UTC) + timedelta(hours=1))
+    later = add_due_messages(5, due=utcnow() + timedelta(hours=1))
 
     report = dispatcher(fake).run()
 
@@ -96,10 +97,10 @@ def test_a_second_run_sends_nothing_again(app_ctx: Flask, fake: FakeTwilio) -> N
 def test_send_due_at_a_given_moment_only_takes_what_is_due_then(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:
-    soon = datetime.now(UTC) + timedelta(hours=2)
+    soon = utcnow() + timedelta(hours=2)
     add_due_messages(4, due=soon)
 
-    assert dispatcher(fake).run(datetime.now(UTC)).claimed == 0
+    assert dispatcher(fake).run(utcnow()).claimed == 0
     assert dispatcher(fake).run(soon).sent == 4
 
 
@@ -114,7 +115,7 @@ def test_rate_limited_messages_are_retried_with_backoff(app_ctx: Flask, fake: Fa
 
     [row] = rows()
     assert (first.retried, row.status, row.attempts, row.error_code) == (1, "planned", 1, 20429)
-    assert row.due_at > datetime.now(UTC) + timedelta(minutes=3)
+    assert row.due_at > utcnow() + timedelta(minutes=3)
     assert dispatcher(fake, slow).run().claimed == 0  # not due yet
     second = dispatcher(fake, slow).run(row.due_at + timedelta(seconds=1))
     [row] = rows()
@@ -185,8 +186,8 @@ def test_the_reconciler_waits_for_the_settle_delay(app_ctx: Flask, fake: FakeTwi
 def test_an_opted_out_recipient_fails_and_updates_the_patient(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:
-    add_due_messages(3, per_patient=3, due=datetime.now(UTC) - timedelta(minutes=1))
-    add_due_messages(1, per_patient=1, due=datetime.now(UTC) + timedelta(days=1))
+    add_due_messages(3, per_patient=3, due=utcnow() - timedelta(minutes=1))
+    add_due_messages(1, per_patient=1, due=utcnow() + timedelta(days=1))
     first, *_ = rows()
     patient = db.session.get(Patient, first.patient_id)
     fake.set_number_error(patient.phone_e164, 21610)
@@ -226,7 +227,7 @@ def test_an_invalid_number_marks_the_phone_invalid(app_ctx: Flask, fake: FakeTwi
 
 
 def test_expired_messages_are_not_sent(app_ctx: Flask, fake: FakeTwilio) -> None:
-    add_due_messages(2, due=datetime.now(UTC) - timedelta(days=3))
+    add_due_messages(2, due=utcnow() - timedelta(days=3))
 
     report = dispatcher(fake).run()
 
@@ -237,7 +238,7 @@ def test_expired_messages_are_not_sent(app_ctx: Flask, fake: FakeTwilio) -> None
 def test_a_long_overdue_reminder_is_not_sent_but_a_moved_notice_is(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:
-    late, notice = add_due_messages(2, due=datetime.now(UTC) - timedelta(hours=13))
+    late, notice = add_due_messages(2, due=utcnow() - timedelta(hours=13))
     db.session.get(OutboxMessage, notice).kind = "moved"
     db.session.commit()
     strict = DispatchSettings(**{**FAST.__dict__, "max_lateness": timedelta(hours=12)})
@@ -258,7 +259,7 @@ def test_a_stopping_dispatcher_releases_what_it_has_not_started(
     d = dispatcher(fake)
     report = DispatchReport()
 
-    for item in d.claim(datetime.now(UTC), 5):
+    for item in d.claim(utcnow(), 5):
         d.record(item, d.attempt(item, should_stop=lambda: True), report)
     db.session.commit()
 
@@ -281,11 +282,11 @@ def test_a_short_lease_is_never_used_to_start_a_send(app_ctx: Flask, fake: FakeT
 def test_an_expired_lease_is_reconciled_before_any_resend(app_ctx: Flask, fake: FakeTwilio) -> None:
     add_due_messages(6)
     crashed = dispatcher(fake)
-    claimed = crashed.claim(datetime.now(UTC), 6)
+    claimed = crashed.claim(utcnow(), 6)
     gateway = gateway_for(fake)
     for item in claimed[:3]:  # sent, then the process died before recording anything
         gateway.send(item.to, item.body)
-    later = lambda: datetime.now(UTC) + timedelta(minutes=10)  # noqa: E731
+    later = lambda: utcnow() + timedelta(minutes=10)  # noqa: E731
 
     result = reconcile(gateway=gateway, settings=FAST, clock=later)
     dispatcher(fake).run(later())
@@ -362,7 +363,7 @@ def test_a_release_after_the_lease_passed_on_is_counted_released_not_lost(
 ) -> None:
     [message_id] = add_due_messages(1)
     paused = Dispatcher(ConsoleGateway(stream=io.StringIO()), FAST, actor="test")
-    [claimed] = paused.claim(datetime.now(UTC), 1)
+    [claimed] = paused.claim(utcnow(), 1)
     # while this dispatcher was paused its lease expired and another one took the row
     db.session.execute(
         update(OutboxMessage).where(OutboxMessage.id == message_id).values(claimed_by="other")
@@ -371,7 +372,7 @@ def test_a_release_after_the_lease_passed_on_is_counted_released_not_lost(
     report = DispatchReport()
 
     with caplog.at_level(logging.INFO, logger="cadence.dispatch"):
-        paused.record(claimed, Outcome("release", at=datetime.now(UTC)), report)
+        paused.record(claimed, Outcome("release", at=utcnow()), report)
     db.session.commit()
 
     assert (report.released, report.lost) == (1, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
+from app.clock import utcnow
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
 from app.services.messaging.dispatch import Dispatcher, DispatchReport, DispatchSettings, reconcile
@@ -212,7 +213,7 @@ def test_a_callback_settles_an_ambiguous_send_so_it_is_never_resent(
 def test_a_callback_that_beats_the_api_answer_is_kept(app_ctx: Flask, fake: FakeTwilio) -> None:
     [message_id] = add_due_messages(1)
     dispatcher = Dispatcher(gateway_for(fake), SETTINGS, actor="test")
-    [claimed] = dispatcher.claim(datetime.now(UTC), 1)
+    [claimed] = dispatcher.claim(utcnow(), 1)
     outcome = dispatcher.attempt(claimed, should_stop=lambda: False)
     assert outcome.sent is not None
 
@@ -283,7 +284,7 @@ def test_callbacks_from_the_fake_reach_a_live_server(twilio_app: Flask, fake: Fa
     assert answers == [204, 204]
     row = fresh(row.id)
     assert row.status == "delivered"
-    assert row.delivered_at is not None and row.delivered_at <= datetime.now(UTC)
+    assert row.delivered_at is not None and row.delivered_at <= utcnow()
 
 
 @pytest.mark.parametrize("status", ["planned", "cancelled"])

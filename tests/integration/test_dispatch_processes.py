@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from app.clock import FrozenClock
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange
 from tests.fakes.fake_twilio import FakeTwilio
@@ -75,12 +76,9 @@ def test_two_dispatcher_processes_send_2000_messages_exactly_once(
     assert all("claimed" in out for out in outputs)
 
 
-def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
-    app_ctx: Flask, database_url: str, fake: FakeTwilio
-) -> None:
-    add_due_messages(160, per_patient=4)
-    fake.latency = 0.2
-    env = subprocess_env(
+def killed_dispatcher_env(database_url: str, fake: FakeTwilio) -> dict[str, str]:
+    """A child's environment (its clock starts at the test's clock now), with 4 s leases."""
+    return subprocess_env(
         database_url,
         fake,
         SMS_DISPATCH_WORKERS="8",
@@ -89,7 +87,15 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
         SMS_RECONCILE_SETTLE_SECONDS="0",
     )
 
-    victim = start_flask(env, "sms", "send-due")
+
+def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
+    app_ctx: Flask, database_url: str, fake: FakeTwilio, clock: FrozenClock
+) -> None:
+    add_due_messages(160, per_patient=4)
+    fake.latency = 0.2
+
+    started = time.monotonic()
+    victim = start_flask(killed_dispatcher_env(database_url, fake), "sms", "send-due")
     deadline = time.monotonic() + 60
     while len(fake.messages) < 40 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -99,7 +105,11 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     stranded = [r for r in all_rows() if r.status == "claimed"]
     assert stranded, "the kill should leave claimed rows behind"
 
-    time.sleep(4.5)  # let the dead dispatcher's lease expire
+    time.sleep(0.5)  # requests in flight at the kill land
+    # The victim's clock ran from the test's now for as long as it lived; the next processes
+    # start after its last lease ran out.
+    clock.advance(seconds=time.monotonic() - started + 4.5)
+    env = killed_dispatcher_env(database_url, fake)
     fake.latency = 0.0
     reconciled = finish(start_flask(env, "sms", "reconcile"))
     finish(start_flask(env, "sms", "send-due"))

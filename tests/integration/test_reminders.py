@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from app.clock import FrozenClock, utcnow
 from app.domain.reminders import in_quiet_hours
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, Patient
@@ -18,6 +19,7 @@ from app.services.messaging import reminders
 from app.services.messaging.dispatch import Dispatcher, DispatchSettings
 from app.services.schedule import calendar as calendar_service
 from app.sms import ConsoleGateway, count_segments
+from tests.conftest import FIXED_NOW
 from tests.integration.sms_support import (
     TODAY,
     enrol,
@@ -225,7 +227,15 @@ def test_planning_from_another_day_starts_at_its_local_midnight(app_ctx: Flask) 
     moment = reminders.planning_moment(date(2026, 3, 9))
 
     assert moment == datetime(2026, 3, 8, 16, tzinfo=UTC)
-    assert abs(reminders.planning_moment(None) - datetime.now(UTC)) < timedelta(seconds=5)
+    assert reminders.planning_moment(None) == utcnow() == FIXED_NOW
+
+
+def test_planning_on_the_clinic_day_of_the_app_clock_starts_now(
+    app_ctx: Flask, clock: FrozenClock
+) -> None:
+    clock.set(datetime(2027, 2, 5, 23, 30, tzinfo=SHANGHAI))  # Spring Festival eve, late
+    assert reminders.planning_moment(date(2027, 2, 5)) == utcnow()
+    assert reminders.planning_moment(date(2027, 2, 6)) == datetime(2027, 2, 5, 16, tzinfo=UTC)
 
 
 # -- rescheduling ------------------------------------------------------------------------------

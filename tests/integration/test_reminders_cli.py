@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from flask import Flask
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.extensions import db
 from app.models import OutboxMessage
 from tests.integration.sms_support import add_due_messages, enrol
@@ -96,7 +97,7 @@ def test_plan_is_idempotent(app_ctx: Flask) -> None:
 def test_health_fails_when_due_messages_wait_too_long(app_ctx: Flask) -> None:
     runner = app_ctx.test_cli_runner()
     assert runner.invoke(args=["sms", "health"]).exit_code == 0
-    add_due_messages(2, due=datetime.now(UTC) - timedelta(minutes=10))
+    add_due_messages(2, due=utcnow() - timedelta(minutes=10))
 
     result = runner.invoke(args=["sms", "health"])
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.clock import utcnow
 from app.sms import (
     AmbiguousSmsError,
     ConsoleGateway,
@@ -50,7 +51,7 @@ def gateway_for(fake: FakeTwilio, **overrides: object) -> TwilioGateway:
 
 
 def window() -> tuple[datetime, datetime]:
-    now = datetime.now(UTC)
+    now = utcnow()
     return now - timedelta(minutes=5), now + timedelta(minutes=1)
 
 
@@ -341,7 +342,7 @@ def test_console_gateway_logs_and_remembers_what_it_sent(caplog: pytest.LogCaptu
     stream = io.StringIO()
     gateway = ConsoleGateway(stream=stream)
     assert isinstance(gateway, SmsGateway)
-    since = datetime.now(UTC)
+    since = utcnow()
 
     with caplog.at_level(logging.INFO, logger="cadence.sms.console"):
         sent = gateway.send(PATIENT, "【江苏省肿瘤医院】明天复查")
@@ -351,7 +352,7 @@ def test_console_gateway_logs_and_remembers_what_it_sent(caplog: pytest.LogCaptu
     assert mask_phone(PATIENT) in caplog.text and "1 segment(s)" in caplog.text
     assert PATIENT not in caplog.text and "明天复查" not in caplog.text  # INFO: no number, no body
     assert stream.getvalue().count("\n") == 2 and "明天复查" in stream.getvalue()
-    found = gateway.find_sent(PATIENT, since, datetime.now(UTC))
+    found = gateway.find_sent(PATIENT, since, utcnow())
     assert [(m.provider_id, m.body) for m in found] == [
         (sent.provider_id, "【江苏省肿瘤医院】明天复查")
     ]

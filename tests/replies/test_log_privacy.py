@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import OutboxMessage
+from app.models import OutboxMessage, utcnow
 from app.services.conversations.checkins.links import make_token
 from app.services.messaging.dispatch import Dispatcher, DispatchSettings
 from app.sms import ConsoleGateway, TwilioGateway, count_segments
@@ -33,7 +33,7 @@ def test_info_logs_of_a_dispatch_and_an_inbound_message_hide_numbers_bodies_and_
     p = patient(locale="en")
     token = make_token(41, p.id)
     body = f"Please answer a few questions: https://cadence.example.org/c/{token} Thank you."
-    now = datetime.now(UTC)
+    now = utcnow()
     info = count_segments(body)
     db.session.add(
         OutboxMessage(

@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.clock import utcnow
 from app.extensions import db
 from app.models import Alert, AuditEntry, OutboxMessage
 from app.services.alerts import alerts as alert_service
@@ -81,14 +82,14 @@ def test_a_red_flag_in_chinese_end_to_end(client: FlaskClient, fake: FakeTwilio)
     (page,) = pages()
     assert page.patient_id is None and page.recipient == CLINICIAN_PHONE
     assert page.status == "planned"
-    dispatch(fake, datetime.now(UTC))
+    dispatch(fake, utcnow())
     (page,) = pages()
     assert page.status in ("queued", "sent", "delivered") and page.provider_id
     (sent,) = fake.bodies_for(CLINICIAN_PHONE)
     assert "JSCH-042" in sent and "发热" in sent and "39.0" in sent
     assert p.initials not in sent and names_no_drug_or_diagnosis(sent)
     assert fake.bodies_for(p.phone_e164) == []  # the patient got the TwiML answer, no extra SMS
-    dispatch(fake, datetime.now(UTC) + timedelta(minutes=1))
+    dispatch(fake, utcnow() + timedelta(minutes=1))
     assert len(fake.bodies_for(CLINICIAN_PHONE)) == 1  # exactly once
 
 
@@ -235,7 +236,7 @@ def test_the_escalation_job_runs_in_the_scheduler_process(app_ctx: Flask) -> Non
     assert spec.func is escalation.run and spec.run_at_start
     p = patient()
     add_rota()
-    old = datetime.now(UTC) - timedelta(hours=1)
+    old = utcnow() - timedelta(hours=1)
     receive(inbound_form(p.phone_e164, "胸痛"), old)
     escalation.run(app_ctx, threading.Event())
     assert alerts()[0].escalation_count == 1

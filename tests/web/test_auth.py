@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app import clock as app_clock
 from app import create_app
 from app.extensions import db
 from app.models import AuditEntry, User
@@ -162,7 +161,7 @@ def test_idle_session_expires(nurse: FlaskClient, app: Flask) -> None:
     assert nurse.get("/").status_code == 200
     minutes = app.config["IDLE_TIMEOUT_MINUTES"]
     with nurse.session_transaction() as session:
-        session[LAST_SEEN_KEY] = int(time.time()) - minutes * 60 - 5
+        session[LAST_SEEN_KEY] = app_clock.timestamp() - minutes * 60 - 5
     response = nurse.get("/patients/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/sign-in")
@@ -171,13 +170,24 @@ def test_idle_session_expires(nurse: FlaskClient, app: Flask) -> None:
     assert "user.sign_out" in actions
 
 
-def test_active_session_is_kept_alive(nurse: FlaskClient, app: Flask) -> None:
+def test_active_session_is_kept_alive(
+    nurse: FlaskClient, app: Flask, clock: app_clock.FrozenClock
+) -> None:
     minutes = app.config["IDLE_TIMEOUT_MINUTES"]
     with nurse.session_transaction() as session:
-        session[LAST_SEEN_KEY] = int(time.time()) - minutes * 60 + 30
+        session[LAST_SEEN_KEY] = app_clock.timestamp() - minutes * 60 + 30
+    clock.advance(seconds=20)
     assert nurse.get("/").status_code == 200
     with nurse.session_transaction() as session:
-        assert session[LAST_SEEN_KEY] >= int(time.time()) - 2
+        assert session[LAST_SEEN_KEY] == app_clock.timestamp()
+
+
+def test_a_session_idle_by_the_app_clock_expires(
+    nurse: FlaskClient, app: Flask, clock: app_clock.FrozenClock
+) -> None:
+    assert nurse.get("/").status_code == 200
+    clock.advance(minutes=app.config["IDLE_TIMEOUT_MINUTES"], seconds=1)
+    assert nurse.get("/patients/").status_code == 302
 
 
 def test_session_cookie_flags(client: FlaskClient, staff: Staff, database_url: str) -> None:

@@ -25,7 +25,9 @@ def _assert_inert(html: str, payload: str) -> None:
 
 def test_reason_and_note_are_escaped_everywhere(english_nurse: FlaskClient) -> None:
     today = clinic_today()
-    patient = enrol("JSCH-001", start=today - timedelta(days=1))
+    patient = enrol(
+        "JSCH-001", start=today - timedelta(days=1), enrolled_on=today - timedelta(days=2)
+    )
     post(english_nurse, "/patients/JSCH-001/events/induction.c1.infusion/status",
          {"status": "done", "note": IMG})  # fmt: skip
     c2 = next(e for e in patient.events if e.key == "induction.c2.infusion")

@@ -65,7 +65,7 @@ def test_unknown_patient_and_event_are_404(english_nurse: FlaskClient, patient: 
 
 def test_mark_done_and_undo(english_nurse: FlaskClient) -> None:
     today = clinic_today()
-    patient = enrol(start=today - timedelta(days=1))
+    patient = enrol(start=today - timedelta(days=1), enrolled_on=today - timedelta(days=2))
     key = "induction.c1.infusion"
     response = post(
         english_nurse,
@@ -94,7 +94,10 @@ def test_future_event_cannot_be_marked_done(english_nurse: FlaskClient, patient:
 
 
 def test_bad_status_and_missing_csrf_change_nothing(english_nurse: FlaskClient) -> None:
-    patient = enrol(start=clinic_today() - timedelta(days=1))
+    patient = enrol(
+        start=clinic_today() - timedelta(days=1),
+        enrolled_on=clinic_today() - timedelta(days=2),
+    )
     url = f"/patients/{patient.study_id}/events/induction.c1.infusion/status"
     post(english_nurse, url, {"status": "cancelled"})
     assert english_nurse.post(url, data={"status": "done"}).status_code == 400
@@ -103,7 +106,10 @@ def test_bad_status_and_missing_csrf_change_nothing(english_nurse: FlaskClient) 
 
 
 def test_admin_cannot_mark_events(admin: FlaskClient) -> None:
-    patient = enrol(start=clinic_today() - timedelta(days=1))
+    patient = enrol(
+        start=clinic_today() - timedelta(days=1),
+        enrolled_on=clinic_today() - timedelta(days=2),
+    )
     url = f"/patients/{patient.study_id}/events/induction.c1.infusion/status"
     assert post(admin, url, {"status": "done"}).status_code == 403
     assert _event(patient, "induction.c1.infusion").status == "planned"

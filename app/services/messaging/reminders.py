@@ -97,13 +97,13 @@ def reminder_policy() -> ReminderPolicy:
 
 
 def planning_moment(today: date | None) -> datetime:
-    """The 'now' to plan from: the real clock, or the start of ``today`` when it is another day."""
-    real = utcnow()
+    """The 'now' to plan from: the app clock, or the start of ``today`` when it is another day."""
+    now = utcnow()
     if today is None:
-        return real
+        return now
     clinic = ZoneInfo(current_app.config.get("CLINIC_TIMEZONE", "Asia/Shanghai"))
-    if real.astimezone(clinic).date() == today:
-        return real
+    if now.astimezone(clinic).date() == today:
+        return now
     return datetime.combine(today, time(0, 0), tzinfo=clinic).astimezone(UTC)
 
 

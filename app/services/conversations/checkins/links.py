@@ -13,13 +13,14 @@ The clock is an argument (``now``) so that expiry is tested without waiting.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from app import clock
 
 LINK_SALT = "cadence.checkin-link.v1"
 LINK_PATH = "/c/"
@@ -53,7 +54,7 @@ class _ClockSigner(TimestampSigner):
 
     def get_timestamp(self) -> int:
         """Seconds since the epoch of the given ``now``, else of the real clock."""
-        return int(self._now.timestamp()) if self._now is not None else int(time.time())
+        return int(self._now.timestamp()) if self._now is not None else clock.timestamp()
 
 
 def _serializer(now: datetime | None) -> URLSafeTimedSerializer:
