@@ -99,8 +99,13 @@ def target_label(event: CalendarEvent | PlannedEvent) -> str:
     return localised(event)
 
 
-def reschedule_summary(change: CalendarChange, target: CalendarEvent) -> CascadeSummary:
-    """'Cycle 3 and 27 later events move +7 days; 2 events leave their window.'"""
+def reschedule_summary(
+    change: CalendarChange, target: CalendarEvent, announced: int | None = None
+) -> CascadeSummary:
+    """'Cycle 3 and 27 later events move +7 days; 2 events leave their window.'
+
+    ``announced``: how many of the moves the patient's schedule-change SMS names or counts.
+    """
     items = _items(change, target.key)
     moved = [i for i in items if i.delta is not None]
     target_item = next((i for i in items if i.is_target), None)
@@ -111,6 +116,8 @@ def reschedule_summary(change: CalendarChange, target: CalendarEvent) -> Cascade
     else:
         lines.append(_move_line(target_label(target), target_item.delta, others))
     lines.extend(_effect_lines(items))
+    if announced:
+        lines.append(_announced_line(announced))
     return CascadeSummary(
         lines=lines,
         items=items,
@@ -118,6 +125,17 @@ def reschedule_summary(change: CalendarChange, target: CalendarEvent) -> Cascade
         left_window=sum(1 for i in items if i.left_window),
         added=sum(1 for i in items if i.added),
         cancelled=sum(1 for i in items if i.cancelled),
+    )
+
+
+def _announced_line(announced: int) -> str:
+    """What the patient is told: one SMS about the appointments among the moves."""
+    return ngettext(
+        "The patient gets one SMS about %(num)d moved appointment; the other moved events "
+        "keep their own reminders.",
+        "The patient gets one SMS about %(num)d moved appointments; the other moved events "
+        "keep their own reminders.",
+        announced,
     )
 
 

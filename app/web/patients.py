@@ -20,9 +20,10 @@ from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
-from app.domain.calendar import CalendarError
+from app.domain.calendar import CalendarChange, CalendarError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
-from app.models import PATIENT_STATUSES, CalendarEvent, Patient
+from app.models import PATIENT_STATUSES, CalendarEvent, Patient, utcnow
+from app.services.messaging import reminders
 from app.services.schedule import calendar as calendar_service
 from app.services.schedule import patient_queries
 from app.services.schedule.decision_preview import preview_decision
@@ -383,7 +384,7 @@ def preview(study_id: str, key: str) -> Any:
             error, status = calendar_error(str(exc)), 422
         else:
             form.fingerprint.data = calendar_fingerprint(patient)
-            summary = reschedule_summary(change, row)
+            summary = _reschedule_summary(patient, change, row)
     if request.args.get("fragment") == "1":
         html = render_template(
             "patients/_preview.html",
@@ -424,7 +425,7 @@ def reschedule(study_id: str, key: str) -> Any:
             patient,
             row,
             form,
-            summary=reschedule_summary(change, row),
+            summary=_reschedule_summary(patient, change, row),
             error=error,
             status_code=409,
         )
@@ -439,9 +440,15 @@ def reschedule(study_id: str, key: str) -> Any:
         )
     except (CalendarError, calendar_service.CalendarActionError) as exc:
         return _render_event(patient, row, form, error=calendar_error(str(exc)), status_code=422)
-    summary = reschedule_summary(change, row)
+    summary = _reschedule_summary(patient, change, row)
     flash(_("Rescheduled. %(summary)s", summary=" ".join(summary.lines)), "success")
     return redirect(url_for("patients.detail", study_id=patient.study_id, _anchor=f"ev-{row.id}"))
+
+
+def _reschedule_summary(patient: Patient, change: CalendarChange, row: CalendarEvent) -> Any:
+    """The cascade in words, with how many moves the patient's SMS will announce."""
+    announced = reminders.announced_moves(patient, change, now=utcnow())
+    return reschedule_summary(change, row, announced)
 
 
 # --------------------------------------------------------------------------- decisions

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEntry, CalendarEvent, Patient
+from app.models import AuditEntry, CalendarEvent, OutboxMessage, Patient
 from app.services.schedule import calendar as calendar_service
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
@@ -345,3 +345,34 @@ def test_event_page_shows_window_and_actions(english_nurse: FlaskClient, patient
     assert "Reschedule" in page
     assert "Preview the change" in page
     assert "Window" in page
+
+
+def test_the_preview_and_the_schedule_change_sms_count_the_same_appointments(
+    english_nurse: FlaskClient, patient: Patient
+) -> None:
+    key = "induction.c2.infusion"
+    new_date = _event(patient, key).date + timedelta(days=7)
+    preview = post(
+        english_nurse,
+        f"/patients/{patient.study_id}/events/{key}/preview",
+        {"new_date": new_date.isoformat(), "reason": "patient unwell"},
+    ).get_data(as_text=True)
+    said = re.search(r"The patient gets one SMS about (\d+) moved appointments", preview)
+    assert said is not None, preview
+    announced = int(said.group(1))
+
+    post(
+        english_nurse,
+        f"/patients/{patient.study_id}/events/{key}/reschedule",
+        {"new_date": new_date.isoformat(), "reason": "patient unwell",
+         "fingerprint": _fingerprint(preview)},
+    )  # fmt: skip
+
+    notice = db.session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.patient_id == patient.id, OutboxMessage.kind == "moved"
+        )
+    ).one()
+    assert len(notice.items) == announced
+    rest = re.search(r"另有(\d+)项日程|(\d+) later appointments", notice.body)
+    assert rest is not None and int(rest.group(1) or rest.group(2)) == announced - 2  # 2 named

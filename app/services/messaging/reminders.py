@@ -23,6 +23,7 @@ from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import select
 
 from app.domain import reminders as rd
+from app.domain.calendar import CalendarChange
 from app.domain.protocol import Fasting
 from app.domain.reminders import (
     EventMove,
@@ -371,6 +372,18 @@ def moves_from_changes(changes: Iterable[object]) -> list[EventMove]:
                 )
             )
     return moves
+
+
+def announced_moves(patient: Patient, change: CalendarChange, *, now: datetime) -> int:
+    """How many of a calendar change's moves the patient's "your visit has moved" SMS announces.
+
+    The same selection as the notice itself (announced kinds, live, not in the past), so the
+    nurse's preview and the SMS count the same appointments.
+    """
+    events = [ReminderEvent.of(event) for event in change.events]
+    moves = moves_from_changes(change.changes)
+    tz = context_for(patient).tz
+    return len(rd.moved_items(reminder_policy(), moves, events, tz, now))
 
 
 def plan_patient(
