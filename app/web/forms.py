@@ -206,6 +206,24 @@ class EventStatusForm(FlaskForm):
     note = TextAreaField(_l("Note (optional)"), validators=[Optional(), Length(max=REASON_MAX)])
 
 
+class FlagDecisionForm(FlaskForm):
+    """A clinician's decision about a flagged event (closure in the nadir, prolonged RT ...)."""
+
+    flag = HiddenField(validators=[DataRequired()])
+    decision = SelectField(
+        _l("Decision"),
+        choices=[
+            SelectChoice("proceed", _l("Proceed as planned")),
+            SelectChoice("cover_confirmed", _l("Holiday cover confirmed")),
+        ],
+        validators=[DataRequired()],
+    )
+    note = TextAreaField(
+        _l("Why"),
+        validators=[InputRequired(message=_l("Say why.")), Length(max=REASON_MAX)],
+    )
+
+
 class RescheduleForm(FlaskForm):
     """Move an event; the reason is required and a preview is shown before confirming."""
 

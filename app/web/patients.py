@@ -20,7 +20,7 @@ from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired
 
-from app.domain.calendar import CalendarChange, CalendarError
+from app.domain.calendar import DECISION_FLAGS, CalendarChange, CalendarError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.models import PATIENT_STATUSES, CalendarEvent, Patient, utcnow
 from app.services.messaging import reminders
@@ -41,6 +41,7 @@ from app.web.forms import (
     DecisionForm,
     EnrolmentForm,
     EventStatusForm,
+    FlagDecisionForm,
     RescheduleForm,
 )
 from app.web.helpers import clinic_today, page_number
@@ -298,6 +299,7 @@ def _render_event(
             event=row,
             form=form,
             status_form=EventStatusForm(),
+            decision_forms=_decision_forms(row),
             summary=summary,
             error=error,
             today=today,
@@ -306,6 +308,41 @@ def _render_event(
         ),
         status_code,
     )
+
+
+def _decision_forms(row: CalendarEvent) -> list[FlagDecisionForm]:
+    """One decision form per flag of this event that waits for a clinician's decision."""
+    if row.status not in ("planned", "confirmed"):
+        return []
+    return [FlagDecisionForm(flag=flag) for flag in row.flags if flag in DECISION_FLAGS]
+
+
+@bp.post("/<study_id>/events/<key>/decision")
+@requires("patients.write")
+def decide_flag(study_id: str, key: str) -> Any:
+    """Record a clinician's decision about a flag of the event (audited; leaves the list)."""
+    patient = _patient_or_404(study_id)
+    _event_or_404(patient, key)
+    form = FlagDecisionForm()
+    target = url_for("patients.event", study_id=patient.study_id, key=key)
+    if not form.validate_on_submit():
+        flash(_("The decision was not saved: choose a decision and say why."), "error")
+        return redirect(target)
+    try:
+        calendar_service.decide_flag(
+            patient.id,
+            key,
+            form.flag.data,
+            form.decision.data,
+            form.note.data,
+            actor=current_actor(),
+            today=clinic_today(),
+        )
+    except CalendarError as exc:
+        flash(calendar_error(str(exc)), "error")
+    else:
+        flash(_("Decision recorded."), "success")
+    return redirect(target)
 
 
 def _can_mark(row: CalendarEvent, today: date) -> bool:

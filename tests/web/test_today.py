@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 import app.models
 from app.extensions import db
-from app.models import CalendarEvent
+from app.models import AuditEntry, CalendarEvent
 from app.services.dashboard import open_alert_counts, overview
 from app.web.helpers import clinic_today
-from tests.web.conftest import enrol
+from tests.web.conftest import enrol, post
 
 
 def _first_infusion():
@@ -101,3 +101,48 @@ def test_decisions_waiting_lists_a_closure_in_the_nadir(english_nurse: FlaskClie
     assert "induction.c2.infusion" not in keys
     html = english_nurse.get("/").get_data(as_text=True)
     assert "Decisions waiting" in html
+
+
+def test_a_recorded_decision_leaves_the_list_and_is_audited(english_nurse: FlaskClient) -> None:
+    patient = enrol("JSCH-019", start=date(2026, 8, 20), enrolled_on=date(2026, 8, 1))
+    key = "induction.c3.infusion"
+    page = english_nurse.get(f"/patients/{patient.study_id}/events/{key}").get_data(as_text=True)
+    assert "Decision needed" in page and 'value="closure_in_nadir"' in page
+
+    response = post(
+        english_nurse,
+        f"/patients/{patient.study_id}/events/{key}/decision",
+        {"flag": "closure_in_nadir", "decision": "cover_confirmed",
+         "note": "Dr Li on call 1-7 Oct; blood count on 8 Oct"},
+    )  # fmt: skip
+
+    assert response.status_code == 302
+    event = db.session.scalar(
+        select(CalendarEvent)
+        .where(CalendarEvent.patient_id == patient.id, CalendarEvent.key == key)
+        .execution_options(populate_existing=True)
+    )
+    assert "closure_in_nadir" not in event.flags
+    assert event.details["decisions"]["closure_in_nadir"]["decision"] == "cover_confirmed"
+    assert key not in [e.key for e in overview(date(2026, 9, 1)).decisions]
+    entry = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "calendar.decision")
+    ).one()
+    assert entry.actor == "user:nurse.wang" and "Dr Li on call" in entry.reason
+
+
+def test_a_decision_without_a_reason_is_refused(english_nurse: FlaskClient) -> None:
+    patient = enrol("JSCH-029", start=date(2026, 8, 20), enrolled_on=date(2026, 8, 1))
+    key = "induction.c3.infusion"
+
+    post(
+        english_nurse,
+        f"/patients/{patient.study_id}/events/{key}/decision",
+        {"flag": "closure_in_nadir", "decision": "proceed", "note": ""},
+    )
+
+    assert (
+        db.session.scalars(select(AuditEntry).where(AuditEntry.action == "calendar.decision")).all()
+        == []
+    )
+    assert key in [e.key for e in overview(date(2026, 9, 1)).decisions]

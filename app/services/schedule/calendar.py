@@ -79,6 +79,34 @@ def reschedule_event(
     return change
 
 
+def decide_flag(
+    patient_ref: str | int,
+    key: str,
+    flag: str,
+    decision: str,
+    note: str,
+    *,
+    actor: str,
+    today: date,
+) -> CalendarChange:
+    """Record a clinician's decision about an event's flag (e.g. holiday cover confirmed).
+
+    The flag leaves the "decisions waiting" list; the decision, its note and who made it are
+    kept in the event and in the audit log. A decision to delay is a reschedule instead.
+    """
+    patient = get_patient(patient_ref)
+    change = cal.record_decision(planned_events(patient), key, flag, decision, note)
+    _apply(
+        patient,
+        change,
+        actor=actor,
+        action="calendar.decision",
+        reason=f"{flag}: {decision}: {note}",
+        today=today,
+    )
+    return change
+
+
 def set_event_status(
     patient_ref: str | int,
     key: str,
