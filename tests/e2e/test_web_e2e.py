@@ -4,6 +4,7 @@ audit, language switch, stored XSS kept inert; screenshots of the main pages in 
 from __future__ import annotations
 
 import re
+import zlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,10 +28,11 @@ def _enrol_through_the_form(
     page.click("text=Enrol a patient")
     page.fill("#study_id", study_id)
     page.fill("#initials", initials)
-    page.fill("#phone", "139 1234 5678")
+    page.fill("#phone", f"139 1234 {zlib.crc32(study_id.encode()) % 10000:04d}")  # one per patient
     page.select_option("#choice_pd1", "camrelizumab")
     page.select_option("#choice_chemo", "docetaxel")
     page.fill("#start_date", (today + timedelta(days=7)).isoformat())
+    page.fill("#recurrence_date", (today - timedelta(days=30)).isoformat())
     page.check("#sms_consent")
     page.fill("#sms_consent_date", today.isoformat())
     page.check(f"input[name=locale][value={locale}]")
