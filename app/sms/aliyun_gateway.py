@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import requests
 from alibabacloud_dysmsapi20170525 import models
 from alibabacloud_dysmsapi20170525.client import Client
 from alibabacloud_tea_openapi import utils_models as open_api_models
@@ -64,6 +63,7 @@ AUTH_CODES = frozenset(
 )
 INVALID_NUMBER_CODES = frozenset({"isv.MOBILE_NUMBER_ILLEGAL", "isv.INVALID_PHONE_NUMBER"})
 OPTED_OUT_CODES = frozenset({"isv.MOBILE_IN_BLACK", "isv.USER_UNSUBSCRIBED"})
+CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeout", "Connection refused")
 PAGE_SIZE = 50
 MAX_QUERY_DAYS = 30
 SEND_STATUS = {1: "sent", 2: "undelivered", 3: "delivered"}
@@ -93,14 +93,15 @@ def translate_exception(exc: Exception) -> SmsError:
     status = getattr(exc, "status_code", None)
     if code is not None and status is not None:
         return classify(str(code), str(getattr(exc, "message", "") or exc), int(status))
-    inner = getattr(exc, "inner_exception", exc)
-    if isinstance(inner, requests.exceptions.ConnectTimeout):
-        return RetryableSmsError(f"could not connect to Alibaba Cloud, nothing sent: {inner}")
-    if isinstance(inner, requests.exceptions.ConnectionError) and "NewConnectionError" in repr(
-        inner
-    ):
-        return RetryableSmsError(f"could not connect to Alibaba Cloud, nothing sent: {inner}")
-    return AmbiguousSmsError(f"Alibaba Cloud did not answer; the message may exist: {inner!r}")
+    inner = repr(getattr(exc, "inner_exception", exc))
+    # The SDK's text holds the request URL with the phone number: keep only the cause.
+    if "Read timed out" in inner:
+        return AmbiguousSmsError("Alibaba Cloud did not answer in time; the message may exist")
+    if any(marker in inner for marker in CONNECT_FAILURES):
+        return RetryableSmsError("could not connect to Alibaba Cloud, nothing was sent")
+    return AmbiguousSmsError(
+        f"Alibaba Cloud request failed; the message may exist ({type(exc).__name__})"
+    )
 
 
 class AliyunGateway:

@@ -49,7 +49,7 @@ INVALID_NUMBER_CODES = frozenset(
         "FailedOperation.PhoneNumberParseFail",
     }
 )
-CONNECT_FAILURES = ("ConnectTimeout", "NewConnectionError", "Connection refused", "Max retries")
+CONNECT_FAILURES = ("ConnectTimeout", "NewConnectionError", "Connection refused")
 MAX_SESSION_CONTEXT = 512
 PULL_LIMIT = 100
 

@@ -55,6 +55,7 @@ class FakeTencent(LoopbackFake):
     """Fake Tencent Cloud SMS (see the module docstring)."""
 
     thread_name = "fake-tencent"
+    content_type = "application/json"  # exactly: the SDK reads errors only for this type
 
     def __init__(self, *, app_id: str = APP_ID, daily_limit: int = 10) -> None:
         super().__init__()

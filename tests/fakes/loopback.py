@@ -77,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Write a JSON answer."""
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", self.server.fake.content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -88,6 +88,7 @@ class LoopbackFake:
     """Serving, stopping, fault queue; subclasses implement ``handle(handler)``."""
 
     thread_name = "fake-provider"
+    content_type = "application/json; charset=utf-8"
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
