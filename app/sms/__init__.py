@@ -23,7 +23,7 @@ from app.sms.base import (
 from app.sms.console import ConsoleGateway
 from app.sms.failover import CircuitBreaker, FailoverGateway
 from app.sms.segments import SegmentInfo, count_segments, with_signature
-from app.sms.templates import TemplateCatalogue
+from app.sms.templates import ProviderRules, TemplateCatalogue
 from app.sms.tencent_gateway import TencentGateway
 from app.sms.twilio_gateway import TwilioGateway
 
@@ -48,6 +48,7 @@ __all__ = [
     "count_segments",
     "make_gateway",
     "make_single_gateway",
+    "provider_rules",
     "template_catalogue",
     "with_signature",
 ]
@@ -108,6 +109,17 @@ def template_catalogue(settings: Mapping[str, Any]) -> TemplateCatalogue:
     return TemplateCatalogue.load(
         _setting(settings, "SMS_TEMPLATES_FILE"),
         fallback=_setting(settings, "SMS_TEMPLATE_FALLBACK"),
+    )
+
+
+def provider_rules(settings: Mapping[str, Any], provider: str) -> ProviderRules:
+    """The template rules of ``provider`` (SMS_TEMPLATE_MAX_VARIABLE_LENGTH: account limit)."""
+    sign = str(_setting(settings, "SMS_SIGN_NAME") or "")
+    return ProviderRules(
+        name=provider,
+        max_length=500,
+        max_variable_length=_number(settings, "SMS_TEMPLATE_MAX_VARIABLE_LENGTH", int, None),
+        signature=f"【{sign}】" if sign else "",
     )
 
 

@@ -63,7 +63,13 @@ class Template:
 
     def example(self) -> str:
         """The text filled with each variable's example value."""
-        return self.render({n: str(self.variables[n].get("example", n)) for n in self.names})
+        values = {}
+        for name in self.names:
+            example = self.variables[name].get("example", name)
+            values[name] = str(
+                example.get(self.locale, name) if isinstance(example, dict) else example
+            )
+        return self.render(values)
 
     def render(self, values: Mapping[str, str]) -> str:
         """The text with ``values`` put in (KeyError for a missing variable)."""

@@ -373,3 +373,19 @@ def test_aliyun_pull_settles_waiting_messages_by_query(app_ctx: Flask) -> None:
 
     assert report.receipts == 2
     assert {r.status for r in rows()} == {"delivered"}
+
+
+def test_templates_check_and_export_commands(app: Flask) -> None:
+    runner = app.test_cli_runner()
+
+    check = runner.invoke(args=["sms", "templates", "check"])
+    export = runner.invoke(args=["sms", "templates", "export", "--provider", "tencent"])
+    app.config["SMS_TEMPLATE_MAX_VARIABLE_LENGTH"] = "12"
+    try:
+        strict = runner.invoke(args=["sms", "templates", "check", "--provider", "tencent"])
+    finally:
+        app.config["SMS_TEMPLATE_MAX_VARIABLE_LENGTH"] = None
+
+    assert check.exit_code == 0 and "pass for tencent, aliyun" in check.output
+    assert export.output.startswith("kind,locale,template,type,purpose,example,id")
+    assert strict.exit_code == 1 and "limit 12" in strict.output
