@@ -15,6 +15,8 @@ from app.services.alerts.alerts import alert_replan_failure
 from app.services.messaging import dispatch, outbox, reminders
 from app.services.shared.date_inputs import any_date_range
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
+from app.sms import TemplateCatalogue, provider_rules, template_catalogue
+from app.sms.templates import PROVIDERS, TemplateError
 
 sms_cli = AppGroup("sms", help="Preview, plan, send and reconcile SMS reminders.")
 
@@ -153,3 +155,46 @@ def sms_health() -> None:
         click.echo(f"{key:<20} {value}")
     if not report.healthy:
         raise SystemExit(1)
+
+
+templates_cli = AppGroup("templates", help="Approved SMS templates (Tencent Cloud, Alibaba Cloud).")
+sms_cli.add_command(templates_cli)
+
+
+def _catalogue() -> TemplateCatalogue:
+    """The configured template file, or a clear ClickException."""
+    try:
+        return template_catalogue(current_app.config)
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@templates_cli.command("check")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    type=click.Choice(PROVIDERS),
+    help="Check for this provider only (default: both).",
+)
+def templates_check(providers: tuple[str, ...]) -> None:
+    """Check every template against each provider's rules; exit 1 with the list of problems."""
+    catalogue = _catalogue()
+    problems = [
+        problem
+        for provider in providers or PROVIDERS
+        for problem in catalogue.check(provider_rules(current_app.config, provider))
+    ]
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"{len(catalogue.templates)} templates pass for {', '.join(providers or PROVIDERS)}")
+
+
+@templates_cli.command("export")
+@click.option("--provider", required=True, type=click.Choice(PROVIDERS))
+@click.option("--format", "fmt", default="csv", type=click.Choice(["csv"]), show_default=True)
+def templates_export(provider: str, fmt: str) -> None:
+    """Write the approval sheet (template text, type, purpose, example) as CSV to stdout."""
+    click.echo(_catalogue().export_csv(provider), nl=False)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.sms import make_gateway
+from app.sms import make_gateway, provider_rules, template_catalogue
+from app.sms.templates import TemplateError
 
 MIN_SECRET_KEY_BYTES = 32
 CATALOG_DOMAIN = "messages"
@@ -74,11 +75,53 @@ def sms_problems(settings: Mapping[str, Any]) -> list[str]:
         missing = twilio_problems(settings)
         if missing:
             return missing
+    domestic = domestic_problems(settings)
+    if domestic:
+        return domestic
     try:
         make_gateway(settings)
     except ValueError as exc:
         return [f"{exc}: fix it in the environment"]
     return []
+
+
+DOMESTIC_SETTINGS = {
+    "tencent": (
+        "TENCENT_SECRET_ID",
+        "TENCENT_SECRET_KEY",
+        "TENCENT_SMS_SDK_APP_ID",
+        "SMS_SIGN_NAME",
+    ),
+    "aliyun": ("ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET", "SMS_SIGN_NAME"),
+}
+MIN_CALLBACK_SECRET = 24
+
+
+def domestic_problems(settings: Mapping[str, Any]) -> list[str]:
+    """Tencent / Alibaba (primary or fallback): credentials, callback secret, valid templates."""
+    names = {
+        str(settings.get(key) or "").strip().lower()
+        for key in ("SMS_BACKEND", "SMS_FALLBACK_BACKEND")
+    } & set(DOMESTIC_SETTINGS)
+    problems = [
+        f"{key} is not set: SMS backend {name} needs it"
+        for name in sorted(names)
+        for key in DOMESTIC_SETTINGS[name]
+        if not str(settings.get(key) or "").strip()
+    ]
+    if names and len(str(settings.get("SMS_CALLBACK_SECRET") or "")) < MIN_CALLBACK_SECRET:
+        problems.append(
+            f"SMS_CALLBACK_SECRET must be at least {MIN_CALLBACK_SECRET} random characters: "
+            "the providers' callbacks are not signed"
+        )
+    if names and not problems:
+        try:
+            catalogue = template_catalogue(settings)
+        except TemplateError as exc:
+            return [str(exc)]
+        for name in sorted(names):
+            problems.extend(catalogue.check(provider_rules(settings, name)))
+    return problems
 
 
 def twilio_problems(settings: Mapping[str, Any]) -> list[str]:

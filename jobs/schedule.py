@@ -29,7 +29,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import checkins, dispatch, escalation, heartbeat, reconcile, replan
+from jobs import checkins, dispatch, escalation, heartbeat, provider_pull, reconcile, replan
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -68,7 +68,11 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
             run_at_start=True,
         )
 
+    pulls = []
+    if _number(config, "SMS_PULL_SECONDS", 0) > 0:  # domestic providers: receipts and replies
+        pulls.append(every("sms-provider-pull", provider_pull.run, "SMS_PULL_SECONDS", 60))
     return [
+        *pulls,
         every("sms-dispatch", dispatch.run, "JOBS_DISPATCH_SECONDS", 60),
         every("sms-reconcile", reconcile.run, "JOBS_RECONCILE_SECONDS", 300),
         every("alert-escalation", escalation.run, "ESCALATION_JOB_SECONDS", 60),

@@ -6,8 +6,10 @@ Plain configuration values in, no Flask or SQLAlchemy here. ``make_gateway(app.c
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
+from app.sms.aliyun_gateway import AliyunGateway
 from app.sms.base import (
     AmbiguousSmsError,
     ProviderMessage,
@@ -19,13 +21,19 @@ from app.sms.base import (
     TerminalSmsError,
 )
 from app.sms.console import ConsoleGateway
+from app.sms.failover import CircuitBreaker, FailoverGateway
 from app.sms.segments import SegmentInfo, count_segments, with_signature
+from app.sms.templates import ProviderRules, TemplateCatalogue
+from app.sms.tencent_gateway import TencentGateway
 from app.sms.twilio_gateway import TwilioGateway
 
 __all__ = [
     "KNOWN_BACKENDS",
+    "AliyunGateway",
     "AmbiguousSmsError",
+    "CircuitBreaker",
     "ConsoleGateway",
+    "FailoverGateway",
     "ProviderMessage",
     "RetryableSmsError",
     "SegmentInfo",
@@ -33,14 +41,19 @@ __all__ = [
     "SmsAuthError",
     "SmsError",
     "SmsGateway",
+    "TemplateCatalogue",
+    "TencentGateway",
     "TerminalSmsError",
     "TwilioGateway",
     "count_segments",
     "make_gateway",
+    "make_single_gateway",
+    "provider_rules",
+    "template_catalogue",
     "with_signature",
 ]
 
-KNOWN_BACKENDS: tuple[str, ...] = ("console", "twilio")
+KNOWN_BACKENDS: tuple[str, ...] = ("console", "twilio", "tencent", "aliyun")
 DEFAULT_TWILIO_TIMEOUT = 10.0
 
 
@@ -52,11 +65,11 @@ def _setting(settings: Mapping[str, Any], key: str) -> Any:
     return value if value not in (None, "") else None
 
 
-def _required(settings: Mapping[str, Any], key: str) -> str:
+def _required(settings: Mapping[str, Any], key: str, backend: str = "twilio") -> str:
     """A required string setting, or a ValueError naming it."""
     value = _setting(settings, key)
     if value is None:
-        raise ValueError(f"SMS_BACKEND=twilio needs the {key} setting")
+        raise ValueError(f"SMS_BACKEND={backend} needs the {key} setting")
     return str(value)
 
 
@@ -91,13 +104,78 @@ def _make_twilio(settings: Mapping[str, Any]) -> TwilioGateway:
     )
 
 
-def make_gateway(settings: Mapping[str, Any]) -> SmsGateway:
-    """The gateway named by settings["SMS_BACKEND"] (default "console")."""
-    backend = str(_setting(settings, "SMS_BACKEND") or "console").lower()
+def template_catalogue(settings: Mapping[str, Any]) -> TemplateCatalogue:
+    """The approved templates (SMS_TEMPLATES_FILE, default app/protocols/sms_templates.yaml)."""
+    return TemplateCatalogue.load(
+        _setting(settings, "SMS_TEMPLATES_FILE"),
+        fallback=_setting(settings, "SMS_TEMPLATE_FALLBACK"),
+    )
+
+
+def provider_rules(settings: Mapping[str, Any], provider: str) -> ProviderRules:
+    """The template rules of ``provider`` (SMS_TEMPLATE_MAX_VARIABLE_LENGTH: account limit)."""
+    sign = str(_setting(settings, "SMS_SIGN_NAME") or "")
+    return ProviderRules(
+        name=provider,
+        max_length=500,
+        max_variable_length=_number(settings, "SMS_TEMPLATE_MAX_VARIABLE_LENGTH", int, None),
+        signature=f"【{sign}】" if sign else "",
+    )
+
+
+def _make_tencent(settings: Mapping[str, Any]) -> TencentGateway:
+    """Build the Tencent Cloud gateway from TENCENT_* settings."""
+    return TencentGateway(
+        _required(settings, "TENCENT_SECRET_ID", "tencent"),
+        _required(settings, "TENCENT_SECRET_KEY", "tencent"),
+        sdk_app_id=_required(settings, "TENCENT_SMS_SDK_APP_ID", "tencent"),
+        sign_name=_required(settings, "SMS_SIGN_NAME", "tencent"),
+        templates=template_catalogue(settings),
+        region=_setting(settings, "TENCENT_SMS_REGION") or "ap-guangzhou",
+        timeout=_number(settings, "TENCENT_SMS_TIMEOUT", float, DEFAULT_TWILIO_TIMEOUT),
+        endpoint=_setting(settings, "TENCENT_SMS_ENDPOINT"),
+    )
+
+
+def _make_aliyun(settings: Mapping[str, Any]) -> AliyunGateway:
+    """Build the Alibaba Cloud gateway from ALIYUN_* settings."""
+    return AliyunGateway(
+        _required(settings, "ALIYUN_ACCESS_KEY_ID", "aliyun"),
+        _required(settings, "ALIYUN_ACCESS_KEY_SECRET", "aliyun"),
+        sign_name=_required(settings, "SMS_SIGN_NAME", "aliyun"),
+        templates=template_catalogue(settings),
+        timeout=_number(settings, "ALIYUN_SMS_TIMEOUT", float, DEFAULT_TWILIO_TIMEOUT),
+        endpoint=_setting(settings, "ALIYUN_SMS_ENDPOINT"),
+    )
+
+
+def make_single_gateway(settings: Mapping[str, Any], backend: str) -> SmsGateway:
+    """The one gateway called ``backend`` (console, twilio, tencent, aliyun)."""
+    backend = backend.strip().lower()
     if backend == "console":
         return ConsoleGateway()
     if backend == "twilio":
         return _make_twilio(settings)
+    if backend == "tencent":
+        return _make_tencent(settings)
+    if backend == "aliyun":
+        return _make_aliyun(settings)
     raise ValueError(
-        f"unknown SMS_BACKEND {backend!r}; known backends: {', '.join(KNOWN_BACKENDS)}"
+        f"unknown SMS backend {backend!r}; known backends: {', '.join(KNOWN_BACKENDS)}"
     )
+
+
+def make_gateway(settings: Mapping[str, Any]) -> SmsGateway:
+    """The gateway named by SMS_BACKEND (default "console"), with SMS_FALLBACK_BACKEND behind it."""
+    primary = make_single_gateway(settings, str(_setting(settings, "SMS_BACKEND") or "console"))
+    fallback = _setting(settings, "SMS_FALLBACK_BACKEND")
+    if fallback is None:
+        return primary
+    secondary = make_single_gateway(settings, str(fallback))
+    if secondary.name == primary.name:
+        raise ValueError("SMS_FALLBACK_BACKEND must differ from SMS_BACKEND")
+    breaker = CircuitBreaker(
+        threshold=_number(settings, "SMS_BREAKER_FAILURES", int, 5),
+        cooldown=timedelta(seconds=_number(settings, "SMS_BREAKER_COOLDOWN_SECONDS", int, 300)),
+    )
+    return FailoverGateway(primary, secondary, breaker)

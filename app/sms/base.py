@@ -83,6 +83,7 @@ class SentMessage:
 
     provider_id: str
     status: str
+    provider: str | None = None  # which provider carried it (a failover gateway has two)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class ProviderMessage:
     status: str
     date_created: datetime
     error_code: int | None = None
+    # The outbox id we gave the provider (Tencent SessionContext, Alibaba OutId), when it keeps one.
+    reference: str | None = None
+    provider: str | None = None
 
 
 @runtime_checkable
@@ -103,8 +107,15 @@ class SmsGateway(Protocol):
 
     name: str
 
-    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentMessage:
-        """Send one SMS; return the provider's id or raise an ``SmsError`` subclass."""
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None = None,
+        reference: str | None = None,
+    ) -> SentMessage:
+        """Send one SMS (``reference``: our outbox id); return the provider's id or raise."""
         ...
 
     def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:

@@ -41,7 +41,14 @@ class ConsoleGateway:
         self._lock = threading.Lock()
         self._sent: list[ProviderMessage] = []
 
-    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentMessage:
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None = None,
+        reference: str | None = None,
+    ) -> SentMessage:
         """Log the message and return a "console-<hex>" provider id; never fails."""
         info = count_segments(body)
         message = ProviderMessage(

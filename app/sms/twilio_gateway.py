@@ -249,7 +249,14 @@ class TwilioGateway:
             params["validity_period"] = self.validity_period
         return params
 
-    def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentMessage:
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None = None,
+        reference: str | None = None,
+    ) -> SentMessage:
         """Create the message at Twilio; return its SID or raise a typed ``SmsError``."""
         try:
             message = self._client().messages.create(

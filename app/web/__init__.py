@@ -11,6 +11,7 @@ from app.web.checkin_features import register_checkin_features
 from app.web.errors import init_error_pages
 from app.web.message_log import register_message_log
 from app.web.nav import add_nav_item
+from app.web.provider_webhooks import register_provider_webhooks
 from app.web.security import init_security
 from app.web.templating import init_templating
 from app.web.webhooks import register_webhooks
@@ -25,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     register_message_log(app)
     register_webhooks(app)
+    register_provider_webhooks(app)
     register_alerts(app)
     register_checkin_features(app)
     add_nav_item(app, "main.today", _l("Today"), order=10)

@@ -108,6 +108,44 @@ def sms_kind_label(kind: str) -> str:
     return str(KIND_LABELS.get(kind, kind))
 
 
+PROVIDER_LABELS = {
+    "console": _l("console (not sent)"),
+    "twilio": "Twilio",
+    "tencent": _l("Tencent Cloud"),
+    "aliyun": _l("Alibaba Cloud"),
+}
+# Domestic providers' error codes (a part of the code) -> an explanation in the nurse's language;
+# the provider's own text (often Chinese) is shown after it.
+DOMESTIC_ERRORS = {
+    "LimitExceeded": _l("frequency limit reached at the provider: sent later"),
+    "BUSINESS_LIMIT_CONTROL": _l("frequency limit reached at the provider: sent later"),
+    "DAY_LIMIT_CONTROL": _l("daily limit for this number reached: sent later"),
+    "TemplateIncorrectOrUnapproved": _l("template not approved by the provider"),
+    "SMS_TEMPLATE_ILLEGAL": _l("template not approved by the provider"),
+    "no approved": _l("no approved template matches this text"),
+    "IncorrectPhoneNumber": _l("invalid phone number"),
+    "MOBILE_NUMBER_ILLEGAL": _l("invalid phone number"),
+    "PhoneNumberInBlacklist": _l("the patient unsubscribed at the provider"),
+    "InsufficientBalance": _l("the provider account has no SMS left"),
+    "AMOUNT_NOT_ENOUGH": _l("the provider account has no SMS left"),
+    "MK:": _l("the carrier could not deliver it (phone off, out of service or blocked)"),
+}
+
+
+@bp.app_template_filter("sms_provider")
+def sms_provider_label(name: str | None) -> str:
+    """The translated name of the provider that carried a message."""
+    return str(PROVIDER_LABELS.get(name or "", name or ""))
+
+
+def domestic_error_label(text: str | None) -> str | None:
+    """An explanation of a Tencent / Alibaba error text in the current language, if known."""
+    for marker, label in DOMESTIC_ERRORS.items():
+        if text and marker in text:
+            return str(label)
+    return None
+
+
 @bp.app_template_filter("sms_reason")
 def sms_reason_label(message: OutboxMessage) -> str:
     """What went wrong with a message, for a nurse (reason, provider code and text)."""
@@ -116,6 +154,12 @@ def sms_reason_label(message: OutboxMessage) -> str:
         parts.append(str(REASON_LABELS.get(message.error_reason, message.error_reason)))
     if message.error_code:
         parts.append(f"{message.error_code}: {error_text(message.error_code)}")
+    if message.provider in ("tencent", "aliyun") or "+" in (message.provider or ""):
+        label = domestic_error_label(message.error_message)
+        if label:
+            parts.append(label)
+        if message.error_message:
+            parts.append(message.error_message[:200])
     return " · ".join(parts)
 
 

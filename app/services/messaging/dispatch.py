@@ -350,7 +350,10 @@ class Dispatcher:
             return Outcome("release", at=now)
         try:
             sent = self.gateway.send(
-                claimed.to, claimed.body, status_callback=self.settings.callback_url(claimed.id)
+                claimed.to,
+                claimed.body,
+                status_callback=self.settings.callback_url(claimed.id),
+                reference=str(claimed.id),
             )
         except RetryableSmsError as exc:
             return Outcome("retry", error=exc, at=self.clock())
@@ -441,12 +444,13 @@ class Dispatcher:
         assert outcome.sent is not None
         status = PROVIDER_STATUS_MAP.get(outcome.sent.status or "", "queued")
         report.sent += 1
+        provider = outcome.sent.provider or self.gateway.name
         return self._move(
             claimed,
             status,
             at,
-            f"accepted by {self.gateway.name} as {outcome.sent.provider_id}",
-            provider=self.gateway.name,
+            f"accepted by {provider} as {outcome.sent.provider_id}",
+            provider=provider,
             provider_id=outcome.sent.provider_id,
             provider_status=outcome.sent.status,
             sent_at=at,
@@ -773,9 +777,10 @@ def _reconcile_one(
             expect=("unknown",),
             to=status,
             source=source,
-            detail=f"found at {gateway.name} as {match.provider_id} ({match.status})",
+            detail=f"found at {match.provider or gateway.name} as {match.provider_id} "
+            f"({match.status})",
             values={
-                "provider": gateway.name,
+                "provider": match.provider or gateway.name,
                 "provider_id": match.provider_id,
                 "provider_status": match.status,
                 "sent_at": match.date_created,
@@ -801,7 +806,13 @@ def _reconcile_one(
 
 
 def _match(row: OutboxMessage, candidates: list[ProviderMessage]) -> ProviderMessage | None:
-    same_body = [c for c in candidates if c.body == row.body]
+    """The provider's copy of ``row``: by our reference where the provider keeps one (Tencent
+    SessionContext, Alibaba OutId), else by the exact body; never one another row owns."""
+    same_body = [
+        c
+        for c in candidates
+        if (c.reference == str(row.id) if c.reference is not None else c.body == row.body)
+    ]
     if not same_body:
         return None
     known = set(

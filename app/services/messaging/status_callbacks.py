@@ -88,8 +88,12 @@ def apply_status_callback(
     message_id: int | None = None,
     at: datetime | None = None,
     source: str = "status-callback",
+    error_message: str | None = None,
 ) -> CallbackResult:
-    """Apply one status callback and commit; safe to call twice or out of order."""
+    """Apply one status callback and commit; safe to call twice or out of order.
+
+    ``error_message``: the provider's own error text (domestic providers use text codes).
+    """
     at = at or utcnow()
     new_status = CALLBACK_STATUS.get((provider_status or "").lower())
     for _ in range(3):
@@ -99,7 +103,7 @@ def apply_status_callback(
             return CallbackResult("unknown_message")
         if new_status is None or not _moves_forward(row.status, new_status):
             return CallbackResult("ignored", row.id, row.status)
-        if _advance(row, sid, provider_status, new_status, error_code, at, source):
+        if _advance(row, sid, provider_status, new_status, error_code, at, source, error_message):
             _update_patient(row, error_code, at, source)
             db.session.commit()
             return CallbackResult("updated", row.id, new_status)
@@ -140,6 +144,7 @@ def _advance(
     error_code: int | None,
     at: datetime,
     source: str,
+    error_message: str | None = None,
 ) -> bool:
     values: dict[str, object] = {"provider_status": provider_status, "provider_id": sid}
     if row.status in ("planned", "claimed", "unknown"):
@@ -149,7 +154,11 @@ def _advance(
     if error_code is not None:
         values |= {"error_code": error_code, "error_reason": new_status}
         values["error_message"] = error_text(error_code)
+    if error_message and new_status in ("failed", "undelivered"):
+        values |= {"error_reason": new_status, "error_message": error_message[:2000]}
     detail = f"{provider_status}" + (f" (error {error_code})" if error_code else "")
+    if error_message and new_status in ("failed", "undelivered"):
+        detail += f" ({error_message[:200]})"
     return transition(
         row.id,
         expect=(row.status,),

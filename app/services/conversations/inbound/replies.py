@@ -232,6 +232,15 @@ def receive(form: Mapping[str, Any], now: datetime) -> InboundResult:
     return process(message_id, now, stored=stored)
 
 
+def receive_sms(inbound: InboundForm, now: datetime) -> InboundResult:
+    """A provider-neutral inbound SMS (Tencent, Alibaba): store, process, answer by the outbox."""
+    message_id, created = store(inbound, now)
+    if not created:
+        return _duplicate(message_id)
+    stored = StoredMessage(message_id, inbound.sid, inbound.from_number, inbound.body)
+    return process(message_id, now, reply_by_sms=True, stored=stored)
+
+
 def store(inbound: InboundForm, now: datetime) -> tuple[int, bool]:
     """Insert the message and commit; (id, True), or (id of the first copy, False) if known."""
     values = {

@@ -1,0 +1,252 @@
+"""Alibaba Cloud SMS gateway (``alibabacloud_dysmsapi20170525``): approved templates only.
+
+Each text is matched to its approved template (app/sms/templates.py) and sent as TemplateCode
+plus TemplateParam (JSON); the outbox id travels as OutId, which comes back in receipts and in
+``QuerySendDetails``. Alibaba has no idempotency key: the outbox is the only guard, and the
+reconciler looks a message up by OutId before any resend. SDK retries are off.
+
+Error mapping (see app/sms/base.py): Code "OK" -> sent; frequency / daily limits, throttling, an
+empty balance and a connection never made -> RetryableSmsError; bad keys or signature ->
+SmsAuthError; an illegal number -> invalid_number; template / signature / parameter refusals
+-> rejected; a read timeout, HTTP 5xx and isp.* errors -> AmbiguousSmsError.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alibabacloud_dysmsapi20170525 import models
+from alibabacloud_dysmsapi20170525.client import Client
+from alibabacloud_tea_openapi import utils_models as open_api_models
+from darabonba.runtime import RuntimeOptions
+
+from app import clock
+from app.sms.base import (
+    AmbiguousSmsError,
+    ProviderMessage,
+    RetryableSmsError,
+    SentMessage,
+    SmsAuthError,
+    SmsError,
+    TerminalSmsError,
+)
+from app.sms.privacy import mask_phone
+from app.sms.templates import TemplateCatalogue, TemplateError
+
+_logger = logging.getLogger("cadence.sms.aliyun")
+
+CHINA = ZoneInfo("Asia/Shanghai")
+RETRYABLE_CODES = frozenset(
+    {
+        "isv.BUSINESS_LIMIT_CONTROL",
+        "isv.DAY_LIMIT_CONTROL",
+        "isv.AMOUNT_NOT_ENOUGH",
+        "isv.OUT_OF_SERVICE",
+        "Throttling.User",
+        "Throttling.Api",
+        "Throttling",
+    }
+)
+AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "SignatureDoesNotMatch",
+        "isv.ACCOUNT_ABNORMAL",
+        "isp.RAM_PERMISSION_DENY",
+    }
+)
+INVALID_NUMBER_CODES = frozenset({"isv.MOBILE_NUMBER_ILLEGAL", "isv.INVALID_PHONE_NUMBER"})
+OPTED_OUT_CODES = frozenset({"isv.MOBILE_IN_BLACK", "isv.USER_UNSUBSCRIBED"})
+CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeout", "Connection refused")
+PAGE_SIZE = 50
+MAX_QUERY_DAYS = 30
+SEND_STATUS = {1: "sent", 2: "undelivered", 3: "delivered"}
+
+
+def classify(code: str, message: str, http_status: int | None = None) -> SmsError:
+    """Map an Alibaba error code to our typed error."""
+    detail = f"{code}: {message}"
+    if code in RETRYABLE_CODES or code.startswith("Throttling") or http_status == 429:
+        return RetryableSmsError(
+            f"Alibaba Cloud refused for now: {detail}", http_status=http_status
+        )
+    if code in AUTH_CODES or http_status in (401, 403):
+        return SmsAuthError(f"Alibaba Cloud rejected the credentials: {detail}")
+    if code in OPTED_OUT_CODES:
+        return TerminalSmsError(f"recipient unsubscribed: {detail}", reason="opted_out")
+    if code in INVALID_NUMBER_CODES:
+        return TerminalSmsError(f"invalid number: {detail}", reason="invalid_number")
+    if code.startswith("isp.") or (http_status is not None and http_status >= 500):
+        return AmbiguousSmsError(f"Alibaba Cloud failed; the message may exist: {detail}")
+    return TerminalSmsError(f"Alibaba Cloud refused the message: {detail}", reason="rejected")
+
+
+def translate_exception(exc: Exception) -> SmsError:
+    """Translate an SDK exception raised while sending."""
+    code = getattr(exc, "code", None)
+    status = getattr(exc, "status_code", None)
+    if code is not None and status is not None:
+        return classify(str(code), str(getattr(exc, "message", "") or exc), int(status))
+    inner = repr(getattr(exc, "inner_exception", exc))
+    # The SDK's text holds the request URL with the phone number: keep only the cause.
+    if "Read timed out" in inner:
+        return AmbiguousSmsError("Alibaba Cloud did not answer in time; the message may exist")
+    if any(marker in inner for marker in CONNECT_FAILURES):
+        return RetryableSmsError("could not connect to Alibaba Cloud, nothing was sent")
+    return AmbiguousSmsError(
+        f"Alibaba Cloud request failed; the message may exist ({type(exc).__name__})"
+    )
+
+
+class AliyunGateway:
+    """Sends approved templates through Alibaba Cloud SMS; thread-safe (one client per thread)."""
+
+    name = "aliyun"
+
+    def __init__(
+        self,
+        access_key_id: str,
+        access_key_secret: str,
+        *,
+        sign_name: str,
+        templates: TemplateCatalogue,
+        timeout: float = 10.0,
+        endpoint: str | None = None,
+    ) -> None:
+        if not access_key_id or not access_key_secret or not sign_name:
+            raise ValueError("AliyunGateway needs an AccessKey id and secret and a SignName")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self._key_id = access_key_id
+        self._key_secret = access_key_secret
+        self.sign_name = sign_name
+        self.templates = templates
+        self.timeout = timeout
+        self.endpoint = endpoint or "dysmsapi.aliyuncs.com"
+        self._local = threading.local()
+
+    def _client(self) -> Client:
+        """This thread's SDK client (``http://host:port`` speaks plain HTTP to a loopback fake)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            scheme, _, host = self.endpoint.rpartition("://")
+            config = open_api_models.Config(
+                access_key_id=self._key_id,
+                access_key_secret=self._key_secret,
+                endpoint=host,
+                protocol=scheme or "https",
+                read_timeout=int(self.timeout * 1000),
+                connect_timeout=int(min(self.timeout, 5) * 1000),
+            )
+            client = Client(config)
+            self._local.client = client
+        return client
+
+    def _runtime(self) -> RuntimeOptions:
+        return RuntimeOptions(
+            autoretry=False,
+            read_timeout=int(self.timeout * 1000),
+            connect_timeout=int(min(self.timeout, 5) * 1000),
+        )
+
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None = None,
+        reference: str | None = None,
+    ) -> SentMessage:
+        """Send ``body`` as its approved template; return the BizId or raise ``SmsError``."""
+        try:
+            resolved = self.templates.resolve(body, self.name)
+        except TemplateError as exc:
+            raise TerminalSmsError(str(exc), reason="rejected") from exc
+        request = models.SendSmsRequest(
+            phone_numbers=_national(to),
+            sign_name=self.sign_name,
+            template_code=resolved.template_id,
+            template_param=json.dumps(resolved.named, ensure_ascii=False),
+            out_id=reference,
+        )
+        try:
+            response = self._client().send_sms_with_options(request, self._runtime())
+        except Exception as exc:
+            error = translate_exception(exc)
+            _logger.warning("Alibaba send to %s failed: %s", mask_phone(to), error)
+            raise error from exc
+        answer = response.body
+        if answer is None or answer.code != "OK":
+            code = answer.code if answer is not None else "NoBody"
+            error = classify(code or "", answer.message if answer is not None else "")
+            _logger.warning("Alibaba refused %s: %s", mask_phone(to), error)
+            raise error
+        if not answer.biz_id:
+            raise AmbiguousSmsError("Alibaba accepted the request but returned no BizId")
+        return SentMessage(provider_id=answer.biz_id, status="queued", provider=self.name)
+
+    def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
+        """Messages to ``to`` sent in [since, until] (one QuerySendDetails per China day)."""
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("find_sent needs aware datetimes")
+        found: list[ProviderMessage] = []
+        day = since.astimezone(CHINA).date()
+        last = until.astimezone(CHINA).date()
+        oldest = (clock.utcnow().astimezone(CHINA) - timedelta(days=MAX_QUERY_DAYS)).date()
+        while day <= last:
+            if day >= oldest:
+                found.extend(self.details(to, day.strftime("%Y%m%d")))
+            day += timedelta(days=1)
+        inside = [m for m in found if since <= m.date_created <= until]
+        return sorted(inside, key=lambda m: m.date_created, reverse=True)
+
+    def details(self, to: str, send_date: str, biz_id: str | None = None) -> list[ProviderMessage]:
+        """QuerySendDetails for one number and China day (every page); RetryableSmsError."""
+        found: list[ProviderMessage] = []
+        page = 1
+        while True:
+            request = models.QuerySendDetailsRequest(
+                phone_number=_national(to),
+                send_date=send_date,
+                page_size=PAGE_SIZE,
+                current_page=page,
+                biz_id=biz_id,
+            )
+            try:
+                response = self._client().query_send_details_with_options(request, self._runtime())
+            except Exception as exc:
+                raise RetryableSmsError(f"could not query Alibaba: {exc}") from exc
+            body = response.body
+            if body is None or body.code != "OK":
+                raise RetryableSmsError(f"could not query Alibaba: {body and body.message}")
+            dtos = body.sms_send_detail_dtos
+            items = list(dtos.sms_send_detail_dto or []) if dtos else []
+            found.extend(self._provider_message(item, to) for item in items)
+            if len(items) < PAGE_SIZE:
+                return found
+            page += 1
+
+    def _provider_message(self, item: Any, to: str) -> ProviderMessage:
+        sent = datetime.strptime(item.send_date, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+        # QuerySendDetails has no BizId: the row is known by its OutId until a receipt names it.
+        return ProviderMessage(
+            provider_id=f"outid:{item.out_id}" if item.out_id else "",
+            to=to,
+            body=item.content or "",
+            status=SEND_STATUS.get(int(item.send_status or 1), "sent"),
+            date_created=sent.astimezone(UTC),
+            reference=item.out_id or None,
+            provider=self.name,
+        )
+
+
+def _national(number: str) -> str:
+    """Alibaba wants mainland numbers without +86 (others keep their country code, no '+')."""
+    digits = number.lstrip("+")
+    return digits[2:] if number.startswith("+86") else digits

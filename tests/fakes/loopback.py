@@ -1,0 +1,188 @@
+"""A small threaded HTTP server on 127.0.0.1 that the domestic-provider fakes build on.
+
+It tracks every connection so ``stop()`` ends stalled handlers, and queues faults:
+"500" (nothing created, HTTP 500), "500_created" (created, then HTTP 500), "timeout"
+(stalls, nothing created), "timeout_created" (created, then stalls), "drop" /
+"drop_created" (connection closed without an answer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import threading
+from collections import deque
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+FAULT_KINDS = frozenset(
+    {"500", "500_created", "timeout", "timeout_created", "drop", "drop_created"}
+)
+CREATING = frozenset({"500_created", "timeout_created", "drop_created"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], fake: LoopbackFake) -> None:
+        self.fake = fake
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore connections closed under us."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        """Register the connection so stop() can close it."""
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.fake._track(self.connection, threading.current_thread())
+
+    def finish(self) -> None:
+        """Unregister the connection."""
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.fake._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet."""
+
+    def do_POST(self) -> None:
+        """Handle a POST."""
+        self.server.fake._dispatch(self)
+
+    do_GET = do_POST
+
+    def body(self) -> bytes:
+        """The request body (always consumed)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send_json(self, status: int, payload: Mapping[str, Any] | list[Any]) -> None:
+        """Write a JSON answer."""
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", self.server.fake.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+
+class LoopbackFake:
+    """Serving, stopping, fault queue; subclasses implement ``handle(handler)``."""
+
+    thread_name = "fake-provider"
+    content_type = "application/json; charset=utf-8"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._stopping = threading.Event()
+        self._faults: deque[str] = deque()
+        self.latency = 0.0
+
+    def start(self) -> LoopbackFake:
+        """Bind a free port and serve in a background thread."""
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end stalled handlers, close connections, join threads."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            open_connections = dict(self._connections)
+        for connection in open_connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for thread in {*open_connections.values(), self._thread}:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(5)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """http://127.0.0.1:<port> (the gateways' endpoint override)."""
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _track(self, connection: socket.socket, thread: threading.Thread) -> None:
+        with self._lock:
+            self._connections[connection] = thread
+
+    def _untrack(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.pop(connection, None)
+
+    def fail_next(self, n: int = 1, kind: str = "500") -> None:
+        """Make the next ``n`` sends fail with ``kind`` (see the module docstring)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}")
+        with self._lock:
+            self._faults.extend([kind] * n)
+
+    def draw_fault(self) -> str | None:
+        """The next queued fault, if any."""
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def apply_fault(self, handler: _Handler, fault: str) -> None:
+        """Answer a request as ``fault`` says (after the send was, or was not, created)."""
+        if fault.startswith("timeout"):
+            self._stopping.wait(30)
+            return
+        if fault.startswith("drop"):
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return
+        handler.send_json(500, {"error": "internal"})
+
+    def _dispatch(self, handler: _Handler) -> None:
+        if self.latency:
+            self._stopping.wait(self.latency)
+        self.handle(handler)
+
+    def handle(self, handler: _Handler) -> None:  # pragma: no cover - abstract
+        """Answer one request."""
+        raise NotImplementedError
+
+    @staticmethod
+    def post_json(url: str, payload: Any) -> requests.Response:
+        """POST JSON to a callback URL (what the provider's push does)."""
+        return requests.post(url, json=payload, timeout=10)
