@@ -92,6 +92,9 @@ FLAG_RT_PROLONGED = "rt_prolonged"
 DECISION_FLAGS = (FLAG_CLOSURE_IN_NADIR, FLAG_RT_PROLONGED, FLAG_NO_WORKING_DAY)
 # Flags for what the salvage block did to routine imaging.
 FLAG_SUSPENDED_FOR_RT = "suspended_for_radiotherapy"
+# A routine imaging visit this close to the response assessment after radiotherapy is replaced by
+# it (the same scans a few days apart, or a CT on the day of the response barium study).
+RESPONSE_REPLACES_ROUTINE_DAYS = 28
 FLAG_PROGRESSION_ENDS_IMAGING = "imaging_ended_at_progression"
 # An assessment that could not go in the days before its infusion (a closure) and went earlier.
 FLAG_IMAGING_EARLY = "imaging_early"
@@ -1401,7 +1404,8 @@ def _response_assessment(
         if not (event.key.startswith("assessment.") and _movable(event, today)):
             continue
         replaced = any(event.window_start <= d <= event.window_end for d in response_days)
-        if replaced or salvage_start <= event.date <= window_end:
+        near = abs((event.date - nominal).days) <= RESPONSE_REPLACES_ROUTINE_DAYS
+        if replaced or near or salvage_start <= event.date <= window_end:
             work.cancel(event.key, FLAG_SUSPENDED_FOR_RT)
     for test in tests:
         work.add(

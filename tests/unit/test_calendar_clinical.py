@@ -286,3 +286,22 @@ def _assert_clinical_order(events: list[PlannedEvent]) -> None:
         others = [t for t in tests if t.details.get("assessment") in ("ct", "gastroscopy")]
         if barium and others:
             assert max(o.date for o in others) < barium[0].date
+
+
+def test_the_response_assessment_replaces_a_routine_scan_days_from_it() -> None:
+    # Found by the property test: salvage from 2027-04-03 puts the response assessment on
+    # Thu 8 / Fri 9 July 2027 and the routine week-42 CT on Fri 9 July, the barium day.
+    start = date(2026, 9, 26)
+    choices = {"pd1": "sintilimab", "chemo": "paclitaxel"}
+    events = cal.generate(PROTOCOL, choices, start, TZ, CHINA)
+    events = cal.start_salvage(
+        PROTOCOL, events, choices, start + timedelta(days=189), CHINA, today=start
+    ).events
+    live = {e.key: e for e in events if e.is_open}
+
+    assert live["salvage.response.ct"].date == date(2027, 7, 8)
+    assert live["salvage.response.barium_swallow"].date == date(2027, 7, 9)
+    assert "assessment.ct.w42" not in live
+    replaced = next(e for e in events if e.key == "assessment.ct.w42")
+    assert replaced.status == "cancelled" and cal.FLAG_SUSPENDED_FOR_RT in replaced.flags
+    assert live["assessment.ct.w48"].date == date(2027, 8, 19)  # routine scans go on after it
