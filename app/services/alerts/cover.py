@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from app.domain import oncall as rota
@@ -27,6 +27,9 @@ from app.services.shared.clinic import clinic_zone, escalation_policy
 
 WARNING_DAYS = 7
 """The Today page looks this many days ahead for public holidays without amber cover."""
+DAYTIME = (time(8, 0), time(20, 0))
+"""A day has amber cover when a nurse is on call at some time in these local hours (a night
+shift ending at 08:00 does not cover the day it ends on)."""
 GRID_STEP = timedelta(minutes=15)
 
 
@@ -112,7 +115,8 @@ def week_grid(first_day: date) -> list[GridDay]:
 
 @dataclass(frozen=True)
 class CoverWarning:
-    """A day (tomorrow, or a public holiday within WARNING_DAYS) with no amber cover at all."""
+    """A day (tomorrow, or a public holiday within WARNING_DAYS) with no nurse on call in the
+    DAYTIME hours."""
 
     day: date
     holiday: bool
@@ -120,7 +124,8 @@ class CoverWarning:
 
 
 def cover_warnings(today: date) -> list[CoverWarning]:
-    """Tomorrow and the public holidays of the next WARNING_DAYS days that no nurse covers."""
+    """Tomorrow and the public holidays of the next WARNING_DAYS days with no nurse on call
+    in the DAYTIME hours."""
     tz = clinic_zone()
     is_holiday = holiday_predicate()
     entries = active_shifts()
@@ -136,6 +141,6 @@ def cover_warnings(today: date) -> list[CoverWarning]:
 
 
 def _day_cover(entries: Sequence[Shift], day: date, tz: ZoneInfo, is_holiday: IsHoliday) -> bool:
-    start = datetime.combine(day, datetime.min.time(), tzinfo=tz)
-    end = start + timedelta(days=1)
+    start = datetime.combine(day, DAYTIME[0], tzinfo=tz)
+    end = datetime.combine(day, DAYTIME[1], tzinfo=tz)
     return bool(rota.cover_intervals(entries, AMBER_ROLES, start, end, tz, is_holiday))
