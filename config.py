@@ -152,9 +152,14 @@ class Config:
     # Patient replies, alerts and escalation (app/services/{replies,alerts,escalation}.py).
     ESCALATION_RED_FIRST_MINUTES = _env_int("ESCALATION_RED_FIRST_MINUTES", 15)
     ESCALATION_RED_REPEAT_MINUTES = _env_int("ESCALATION_RED_REPEAT_MINUTES", 15)
-    ESCALATION_AMBER_WORKING_HOURS = float(_env("ESCALATION_AMBER_WORKING_HOURS", "4") or 4)
-    ESCALATION_AMBER_REPEAT_WORKING_HOURS = float(
-        _env("ESCALATION_AMBER_REPEAT_WORKING_HOURS", "4") or 4
+    # Amber counts hours of nurse on-call cover (the rota, any day); the old *_WORKING_HOURS
+    # names are still read when the new ones are not set.
+    ESCALATION_AMBER_HOURS = float(
+        _env("ESCALATION_AMBER_HOURS", _env("ESCALATION_AMBER_WORKING_HOURS", "4")) or 4
+    )
+    ESCALATION_AMBER_REPEAT_HOURS = float(
+        _env("ESCALATION_AMBER_REPEAT_HOURS", _env("ESCALATION_AMBER_REPEAT_WORKING_HOURS", "4"))
+        or 4
     )
     ESCALATION_GREEN_REVIEW_WORKING_HOURS = float(
         _env("ESCALATION_GREEN_REVIEW_WORKING_HOURS", "8") or 8

@@ -123,7 +123,13 @@ def oncall_list(as_json: bool) -> None:
 @click.option("--role", type=click.Choice(ROTA_ROLES), required=True)
 @click.option("--name", required=True)
 @click.option("--phone", required=True, help="Mobile number (E.164 or national).")
-@click.option("--days", "weekdays", default="daily", show_default=True, help="mon-fri, sat,sun...")
+@click.option(
+    "--days",
+    "weekdays",
+    default="daily",
+    show_default=True,
+    help="mon-fri, sat,sun, hol (public holidays)...",
+)
 @click.option("--hours", default="08:00-08:00", show_default=True, help="HH:MM-HH:MM, local.")
 @click.option("--priority", default=0, show_default=True, type=int, help="Lower pages first.")
 @click.option("--locale", type=click.Choice(["zh", "en"]), default="zh", show_default=True)

@@ -1,20 +1,29 @@
 """Escalation arithmetic: working hours, deadlines and when an open alert is due to escalate.
 
-Pure domain code (standard library only). Amber alerts count *working* time: only the clinic's
-working hours on its working days (weekends, public holidays and make-up days come from a
-``WorkingDays`` calendar passed in). Red alerts count wall-clock minutes. The clock and the time
-zone are arguments; every datetime returned is aware and in UTC.
+Pure domain code (standard library only). Red alerts count wall-clock minutes. Amber alerts
+count *cover* time: the time a nurse is on call (UTC intervals from app.domain.oncall, every day
+of the week and the calendar), so an amber alert raised on a Saturday evening or a holiday
+escalates that evening when the rota has a nurse on call. When the rota has no amber cover
+within AMBER_HORIZON, amber counts wall-clock time (the pages then go to the fallbacks) and the
+patient is promised no call (``amber_promise``). Green review deadlines count *working* time:
+the clinic's working hours on its working days (``WorkingDays`` calendar passed in). The clock
+and the time zone are arguments; every datetime returned is aware and in UTC.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 MAX_SEARCH_DAYS = 3660
 """A calendar with no working day in ten years is a configuration error."""
+AMBER_HORIZON = timedelta(hours=24)
+"""Amber means today: a call is promised, and escalation waits for cover, only within 24 h."""
+
+Interval = tuple[datetime, datetime]
 
 
 class EscalationConfigError(ValueError):
@@ -60,7 +69,8 @@ class WorkingHours:
 
 @dataclass(frozen=True)
 class EscalationPolicy:
-    """When open alerts escalate: red by wall-clock minutes, amber by working hours."""
+    """When open alerts escalate: red by wall-clock minutes, amber by nurse cover time; the
+    working hours are for green review deadlines."""
 
     red_first: timedelta = timedelta(minutes=15)
     red_repeat: timedelta = timedelta(minutes=15)
@@ -126,20 +136,78 @@ def working_time_between(
     return total
 
 
+def add_cover_time(
+    start: datetime, duration: timedelta, cover: Sequence[Interval]
+) -> datetime | None:
+    """The moment ``duration`` of cover time after ``start`` (UTC), or None when the merged
+    ``cover`` intervals end first."""
+    if start.tzinfo is None:
+        raise ValueError("start must be an aware datetime")
+    remaining = max(duration, timedelta(0))
+    cursor = start.astimezone(UTC)
+    for a, b in cover:
+        lo = max(a, cursor)
+        if b <= lo:
+            continue
+        if remaining <= b - lo:
+            return lo + remaining
+        remaining -= b - lo
+    return None
+
+
+def amber_deadline(start: datetime, duration: timedelta, cover: Sequence[Interval]) -> datetime:
+    """When an amber alert (raised or last escalated at ``start``) is due to escalate.
+
+    After ``duration`` of cover time when that falls within AMBER_HORIZON; otherwise (no nurse
+    on call to wait for) after ``duration`` of wall-clock time, so an alert never waits longer.
+    """
+    due = add_cover_time(start, duration, cover)
+    utc_start = start.astimezone(UTC)
+    if due is not None and due <= utc_start + AMBER_HORIZON:
+        return due
+    return utc_start + duration
+
+
+@dataclass(frozen=True)
+class AmberPromise:
+    """What the patient may be told after an amber report.
+
+    ``now``: a nurse is on call now and will call by ``call_by``; ``later``: nobody is on call now,
+    cover starts at ``cover_from`` and a nurse will call by ``call_by``; ``none``: no call can be
+    promised within AMBER_HORIZON (the patient is told to call the clinic or 120 if worse).
+    """
+
+    kind: Literal["now", "later", "none"]
+    call_by: datetime | None = None
+    cover_from: datetime | None = None
+
+
+def amber_promise(now: datetime, duration: timedelta, cover: Sequence[Interval]) -> AmberPromise:
+    """The call we can promise at ``now``: by the amber deadline when the rota keeps it in 24 h."""
+    utc_now = now.astimezone(UTC)
+    due = add_cover_time(utc_now, duration, cover)
+    if due is None or due > utc_now + AMBER_HORIZON:
+        return AmberPromise("none")
+    first = next((a for a, b in cover if b > utc_now), None)
+    if first is not None and first <= utc_now:
+        return AmberPromise("now", call_by=due, cover_from=utc_now)
+    return AmberPromise("later", call_by=due, cover_from=first)
+
+
 def first_escalation_at(
     level: str,
     created_at: datetime,
     policy: EscalationPolicy,
-    working_days: WorkingDays,
-    tz: ZoneInfo,
+    amber_cover: Sequence[Interval] = (),
 ) -> datetime | None:
-    """When an unacknowledged alert first escalates (None for levels that never do)."""
+    """When an unacknowledged alert first escalates (None for levels that never do).
+
+    ``amber_cover``: the nurses' cover from ``created_at`` for AMBER_HORIZON (merged intervals).
+    """
     if level == "red":
         return created_at.astimezone(UTC) + policy.red_first
     if level == "amber":
-        return add_working_time(
-            created_at, policy.amber_first, policy.working_hours, working_days, tz
-        )
+        return amber_deadline(created_at, policy.amber_first, amber_cover)
     return None
 
 
@@ -147,14 +215,11 @@ def next_escalation_at(
     level: str,
     escalated_at: datetime,
     policy: EscalationPolicy,
-    working_days: WorkingDays,
-    tz: ZoneInfo,
+    amber_cover: Sequence[Interval] = (),
 ) -> datetime | None:
     """When an alert escalated at ``escalated_at`` escalates again if still unacknowledged."""
     if level == "red":
         return escalated_at.astimezone(UTC) + policy.red_repeat
     if level == "amber":
-        return add_working_time(
-            escalated_at, policy.amber_repeat, policy.working_hours, working_days, tz
-        )
+        return amber_deadline(escalated_at, policy.amber_repeat, amber_cover)
     return None

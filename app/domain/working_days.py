@@ -75,6 +75,19 @@ class ChinaWorkingDays(HolidayWorkingDays):
         return "ChinaWorkingDays()"
 
 
+def is_public_holiday(calendar: WorkingDays, day: date) -> bool:
+    """True on a public holiday: a closed Monday-Friday, or a weekend day with a holiday's name.
+
+    Make-up working days (调休) are not holidays; ordinary weekends are not holidays.
+    """
+    if calendar.is_working_day(day):
+        return False
+    if day.weekday() < 5:
+        return True
+    name = getattr(calendar, "holiday_name", None)
+    return bool(name(day)) if callable(name) else False
+
+
 def working_days_for(country_code: str) -> WorkingDays:
     """The working-day calendar for a country code ("CN", ...) or "weekends" for Monday-Friday."""
     code = (country_code or "").strip().upper()

@@ -113,8 +113,9 @@ class Alert(db.Model):
 class OnCallShift(db.Model):
     """One entry of the on-call rota: role, contact number, weekdays and local time range.
 
-    ``weekdays`` is canonical text ('mon,tue,wed,thu,fri'); when ``end_time`` is not after
-    ``start_time`` the shift runs overnight into the next day (see app.domain.oncall).
+    ``weekdays`` is canonical text ('mon,tue,wed,thu,fri'; 'sat,sun,hol' adds public holidays);
+    when ``end_time`` is not after ``start_time`` the shift runs overnight into the next day
+    (see app.domain.oncall).
     """
 
     __tablename__ = "oncall_shift"

@@ -1,4 +1,5 @@
-"""The Today page: visits of today and tomorrow, overdue and flagged events, open alerts."""
+"""The Today page: visits of today and tomorrow, overdue and flagged events, open alerts, and
+days ahead (tomorrow, public holidays within a week) with no nurse on call for amber alerts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from app.services.alerts.alerts import unresolved_counts
+from app.services.alerts.cover import CoverWarning, cover_warnings
 from app.services.conversations.inbox import counts
 from app.services.schedule import queries as sq
 
@@ -41,6 +43,7 @@ class Overview:
     inbox: dict[str, int] | None = None
     decisions: list[sq.EventRow] = field(default_factory=list)
     decisions_total: int = 0
+    cover: list[CoverWarning] = field(default_factory=list)
 
 
 def day_agenda(day: date, *, limit: int = DAY_LIMIT) -> DayAgenda:
@@ -69,6 +72,7 @@ def overview(today: date) -> Overview:
         inbox=inbox_counts(),
         decisions=decisions,
         decisions_total=decisions_total,
+        cover=cover_warnings(today),
     )
 
 

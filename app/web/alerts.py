@@ -6,19 +6,23 @@ Every signed-in role may look (patients.view); nurses and investigators handle a
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
+from babel.dates import get_day_names
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from app.domain.oncall import ROTA_ROLES, RotaError
+from app.domain.oncall import ROTA_ROLES, RotaError, parse_days
 from app.models import utcnow
 from app.services.alerts import alerts as alert_service
-from app.services.alerts import oncall
+from app.services.alerts import cover, oncall
 from app.services.alerts.oncall import pages_for
 from app.services.conversations.checkins.sessions import call_task_resolved
 from app.web import labels
+from app.web.helpers import clinic_today
 from app.web.security import current_actor, require_login, requires
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -63,6 +67,7 @@ def register_alerts(app: Flask) -> None:
         alert_kind=lambda code: _label(KIND_LABELS, code),
         alert_status=lambda code: _label(STATUS_LABELS, code),
         rota_role=lambda code: _label(ROTA_ROLE_LABELS, code),
+        rota_days=rota_days,
         duration=_duration,
     )
     labels.FLAG_LABELS.setdefault("reschedule_requested", _l("Patient asked to change the date"))
@@ -170,15 +175,46 @@ def resolve(alert_id: int) -> Any:
 # -- the on-call rota ----------------------------------------------------------------------------
 
 
+def day_names() -> list[str]:
+    """Monday..Sunday in the user's language ('周一' / 'Mon')."""
+    names = get_day_names("abbreviated", locale=get_locale() or "en")
+    return [names[d] for d in range(7)]
+
+
+def rota_days(stored: str) -> str:
+    """Stored days ('sat,sun,hol') in the user's language ('周六、周日、法定节假日')."""
+    try:
+        weekdays, holidays = parse_days(stored)
+    except RotaError:
+        return stored
+    names = day_names()
+    parts = [names[d] for d in sorted(weekdays)]
+    if holidays:
+        parts.append(_("public holidays"))
+    lang = get_locale()
+    return ("、" if lang is not None and lang.language == "zh" else ", ").join(parts)
+
+
+def _week_start(text: str | None) -> date:
+    """The Monday of the week asked for (?week=YYYY-MM-DD), else of this week."""
+    try:
+        day = date.fromisoformat(text) if text else clinic_today()
+    except ValueError:
+        day = clinic_today()
+    return day - timedelta(days=day.weekday())
+
+
 @bp.get("/rota")
 @requires("patients.view")
 def rota() -> Any:
-    """The on-call rota and who is on duty now."""
+    """The on-call rota, who is on duty now and a week grid of amber and red cover with gaps."""
     now = utcnow()
     on_duty = {role: oncall.recipients(role, now) for role in ROTA_ROLES}
+    first = _week_start(request.args.get("week"))
     return render_template(
         "alerts/rota.html", shifts=oncall.shifts(active_only=False), on_duty=on_duty,
-        roles=ROTA_ROLES,
+        roles=ROTA_ROLES, grid=cover.week_grid(first), week=first, day_names=day_names(),
+        previous_week=first - timedelta(days=7), next_week=first + timedelta(days=7),
     )  # fmt: skip
 
 
@@ -192,7 +228,8 @@ def rota_add() -> Any:
             role=form.get("role", ""),
             name=form.get("name", ""),
             phone=form.get("phone", ""),
-            weekdays=form.get("weekdays", ""),
+            weekdays=form.getlist("days") if "days" in form or "weekdays" not in form
+            else form.get("weekdays", ""),
             hours=form.get("hours", ""),
             priority=int(form.get("priority") or 0) if (form.get("priority") or "0").isdigit()
             else 0,

@@ -19,6 +19,7 @@ from tests.replies.conftest import (
     INBOUND_PATH,
     INBOUND_URL,
     MONDAY_10,
+    add_rota,
     alerts,
     count,
     inbound_form,
@@ -260,6 +261,7 @@ def test_amber_and_green_reports_get_an_alert_or_a_note_and_say_who_calls_when(
     app_ctx: Flask,
 ) -> None:
     p = patient(locale="zh")
+    add_rota()  # a nurse on call: the promised call is one the rota can keep
     amber = receive(inbound_form(p.phone_e164, "今天拉了五次"), MONDAY_10)
     green = receive(inbound_form(p.phone_e164, "有点累"), MONDAY_10)
     # Monday 10:00 + 4 working hours = 14:00 the same day; + 8 working hours = Tuesday 09:00.
@@ -271,6 +273,7 @@ def test_amber_and_green_reports_get_an_alert_or_a_note_and_say_who_calls_when(
 
 def test_answers_are_in_english_for_english_speakers(app_ctx: Flask) -> None:
     p = patient(locale="en")
+    add_rota()
     reply = receive(inbound_form(p.phone_e164, "I threw up twice"), MONDAY_10).reply
     assert reply and "A study nurse will call you by today at 14:00" in reply
 

@@ -187,20 +187,19 @@ def test_an_unacknowledged_red_alert_pages_the_investigator_every_15_minutes(
     assert actions.count("alert.escalate") == 2 and "alert.acknowledge" in actions
 
 
-def test_an_amber_alert_reminds_the_nurses_after_4_working_hours(app_ctx: Flask) -> None:
+def test_an_amber_alert_reminds_the_nurse_on_call_after_4_hours_of_cover(app_ctx: Flask) -> None:
     p = patient(locale="zh")
-    add_rota()
+    add_rota()  # a nurse on call around the clock, every day
     friday_16 = datetime(2026, 3, 6, 8, 0, tzinfo=UTC)  # Friday 16:00 in Nanjing
     receive(inbound_form(p.phone_e164, "今天拉了五次"), friday_16)
     (alert,) = alerts()
-    monday_11 = datetime(2026, 3, 9, 3, 0, tzinfo=UTC)
-    assert alert.next_escalation_at == monday_11
-    assert escalate_due(friday_16 + timedelta(hours=6)).escalated == 0  # Friday night
-    assert escalate_due(monday_11 - timedelta(minutes=1)).escalated == 0
-    assert escalate_due(monday_11).escalated == 1
+    friday_20 = friday_16 + timedelta(hours=4)  # no longer Monday 11:00 (working hours)
+    assert alert.next_escalation_at == friday_20
+    assert escalate_due(friday_20 - timedelta(minutes=1)).escalated == 0
+    assert escalate_due(friday_20).escalated == 1
     assert [m.recipient for m in pages()] == [NURSE_PHONE]
-    assert escalate_due(monday_11 + timedelta(hours=3)).escalated == 0
-    assert escalate_due(monday_11 + timedelta(hours=4)).escalated == 1  # Monday 15:00
+    assert escalate_due(friday_20 + timedelta(hours=3)).escalated == 0
+    assert escalate_due(friday_20 + timedelta(hours=4)).escalated == 1  # Saturday 00:00
 
 
 def test_green_notes_never_escalate(app_ctx: Flask) -> None:

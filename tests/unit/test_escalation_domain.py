@@ -79,11 +79,13 @@ def test_add_then_measure_gives_the_duration_back(start: datetime, minutes: int)
 def test_red_counts_wall_clock_minutes_and_green_never_escalates() -> None:
     policy = EscalationPolicy()
     created = datetime(2026, 3, 7, 23, 0, tzinfo=UTC)  # a Saturday night in Nanjing
-    assert first_escalation_at("red", created, policy, CN, SH) == created + timedelta(minutes=15)
-    assert next_escalation_at("red", created, policy, CN, SH) == created + timedelta(minutes=15)
-    assert first_escalation_at("green", created, policy, CN, SH) is None
-    amber = first_escalation_at("amber", created, policy, CN, SH)
-    assert amber is not None and amber.astimezone(SH) == local(2026, 3, 9, 12)
+    assert first_escalation_at("red", created, policy) == created + timedelta(minutes=15)
+    assert next_escalation_at("red", created, policy) == created + timedelta(minutes=15)
+    assert first_escalation_at("green", created, policy) is None
+    cover = [(created + timedelta(hours=2), created + timedelta(hours=10))]
+    amber = first_escalation_at("amber", created, policy, cover)
+    assert amber == created + timedelta(hours=6)  # 4 h of cover, starting 2 h later
+    assert first_escalation_at("amber", created, policy) == created + timedelta(hours=4)
 
 
 def test_bad_settings_are_refused() -> None:

@@ -1,6 +1,7 @@
 """Alerts for the study team: create (inside the caller's transaction), acknowledge, resolve, list.
 
-Red and amber alerts get ``next_escalation_at`` when they are created (app.domain.escalation);
+Red and amber alerts get ``next_escalation_at`` when they are created (app.services.alerts.cover:
+red by wall-clock minutes, amber by the nurses' on-call cover);
 acknowledging clears it and records the time to acknowledge. Acknowledge and resolve are
 conditional UPDATEs, so two people clicking at once cannot both "first-acknowledge" an alert.
 Every change is audited.
@@ -16,13 +17,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, case, func, select, update
 
-from app.domain.escalation import first_escalation_at
 from app.extensions import db
 from app.models import ALERT_LEVELS, Alert, utcnow
 from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
+from app.services.alerts.cover import first_escalation
 from app.services.shared import audit
-from app.services.shared.clinic import clinic_zone, escalation_policy
-from app.services.shared.protocols import clinic_working_days
 
 MAX_NOTE_CHARS = 2000
 
@@ -93,9 +92,7 @@ def create_alert(
         created_at=now,
         updated_at=now,
         escalation_count=0,
-        next_escalation_at=first_escalation_at(
-            new.level, now, escalation_policy(), clinic_working_days(), clinic_zone()
-        ),
+        next_escalation_at=first_escalation(new.level, now),
     )
     db.session.add(alert)
     db.session.flush()

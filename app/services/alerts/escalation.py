@@ -3,9 +3,10 @@
 - A new red alert pages the on-call clinician at once (``page_for_new_red``).
 - ``escalate_due(now)`` (the escalation job, every minute): a red alert still open
   ESCALATION_RED_FIRST_MINUTES after it was raised pages the investigator on duty, then again
-  every ESCALATION_RED_REPEAT_MINUTES; an amber alert still open after
-  ESCALATION_AMBER_WORKING_HOURS working hours reminds the nurses, then again every
-  ESCALATION_AMBER_REPEAT_WORKING_HOURS working hours.
+  every ESCALATION_RED_REPEAT_MINUTES; an amber alert still open after ESCALATION_AMBER_HOURS
+  of nurse on-call cover (any day, weekends and public holidays included) reminds the nurse on
+  call, then again every ESCALATION_AMBER_REPEAT_HOURS of cover; with no nurse cover within 24 h
+  the hours are wall-clock hours and the reminder goes to the fallbacks (app.services.alerts.cover).
 
 Each escalation claims its alert with a conditional UPDATE (``escalation_count`` as it was read),
 queues its pages (outbox rows with a UNIQUE key per alert, step and recipient) and commits in
@@ -21,14 +22,12 @@ from datetime import datetime
 from flask_babel import force_locale
 from sqlalchemy import select, update
 
-from app.domain.escalation import next_escalation_at
 from app.extensions import db
 from app.models import Alert, OutboxMessage
 from app.services.alerts import oncall
+from app.services.alerts.cover import next_escalation
 from app.services.shared import audit
 from app.services.shared import reply_texts as texts
-from app.services.shared.clinic import clinic_zone, escalation_policy
-from app.services.shared.protocols import clinic_working_days
 
 logger = logging.getLogger("cadence.escalation")
 
@@ -124,9 +123,7 @@ def _escalate_one(
     if alert is None:
         return
     step = seen_count + 1
-    following = next_escalation_at(
-        alert.level, now, escalation_policy(), clinic_working_days(), clinic_zone()
-    )
+    following = next_escalation(alert.level, now)
     claimed = db.session.execute(
         update(Alert)
         .where(Alert.id == alert_id, Alert.status == "open", Alert.escalation_count == seen_count)

@@ -17,13 +17,15 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.domain import oncall as rota
-from app.domain.oncall import RotaError, Shift
+from app.domain.oncall import IsHoliday, RotaError, Shift
 from app.domain.patients import InvalidPhoneNumber, normalise_phone
+from app.domain.working_days import is_public_holiday
 from app.extensions import db
 from app.models import OnCallShift, OutboxMessage, User
 from app.services.messaging.outbox import add_history
 from app.services.shared import audit
 from app.services.shared.clinic import clinic_zone
+from app.services.shared.protocols import clinic_working_days
 from app.services.shared.reply_texts import signed
 from app.sms.segments import count_segments
 
@@ -49,13 +51,21 @@ class Recipient:
 # -- the rota ------------------------------------------------------------------------------------
 
 
+def holiday_predicate() -> IsHoliday:
+    """The clinic's public holidays as a predicate on local dates."""
+    calendar = clinic_working_days()
+    return lambda day: is_public_holiday(calendar, day)
+
+
 def to_shift(row: OnCallShift) -> Shift:
     """A database row as a domain shift."""
+    weekdays, holidays = rota.parse_days(row.weekdays)
     return Shift(
         role=row.role,
         name=row.name,
         phone=row.phone_e164,
-        weekdays=rota.parse_weekdays(row.weekdays),
+        weekdays=weekdays,
+        holidays=holidays,
         start=row.start_time,
         end=row.end_time,
         priority=row.priority,
@@ -75,7 +85,7 @@ def shifts(*, active_only: bool = True) -> list[OnCallShift]:
 def on_call(role: str, now: datetime) -> list[Shift]:
     """Who of ``role`` is on duty at ``now`` (by priority)."""
     local = now.astimezone(clinic_zone())
-    return rota.on_call([to_shift(row) for row in shifts()], local, role)
+    return rota.on_call([to_shift(row) for row in shifts()], local, role, holiday_predicate())
 
 
 def add_shift(
@@ -83,14 +93,17 @@ def add_shift(
     role: str,
     name: str,
     phone: str,
-    weekdays: str,
+    weekdays: str | Sequence[str],
     hours: str,
     actor: str,
     priority: int = 0,
     locale: str = "zh",
     note: str | None = None,
 ) -> OnCallShift:
-    """Add a rota entry (validated: role, E.164 number, weekdays, HH:MM-HH:MM); audit, commit."""
+    """Add a rota entry (validated: role, E.164 number, days, HH:MM-HH:MM); audit, commit.
+
+    ``weekdays`` is text ('mon-fri', 'sat,sun,hol') or the ticked day boxes ('0'..'6', 'hol').
+    """
     rota.check_role(role)
     if not (name or "").strip():
         raise RotaError("name: required")
@@ -98,7 +111,10 @@ def add_shift(
         e164 = normalise_phone(phone, str(current_app.config.get("DEFAULT_PHONE_REGION", "CN")))
     except InvalidPhoneNumber as exc:
         raise RotaError(f"phone: {exc}") from exc
-    days = rota.parse_weekdays(weekdays)
+    if isinstance(weekdays, str):
+        days, holidays = rota.parse_days(weekdays)
+    else:
+        days, holidays = rota.days_from_choices(weekdays)
     start, end = rota.parse_time_range(hours)
     if locale not in ("zh", "en"):
         raise RotaError(f"locale: expected zh or en, got {locale!r}")
@@ -106,7 +122,7 @@ def add_shift(
         role=role,
         name=name.strip()[:120],
         phone_e164=e164,
-        weekdays=rota.format_weekdays(days),
+        weekdays=rota.format_weekdays(days, holidays),
         start_time=start,
         end_time=end,
         priority=int(priority),

@@ -16,8 +16,8 @@ def escalation_policy() -> EscalationPolicy:
     return EscalationPolicy(
         red_first=timedelta(minutes=float(config.get("ESCALATION_RED_FIRST_MINUTES", 15))),
         red_repeat=timedelta(minutes=float(config.get("ESCALATION_RED_REPEAT_MINUTES", 15))),
-        amber_first=timedelta(hours=float(config.get("ESCALATION_AMBER_WORKING_HOURS", 4))),
-        amber_repeat=timedelta(hours=float(config.get("ESCALATION_AMBER_REPEAT_WORKING_HOURS", 4))),
+        amber_first=timedelta(hours=float(config.get("ESCALATION_AMBER_HOURS", 4))),
+        amber_repeat=timedelta(hours=float(config.get("ESCALATION_AMBER_REPEAT_HOURS", 4))),
         working_hours=WorkingHours.parse(
             str(config.get("ESCALATION_WORKING_HOURS") or "08:00-17:00")
         ),

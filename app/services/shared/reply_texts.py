@@ -16,6 +16,7 @@ from flask import current_app
 from flask_babel import force_locale, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
+from app.domain.escalation import AmberPromise
 from app.sms.segments import with_signature
 
 SYMPTOM_LABELS = {
@@ -121,6 +122,40 @@ def amber_reply(locale: str, when: str) -> str:
             "go to the nearest emergency department.",
             when=when,
         )
+
+
+def amber_reply_later(locale: str, when: str) -> str:
+    """Acknowledgement of an amber report while no nurse is on call: when the call will come."""
+    with force_locale(locale):
+        return gettext(
+            "Thank you. No study nurse is on duty now; a nurse will call you by %(when)s. If you "
+            "feel worse before then, call the clinic on %(phone)s or call 120 or go to the "
+            "nearest emergency department.",
+            when=when,
+            phone=clinic_phone(),
+        )
+
+
+def amber_reply_no_cover(locale: str) -> str:
+    """Acknowledgement of an amber report when the rota has no nurse within 24 h: no promise."""
+    with force_locale(locale):
+        return gettext(
+            "Thank you, we have recorded your message. No study nurse can call you in the next "
+            "24 hours. If you feel worse or are worried, call the clinic on %(phone)s or call "
+            "120 or go to the nearest emergency department.",
+            phone=clinic_phone(),
+        )
+
+
+def amber_answer(locale: str, promise: AmberPromise, now: datetime, tz: ZoneInfo) -> str:
+    """The amber acknowledgement the rota can keep: a call by a time, later, or no promise."""
+    if promise.kind == "none" or promise.call_by is None:
+        return amber_reply_no_cover(locale)
+    with force_locale(locale):
+        when = when_text(promise.call_by, now, tz, locale)
+    if promise.kind == "now":
+        return amber_reply(locale, when)
+    return amber_reply_later(locale, when)
 
 
 def green_reply(locale: str, when: str) -> str:

@@ -32,7 +32,7 @@ from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_url
 from app.services.conversations.checkins.sessions import (
     AnswerOutcome,
-    deadline_text,
+    done_sms,
     item_of,
     kick_dispatch_soon,
     position_of,
@@ -241,9 +241,7 @@ def _sms_reply(
                       source=source, now=now)  # fmt: skip
         actions.append("asked_again")
     elif outcome is not None and outcome.complete:
-        text = texts.done_message(
-            outcome.priority, session.locale, deadline_text(session, outcome.priority, now)
-        )
+        text = done_sms(session, outcome.priority, now)
         queue_message(session, "done", text, due=now, question=None, source=source, now=now)
         actions.append("checkin_complete")
     elif question is not None:

@@ -46,11 +46,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from app.domain import checkins as ck
-from app.domain.escalation import add_working_time, first_escalation_at
+from app.domain.escalation import add_working_time
 from app.domain.replies import parse_reply
 from app.domain.triage import PRIORITIES, TriageContext, TriageResult, triage
 from app.extensions import db
 from app.models import Alert, CheckinSession, OutboxMessage, Patient
+from app.services.alerts import cover
 from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins import texts as texts
@@ -689,9 +690,7 @@ def _raise_level(
             reasons=list(result.reasons),
             symptoms=symptoms,
             summary=summary[:300],
-            next_escalation_at=first_escalation_at(
-                level, now, escalation_policy(), clinic_working_days(), clinic_zone()
-            ),
+            next_escalation_at=cover.first_escalation(level, now),
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -816,7 +815,7 @@ def deadline_text(session: CheckinSession, priority: str | None, now: datetime) 
     """When a nurse will have looked at this check-in, in the patient's words and zone."""
     config = current_app.config
     hours = float(
-        config.get("ESCALATION_AMBER_WORKING_HOURS", 4)
+        config.get("ESCALATION_AMBER_HOURS", 4)
         if priority == "amber"
         else config.get("ESCALATION_GREEN_REVIEW_WORKING_HOURS", 8)
     )
@@ -831,10 +830,24 @@ def deadline_text(session: CheckinSession, priority: str | None, now: datetime) 
         return reply_texts.when_text(deadline, now, patient_tz(session.patient), session.locale)
 
 
+def amber_text(session: CheckinSession, lang: str, now: datetime) -> str:
+    """The amber acknowledgement the on-call rota can keep at ``now`` (patient's zone)."""
+    return reply_texts.amber_answer(lang, cover.promise(now), now, patient_tz(session.patient))
+
+
 def outcome_text(session: CheckinSession, lang: str, now: datetime) -> str:
     """What a finished check-in tells the patient (web page), by its priority."""
-    when = deadline_text(session, session.priority, session.answered_at or now)
-    return texts.done_text(session.priority, lang, when)
+    moment = session.answered_at or now
+    when = deadline_text(session, session.priority, moment)
+    amber = amber_text(session, lang, moment) if session.priority == "amber" else None
+    return texts.done_text(session.priority, lang, when, amber)
+
+
+def done_sms(session: CheckinSession, priority: str | None, now: datetime) -> str:
+    """The signed SMS that closes a complete check-in, by its priority."""
+    when = deadline_text(session, priority, now)
+    amber = amber_text(session, session.locale, now) if priority == "amber" else None
+    return texts.done_message(priority, session.locale, when, amber)
 
 
 # -- answering on the web ------------------------------------------------------------------------

@@ -155,12 +155,13 @@ def reminder_message(
     return signed(joined(parts, locale))
 
 
-def done_text(priority: str | None, locale: str, when: str) -> str:
-    """What the patient is told when the check-in is complete (no signature)."""
+def done_text(priority: str | None, locale: str, when: str, amber: str | None = None) -> str:
+    """What the patient is told when the check-in is complete (no signature); ``amber`` is the
+    acknowledgement the rota can keep (reply_texts.amber_answer), used for amber check-ins."""
     if priority == "red":
         return reply_texts.red_reply(locale)
     if priority == "amber":
-        return reply_texts.amber_reply(locale, when)
+        return amber or reply_texts.amber_reply(locale, when)
     if priority == "green":
         return reply_texts.green_reply(locale, when)
     with force_locale(locale):
@@ -171,6 +172,6 @@ def done_text(priority: str | None, locale: str, when: str) -> str:
         )
 
 
-def done_message(priority: str | None, locale: str, when: str) -> str:
+def done_message(priority: str | None, locale: str, when: str, amber: str | None = None) -> str:
     """The completion text as an SMS (signed)."""
-    return signed(done_text(priority, locale, when))
+    return signed(done_text(priority, locale, when, amber))

@@ -40,6 +40,7 @@ from app.extensions import db
 from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
 from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
 from app.models.messages import ACCEPTED_STATUSES
+from app.services.alerts import cover
 from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins.by_sms import (
@@ -651,7 +652,7 @@ def _patient_reply(outcome: Outcome, now: datetime) -> str:
     if intent == "reschedule_request":
         return texts.reschedule_reply(locale, _deadline_text("amber", outcome, now))
     if priority == "amber":
-        return texts.amber_reply(locale, _deadline_text("amber", outcome, now))
+        return texts.amber_answer(locale, cover.promise(now), now, _patient_zone(outcome))
     if intent == "confirm":
         confirmed = any(a.startswith("confirmed:") for a in outcome.actions)
         return texts.confirm_reply(locale, confirmed)
@@ -663,7 +664,7 @@ def _patient_reply(outcome: Outcome, now: datetime) -> str:
 def _deadline_text(level: str, outcome: Outcome, now: datetime) -> str:
     config = current_app.config
     hours = float(
-        config.get("ESCALATION_AMBER_WORKING_HOURS", 4)
+        config.get("ESCALATION_AMBER_HOURS", 4)
         if level == "amber"
         else config.get("ESCALATION_GREEN_REVIEW_WORKING_HOURS", 8)
     )
@@ -671,9 +672,12 @@ def _deadline_text(level: str, outcome: Outcome, now: datetime) -> str:
     deadline = add_working_time(
         now, timedelta(hours=hours), policy.working_hours, clinic_working_days(), clinic_zone()
     )
-    tz = ZoneInfo(outcome.patient.timezone) if outcome.patient else clinic_zone()
     with force_locale(outcome.locale):
-        return texts.when_text(deadline, now, tz, outcome.locale)
+        return texts.when_text(deadline, now, _patient_zone(outcome), outcome.locale)
+
+
+def _patient_zone(outcome: Outcome) -> ZoneInfo:
+    return ZoneInfo(outcome.patient.timezone) if outcome.patient else clinic_zone()
 
 
 # -- intents -------------------------------------------------------------------------------------
