@@ -187,18 +187,14 @@ def test_the_last_answer_completes_the_check_in(started: Started) -> None:
     assert note.level == "green"
 
 
-def test_a_bare_number_after_a_newer_reminder_is_not_a_check_in_answer(started: Started) -> None:
+def test_without_single_answers_only_codes_answer_the_check_in(started: Started) -> None:
     patient, session = started
-    reminder = db.session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.kind == "reminder", OutboxMessage.patient_id == patient.id)
-        .order_by(OutboxMessage.id)
-    ).first()
-    assert reminder is not None
-    reminder.status, reminder.sent_at = "sent", session.sent_at + _minutes(10)
-    db.session.commit()
-    assert sms(patient, "1", session) is None  # "1" confirms the visit instead
-    assert sms(patient, "F37 HB0", session) is not None  # codes still answer the check-in
+    at = session.sent_at + _minutes(30)
+    # The inbound service decided "1" answers another message (or must be asked back).
+    assert answer_by_sms(patient, inbound(patient, "1", at), "1", at, single_answers=False) is None
+    coded = answer_by_sms(patient, inbound(patient, "F37 HB0", at), "F37 HB0", at,
+                          single_answers=False)  # fmt: skip
+    assert coded is not None and fresh(session).answers == {"F": 37, "HB": 0}
 
 
 def test_no_open_check_in_means_no_check_in_answer(app_ctx: Flask) -> None:

@@ -51,10 +51,12 @@ from app.domain.replies import parse_reply
 from app.domain.triage import PRIORITIES, TriageContext, TriageResult, triage
 from app.extensions import db
 from app.models import Alert, CheckinSession, OutboxMessage, Patient
+from app.models.checkins import UNANSWERED_STATUSES
 from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_lifetime
+from app.services.messaging.invitations import to_answer
 from app.services.messaging.outbox import add_history
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
@@ -185,7 +187,7 @@ def close_session(session: CheckinSession, now: datetime, actor: str, *, reason:
     """Stop taking answers (missed when nothing was answered); alert on what was answered."""
     before = session.status
     settle_alert(session, now=now, actor=actor)
-    if session.status == "sent":
+    if session.status in UNANSWERED_STATUSES:
         session.status = "missed"
     session.closed_at = now
     session.updated_at = now
@@ -255,6 +257,7 @@ def queue_message(
         event_keys=[session.event_key],
         items=[item_json],
         notes=[f"check-in {purpose}"],
+        invites=to_answer(session.id, question.code if question else None),
         attempts=0,
         created_at=now,
         updated_at=now,
@@ -502,7 +505,7 @@ def _store(
         session.status = "answered"
         session.answered_at = now
         session.closed_at = now
-    elif merged and session.status == "sent":
+    elif merged and session.status in UNANSWERED_STATUSES:
         session.status = "partial"
     session.updated_at = now
 
