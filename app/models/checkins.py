@@ -71,6 +71,9 @@ class CheckinSession(db.Model):
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     priority: Mapped[str | None] = mapped_column(String(8))
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A red resting on a one-character SMS answer, asked back before paging (issue 16 §4):
+    # {"question": code, "value": v, "asked_at": iso, "inbound": id}; None when nothing waits.
+    red_check: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Why no SMS could be sent (no_consent, opted_out, invalid_number), if so.
     delivery_blocked: Mapped[str | None] = mapped_column(String(32))
     # When the check-in was issued, then when its first question was handed to the provider.

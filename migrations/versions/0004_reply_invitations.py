@@ -1,4 +1,4 @@
-"""what a reply to an outbound SMS means (outbox_message.invites)
+"""what a reply to an outbound SMS means (outbox_message.invites, checkin_session.red_check)
 
 Revision ID: 0004_reply_invitations
 Revises: 0003_jobs_heartbeat
@@ -22,6 +22,8 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.add_column(sa.Column("invites", sa.JSON(), nullable=True))
+    with op.batch_alter_table("checkin_session", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("red_check", sa.JSON(), nullable=True))
     _backfill()
 
 
@@ -59,5 +61,7 @@ def _backfill():
 
 
 def downgrade():
+    with op.batch_alter_table("checkin_session", schema=None) as batch_op:
+        batch_op.drop_column("red_check")
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.drop_column("invites")

@@ -18,6 +18,7 @@ from app.domain.conversation_state import read_reply
 from app.extensions import db
 from app.models import CalendarEvent, CheckinSession, OutboxMessage, Patient
 from app.services.conversations.checkins.schedule import start_checkin
+from app.services.conversations.checkins.sessions import escalate_unconfirmed_reds
 from app.services.conversations.inbound.replies import receive
 from app.services.messaging.dispatch import dispatch_due
 from app.services.messaging.outbox import transition
@@ -215,3 +216,85 @@ def test_no_sms_answers_once_a_receipt_says_the_question_failed(app_ctx: Flask) 
     receive(inbound_form(p.phone_e164, "37.0"), _at(day, 10, 5))
 
     assert _fresh(session).answers == {}
+
+
+# -- a red resting on a one-character answer is confirmed first --------------------------------
+
+
+def _at_vomited_blood_question(p: Patient) -> tuple[CheckinSession, datetime]:
+    day = _checkin_event(p).date
+    session = _open_checkin(p, _at(day, 10, 0))
+    mark_checkin_messages_sent(_at(day, 10, 1))
+    receive(inbound_form(p.phone_e164, "36.8"), _at(day, 10, 2))  # F
+    mark_checkin_messages_sent(_at(day, 10, 3))
+    assert _fresh(session).current_question == "HB"
+    return session, _at(day, 10, 5)
+
+
+def _symptom_alerts() -> list:
+    return [a for a in alerts() if a.kind == "symptom"]
+
+
+def test_a_one_character_red_answer_is_amber_and_asked_back(app_ctx: Flask) -> None:
+    p = patient(locale="en")
+    add_rota()
+    session, now = _at_vomited_blood_question(p)
+
+    result = receive(inbound_form(p.phone_e164, "1"), now)
+
+    assert result.priority == "amber" and "Is that right? Reply YES" in (result.reply or "")
+    assert [a.level for a in _symptom_alerts()] == ["amber"] and _pages() == []
+    assert _fresh(session).red_check["question"] == "HB"
+    assert "red_check_asked" in inbound_rows()[-1].parse["actions"]
+
+    confirmed = receive(inbound_form(p.phone_e164, "yes"), now + timedelta(minutes=2))
+
+    assert confirmed.priority == "red" and "120" in (confirmed.reply or "")
+    assert [a.level for a in _symptom_alerts()] == ["red"] and len(_pages()) >= 1
+    pages = len(_pages())
+    assert _fresh(session).red_check is None
+    assert escalate_unconfirmed_reds(now + timedelta(minutes=30)) == 0
+    assert len(_pages()) == pages  # paged once
+
+
+def test_no_withdraws_the_one_character_answer_and_asks_again(app_ctx: Flask) -> None:
+    p = patient(locale="en")
+    add_rota()
+    session, now = _at_vomited_blood_question(p)
+    receive(inbound_form(p.phone_e164, "1"), now)
+
+    result = receive(inbound_form(p.phone_e164, "no"), now + timedelta(minutes=1))
+
+    assert result.priority != "red" and _pages() == []
+    assert "HB" not in _fresh(session).answers and _fresh(session).red_check is None
+    assert _fresh(session).current_question == "HB"
+    asked = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == "checkin").order_by(OutboxMessage.id)
+    ).all()
+    assert asked[-1].invites == {"reply": "checkin", "session": session.id, "question": "HB"}
+    assert asked[-1].status == "planned"
+
+
+def test_an_unanswered_red_check_becomes_red_after_10_minutes(app_ctx: Flask) -> None:
+    p = patient(locale="zh")
+    add_rota()
+    session, now = _at_vomited_blood_question(p)
+    receive(inbound_form(p.phone_e164, "1"), now)
+
+    assert escalate_unconfirmed_reds(now + timedelta(minutes=9)) == 0
+    assert [a.level for a in _symptom_alerts()] == ["amber"] and _pages() == []
+    assert escalate_unconfirmed_reds(now + timedelta(minutes=10)) == 1
+    assert [a.level for a in _symptom_alerts()] == ["red"] and len(_pages()) >= 1
+    assert escalate_unconfirmed_reds(now + timedelta(minutes=11)) == 0
+    assert _fresh(session).red_check is None
+
+
+def test_a_red_from_free_text_stays_immediate(app_ctx: Flask) -> None:
+    p = patient(locale="en")
+    add_rota()
+    session, now = _at_vomited_blood_question(p)
+
+    result = receive(inbound_form(p.phone_e164, "I vomited blood this morning"), now)
+
+    assert result.priority == "red" and _pages() != []
+    assert _fresh(session).red_check is None

@@ -203,6 +203,17 @@ def ask_back_reply(locale: str, text: str, visit: date, code: str) -> str:
         )
 
 
+def red_check_reply(locale: str, answer: str, question: str) -> str:
+    """A one-character answer that means an emergency: is it right? (a nurse already knows)."""
+    with force_locale(locale):
+        return gettext(
+            'You replied "%(answer)s" to: %(question)s Is that right? Reply YES if it is, or NO if '
+            "not. A study nurse has been told. If you feel very unwell, call 120 now.",
+            answer=answer[:12],
+            question=question,
+        )
+
+
 def nothing_open_reply(locale: str, text: str) -> str:
     """A bare code when no message of ours awaits a reply: nothing was recorded as an answer."""
     with force_locale(locale):

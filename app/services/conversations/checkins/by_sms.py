@@ -31,6 +31,7 @@ from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_url
 from app.services.conversations.checkins.sessions import (
     AnswerOutcome,
+    confirm_red,
     deadline_text,
     item_of,
     kick_dispatch_soon,
@@ -38,6 +39,7 @@ from app.services.conversations.checkins.sessions import (
     queue_message,
     record_answers,
     session_items,
+    withdraw_red_answer,
 )
 from app.services.shared import reply_texts
 
@@ -134,6 +136,63 @@ def read_single_answer(text: str, question: ck.Question) -> Any | None:
     return None
 
 
+def _bare(text: str) -> str:
+    return unicodedata.normalize("NFKC", text or "").strip().strip(_TRAILING)
+
+
+def _question(items: Sequence[ck.CheckinItem], code: Any) -> ck.Question | None:
+    return next((q for i in items for q in i.questions if q.code == code), None)
+
+
+YES_WORDS = frozenset({"1", "y", "yes", "ok", "是", "是的", "有", "对", "确认", "确定"})
+NO_WORDS = frozenset({"0", "n", "no", "否", "不", "不是", "没有", "无", "错了"})
+
+
+def read_yes_no(text: str) -> bool | None:
+    """A bare yes (True) or no (False) to a question asked back; None for anything else."""
+    bare = _bare(text).lower()
+    return True if bare in YES_WORDS else False if bare in NO_WORDS else None
+
+
+def settle_red_check(
+    patient: Patient, inbound_message_id: int, body: str, now: datetime, session_id: int
+) -> SmsAnswer | None:
+    """A yes/no to the question asked back about a one-character red answer; None otherwise.
+
+    Yes: the red stands (alert raised to red, on-call paged, emergency reply). No: the answer is
+    dropped, the check-in re-triaged and its question asked again.
+    """
+    verdict = read_yes_no(body)
+    if verdict is None:
+        return None
+    actor = f"patient:{patient.study_id}"
+    session = db.session.get(CheckinSession, session_id)
+    assert session is not None
+    if verdict:
+        alert = confirm_red(session_id, now=now, actor=actor, reason="confirmed by the patient")
+        items = session_items(session)
+        graded = ck.grade_answers(items, session.answers or {})
+        result = TriageResult(session.priority or "red", tuple(session.reasons or ()))
+        return SmsAnswer(
+            session_id=session_id,
+            reply=reply_texts.red_reply(session.locale),
+            parsed=ck.to_parsed_reply(graded, text=body, language=session.locale),
+            result=result,
+            alert_id=alert.id if alert else None,
+            actions=[f"checkin:{session_id}", "red_confirmed", "emergency_reply", "paged_on_call"],
+        )
+    outcome = withdraw_red_answer(
+        session_id, now=now, actor=actor, inbound_message_id=inbound_message_id
+    )
+    if outcome is None:
+        return None
+    items = session_items(session)
+    answer = _sms_reply(session, items, outcome, [], outcome.next_question, inbound_message_id,
+                        body, now)  # fmt: skip
+    answer.actions.insert(1, "red_withdrawn")
+    return answer
+
+
 def answer_by_sms(
     patient: Patient,
     inbound_message_id: int,
@@ -180,6 +239,7 @@ def answer_by_sms(
             actor=actor,
             inbound_message_id=inbound_message_id,
             free_text=leftover,
+            hold_red=single_answers and len(_bare(body)) == 1,
         )
         problems = [*problems, *outcome.problems]
         question = outcome.next_question
@@ -220,7 +280,14 @@ def _sms_reply(
     reply = ""
     url = link_url(session.id, session.patient_id, now=now)
     source = f"patient:{session.patient.study_id}"
-    if outcome is not None and outcome.result.priority == "red":
+    if outcome is not None and outcome.held_red:
+        check = session.red_check or {}
+        held = _question(items, check.get("question"))
+        reply = reply_texts.red_check_reply(
+            session.locale, str(check.get("value")), held.text(session.locale) if held else ""
+        )
+        actions.append("red_check_asked")
+    elif outcome is not None and outcome.result.priority == "red":
         reply = reply_texts.red_reply(session.locale)
         actions.append("emergency_reply")
         if outcome.alert is not None:

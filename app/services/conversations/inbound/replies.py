@@ -46,12 +46,14 @@ from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins.by_sms import (
     LOOK_UP,
     OPEN_SESSION_ID_OF_PATIENT,
+    SmsAnswer,
     answer_by_sms,
     current_question_for_sms,
     open_session_for_sms,
     read_single_answer,
+    settle_red_check,
 )
-from app.services.conversations.checkins.sessions import checkin_grades_since
+from app.services.conversations.checkins.sessions import checkin_grades_since, pending_red_check
 from app.services.messaging.outbox import add_history
 from app.services.messaging.reminders import cancel_unsent, plan_patient
 from app.services.messaging.send_now import kick_dispatch
@@ -444,6 +446,10 @@ def _from_patient(
     if open_checkin == LOOK_UP:
         session = open_session_for_sms(patient.id, now)
         open_checkin = session.id if session else None
+    if open_checkin is not None and pending_red_check(open_checkin) is not None:
+        settled = settle_red_check(patient, row.id, row.body, now, open_checkin)
+        if settled is not None:
+            return _from_checkin(settled, patient, locale)
     context = reply_context(patient, now)
     parsed = parse_reply(row.body, context=context)
     events = related_events(patient, now)
@@ -454,15 +460,7 @@ def _from_patient(
         patient, row, now, open_checkin, single_answers=reading.route == "checkin"
     )
     if answered is not None:
-        return Outcome(
-            reply=texts.signed(answered.reply) if answered.reply else "",
-            locale=locale,
-            patient=patient,
-            parsed=answered.parsed,
-            result=answered.result,
-            alert_id=answered.alert_id,
-            actions=list(answered.actions),
-        )
+        return _from_checkin(answered, patient, locale)
     previous = previous_grades(patient.id, row.id, now) if parsed.active_symptoms else {}
     result = triage(parsed, previous_grades=previous, context=treatment_context(patient, now))
     outcome = Outcome(reply="", locale=locale, patient=patient, parsed=parsed, result=result)
@@ -471,6 +469,19 @@ def _from_patient(
     _act_on_priority(outcome, row, actor, now)
     outcome.reply = texts.signed(_patient_reply(outcome, now))
     return outcome
+
+
+def _from_checkin(answered: SmsAnswer, patient: Patient, locale: str) -> Outcome:
+    """The outcome of a message the check-ins service took (an answer, or a yes/no asked back)."""
+    return Outcome(
+        reply=texts.signed(answered.reply) if answered.reply else "",
+        locale=locale,
+        patient=patient,
+        parsed=answered.parsed,
+        result=answered.result,
+        alert_id=answered.alert_id,
+        actions=list(answered.actions),
+    )
 
 
 def read_against_invitations(
