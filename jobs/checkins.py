@@ -1,7 +1,8 @@
 """Job: issue due symptom check-ins, remind, hand unanswered ones to nurses, close expired ones.
 
 Runs every CHECKIN_JOB_SECONDS (default 300). Safe in several processes at once: a check-in is
-issued under a UNIQUE (patient, event) key and every later step claims its row with a
+claimed with INSERT .. ON CONFLICT DO NOTHING on the UNIQUE (patient, event) key
+(no unique violation, no error in the database log) and every later step claims its row with a
 conditional UPDATE (app/services/conversations/checkins/schedule.py). The messages it plans go out with the
 dispatch job.
 """

@@ -6,7 +6,8 @@ arrive by SMS (one question per message, or the whole check-in in one compact re
 the signed web link; both end in ``app.services.conversations.checkins.sessions.record_answers``, which keeps
 ``answers`` (question code -> value), the graded ``results`` and the triage ``priority``.
 
-Status: ``sent`` (issued, no answer yet) -> ``partial`` (some answers) -> ``answered`` (every
+Status: ``scheduled`` (issued, its first question not yet handed to the SMS provider: it takes
+no SMS answers) -> ``sent`` (the question was handed over, no answer yet) -> ``partial`` (some answers) -> ``answered`` (every
 question that applies is answered). Without a complete answer after CHECKIN_CALL_TASK_DAYS the
 session becomes ``call_task`` (a nurse calls: PRO-TECT's backup call); a session closed without
 any answer is ``missed``. ``closed_at`` is set when the session stops taking answers.
@@ -32,8 +33,11 @@ from app.extensions import db
 from app.models.patient import CalendarEvent, Patient
 from app.models.types import UTCDateTime, utcnow
 
-CHECKIN_STATUSES = ("sent", "partial", "answered", "missed", "call_task")
-OPEN_CHECKIN_STATUSES = ("sent", "partial", "call_task")
+CHECKIN_STATUSES = ("scheduled", "sent", "partial", "answered", "missed", "call_task")
+OPEN_CHECKIN_STATUSES = ("scheduled", "sent", "partial", "call_task")
+# Statuses in which SMS answers are read (a scheduled check-in's question has not gone out).
+SMS_ANSWER_STATUSES = ("sent", "partial", "call_task")
+UNANSWERED_STATUSES = ("scheduled", "sent")
 CHECKIN_CHANNELS = ("sms", "web", "mixed")
 
 
@@ -67,8 +71,12 @@ class CheckinSession(db.Model):
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     priority: Mapped[str | None] = mapped_column(String(8))
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A red resting on a one-character SMS answer, asked back before paging (issue 16 §4):
+    # {"question": code, "value": v, "asked_at": iso, "inbound": id}; None when nothing waits.
+    red_check: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Why no SMS could be sent (no_consent, opted_out, invalid_number), if so.
     delivery_blocked: Mapped[str | None] = mapped_column(String(32))
+    # When the check-in was issued, then when its first question was handed to the provider.
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_answer_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -47,6 +47,9 @@ OUTBOX_STATUSES = (
 UNSENT_STATUSES = frozenset({"planned"})
 IN_FLIGHT_STATUSES = frozenset({"claimed", "unknown"})
 ACCEPTED_STATUSES = frozenset({"queued", "sending", "sent", "delivered", "undelivered"})
+# Handed to the provider and not known to have failed: a reply may answer such a message.
+HANDED_OVER_STATUSES = frozenset({"queued", "sending", "sent", "delivered"})
+FAILED_DELIVERY_STATUSES = frozenset({"undelivered", "failed"})
 TERMINAL_STATUSES = frozenset(
     {"delivered", "undelivered", "failed", "expired", "blocked", "cancelled"}
 )
@@ -88,6 +91,9 @@ class OutboxMessage(db.Model):
     event_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     notes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What a reply to this message means (None: it invites none), app.services.messaging.invitations:
+    # {"reply": "confirm", "event_keys": [...]} or {"reply": "checkin", "session": id, "question": code}.
+    invites: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # The dispatcher's lease and attempts.
     claimed_by: Mapped[str | None] = mapped_column(String(120))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

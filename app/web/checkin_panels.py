@@ -19,6 +19,7 @@ from app.web import labels
 from app.web.helpers import clinic_today
 
 STATUS_LABELS = {
+    "scheduled": _l("Scheduled, question not sent yet"),
     "sent": _l("Sent, not answered yet"),
     "partial": _l("Partly answered"),
     "answered": _l("Answered"),

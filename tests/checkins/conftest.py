@@ -25,6 +25,7 @@ from app.models import (
     Patient,
 )
 from app.services.conversations.checkins.schedule import start_checkin
+from app.services.messaging.outbox import transition
 from app.services.schedule.patients import enrol_patient
 from app.services.shared import users as user_service
 from tests.support import (
@@ -120,14 +121,18 @@ def start(patient: Patient, *, index: int = 0, now: datetime | None = None) -> C
 
 
 def mark_checkin_messages_sent(at: datetime) -> None:
-    """Pretend the dispatcher sent every planned check-in message at ``at``."""
-    for row in db.session.scalars(
-        select(OutboxMessage).where(
+    """Hand every planned check-in message to the provider at ``at`` (the dispatcher's status
+    change, so the check-in follows: scheduled -> sent)."""
+    ids = db.session.scalars(
+        select(OutboxMessage.id).where(
             OutboxMessage.kind == "checkin", OutboxMessage.status == "planned"
         )
-    ):
-        row.status, row.sent_at = "sent", at
+    ).all()
+    for message_id in ids:
+        transition(message_id, expect=("planned",), to="sent", source="test",
+                   values={"sent_at": at}, at=at)  # fmt: skip
     db.session.commit()
+    db.session.expire_all()
 
 
 _sids = iter(range(1, 10**9))

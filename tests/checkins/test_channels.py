@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from app.extensions import db
-from app.services.conversations.checkins.by_sms import answer_by_sms
+from app.services.conversations.checkins.by_sms import answer_by_sms, settle_red_check
 from app.services.conversations.checkins.sessions import record_answers, session_items
 from tests.checkins.conftest import (
     alerts,
@@ -39,6 +39,11 @@ def _by_sms_one_at_a_time(patient: Any, session: Any, answers: dict[str, Any]) -
         result = answer_by_sms(patient, inbound(patient, text, moment), text, moment)
         db.session.commit()
         assert result is not None
+        if "red_check_asked" in result.actions:  # a one-character red: the patient confirms
+            yes = inbound(patient, "yes", moment)
+            result = settle_red_check(patient, yes, "yes", moment, session.id)
+            db.session.commit()
+            assert result is not None and result.result.priority == "red"
         if result.result.priority == "red":  # SMS stops asking: the rest by compact reply
             rest = {k: v for k, v in answers.items() if k not in fresh(session).answers}
             if rest:

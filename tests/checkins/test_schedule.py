@@ -28,6 +28,7 @@ from tests.checkins.conftest import (
     fresh,
     full_answers,
     local,
+    mark_checkin_messages_sent,
 )
 
 
@@ -52,7 +53,11 @@ def test_a_check_in_is_issued_at_the_send_time_of_its_day_and_only_once(app_ctx:
 
     assert [s.event_key for s in started] == [event.key] and again == []
     (session,) = sessions()
-    assert (session.status, session.phase, session.event_date) == ("sent", "induction", event.date)
+    assert (session.status, session.phase, session.event_date) == (
+        "scheduled",  # until its first question is handed to the provider
+        "induction",
+        event.date,
+    )
     assert session.items[0] == "F" and session.current_question == "F"
     (message,) = checkin_messages(session)
     assert message.kind == "checkin" and message.dedupe_key == f"checkin:{session.id}:start"
@@ -93,6 +98,8 @@ def test_an_unanswered_check_in_is_reminded_once_then_becomes_a_call_task(app_ct
     event = checkin_events(patient)[0]
     sent = local(event.date, 10, 0)
     (session,) = schedule.start_due(sent)
+    assert schedule.remind_due(sent + days(1)) == 0  # scheduled: its question has not gone out
+    mark_checkin_messages_sent(sent)  # the reminder counts from the handover
 
     assert schedule.remind_due(sent + days(1) - days(1 / 1440)) == 0
     assert schedule.remind_due(sent + days(1)) == 1
@@ -175,7 +182,7 @@ def test_a_newer_check_in_closes_the_older_one(app_ctx: Flask) -> None:
     schedule.start_due(local(second.date, 10, 0))
     older, newer = sessions()
     assert older.closed_at == local(second.date, 10, 0) and older.status == "missed"
-    assert newer.closed_at is None and newer.status == "sent"
+    assert newer.closed_at is None and newer.status == "scheduled"
 
 
 def a_day_without_check_ins(patient: Patient, after: date) -> date:

@@ -12,7 +12,12 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditEntry, CalendarEvent, CheckinSession, OutboxMessage, Patient
 from app.services.conversations.checkins import by_sms as checkin_sms
-from app.services.conversations.checkins.by_sms import SmsAnswer, answer_by_sms, read_single_answer
+from app.services.conversations.checkins.by_sms import (
+    SmsAnswer,
+    answer_by_sms,
+    read_single_answer,
+    settle_red_check,
+)
 from app.services.conversations.checkins.sessions import session_items
 from tests.checkins.conftest import (
     CLINICIAN_PHONE,
@@ -142,7 +147,14 @@ def test_a_red_answer_gets_the_emergency_reply_and_a_page_and_no_more_questions(
     for answer in ("36.5", "0", "0"):
         sms(patient, answer, session)
     before = len(checkin_messages(session))
-    reply = sms(patient, "4", session)  # S: cannot swallow liquids
+    held = sms(patient, "4", session)  # S: cannot swallow liquids (one character: asked back)
+    assert (
+        held is not None and held.result.priority == "amber" and "red_check_asked" in held.actions
+    )
+    assert "Reply YES" in held.reply and [a.level for a in alerts()] == ["amber"]
+    at = session.sent_at + _minutes(31)
+    reply = settle_red_check(patient, inbound(patient, "YES", at), "YES", at, session.id)
+    db.session.commit()
     assert reply is not None and reply.result.priority == "red"
     assert "120" in reply.reply and "emergency department" in reply.reply
     assert {"emergency_reply", "paged_on_call"} <= set(reply.actions)
@@ -187,18 +199,14 @@ def test_the_last_answer_completes_the_check_in(started: Started) -> None:
     assert note.level == "green"
 
 
-def test_a_bare_number_after_a_newer_reminder_is_not_a_check_in_answer(started: Started) -> None:
+def test_without_single_answers_only_codes_answer_the_check_in(started: Started) -> None:
     patient, session = started
-    reminder = db.session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.kind == "reminder", OutboxMessage.patient_id == patient.id)
-        .order_by(OutboxMessage.id)
-    ).first()
-    assert reminder is not None
-    reminder.status, reminder.sent_at = "sent", session.sent_at + _minutes(10)
-    db.session.commit()
-    assert sms(patient, "1", session) is None  # "1" confirms the visit instead
-    assert sms(patient, "F37 HB0", session) is not None  # codes still answer the check-in
+    at = session.sent_at + _minutes(30)
+    # The inbound service decided "1" answers another message (or must be asked back).
+    assert answer_by_sms(patient, inbound(patient, "1", at), "1", at, single_answers=False) is None
+    coded = answer_by_sms(patient, inbound(patient, "F37 HB0", at), "F37 HB0", at,
+                          single_answers=False)  # fmt: skip
+    assert coded is not None and fresh(session).answers == {"F": 37, "HB": 0}
 
 
 def test_no_open_check_in_means_no_check_in_answer(app_ctx: Flask) -> None:
@@ -212,7 +220,11 @@ def test_a_red_first_answer_alerts_before_its_follow_up(started: Started) -> Non
     patient, session = started
     add_rota()
     sms(patient, "F36.5 HB0 BS0 S0 D0 N0 V0 A0 M0 E0", session)
-    reply = sms(patient, "4", session)  # shortness of breath: very severe, interference unasked
+    held = sms(patient, "4", session)  # shortness of breath: very severe, interference unasked
+    assert held is not None and held.result.priority == "amber"  # one character: asked back
+    at = session.sent_at + _minutes(31)
+    reply = settle_red_check(patient, inbound(patient, "1", at), "1", at, session.id)
+    db.session.commit()
     assert reply is not None and reply.result.priority == "red"
     (alert,) = alerts()
     assert alert.level == "red"

@@ -9,9 +9,10 @@ from flask import Flask
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import CalendarEvent, CheckinSession, OutboxMessage
+from app.models import CalendarEvent, CheckinSession
 from app.services.conversations.checkins.schedule import start_due
 from app.services.conversations.inbound.replies import receive
+from tests.checkins.conftest import mark_checkin_messages_sent
 from tests.replies.conftest import add_rota, alerts, inbound_form, inbound_rows, patient
 
 
@@ -27,9 +28,7 @@ def _started_checkin(app: Flask) -> tuple[object, datetime]:
     now = moment.astimezone(UTC)
     sessions = start_due(now)
     assert sessions, "the check-in should have started"
-    for row in db.session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "checkin")):
-        row.status, row.sent_at = "sent", now - timedelta(minutes=5)
-    db.session.commit()
+    mark_checkin_messages_sent(now - timedelta(minutes=5))
     return p, now
 
 

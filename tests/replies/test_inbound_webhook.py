@@ -237,8 +237,10 @@ def test_a_confirmation_confirms_the_events_of_the_last_reminder(app_ctx: Flask)
 def test_a_confirmation_without_a_recent_reminder_changes_nothing(app_ctx: Flask) -> None:
     p = patient(locale="en")
     result = receive(inbound_form(p.phone_e164, "OK"), MONDAY_10)
-    assert result.reply and "received your reply" in result.reply
+    assert result.reply and "no question of ours is open" in result.reply  # asked back
     assert {e.status for e in p.events} == {"planned"}
+    (row,) = inbound_rows()
+    assert row.parse["actions"] == ["asked_back:nothing_open"]
 
 
 def test_a_reschedule_request_flags_the_event_and_raises_a_nurse_item(app_ctx: Flask) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.services.messaging.invitations import follow_status
 from app.services.shared.pagination import Page, paginate
 
 PAGE_SIZE = 50
@@ -35,24 +36,29 @@ def transition(
     at: datetime | None = None,
     from_status: str | None = None,
 ) -> bool:
-    """Move one message from one of ``expect`` to ``to`` (and set ``values``); False if not."""
+    """Move one message from one of ``expect`` to ``to`` (and set ``values``); False if not.
+
+    A check-in invited by the message follows (``invitations.follow_status``).
+    """
     at = at or utcnow()
     expected = tuple(expect)
     stmt = (
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(expected))
         .values(status=to, updated_at=at, **dict(values or {}))
-        .returning(OutboxMessage.status)
+        .returning(OutboxMessage.invites)
         .execution_options(synchronize_session=False)
     )
     if claimed_by is not None:
         stmt = stmt.where(OutboxMessage.claimed_by == claimed_by)
-    changed = db.session.execute(stmt).first() is not None
-    if changed:
-        if from_status is None and len(expected) == 1:
-            from_status = expected[0]
-        add_history(message_id, from_status, to, source=source, detail=detail, at=at)
-    return changed
+    changed = db.session.execute(stmt).first()
+    if changed is None:
+        return False
+    if from_status is None and len(expected) == 1:
+        from_status = expected[0]
+    add_history(message_id, from_status, to, source=source, detail=detail, at=at)
+    follow_status(changed.invites, to, at)
+    return True
 
 
 def add_history(

@@ -36,6 +36,7 @@ from app.domain.reminders import (
 from app.extensions import db
 from app.models import OutboxMessage, Patient, utcnow
 from app.models.messages import COUNTED_STATUSES
+from app.services.messaging.invitations import to_confirm
 from app.services.messaging.outbox import add_history, transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 MOVED_CLAUSES_SHOWN = 2
 
 PLANNER_KINDS = ("reminder", "moved")
+INVITING_KINDS = PLANNER_KINDS  # reminders and notices of a move say "Reply 1 to confirm"
 KNOWN_TEMPLATES = (
     "treatment",
     "premedication",
@@ -742,6 +744,7 @@ def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, ob
         "event_keys": message.event_keys,
         "items": [item.to_json() for item in message.items],
         "notes": list(message.notes),
+        "invites": to_confirm(message.event_keys) if message.kind in INVITING_KINDS else None,
     }
 
 

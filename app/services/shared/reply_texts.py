@@ -7,7 +7,7 @@ the patient: pages identify the patient by study id only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -222,6 +222,41 @@ def unknown_reply(locale: str) -> str:
         return gettext(
             "Thank you, a study nurse will read your message. Reply HELP for the reply codes. "
             "If you feel very unwell, call 120."
+        )
+
+
+def ask_back_reply(locale: str, text: str, visit: date, code: str) -> str:
+    """A bare code that fits two open messages: which one did the patient mean?"""
+    with force_locale(locale):
+        return gettext(
+            'Your reply "%(text)s" could answer two of our messages. To confirm your appointment '
+            "on %(date)s, reply CONFIRM. To answer the symptom question, reply %(code)s. If you "
+            "feel very unwell, call 120.",
+            text=text[:12],
+            date=format_skeleton("MMMd", visit, locale=locale),
+            code=code,
+        )
+
+
+def red_check_reply(locale: str, answer: str, question: str) -> str:
+    """A one-character answer that means an emergency: is it right? (a nurse already knows)."""
+    with force_locale(locale):
+        return gettext(
+            'You replied "%(answer)s" to: %(question)s Is that right? Reply YES if it is, or NO if '
+            "not. A study nurse has been told. If you feel very unwell, call 120 now.",
+            answer=answer[:12],
+            question=question,
+        )
+
+
+def nothing_open_reply(locale: str, text: str) -> str:
+    """A bare code when no message of ours awaits a reply: nothing was recorded as an answer."""
+    with force_locale(locale):
+        return gettext(
+            'We are not sure what your reply "%(text)s" answers: no question of ours is open. '
+            "Tell us in words how you feel, or call %(phone)s. If you feel very unwell, call 120.",
+            text=text[:12],
+            phone=clinic_phone(),
         )
 
 

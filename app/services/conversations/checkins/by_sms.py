@@ -25,13 +25,13 @@ from app.domain import checkins as ck
 from app.domain.replies import ParsedReply, parse_chinese_number
 from app.domain.triage import TriageResult
 from app.extensions import db
-from app.models import CheckinSession, OutboxMessage, Patient
-from app.models.checkins import OPEN_CHECKIN_STATUSES
-from app.models.messages import ACCEPTED_STATUSES
+from app.models import CheckinSession, Patient
+from app.models.checkins import SMS_ANSWER_STATUSES
 from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_url
 from app.services.conversations.checkins.sessions import (
     AnswerOutcome,
+    confirm_red,
     done_sms,
     item_of,
     kick_dispatch_soon,
@@ -39,6 +39,7 @@ from app.services.conversations.checkins.sessions import (
     queue_message,
     record_answers,
     session_items,
+    withdraw_red_answer,
 )
 from app.services.shared import reply_texts
 
@@ -46,11 +47,12 @@ LABEL_WORDS = re.compile(r"^[\w\s\u3400-\u9fff']+$")
 
 
 def _open_for_sms(patient_id: Any, now: Any) -> tuple[Any, ...]:
-    """Where-clauses of a check-in that takes SMS answers (one definition for both statements)."""
+    """Where-clauses of a check-in that takes SMS answers (one definition for both statements):
+    open, its question handed to the provider (not ``scheduled``) and not known undelivered."""
     return (
         CheckinSession.patient_id == patient_id,
         CheckinSession.closed_at.is_(None),
-        CheckinSession.status.in_(OPEN_CHECKIN_STATUSES),
+        CheckinSession.status.in_(SMS_ANSWER_STATUSES),
         CheckinSession.expires_at > now,
         CheckinSession.delivery_blocked.is_(None),
     )
@@ -76,18 +78,6 @@ OPEN_SESSION_ID_OF_PATIENT = (
 """The id of the patient's open SMS check-in (as ``open_session_for_sms``), correlated to a
 query on Patient (bind ``p_now``): lets the inbound service read both in one statement."""
 LOOK_UP = "look up"
-_OUTBOX = OutboxMessage.__table__
-_LATEST_OUTBOUND_KIND = (
-    select(_OUTBOX.c.kind)
-    .where(
-        _OUTBOX.c.patient_id == bindparam("p_patient"),
-        _OUTBOX.c.kind.in_(("reminder", "moved", "checkin")),
-        _OUTBOX.c.status.in_(ACCEPTED_STATUSES),
-        _OUTBOX.c.sent_at.is_not(None),
-    )
-    .order_by(_OUTBOX.c.sent_at.desc(), _OUTBOX.c.id.desc())
-    .limit(1)
-)
 
 
 @dataclass
@@ -100,6 +90,16 @@ class SmsAnswer:
     result: TriageResult
     alert_id: int | None
     actions: list[str]
+
+
+def current_question_for_sms(session_id: int | None) -> ck.Question | None:
+    """The question a bare SMS answer would answer in this check-in (None: no such check-in)."""
+    if session_id is None:
+        return None
+    session = db.session.get(CheckinSession, session_id)
+    if session is None:
+        return None
+    return ck.next_question(session_items(session), session.answers or {})
 
 
 def open_session_for_sms(patient_id: int, now: datetime) -> CheckinSession | None:
@@ -136,6 +136,63 @@ def read_single_answer(text: str, question: ck.Question) -> Any | None:
     return None
 
 
+def _bare(text: str) -> str:
+    return unicodedata.normalize("NFKC", text or "").strip().strip(_TRAILING)
+
+
+def _question(items: Sequence[ck.CheckinItem], code: Any) -> ck.Question | None:
+    return next((q for i in items for q in i.questions if q.code == code), None)
+
+
+YES_WORDS = frozenset({"1", "y", "yes", "ok", "是", "是的", "有", "对", "确认", "确定"})
+NO_WORDS = frozenset({"0", "n", "no", "否", "不", "不是", "没有", "无", "错了"})
+
+
+def read_yes_no(text: str) -> bool | None:
+    """A bare yes (True) or no (False) to a question asked back; None for anything else."""
+    bare = _bare(text).lower()
+    return True if bare in YES_WORDS else False if bare in NO_WORDS else None
+
+
+def settle_red_check(
+    patient: Patient, inbound_message_id: int, body: str, now: datetime, session_id: int
+) -> SmsAnswer | None:
+    """A yes/no to the question asked back about a one-character red answer; None otherwise.
+
+    Yes: the red stands (alert raised to red, on-call paged, emergency reply). No: the answer is
+    dropped, the check-in re-triaged and its question asked again.
+    """
+    verdict = read_yes_no(body)
+    if verdict is None:
+        return None
+    actor = f"patient:{patient.study_id}"
+    session = db.session.get(CheckinSession, session_id)
+    assert session is not None
+    if verdict:
+        alert = confirm_red(session_id, now=now, actor=actor, reason="confirmed by the patient")
+        items = session_items(session)
+        graded = ck.grade_answers(items, session.answers or {})
+        result = TriageResult(session.priority or "red", tuple(session.reasons or ()))
+        return SmsAnswer(
+            session_id=session_id,
+            reply=reply_texts.red_reply(session.locale),
+            parsed=ck.to_parsed_reply(graded, text=body, language=session.locale),
+            result=result,
+            alert_id=alert.id if alert else None,
+            actions=[f"checkin:{session_id}", "red_confirmed", "emergency_reply", "paged_on_call"],
+        )
+    outcome = withdraw_red_answer(
+        session_id, now=now, actor=actor, inbound_message_id=inbound_message_id
+    )
+    if outcome is None:
+        return None
+    items = session_items(session)
+    answer = _sms_reply(session, items, outcome, [], outcome.next_question, inbound_message_id,
+                        body, now)  # fmt: skip
+    answer.actions.insert(1, "red_withdrawn")
+    return answer
+
+
 def answer_by_sms(
     patient: Patient,
     inbound_message_id: int,
@@ -143,8 +200,13 @@ def answer_by_sms(
     now: datetime,
     *,
     open_session_id: int | Literal["look up"] | None = LOOK_UP,
+    single_answers: bool = True,
 ) -> SmsAnswer | None:
     """Read an SMS as a check-in answer and act on it; None when it is not one (free text).
+
+    ``single_answers=False``: a bare answer ("1") is not read as an answer to the current question
+    (the inbound service decided it answers another message, or must be asked back); compact
+    codes ("HB1") still are.
 
     Inside the inbound-SMS transaction: flush, never commit. The next question (or the thank-you
     message) is queued in the outbox; a red answer gets the emergency reply at once instead.
@@ -161,7 +223,7 @@ def answer_by_sms(
         return None
     items = session_items(session)
     current = ck.next_question(items, session.answers or {})
-    answers, problems, leftover = _read_sms(body, items, current, session)
+    answers, problems, leftover = _read_sms(body, items, current if single_answers else None)
     if answers is None:
         return None
     actor = f"patient:{patient.study_id}"
@@ -177,6 +239,7 @@ def answer_by_sms(
             actor=actor,
             inbound_message_id=inbound_message_id,
             free_text=leftover,
+            hold_red=single_answers and len(_bare(body)) == 1,
         )
         problems = [*problems, *outcome.problems]
         question = outcome.next_question
@@ -187,10 +250,9 @@ def _read_sms(
     body: str,
     items: Sequence[ck.CheckinItem],
     current: ck.Question | None,
-    session: CheckinSession,
 ) -> tuple[dict[str, Any] | None, list[ck.AnswerProblem], str]:
     """(answers, problems, leftover free text); answers None when the SMS is not an answer."""
-    if current is not None and _latest_outbound_is_checkin(session):
+    if current is not None:
         value = read_single_answer(body, current)
         if value is not None:
             problem = current.problem(value)
@@ -202,15 +264,6 @@ def _read_sms(
         return None, [], ""
     leftover = " ".join(p.value for p in compact.problems if p.kind == "unreadable" and p.value)
     return dict(compact.answers), list(compact.problems), leftover
-
-
-def _latest_outbound_is_checkin(session: CheckinSession) -> bool:
-    """False when a reminder reached the patient after the last check-in message (then a bare
-    "1" or "2" answers the reminder, not the check-in)."""
-    latest = db.session.connection().scalar(
-        _LATEST_OUTBOUND_KIND, {"p_patient": session.patient_id}
-    )
-    return latest in (None, "checkin")
 
 
 def _sms_reply(
@@ -227,7 +280,14 @@ def _sms_reply(
     reply = ""
     url = link_url(session.id, session.patient_id, now=now)
     source = f"patient:{session.patient.study_id}"
-    if outcome is not None and outcome.result.priority == "red":
+    if outcome is not None and outcome.held_red:
+        check = session.red_check or {}
+        held = _question(items, check.get("question"))
+        reply = reply_texts.red_check_reply(
+            session.locale, str(check.get("value")), held.text(session.locale) if held else ""
+        )
+        actions.append("red_check_asked")
+    elif outcome is not None and outcome.result.priority == "red":
         reply = reply_texts.red_reply(session.locale)
         actions.append("emergency_reply")
         if outcome.alert is not None:

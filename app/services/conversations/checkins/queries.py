@@ -163,7 +163,7 @@ def metrics_status(session: CheckinSession, now: datetime) -> str:
         return "partial" if session.answers else "missed"
     if session.status == "partial":
         return "partial" if over else "pending"
-    if session.status == "sent":
+    if session.status in ("scheduled", "sent"):
         return "missed" if over else "pending"
     return "missed"
 

@@ -6,14 +6,17 @@
   who cannot receive SMS (no consent, opted out, invalid number) gets a session that is at once a
   nurse call task. Starting a check-in closes the patient's older open ones, so an SMS answer
   always belongs to the newest.
-- ``remind_due``: one reminder CHECKIN_REMINDER_HOURS (24) after an incomplete check-in was sent.
+- ``remind_due``: one reminder CHECKIN_REMINDER_HOURS (24) after an incomplete check-in was sent
+  (a check-in is ``scheduled`` until its first question is handed to the provider, then ``sent``
+  with ``sent_at`` moved to that moment, by app.services.messaging.invitations).
 - ``call_tasks_due``: CHECKIN_CALL_TASK_DAYS (2) days after it was sent and still incomplete, the
   check-in becomes a call task in the triage inbox (PRO-TECT's backup call by a nurse).
 - ``expire_due``: at ``expires_at`` (the link's lifetime, CHECKIN_LINK_HOURS = 96) an open
   check-in stops taking answers; a call task stays until a nurse resolves it.
 
-Each step claims its rows with a conditional UPDATE (or a UNIQUE key) and commits per row, so
-several job processes can run at once and every step happens once.
+Each step claims its rows with a conditional UPDATE (or INSERT .. ON CONFLICT DO NOTHING on the
+UNIQUE key, so no process ever hits a unique violation) and commits per row, so several job
+processes can run at once and every step happens once.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.domain import checkins as ck
 from app.extensions import db
@@ -54,6 +59,8 @@ from app.services.shared import audit
 from app.services.shared.clinic import clinic_zone
 
 logger = logging.getLogger("cadence.checkins")
+INCOMPLETE_STATUSES = ("scheduled", "sent", "partial")
+"""Not complete and not yet a call task (a scheduled check-in may never have gone out)."""
 
 
 @dataclass
@@ -163,31 +170,30 @@ def start_checkin(
     conf = settings()
     blocked = blocked_reason(patient)
     first = ck.next_question(items, {})
-    session = CheckinSession(
-        patient_id=patient.id,
-        event_id=event_row.id,
-        event_key=event_row.key,
-        event_date=event_row.date,
-        phase=event_row.phase,
-        status="sent",
-        locale=patient.locale if patient.locale in ("zh", "en") else "zh",
-        items=[i.code for i in items],
-        current_question=first.code if first else None,
-        answers={},
-        answer_log=[],
-        results=[],
-        reasons=[],
-        delivery_blocked=blocked,
-        sent_at=now,
-        expires_at=now + conf.link_valid,
-        created_at=now,
-        updated_at=now,
-    )
-    db.session.add(session)
-    try:
-        db.session.flush()
-    except IntegrityError:  # another process issued it first: its transaction wins
-        db.session.rollback()
+    # Scheduled until its first question is handed to the provider (messaging.invitations).
+    status = "scheduled" if send and blocked is None else "sent"
+    values = {
+        "patient_id": patient.id,
+        "event_id": event_row.id,
+        "event_key": event_row.key,
+        "event_date": event_row.date,
+        "phase": event_row.phase,
+        "status": status,
+        "locale": patient.locale if patient.locale in ("zh", "en") else "zh",
+        "items": [i.code for i in items],
+        "current_question": first.code if first else None,
+        "answers": {},
+        "answer_log": [],
+        "results": [],
+        "reasons": [],
+        "delivery_blocked": blocked,
+        "sent_at": now,
+        "expires_at": now + conf.link_valid,
+        "created_at": now,
+        "updated_at": now,
+    }
+    session = _claim_session(values)
+    if session is None:  # another process issued it first
         return None
     _close_older(patient.id, session.id, now, actor)
     audit.record(
@@ -222,6 +228,21 @@ def start_checkin(
     )
     queue_message(session, "start", body, due=send_after, question=first, source=actor, now=now)
     return session
+
+
+def _claim_session(values: dict[str, Any]) -> CheckinSession | None:
+    """Insert the session unless the event has one (INSERT .. ON CONFLICT DO NOTHING), so two
+    jobs processes never race on the UNIQUE key; None when another process was first."""
+    table = CheckinSession.__table__
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["patient_id", "event_key"])
+        .returning(table.c.id)
+    )
+    session_id = db.session.execute(statement).scalar_one_or_none()
+    return None if session_id is None else db.session.get(CheckinSession, session_id)
 
 
 def _close_older(patient_id: int, keep_id: int, now: datetime, actor: str) -> None:
@@ -308,7 +329,7 @@ def call_tasks_due(
     ids = db.session.scalars(
         select(CheckinSession.id)
         .where(
-            CheckinSession.status.in_(("sent", "partial")),
+            CheckinSession.status.in_(INCOMPLETE_STATUSES),
             CheckinSession.call_task_at.is_(None),
             CheckinSession.sent_at <= now - conf.call_task_after,
         )
@@ -322,7 +343,7 @@ def call_tasks_due(
             .where(
                 CheckinSession.id == session_id,
                 CheckinSession.call_task_at.is_(None),
-                CheckinSession.status.in_(("sent", "partial")),
+                CheckinSession.status.in_(INCOMPLETE_STATUSES),
             )
             .values(call_task_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
@@ -347,7 +368,7 @@ def expire_due(now: datetime, *, actor: str = JOB_ACTOR, report: RunReport | Non
     rows = db.session.scalars(
         select(CheckinSession)
         .where(
-            CheckinSession.status.in_(("sent", "partial")),
+            CheckinSession.status.in_(INCOMPLETE_STATUSES),
             CheckinSession.closed_at.is_(None),
             CheckinSession.expires_at <= now,
         )

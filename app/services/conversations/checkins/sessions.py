@@ -51,11 +51,13 @@ from app.domain.replies import parse_reply
 from app.domain.triage import PRIORITIES, TriageContext, TriageResult, triage
 from app.extensions import db
 from app.models import Alert, CheckinSession, OutboxMessage, Patient
+from app.models.checkins import UNANSWERED_STATUSES
 from app.services.alerts import cover
 from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_lifetime
+from app.services.messaging.invitations import to_answer
 from app.services.messaging.outbox import add_history
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
@@ -72,6 +74,12 @@ STARTABLE_EVENT_STATUSES = ("planned", "confirmed")
 NO_SMS_STATUSES = ("withdrawn", "off_study")
 ALERT_LEVEL_RANK = {"green": 1, "amber": 2, "red": 3}
 KICK_FLAG = "cadence.checkins.kick_dispatch"
+RED_CHECK_MINUTES = 10
+RED_CHECK_AFTER = timedelta(minutes=RED_CHECK_MINUTES)
+HELD_REASON = (
+    "red_check: a red resting on a one-character SMS answer, asked back; red if confirmed or "
+    f"unanswered within {RED_CHECK_MINUTES} minutes"
+)
 
 
 class CheckinError(ValueError):
@@ -186,7 +194,7 @@ def close_session(session: CheckinSession, now: datetime, actor: str, *, reason:
     """Stop taking answers (missed when nothing was answered); alert on what was answered."""
     before = session.status
     settle_alert(session, now=now, actor=actor)
-    if session.status == "sent":
+    if session.status in UNANSWERED_STATUSES:
         session.status = "missed"
     session.closed_at = now
     session.updated_at = now
@@ -256,6 +264,7 @@ def queue_message(
         event_keys=[session.event_key],
         items=[item_json],
         notes=[f"check-in {purpose}"],
+        invites=to_answer(session.id, question.code if question else None),
         attempts=0,
         created_at=now,
         updated_at=now,
@@ -304,6 +313,7 @@ class AnswerOutcome:
     became_red: bool
     complete: bool
     next_question: ck.Question | None
+    held_red: bool = False
 
     @property
     def priority(self) -> str:
@@ -338,8 +348,12 @@ def record_answers(
     actor: str,
     inbound_message_id: int | None = None,
     free_text: str = "",
+    hold_red: bool = False,
 ) -> AnswerOutcome:
     """Keep answers from either channel, grade, triage and alert; flush, never commit.
+
+    ``hold_red``: the answer is one character by SMS; if it alone makes the check-in red, the
+    alert is amber until the patient confirms it or 10 minutes pass (``red_check``, issue 16).
 
     Answers to questions that do not apply (a follow-up after a 0) are dropped; invalid ones are
     returned as problems and not kept. A later answer to the same question replaces the earlier
@@ -374,6 +388,12 @@ def record_answers(
     graded, result = _triage(session, items, merged, free, context)
     complete = ck.is_complete(items, merged)
     was_red = session.priority == "red"
+    if result.priority == "red" and _hold(session, hold_red and not was_red, accepted):
+        result = _held(result)
+        if session.red_check is None:
+            code, value = next(iter(accepted.items()))
+            session.red_check = {"question": code, "value": _json_value(value),
+                                 "asked_at": now.isoformat(), "inbound": inbound_message_id}  # fmt: skip
     _store(session, items, merged, accepted, graded, result, complete, channel, now)
     alert = _alert_now(
         session, items, graded, result, free, context, complete, now, actor, inbound_message_id
@@ -406,7 +426,98 @@ def record_answers(
         became_red=result.priority == "red" and not was_red,
         complete=complete,
         next_question=ck.next_question(items, merged),
+        held_red=session.red_check is not None,
     )
+
+
+def _hold(session: CheckinSession, new_hold: bool, accepted: Mapping[str, Any]) -> bool:
+    """True while a red rests on an unconfirmed one-character answer (asked back)."""
+    return session.red_check is not None or (new_hold and len(accepted) == 1)
+
+
+def _held(result: TriageResult) -> TriageResult:
+    """A red result held as amber until the patient confirms it (or RED_CHECK_MINUTES pass)."""
+    return TriageResult("amber", (HELD_REASON, *result.reasons), result.red_flags)
+
+
+def pending_red_check(session_id: int | None) -> dict[str, Any] | None:
+    """The one-character red answer a check-in waits to have confirmed, if any."""
+    session = db.session.get(CheckinSession, session_id) if session_id else None
+    return dict(session.red_check) if session is not None and session.red_check else None
+
+
+def confirm_red(session_id: int, *, now: datetime, actor: str, reason: str) -> Alert | None:
+    """The held red is confirmed (or unanswered in time): raise the alert to red and page; flush."""
+    session = get_session(session_id, lock=True)
+    if session.red_check is None:
+        return None  # another process or reply settled it
+    before = dict(session.red_check)
+    session.red_check = None
+    items = session_items(session)
+    context = treatment_context(session.patient, now)
+    graded, result = _triage(session, items, session.answers or {}, None, context)
+    session.priority, session.reasons = result.priority, list(result.reasons)
+    session.updated_at = now
+    _record_red_check(session, actor, before, "confirmed", reason, now)
+    complete = ck.is_complete(items, session.answers or {})
+    return _sync_alert(session, graded, result, complete, now, actor, before.get("inbound"))
+
+
+def withdraw_red_answer(
+    session_id: int, *, now: datetime, actor: str, inbound_message_id: int | None
+) -> AnswerOutcome | None:
+    """The patient says the one-character answer was wrong: drop it and re-triage; flush."""
+    session = get_session(session_id, lock=True)
+    if session.red_check is None:
+        return None
+    before = dict(session.red_check)
+    session.red_check = None
+    session.answers = {k: v for k, v in (session.answers or {}).items() if k != before["question"]}
+    session.priority = None
+    _record_red_check(session, actor, before, "withdrawn", "the patient said it was wrong", now)
+    db.session.flush()
+    return record_answers(session.id, {}, channel="sms", now=now, actor=actor,
+                          inbound_message_id=inbound_message_id)  # fmt: skip
+
+
+def _record_red_check(
+    session: CheckinSession,
+    actor: str,
+    before: dict[str, Any],
+    outcome: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    audit.record(
+        actor,
+        f"checkin.red_{outcome}",
+        entity_type="checkin_session",
+        entity_id=session.id,
+        patient_id=session.patient_id,
+        before={"red_check": before},
+        after={"red_check": None, "answers": dict(session.answers or {})},
+        reason=reason,
+        at=now,
+    )
+
+
+def escalate_unconfirmed_reds(now: datetime, *, actor: str = JOB_ACTOR) -> int:
+    """Held reds not confirmed within RED_CHECK_MINUTES become red and page; commit each."""
+    rows = db.session.execute(
+        select(CheckinSession.id, CheckinSession.red_check).where(
+            CheckinSession.red_check.is_not(None)
+        )
+    ).all()
+    raised = 0
+    for session_id, check in rows:
+        asked = datetime.fromisoformat(str((check or {}).get("asked_at")))
+        if now - asked < RED_CHECK_AFTER:
+            continue
+        alert = confirm_red(session_id, now=now, actor=actor,
+                            reason=f"not answered within {RED_CHECK_MINUTES} minutes")  # fmt: skip
+        db.session.commit()
+        raised += alert is not None
+    return raised
 
 
 def _triage(
@@ -436,8 +547,9 @@ def _alert_now(
     actor: str,
     inbound_message_id: int | None,
 ) -> Alert | None:
-    """The alert for the answers so far (see record_answers: red at once, the rest settled)."""
-    if result.priority == "red" or complete:
+    """The alert for the answers so far (see record_answers: red at once, the rest settled; a
+    held red as the amber it is held at)."""
+    if result.priority == "red" or complete or session.red_check is not None:
         return _sync_alert(session, graded, result, complete, now, actor, inbound_message_id)
     settled = [g for g in graded if g.complete]
     settled_result = ck.triage_answers(
@@ -503,7 +615,7 @@ def _store(
         session.status = "answered"
         session.answered_at = now
         session.closed_at = now
-    elif merged and session.status == "sent":
+    elif merged and session.status in UNANSWERED_STATUSES:
         session.status = "partial"
     session.updated_at = now
 

@@ -33,22 +33,28 @@ from flask_babel import force_locale
 from sqlalchemy import JSON, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.domain.conversation_state import CHECKIN, CONFIRM, Reading, read_reply
 from app.domain.escalation import add_working_time
 from app.domain.replies import ParsedReply, ReplyContext, parse_reply
 from app.domain.triage import TriageContext, TriageResult, triage
 from app.extensions import db
 from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
 from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
-from app.models.messages import ACCEPTED_STATUSES
+from app.models.messages import HANDED_OVER_STATUSES
 from app.services.alerts import cover
 from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins.by_sms import (
     LOOK_UP,
     OPEN_SESSION_ID_OF_PATIENT,
+    SmsAnswer,
     answer_by_sms,
+    current_question_for_sms,
+    open_session_for_sms,
+    read_single_answer,
+    settle_red_check,
 )
-from app.services.conversations.checkins.sessions import checkin_grades_since
+from app.services.conversations.checkins.sessions import checkin_grades_since, pending_red_check
 from app.services.messaging.outbox import add_history
 from app.services.messaging.reminders import cancel_unsent, plan_patient
 from app.services.messaging.send_now import kick_dispatch
@@ -69,6 +75,9 @@ REMINDER_KINDS = ("reminder", "moved")
 REMINDER_LOOKBACK = timedelta(days=7)
 MAX_BODY_CHARS = 20000
 RESCHEDULE_FLAG = "reschedule_requested"
+BARE_CONFIRM_INTENTS = ("confirm", "reschedule_request")
+BARE_CODE_CHARS = 8
+"""A confirmation this short ("1", "yes", "好的") is a bare code: it needs an open invitation."""
 
 NOT_ENROLLED = TriageContext(enrolled=False)
 """A sender who is no enrolled patient: rules apply, the safety net for unread text does not."""
@@ -126,7 +135,7 @@ _LATEST_REMINDER_KEYS = (
     .where(
         _OUTBOX.c.patient_id == bindparam("p_patient"),
         _OUTBOX.c.kind.in_(REMINDER_KINDS),
-        _OUTBOX.c.status.in_(ACCEPTED_STATUSES),
+        _OUTBOX.c.status.in_(HANDED_OVER_STATUSES),
         _OUTBOX.c.sent_at >= bindparam("p_since", type_=_OUTBOX.c.sent_at.type),
     )
     .order_by(_OUTBOX.c.sent_at.desc(), _OUTBOX.c.id.desc())
@@ -444,19 +453,24 @@ def _from_patient(
     open_checkin: int | Literal["look up"] | None = LOOK_UP,
 ) -> Outcome:
     locale = texts.locale_or_default(patient.locale)
-    answered = _checkin_answer(patient, row, now, open_checkin)
-    if answered is not None:
-        return Outcome(
-            reply=texts.signed(answered.reply) if answered.reply else "",
-            locale=locale,
-            patient=patient,
-            parsed=answered.parsed,
-            result=answered.result,
-            alert_id=answered.alert_id,
-            actions=list(answered.actions),
-        )
+    if open_checkin == LOOK_UP:
+        session = open_session_for_sms(patient.id, now)
+        open_checkin = session.id if session else None
+    if open_checkin is not None and pending_red_check(open_checkin) is not None:
+        settled = settle_red_check(patient, row.id, row.body, now, open_checkin)
+        if settled is not None:
+            return _from_checkin(settled, patient, locale)
     context = reply_context(patient, now)
     parsed = parse_reply(row.body, context=context)
+    events = related_events(patient, now)
+    reading = read_against_invitations(row.body, parsed, open_checkin, events)
+    if reading.route in ("ask_back", "no_invitation"):
+        return _ask_back(patient, parsed, reading, events, open_checkin, locale)
+    answered = _checkin_answer(
+        patient, row, now, open_checkin, single_answers=reading.route == "checkin"
+    )
+    if answered is not None:
+        return _from_checkin(answered, patient, locale)
     previous = previous_grades(patient.id, row.id, now) if parsed.active_symptoms else {}
     result = triage(parsed, previous_grades=previous, context=treatment_context(patient, now))
     outcome = Outcome(reply="", locale=locale, patient=patient, parsed=parsed, result=result)
@@ -467,16 +481,83 @@ def _from_patient(
     return outcome
 
 
+def _from_checkin(answered: SmsAnswer, patient: Patient, locale: str) -> Outcome:
+    """The outcome of a message the check-ins service took (an answer, or a yes/no asked back)."""
+    return Outcome(
+        reply=texts.signed(answered.reply) if answered.reply else "",
+        locale=locale,
+        patient=patient,
+        parsed=answered.parsed,
+        result=answered.result,
+        alert_id=answered.alert_id,
+        actions=list(answered.actions),
+    )
+
+
+def read_against_invitations(
+    body: str, parsed: ParsedReply, open_checkin: int | None, events: list[CalendarEvent]
+) -> Reading:
+    """Which open invitation a reply answers (app.domain.conversation_state): the reminder's
+    "Reply 1 to confirm" while its events are ahead, the check-in question once handed over."""
+    question = current_question_for_sms(open_checkin)
+    fits_checkin = question is not None and read_single_answer(body, question) is not None
+    fits_confirm = parsed.intent in BARE_CONFIRM_INTENTS and len(body.strip()) <= BARE_CODE_CHARS
+    invitations = [CONFIRM] if events else []
+    if question is not None:
+        invitations.append(CHECKIN)
+    return read_reply(
+        fits_confirm=fits_confirm, fits_checkin=fits_checkin, open_invitations=invitations
+    )
+
+
+def _ask_back(
+    patient: Patient,
+    parsed: ParsedReply,
+    reading: Reading,
+    events: list[CalendarEvent],
+    open_checkin: int | None,
+    locale: str,
+) -> Outcome:
+    """A bare code that fits two open invitations (or none) is never guessed: ask back."""
+    text = parsed.text.strip()
+    if reading.route == "ask_back":
+        question = current_question_for_sms(open_checkin)
+        assert question is not None and events
+        reply = texts.ask_back_reply(locale, text, events[0].date, f"{question.code}{text}")
+        reason = "a bare code that fits two open messages: asked back"
+    else:
+        reply = texts.nothing_open_reply(locale, text)
+        reason = "a bare code while no message awaits a reply: asked back"
+    result = TriageResult("none", (f"conversation: {reason}",))
+    return Outcome(
+        reply=texts.signed(reply),
+        locale=locale,
+        patient=patient,
+        parsed=parsed,
+        result=result,
+        actions=[f"asked_back:{'+'.join(reading.candidates) or 'nothing_open'}"],
+    )
+
+
 def _checkin_answer(
     patient: Patient,
     row: StoredMessage,
     now: datetime,
     open_checkin: int | Literal["look up"] | None = LOOK_UP,
+    *,
+    single_answers: bool = True,
 ) -> Any:
     """The message read as an answer to the patient's open check-in (app.services.conversations.checkins.by_sms),
     or None when it is free text. Its next question or thank-you goes out through the outbox;
     a red answer gets the emergency reply here, as the webhook's answer."""
-    return answer_by_sms(patient, row.id, row.body, now, open_session_id=open_checkin)
+    return answer_by_sms(
+        patient,
+        row.id,
+        row.body,
+        now,
+        open_session_id=open_checkin,
+        single_answers=single_answers,
+    )
 
 
 def reply_context(patient: Patient, now: datetime) -> ReplyContext:
