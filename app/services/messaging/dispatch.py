@@ -39,9 +39,13 @@ from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 
 from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
 from app.extensions import db
-from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.models import Contact, OutboxMessage, OutboxStatusChange, Patient, utcnow
 from app.services.messaging.outbox import transition
-from app.services.messaging.reminders import blocked_reason, cancel_unsent, reminder_policy
+from app.services.messaging.reminders import (
+    cancel_unsent,
+    reminder_policy,
+    row_blocked_reason,
+)
 from app.services.shared import audit
 from app.sms import (
     AmbiguousSmsError,
@@ -248,7 +252,10 @@ class Dispatcher:
             .with_for_update(skip_locked=True)
         )
         phone = select(Patient.phone_e164).where(Patient.id == OutboxMessage.patient_id)
-        to = func.coalesce(OutboxMessage.recipient, phone.scalar_subquery())
+        contact_phone = select(Contact.phone_e164).where(Contact.id == OutboxMessage.contact_id)
+        to = func.coalesce(
+            OutboxMessage.recipient, contact_phone.scalar_subquery(), phone.scalar_subquery()
+        )
         stmt = (
             update(OutboxMessage)
             .where(_among(due), OutboxMessage.status == "planned")
@@ -271,6 +278,7 @@ class Dispatcher:
                 OutboxMessage.expires_at,
                 OutboxMessage.send_after,
                 OutboxMessage.kind,
+                OutboxMessage.contact_id,
             )
             .execution_options(synchronize_session=False)
         )
@@ -293,8 +301,7 @@ class Dispatcher:
             ],
         )
         patients = self._patients({row.patient_id for row in rows if row.patient_id is not None})
-        db.session.commit()
-        return [
+        claimed = [
             Claimed(
                 id=row.id,
                 patient_id=row.patient_id,
@@ -303,12 +310,14 @@ class Dispatcher:
                 attempts=row.attempts,
                 claimed_until=until,
                 expires_at=row.expires_at,
-                blocked=_blocked(patients.get(row.patient_id)),
+                blocked=_blocked(patients.get(row.patient_id), row.kind, row.contact_id),
                 quiet_until=_quiet(self, patients.get(row.patient_id), now),
                 expired=self._too_late(row, now),
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
+        db.session.commit()
+        return claimed
 
     @staticmethod
     def _patients(patient_ids: set[int]) -> dict[int, Patient]:
@@ -539,9 +548,10 @@ def _pages_first() -> ColumnElement[int]:
     return case((OutboxMessage.kind == "page", 0), else_=1)
 
 
-def _blocked(patient: Patient | None) -> str | None:
-    """Why a patient's message may not go out (consent, opt-out...); pages are never blocked."""
-    return blocked_reason(patient) if patient is not None else None
+def _blocked(patient: Patient | None, kind: str, contact_id: int | None) -> str | None:
+    """Why a patient's message may not go out to its contact (consent, opt-out...); pages are
+    never blocked."""
+    return row_blocked_reason(patient, kind, contact_id) if patient is not None else None
 
 
 def _quiet(dispatcher: Dispatcher, patient: Patient | None, now: datetime) -> datetime | None:
