@@ -378,7 +378,7 @@ def opt_out_contact(contact: Contact, *, now: datetime, actor: str) -> int:
     contact.opted_out_at = now
     audit.record(
         actor,
-        "contact.sms_opted_out",
+        _own_or_contact(contact, "sms_opted_out"),
         entity_type="contact",
         entity_id=contact.id,
         patient_id=contact.patient_id,
@@ -404,7 +404,7 @@ def opt_in_contact(contact: Contact, *, now: datetime, actor: str) -> bool:
         contact.patient.sms_opted_out_at = None
     audit.record(
         actor,
-        "contact.sms_opted_in",
+        _own_or_contact(contact, "sms_opted_in"),
         entity_type="contact",
         entity_id=contact.id,
         patient_id=contact.patient_id,
@@ -416,6 +416,11 @@ def opt_in_contact(contact: Contact, *, now: datetime, actor: str) -> bool:
     db.session.flush()
     plan_patient(contact.patient, now=now, source=actor)
     return True
+
+
+def _own_or_contact(contact: Contact, what: str) -> str:
+    """The audit action: ``patient.X`` for the patient's own phone, ``contact.X`` otherwise."""
+    return f"patient.{what}" if contact.relation == "self" else f"contact.{what}"
 
 
 def _stop_and_replan(contact: Contact, reason: str, actor: str, now: datetime) -> int:
