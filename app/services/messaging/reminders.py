@@ -814,3 +814,18 @@ def cancel_unsent_to_contact(contact_id: int, *, reason: str, source: str) -> in
         )
     )
     return _cancel_rows(rows, reason, source, error=reason)
+
+
+def render_for_recipient(
+    row: OutboxMessage, patient: Patient, recipient: recipients.Recipient
+) -> str | None:
+    """A stored reminder's text rendered again for another recipient's language, or None."""
+    ctx = context_for_recipient(patient, recipient)
+    if row.locale == ctx.locale:
+        return row.body
+    policy = reminder_policy()
+    events = reminder_events(patient)
+    since = row.send_after - timedelta(days=2)
+    known = {item.ident: item for item in rd.reminder_items(policy, events, ctx.tz, since)}
+    rebuilt = _rebuilt_message(row, policy, known, {e.key: e for e in events}, ctx)
+    return render_message(*rebuilt, ctx) if rebuilt is not None else None
