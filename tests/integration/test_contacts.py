@@ -9,17 +9,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from flask import Flask
-
-from app.clock import FrozenClock
 from sqlalchemy import select
 
+from app.clock import FrozenClock
 from app.extensions import db
 from app.models import Alert, AuditEntry, Contact, InboundMessage, OutboxMessage, Patient
 from app.services.conversations.inbound.replies import receive
 from app.services.messaging import reminders
 from app.services.messaging.dispatch import Dispatcher, DispatchSettings
-from app.services.messaging.recipients import contact_block
 from app.services.messaging.fallback import plan_fallbacks
+from app.services.messaging.recipients import contact_block
 from app.services.messaging.status_callbacks import apply_status_callback
 from app.services.schedule import contacts as contact_service
 from app.services.schedule.contacts import ConsentInput, ContactError, ContactInput
