@@ -272,7 +272,7 @@ def test_initials_in_the_message_resolve_a_shared_number(app_ctx: Flask) -> None
 
 
 def test_the_latest_reminder_resolves_a_shared_number(app_ctx: Flask) -> None:
-    wife, husband = couple()
+    _wife, husband = couple()
     reminder = planned(husband)[0]
     reminder.status, reminder.sent_to, reminder.sent_at = "delivered", SPOUSE_PHONE, NOW
     db.session.commit()
