@@ -15,6 +15,7 @@ from app.clock import FrozenClock
 from app.extensions import db
 from app.models import Alert, AuditEntry, Contact, InboundMessage, OutboxMessage, Patient
 from app.services.conversations.inbound.replies import receive
+from app.services.demo import load_demo_data
 from app.services.messaging import reminders
 from app.services.messaging.dispatch import Dispatcher, DispatchSettings
 from app.services.messaging.fallback import plan_fallbacks
@@ -412,3 +413,18 @@ def test_simulate_inbound_is_refused_in_production(app_ctx: Flask) -> None:
         app_ctx.config["CADENCE_ENV"] = "test"
     assert result.exit_code != 0 and "production" in result.output
     assert db.session.scalar(select(InboundMessage.id)) is None
+
+
+def test_the_demo_data_has_a_caregiver_and_a_shared_family_phone(app_ctx: Flask) -> None:
+    load_demo_data(today=date(2026, 3, 4))
+    load_demo_data(today=date(2026, 3, 4))  # twice: nothing added twice
+
+    views = contact_service.list_contacts(None, full_phone=True)
+
+    caregivers = [v for v in views if v.relation != "self"]
+    assert {(v.study_id, v.relation) for v in caregivers} == {
+        ("JSCH-001", "daughter"),
+        ("JSCH-002", "spouse"),
+    }
+    by_phone = Counter(v.phone for v in views)
+    assert by_phone["+8613800138003"] == 2  # JSCH-003's own phone and JSCH-002's spouse
