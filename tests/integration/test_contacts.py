@@ -428,3 +428,27 @@ def test_the_demo_data_has_a_caregiver_and_a_shared_family_phone(app_ctx: Flask)
     }
     by_phone = Counter(v.phone for v in views)
     assert by_phone["+8613800138003"] == 2  # JSCH-003's own phone and JSCH-002's spouse
+
+
+def test_an_invalid_caregiver_number_marks_that_contact_only(
+    app_ctx: Flask, clock: FrozenClock
+) -> None:
+    patient = enrol(start=START)
+    daughter = add_daughter(patient)
+    own = own_contact(patient)
+    own.messages = ["checkins", "replies"]  # reminders go to the daughter first
+    reminders.plan_patient(patient, now=NOW, source="test")
+    db.session.commit()
+    gateway = ConsoleGateway()
+    at = datetime(2026, 3, 9, 10, 30, tzinfo=UTC)
+    run_dispatch(gateway, at, clock)
+    sent = db.session.scalars(select(OutboxMessage).where(OutboxMessage.status == "sent")).first()
+    assert sent is not None and sent.sent_to == DAUGHTER
+
+    apply_status_callback(sent.provider_id or "", "undelivered", error_code=30006, at=at)
+
+    db.session.refresh(daughter)
+    db.session.refresh(patient)
+    assert daughter.phone_status == "invalid"
+    assert patient.phone_status == "ok" and patient.sms_opted_out_at is None
+    assert contact_block(own, "checkin") is None

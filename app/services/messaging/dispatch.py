@@ -43,6 +43,8 @@ from app.models import Contact, OutboxMessage, OutboxStatusChange, Patient, utcn
 from app.services.messaging.outbox import transition
 from app.services.messaging.reminders import (
     cancel_unsent,
+    cancel_unsent_to_contact,
+    plan_patient,
     reminder_policy,
     row_blocked_reason,
 )
@@ -192,6 +194,7 @@ class Claimed:
     blocked: str | None = None
     quiet_until: datetime | None = None
     expired: str | None = None  # "expired" (the event is over) or "late" (sent too late)
+    contact_id: int | None = None  # the patient's contact it goes to (None: own number, page)
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,7 @@ class Dispatcher:
                 blocked=_blocked(patients.get(row.patient_id), row.kind, row.contact_id),
                 quiet_until=_quiet(self, patients.get(row.patient_id), now),
                 expired=self._too_late(row, now),
+                contact_id=row.contact_id,
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
@@ -497,7 +501,12 @@ class Dispatcher:
         moved = self._move(claimed, "failed", at, f"refused: {error}", **values)
         if moved and reason in TERMINAL_PATIENT_ACTIONS and claimed.patient_id is not None:
             mark_patient_unreachable(
-                claimed.patient_id, reason, str(error), actor=self.actor, at=at
+                claimed.patient_id,
+                reason,
+                str(error),
+                actor=self.actor,
+                at=at,
+                contact_id=claimed.contact_id,
             )
         return moved
 
@@ -588,13 +597,27 @@ def _error_values(error: Exception | None) -> dict[str, Any]:
 
 
 def mark_patient_unreachable(
-    patient_id: int | None, reason: str, detail: str, *, actor: str, at: datetime
+    patient_id: int | None,
+    reason: str,
+    detail: str,
+    *,
+    actor: str,
+    at: datetime,
+    contact_id: int | None = None,
 ) -> None:
-    """Record an opt-out or an invalid number on the patient, audit it, cancel unsent SMS."""
+    """Record an opt-out or an invalid number on the patient, audit it, cancel unsent SMS.
+
+    A caregiver's number (``contact_id`` of another number than the patient's own) marks that
+    contact only; the patient's reminders are re-planned to the next contact.
+    """
     if patient_id is None:  # a page to a staff number: no patient to update
         return
     patient = db.session.get(Patient, patient_id)
     if patient is None:
+        return
+    contact = db.session.get(Contact, contact_id) if contact_id is not None else None
+    if contact is not None and contact.phone_e164 != patient.phone_e164:
+        _mark_contact_unreachable(patient, contact, reason, detail, actor=actor, at=at)
         return
     before = {
         "sms_opted_out_at": _iso(patient.sms_opted_out_at),
@@ -622,6 +645,33 @@ def mark_patient_unreachable(
     )
     db.session.flush()
     cancel_unsent(patient, reason=reason, source=actor)
+
+
+def _mark_contact_unreachable(
+    patient: Patient, contact: Contact, reason: str, detail: str, *, actor: str, at: datetime
+) -> None:
+    """The provider says a caregiver's number opted out or is invalid: that contact only."""
+    before = {"opted_out_at": _iso(contact.opted_out_at), "phone_status": contact.phone_status}
+    if reason == "opted_out" and contact.opted_out_at is None:
+        contact.opted_out_at = at
+    elif reason == "invalid_number" and contact.phone_status != "invalid":
+        contact.phone_status = "invalid"
+    else:
+        return
+    audit.record(
+        actor,
+        f"contact.{'sms_opted_out' if reason == 'opted_out' else 'number_invalid'}",
+        entity_type="contact",
+        entity_id=contact.id,
+        patient_id=patient.id,
+        before=before,
+        after={"opted_out_at": _iso(contact.opted_out_at), "phone_status": contact.phone_status},
+        reason=f"SMS provider: {detail}"[:500],
+        at=at,
+    )
+    db.session.flush()
+    cancel_unsent_to_contact(contact.id, reason=reason, source=actor)
+    plan_patient(patient, now=at, source=actor)
 
 
 def _iso(value: datetime | None) -> str | None:
