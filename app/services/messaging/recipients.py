@@ -103,10 +103,16 @@ def eligible_contacts(patient: Patient, kind: str) -> list[Contact]:
     return [c for c in patient_contacts(patient.id) if contact_block(c, kind) is None]
 
 
+def contact_locale(contact: Contact) -> str:
+    """The language a contact reads: the patient's own for the patient's ``self`` contact
+    (a correction of the patient's language applies at once), else the contact's."""
+    locale = contact.patient.locale if contact.relation == "self" else contact.locale
+    return locale if locale in ("zh", "en") else "zh"
+
+
 def recipient_of(contact: Contact) -> Recipient:
     """A contact as a message recipient."""
-    locale = contact.locale if contact.locale in ("zh", "en") else "zh"
-    return Recipient(contact.phone_e164, locale, contact.id, contact.relation)
+    return Recipient(contact.phone_e164, contact_locale(contact), contact.id, contact.relation)
 
 
 def primary_recipient(patient: Patient, kind: str) -> Recipient | None:

@@ -27,6 +27,7 @@ from app.models import (
     ContactConsent,
     Patient,
 )
+from app.services.messaging import recipients
 from app.services.messaging.reminders import cancel_unsent_to_contact, plan_patient
 from app.services.shared import audit
 from app.sms.privacy import mask_phone
@@ -148,7 +149,7 @@ def contact_view(contact: Contact, *, full_phone: bool = False) -> ContactView:
         relation=contact.relation,
         name=contact.name,
         phone=contact.phone_e164 if full_phone else mask_phone(contact.phone_e164),
-        locale=contact.locale,
+        locale=recipients.contact_locale(contact),
         messages=list(contact.messages or []),
         consents=[consent_json(c) for c in contact.consents],
         opted_out=contact.opted_out_at is not None,

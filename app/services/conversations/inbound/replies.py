@@ -54,6 +54,7 @@ from app.services.conversations.inbound.senders import (
     which_patient_reply,
 )
 from app.services.messaging.outbox import add_history
+from app.services.messaging.recipients import contact_locale
 from app.services.messaging.reminders import cancel_unsent, plan_patient
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
@@ -421,7 +422,7 @@ def _from_patient(
 ) -> Outcome:
     sender = sender or SenderMatch(patient)
     contact = sender.contact
-    locale = texts.locale_or_default(contact.locale if contact else patient.locale)
+    locale = texts.locale_or_default(contact_locale(contact) if contact else patient.locale)
     answered = _checkin_answer(patient, row, now, open_checkin)
     if answered is not None:
         return Outcome(
