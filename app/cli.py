@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app import clock
+from app.cli_contacts import contacts_cli
 from app.cli_sms import sms_cli
 from app.cli_triage import register_triage_commands
 from app.cli_users import register_user_commands
@@ -43,6 +44,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(patients_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(sms_cli)
+    app.cli.add_command(contacts_cli)
     register_user_commands(app)
     register_triage_commands(app)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,8 @@ from flask.cli import AppGroup
 from app.domain.dates import DateInputError
 from app.models import OutboxMessage, utcnow
 from app.services.alerts.alerts import alert_replan_failure
+from app.services.conversations.inbound.replies import InvalidInbound
+from app.services.conversations.inbound.simulate import simulate_inbound
 from app.services.messaging import dispatch, outbox, reminders
 from app.services.shared.date_inputs import any_date_range
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
@@ -198,3 +201,27 @@ def templates_check(providers: tuple[str, ...]) -> None:
 def templates_export(provider: str, fmt: str) -> None:
     """Write the approval sheet (template text, type, purpose, example) as CSV to stdout."""
     click.echo(_catalogue().export_csv(provider), nl=False)
+
+
+@sms_cli.command("simulate-inbound")
+@click.option("--from", "sender", required=True, help="The sender's number (E.164 or local).")
+@click.option("--body", required=True, help="The message text.")
+@click.option("--at", "at", callback=_iso_moment, help="When it arrives (ISO; default now).")
+@click.option("--allow-production", is_flag=True, help="Run even when CADENCE_ENV=production.")
+def sms_simulate_inbound(
+    sender: str, body: str, at: datetime | None, allow_production: bool
+) -> None:
+    """Run an inbound SMS through the webhook's path (no signature); print one JSON object.
+
+    It is stored, interpreted and acted on like a real message (alerts, pages, opt-outs).
+    """
+    if current_app.config.get("CADENCE_ENV") == "production" and not allow_production:
+        raise click.UsageError(
+            "refused: CADENCE_ENV=production (a simulated message acts on real patients); "
+            "add --allow-production if you mean it"
+        )
+    try:
+        outcome = simulate_inbound(sender, body, now=at or utcnow())
+    except InvalidInbound as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(outcome, ensure_ascii=False, sort_keys=True))

@@ -9,6 +9,14 @@ from app.models.alerts import (
 )
 from app.models.audit import AuditEntry, AuditEntryImmutableError
 from app.models.checkins import CHECKIN_STATUSES, CheckinSession
+from app.models.contacts import (
+    CONSENT_METHODS,
+    CONSENT_SCOPES,
+    CONTACT_MESSAGES,
+    RELATIONS,
+    Contact,
+    ContactConsent,
+)
 from app.models.heartbeat import JobsHeartbeat
 from app.models.inbound import INBOUND_STATUSES, InboundMessage
 from app.models.messages import (
@@ -27,11 +35,15 @@ __all__ = [
     "ALERT_LEVELS",
     "ALERT_STATUSES",
     "CHECKIN_STATUSES",
+    "CONSENT_METHODS",
+    "CONSENT_SCOPES",
+    "CONTACT_MESSAGES",
     "EVENT_STATUSES",
     "INBOUND_STATUSES",
     "MESSAGE_KINDS",
     "OUTBOX_STATUSES",
     "PATIENT_STATUSES",
+    "RELATIONS",
     "ROLES",
     "SESSION_END_REASONS",
     "Alert",
@@ -39,6 +51,8 @@ __all__ = [
     "AuditEntryImmutableError",
     "CalendarEvent",
     "CheckinSession",
+    "Contact",
+    "ContactConsent",
     "InboundMessage",
     "JobsHeartbeat",
     "OnCallShift",

@@ -42,6 +42,8 @@ class InboundMessage(db.Model):
     num_media: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"))
+    # The patient's contact who sent it (a caregiver's number), when known.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
     # What we understood (app.domain.replies / app.domain.triage).
     intent: Mapped[str | None] = mapped_column(String(24))
     priority: Mapped[str | None] = mapped_column(String(8))

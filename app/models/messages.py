@@ -76,6 +76,8 @@ class OutboxMessage(db.Model):
     # The patient the message goes to; None for a page to a staff number (``recipient``).
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
     recipient: Mapped[str | None] = mapped_column(String(20))
+    # The patient's contact the message goes to (None: the patient's own number, or a page).
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
     dedupe_key: Mapped[str] = mapped_column(String(160))
     kind: Mapped[str] = mapped_column(String(16), default="reminder")
     status: Mapped[str] = mapped_column(String(16), default="planned")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.domain.checkins import applicable_questions
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
-from app.models import Alert, CalendarEvent, CheckinSession, InboundMessage, Patient
+from app.models import Alert, CalendarEvent, CheckinSession, InboundMessage, Patient, utcnow
 from app.services.alerts import oncall
 from app.services.alerts.alerts import acknowledge, resolve
 from app.services.conversations.checkins.schedule import start_checkin
@@ -23,6 +23,13 @@ from app.services.conversations.checkins.sessions import (
     session_items,
 )
 from app.services.schedule import calendar
+from app.services.schedule.contacts import (
+    ConsentInput,
+    ContactInput,
+    add_contact,
+    contacts_of,
+    record_consent,
+)
 from app.services.schedule.patients import enrol_patient
 from app.services.shared import audit, reply_texts, users
 
@@ -50,6 +57,26 @@ DEMO_PATIENTS = (
     DemoPatient("JSCH-004", "LY", "13800138004", "camrelizumab", "docetaxel", -210, "zh", -4),
     DemoPatient("JSCH-005", "JS", "13800138005", "sintilimab", "paclitaxel", -60, "en"),
     DemoPatient("JSCH-006", "HX", "13800138006", "camrelizumab", "irinotecan", -120, "en"),
+)
+
+
+@dataclass(frozen=True)
+class DemoContact:
+    """A demo caregiver contact with its consent (all of CONSENT_SCOPES unless given)."""
+
+    study_id: str
+    relation: str
+    name: str
+    phone: str
+    messages: tuple[str, ...] = ("reminders", "checkins", "replies")
+    scopes: tuple[str, ...] = ("sms_reminders", "checkins", "sensitive_health")
+
+
+DEMO_CONTACTS = (
+    # JSCH-001's daughter reads and answers the texts with her father.
+    DemoContact("JSCH-001", "daughter", "王芳", "13900139001"),
+    # A family phone: JSCH-003's own number is also JSCH-002's spouse contact (reminders only).
+    DemoContact("JSCH-002", "spouse", "陈红", "13800138003", ("reminders",), ("sms_reminders",)),
 )
 
 
@@ -133,7 +160,29 @@ def load_demo_data(*, today: date) -> int:
             continue
         _enrol(demo, today)
         created += 1
+    load_demo_contacts(today=today)
     return created
+
+
+def load_demo_contacts(*, today: date) -> int:
+    """Add the demo caregiver contacts that do not exist yet (with consent); commit."""
+    added = 0
+    now = utcnow()
+    for demo in DEMO_CONTACTS:
+        patient = db.session.scalar(select(Patient).where(Patient.study_id == demo.study_id))
+        if patient is None or any(c.relation == demo.relation for c in contacts_of(patient)):
+            continue
+        contact = add_contact(
+            patient,
+            ContactInput(demo.relation, demo.phone, demo.name, "zh", demo.messages),
+            actor=DEMO_ACTOR,
+            now=now,
+        )
+        consent = ConsentInput(today - timedelta(days=3), "paper", demo.scopes)
+        record_consent(contact, consent, actor=DEMO_ACTOR, now=now, today=today)
+        added += 1
+    db.session.commit()
+    return added
 
 
 def _enrol(demo: DemoPatient, today: date) -> None:

@@ -23,6 +23,7 @@ from app.models import CheckinSession, InboundMessage, OutboxMessage, Patient
 from app.services.conversations.checkins.sessions import kick_dispatch_soon
 from app.services.conversations.checkins.texts import signed
 from app.services.messaging.outbox import add_history
+from app.services.messaging.recipients import recipient_values
 from app.services.messaging.reminders import blocked_reason
 from app.services.shared import audit
 from app.sms.segments import count_segments
@@ -200,7 +201,7 @@ def send_nurse_reply(
         raise ConversationError("write a message or choose a ready phrase", "empty")
     if len(body_text) > MAX_REPLY_CHARS:
         raise ConversationError(f"at most {MAX_REPLY_CHARS} characters", "too_long")
-    reason = blocked_reason(patient)
+    reason = blocked_reason(patient, "reply")
     if reason is not None:
         raise ConversationError(reason, "blocked")
     key = f"nurse:{nonce}"
@@ -231,6 +232,7 @@ def send_nurse_reply(
         attempts=0,
         created_at=now,
         updated_at=now,
+        **recipient_values(patient, "reply"),
     )
     db.session.add(row)
     db.session.flush()

@@ -39,9 +39,15 @@ from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 
 from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
 from app.extensions import db
-from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.models import Contact, OutboxMessage, OutboxStatusChange, Patient, utcnow
 from app.services.messaging.outbox import transition
-from app.services.messaging.reminders import blocked_reason, cancel_unsent, reminder_policy
+from app.services.messaging.reminders import (
+    cancel_unsent,
+    cancel_unsent_to_contact,
+    plan_patient,
+    reminder_policy,
+    row_blocked_reason,
+)
 from app.services.shared import audit
 from app.sms import (
     AmbiguousSmsError,
@@ -188,6 +194,7 @@ class Claimed:
     blocked: str | None = None
     quiet_until: datetime | None = None
     expired: str | None = None  # "expired" (the event is over) or "late" (sent too late)
+    contact_id: int | None = None  # the patient's contact it goes to (None: own number, page)
 
 
 @dataclass(frozen=True)
@@ -248,7 +255,10 @@ class Dispatcher:
             .with_for_update(skip_locked=True)
         )
         phone = select(Patient.phone_e164).where(Patient.id == OutboxMessage.patient_id)
-        to = func.coalesce(OutboxMessage.recipient, phone.scalar_subquery())
+        contact_phone = select(Contact.phone_e164).where(Contact.id == OutboxMessage.contact_id)
+        to = func.coalesce(
+            OutboxMessage.recipient, contact_phone.scalar_subquery(), phone.scalar_subquery()
+        )
         stmt = (
             update(OutboxMessage)
             .where(_among(due), OutboxMessage.status == "planned")
@@ -271,6 +281,7 @@ class Dispatcher:
                 OutboxMessage.expires_at,
                 OutboxMessage.send_after,
                 OutboxMessage.kind,
+                OutboxMessage.contact_id,
             )
             .execution_options(synchronize_session=False)
         )
@@ -293,8 +304,7 @@ class Dispatcher:
             ],
         )
         patients = self._patients({row.patient_id for row in rows if row.patient_id is not None})
-        db.session.commit()
-        return [
+        claimed = [
             Claimed(
                 id=row.id,
                 patient_id=row.patient_id,
@@ -303,12 +313,15 @@ class Dispatcher:
                 attempts=row.attempts,
                 claimed_until=until,
                 expires_at=row.expires_at,
-                blocked=_blocked(patients.get(row.patient_id)),
+                blocked=_blocked(patients.get(row.patient_id), row.kind, row.contact_id),
                 quiet_until=_quiet(self, patients.get(row.patient_id), now),
                 expired=self._too_late(row, now),
+                contact_id=row.contact_id,
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
+        db.session.commit()
+        return claimed
 
     @staticmethod
     def _patients(patient_ids: set[int]) -> dict[int, Patient]:
@@ -492,7 +505,12 @@ class Dispatcher:
         moved = self._move(claimed, "failed", at, f"refused: {error}", **values)
         if moved and reason in TERMINAL_PATIENT_ACTIONS and claimed.patient_id is not None:
             mark_patient_unreachable(
-                claimed.patient_id, reason, str(error), actor=self.actor, at=at
+                claimed.patient_id,
+                reason,
+                str(error),
+                actor=self.actor,
+                at=at,
+                contact_id=claimed.contact_id,
             )
         return moved
 
@@ -543,9 +561,10 @@ def _pages_first() -> ColumnElement[int]:
     return case((OutboxMessage.kind == "page", 0), else_=1)
 
 
-def _blocked(patient: Patient | None) -> str | None:
-    """Why a patient's message may not go out (consent, opt-out...); pages are never blocked."""
-    return blocked_reason(patient) if patient is not None else None
+def _blocked(patient: Patient | None, kind: str, contact_id: int | None) -> str | None:
+    """Why a patient's message may not go out to its contact (consent, opt-out...); pages are
+    never blocked."""
+    return row_blocked_reason(patient, kind, contact_id) if patient is not None else None
 
 
 def _quiet(dispatcher: Dispatcher, patient: Patient | None, now: datetime) -> datetime | None:
@@ -582,13 +601,27 @@ def _error_values(error: Exception | None) -> dict[str, Any]:
 
 
 def mark_patient_unreachable(
-    patient_id: int | None, reason: str, detail: str, *, actor: str, at: datetime
+    patient_id: int | None,
+    reason: str,
+    detail: str,
+    *,
+    actor: str,
+    at: datetime,
+    contact_id: int | None = None,
 ) -> None:
-    """Record an opt-out or an invalid number on the patient, audit it, cancel unsent SMS."""
+    """Record an opt-out or an invalid number on the patient, audit it, cancel unsent SMS.
+
+    A caregiver's number (``contact_id`` of another number than the patient's own) marks that
+    contact only; the patient's reminders are re-planned to the next contact.
+    """
     if patient_id is None:  # a page to a staff number: no patient to update
         return
     patient = db.session.get(Patient, patient_id)
     if patient is None:
+        return
+    contact = db.session.get(Contact, contact_id) if contact_id is not None else None
+    if contact is not None and contact.phone_e164 != patient.phone_e164:
+        _mark_contact_unreachable(patient, contact, reason, detail, actor=actor, at=at)
         return
     before = {
         "sms_opted_out_at": _iso(patient.sms_opted_out_at),
@@ -616,6 +649,33 @@ def mark_patient_unreachable(
     )
     db.session.flush()
     cancel_unsent(patient, reason=reason, source=actor)
+
+
+def _mark_contact_unreachable(
+    patient: Patient, contact: Contact, reason: str, detail: str, *, actor: str, at: datetime
+) -> None:
+    """The provider says a caregiver's number opted out or is invalid: that contact only."""
+    before = {"opted_out_at": _iso(contact.opted_out_at), "phone_status": contact.phone_status}
+    if reason == "opted_out" and contact.opted_out_at is None:
+        contact.opted_out_at = at
+    elif reason == "invalid_number" and contact.phone_status != "invalid":
+        contact.phone_status = "invalid"
+    else:
+        return
+    audit.record(
+        actor,
+        f"contact.{'sms_opted_out' if reason == 'opted_out' else 'number_invalid'}",
+        entity_type="contact",
+        entity_id=contact.id,
+        patient_id=patient.id,
+        before=before,
+        after={"opted_out_at": _iso(contact.opted_out_at), "phone_status": contact.phone_status},
+        reason=f"SMS provider: {detail}"[:500],
+        at=at,
+    )
+    db.session.flush()
+    cancel_unsent_to_contact(contact.id, reason=reason, source=actor)
+    plan_patient(patient, now=at, source=actor)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -36,6 +36,7 @@ from app.domain.reminders import (
 from app.extensions import db
 from app.models import OutboxMessage, Patient, utcnow
 from app.models.messages import COUNTED_STATUSES
+from app.services.messaging import recipients
 from app.services.messaging.invitations import to_confirm
 from app.services.messaging.outbox import add_history, transition
 from app.services.shared.patient_lookup import get_patient
@@ -110,17 +111,27 @@ def planning_moment(today: date | None) -> datetime:
     return datetime.combine(today, time(0, 0), tzinfo=clinic).astimezone(UTC)
 
 
-def blocked_reason(patient: Patient) -> str | None:
-    """Why no SMS may be planned or sent to this patient, or None when it may."""
-    if not patient.sms_consent:
-        return "no_consent"
-    if patient.sms_opted_out_at is not None:
-        return "opted_out"
-    if patient.phone_status != "ok":
-        return "invalid_number"
-    if patient.status in ("withdrawn", "off_study"):
-        return "off_study"
-    return None
+def blocked_reason(patient: Patient, kind: str = "reminder") -> str | None:
+    """Why no SMS of ``kind`` may be planned or sent to the patient, or None when it may.
+
+    A patient with contacts: None when any contact may get it (their consents and choices,
+    app.services.messaging.recipients); without: the patient's own consent and number.
+    """
+    if recipients.has_contacts(patient.id):
+        return recipients.contacts_block(patient, kind)
+    return _own_number_block(patient)
+
+
+def row_blocked_reason(patient: Patient, kind: str, contact_id: int | None) -> str | None:
+    """Why one outbox row (of ``kind``, to ``contact_id``) may not go out now, or None."""
+    if recipients.has_contacts(patient.id):
+        return recipients.row_block(patient, kind, contact_id)
+    return _own_number_block(patient)
+
+
+def _own_number_block(patient: Patient) -> str | None:
+    """The rule before contacts: the patient's consent, opt-out, number and status."""
+    return recipients.own_number_block(patient)
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -128,16 +139,28 @@ def blocked_reason(patient: Patient) -> str | None:
 
 @dataclass(frozen=True)
 class RenderContext:
-    """Who a body is for: language and time zone."""
+    """Who a body is for: language and time zone, and the contact it goes to (if any)."""
 
     locale: str
     tz: ZoneInfo
+    recipient: str | None = None
+    contact_id: int | None = None
 
 
 def context_for(patient: Patient) -> RenderContext:
-    """The patient's language and time zone."""
-    locale = patient.locale if patient.locale in ("zh", "en") else "zh"
-    return RenderContext(locale=locale, tz=ZoneInfo(patient.timezone or "Asia/Shanghai"))
+    """The language and time zone of whoever gets the patient's reminders first."""
+    tz = ZoneInfo(patient.timezone or "Asia/Shanghai")
+    first = recipients.primary_recipient(patient, "reminder")
+    if first is None or first.contact_id is None:
+        locale = patient.locale if patient.locale in ("zh", "en") else "zh"
+        return RenderContext(locale=locale, tz=tz)
+    return RenderContext(first.locale, tz, first.phone, first.contact_id)
+
+
+def context_for_recipient(patient: Patient, recipient: recipients.Recipient) -> RenderContext:
+    """The patient's time zone with one recipient's language and number."""
+    tz = ZoneInfo(patient.timezone or "Asia/Shanghai")
+    return RenderContext(recipient.locale, tz, recipient.phone, recipient.contact_id)
 
 
 def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
@@ -721,10 +744,11 @@ def _rerender_row(
 ) -> bool:
     """Store the body rendered now (language, wording) when it differs from the stored one."""
     body = render_message(message, variant, ctx)
-    if body == row.body and row.locale == ctx.locale:
+    if body == row.body and row.locale == ctx.locale and row.contact_id == ctx.contact_id:
         return False
     info = count_segments(body)
     values = {"body": body, "locale": ctx.locale, "segments": info.segments}
+    values |= {"contact_id": ctx.contact_id}
     return transition(
         row.id, expect=("planned",), to="planned", source=source, detail="re-rendered",
         values=values | {"encoding": info.encoding},
@@ -745,6 +769,7 @@ def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, ob
         "items": [item.to_json() for item in message.items],
         "notes": list(message.notes),
         "invites": to_confirm(message.event_keys) if message.kind in INVITING_KINDS else None,
+        "contact_id": ctx.contact_id,
     }
 
 
@@ -752,7 +777,8 @@ def _update_planned(
     row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
     values = _content_values(message, ctx)
-    if row.body == values["body"] and list(row.notes or []) == values["notes"]:
+    same_text = row.body == values["body"] and list(row.notes or []) == values["notes"]
+    if same_text and row.contact_id == ctx.contact_id:
         return False
     return transition(
         row.id, expect=("planned",), to="planned", source=source, detail="re-rendered",
@@ -779,3 +805,30 @@ def _new_row(
 def patient_can_receive(patient: Patient) -> bool:
     """True when SMS may be planned and sent to the patient."""
     return blocked_reason(patient) is None
+
+
+def cancel_unsent_to_contact(contact_id: int, *, reason: str, source: str) -> int:
+    """Cancel every planned message to one contact (consent withdrawn, opt-out); no commit."""
+    rows = list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.contact_id == contact_id, OutboxMessage.status == "planned")
+            .execution_options(populate_existing=True)
+        )
+    )
+    return _cancel_rows(rows, reason, source, error=reason)
+
+
+def render_for_recipient(
+    row: OutboxMessage, patient: Patient, recipient: recipients.Recipient
+) -> str | None:
+    """A stored reminder's text rendered again for another recipient's language, or None."""
+    ctx = context_for_recipient(patient, recipient)
+    if row.locale == ctx.locale:
+        return row.body
+    policy = reminder_policy()
+    events = reminder_events(patient)
+    since = row.send_after - timedelta(days=2)
+    known = {item.ident: item for item in rd.reminder_items(policy, events, ctx.tz, since)}
+    rebuilt = _rebuilt_message(row, policy, known, {e.key: e for e in events}, ctx)
+    return render_message(*rebuilt, ctx) if rebuilt is not None else None

@@ -178,4 +178,6 @@ def _update_patient(row: OutboxMessage, error_code: int | None, at: datetime, so
     else:
         return
     text = error_text(error_code) or str(error_code)
-    mark_patient_unreachable(row.patient_id, reason, text, actor="system", at=at)
+    mark_patient_unreachable(
+        row.patient_id, reason, text, actor="system", at=at, contact_id=row.contact_id
+    )

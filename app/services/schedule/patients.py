@@ -18,8 +18,9 @@ from app.domain.patients import (
     validate_enrolment,
 )
 from app.extensions import db
-from app.models import CalendarEvent, Patient
+from app.models import CalendarEvent, Patient, utcnow
 from app.services.messaging import reminders
+from app.services.schedule.contacts import add_self_contact, contact_snapshot
 from app.services.shared import audit, date_inputs
 from app.services.shared.protocols import clinic_working_days, current_protocol
 from app.sms import privacy
@@ -68,6 +69,8 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
     for item in planned:
         patient.events.append(event_row(item))
     db.session.flush()
+    consent_on = (valid.sms_consent_date or today) if valid.sms_consent else None
+    own = add_self_contact(patient, actor=actor, now=utcnow(), consent_on=consent_on)
     audit.record(
         actor,
         "patient.enrol",
@@ -80,6 +83,7 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
             "started_before_cadence": valid.started_before_cadence,
             "not_tracked": sum(1 for e in planned if e.status == "not_tracked"),
             "warnings": valid.warnings,
+            "contacts": [contact_snapshot(own)],
         },
         reason="enrolment"
         + (f"; shared phone: {valid.shared_phone_reason}" if valid.shared_phone_reason else ""),

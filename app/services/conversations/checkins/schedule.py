@@ -54,6 +54,7 @@ from app.services.conversations.checkins.sessions import (
     session_items,
     settings,
 )
+from app.services.messaging.recipients import primary_recipient
 from app.services.messaging.reminders import blocked_reason
 from app.services.shared import audit
 from app.services.shared.clinic import clinic_zone
@@ -168,7 +169,8 @@ def start_checkin(
     if not items:
         return None
     conf = settings()
-    blocked = blocked_reason(patient)
+    blocked = blocked_reason(patient, "checkin")
+    first_contact = primary_recipient(patient, "checkin")
     first = ck.next_question(items, {})
     # Scheduled until its first question is handed to the provider (messaging.invitations).
     status = "scheduled" if send and blocked is None else "sent"
@@ -179,7 +181,7 @@ def start_checkin(
         "event_date": event_row.date,
         "phase": event_row.phase,
         "status": status,
-        "locale": patient.locale if patient.locale in ("zh", "en") else "zh",
+        "locale": first_contact.locale if first_contact else _patient_locale(patient),
         "items": [i.code for i in items],
         "current_question": first.code if first else None,
         "answers": {},
@@ -288,7 +290,7 @@ def remind_due(now: datetime, *, actor: str = JOB_ACTOR, report: RunReport | Non
             db.session.rollback()
             continue
         db.session.refresh(session)
-        if blocked_reason(session.patient) is None:
+        if blocked_reason(session.patient, "checkin") is None:
             _queue_reminder(session, now, actor)
             report.reminded += 1
         db.session.commit()
@@ -380,3 +382,8 @@ def expire_due(now: datetime, *, actor: str = JOB_ACTOR, report: RunReport | Non
     if rows:
         db.session.commit()
     return report.expired
+
+
+def _patient_locale(patient: Patient) -> str:
+    """The patient's language (zh unless en)."""
+    return patient.locale if patient.locale in ("zh", "en") else "zh"

@@ -59,6 +59,7 @@ from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_lifetime
 from app.services.messaging.invitations import to_answer
 from app.services.messaging.outbox import add_history
+from app.services.messaging.recipients import recipient_values
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
 from app.services.schedule.treatment import treatment_context
@@ -268,6 +269,7 @@ def queue_message(
         attempts=0,
         created_at=now,
         updated_at=now,
+        **recipient_values(session.patient, "checkin"),
     )
     db.session.add(row)
     db.session.flush()

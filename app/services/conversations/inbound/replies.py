@@ -21,13 +21,12 @@ A row left ``received`` (the process died between 1 and 2) is picked up by ``pro
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from flask import current_app
 from flask_babel import force_locale
 from sqlalchemy import JSON, bindparam, insert, select, update
@@ -38,7 +37,7 @@ from app.domain.escalation import add_working_time
 from app.domain.replies import ParsedReply, ReplyContext, parse_reply
 from app.domain.triage import TriageContext, TriageResult, triage
 from app.extensions import db
-from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient
+from app.models import CalendarEvent, InboundMessage, OutboxMessage, Patient, utcnow
 from app.models.inbound import MAX_NUMBER_CHARS, MAX_SID_CHARS
 from app.models.messages import HANDED_OVER_STATUSES
 from app.services.alerts import cover
@@ -46,7 +45,6 @@ from app.services.alerts.alerts import NewAlert, create_alert
 from app.services.alerts.escalation import page_for_new_red
 from app.services.conversations.checkins.by_sms import (
     LOOK_UP,
-    OPEN_SESSION_ID_OF_PATIENT,
     SmsAnswer,
     answer_by_sms,
     current_question_for_sms,
@@ -55,10 +53,19 @@ from app.services.conversations.checkins.by_sms import (
     settle_red_check,
 )
 from app.services.conversations.checkins.sessions import checkin_grades_since, pending_red_check
+from app.services.conversations.inbound.senders import (
+    SenderMatch,
+    match_sender,
+    sender_record,
+    shared_number_reasons,
+    which_patient_reply,
+)
 from app.services.messaging.outbox import add_history
+from app.services.messaging.recipients import contact_locale
 from app.services.messaging.reminders import cancel_unsent, plan_patient
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
+from app.services.schedule.contacts import opt_in_contact, opt_out_contact
 from app.services.schedule.treatment import treatment_context
 from app.services.shared import audit
 from app.services.shared import reply_texts as texts
@@ -109,6 +116,7 @@ _FINISH = (
         status="processed",
         processed_at=bindparam("p_at"),
         patient_id=bindparam("p_patient"),
+        contact_id=bindparam("p_contact"),
         reply_body=bindparam("p_reply"),
         reply_locale=bindparam("p_locale"),
         intent=bindparam("p_intent"),
@@ -140,12 +148,6 @@ _LATEST_REMINDER_KEYS = (
     )
     .order_by(_OUTBOX.c.sent_at.desc(), _OUTBOX.c.id.desc())
     .limit(1)
-)
-_PATIENTS_BY_NUMBER = select(Patient).where(Patient.phone_e164 == bindparam("p_number")).limit(5)
-_PATIENTS_BY_NUMBER_WITH_CHECKIN = (
-    select(Patient, OPEN_SESSION_ID_OF_PATIENT)
-    .where(Patient.phone_e164 == bindparam("p_number"))
-    .limit(5)
 )
 
 
@@ -201,6 +203,7 @@ class Outcome:
     result: TriageResult | None = None
     alert_id: int | None = None
     actions: list[str] = field(default_factory=list)
+    sender: SenderMatch = field(default_factory=SenderMatch)
 
 
 @dataclass(frozen=True)
@@ -330,13 +333,23 @@ def _process(
     if row is None:
         db.session.rollback()
         return _duplicate(message_id)
-    patient, open_checkin = _match_with_open_checkin(row.from_number, now)
-    if patient is None:
+    sender = match_sender(row.from_number, row.body, now)
+    if sender.ambiguous:
+        outcome = _from_shared_number(row, sender, now)
+    elif sender.patient is None:
         outcome = _from_unknown_sender(row, now)
     else:
-        outcome = _from_patient(row, patient, now, open_checkin)
+        outcome = _from_patient(row, sender.patient, now, sender.open_checkin, sender=sender)
     if reply_by_sms and outcome.patient is not None and outcome.reply:
-        _queue_reply(outcome.patient, row, outcome.reply, outcome.locale, now)
+        contact = outcome.sender.contact
+        _queue_reply(
+            outcome.patient,
+            row,
+            outcome.reply,
+            outcome.locale,
+            now,
+            contact.id if contact else None,
+        )
     if not _record(row, outcome, now):
         db.session.rollback()
         return _duplicate(message_id)
@@ -361,12 +374,15 @@ def _record(row: StoredMessage, outcome: Outcome, now: datetime) -> bool:
         "p_id": row.id,
         "p_at": now,
         "p_patient": outcome.patient.id if outcome.patient else None,
+        "p_contact": outcome.sender.contact.id if outcome.sender.contact else None,
         "p_reply": outcome.reply,
         "p_locale": outcome.locale,
         "p_intent": parsed.intent if understood else None,
         "p_priority": result.priority if understood else None,
         "p_language": parsed.language if understood else None,
-        "p_parse": parse_record(parsed, result, outcome.actions) if understood else None,
+        "p_parse": _with_sender(parse_record(parsed, result, outcome.actions), outcome)
+        if understood
+        else None,
     }
     claimed = db.session.connection().execute(_FINISH, values)
     return claimed.rowcount == 1  # type: ignore[attr-defined]
@@ -393,54 +409,23 @@ def parse_record(parsed: ParsedReply, result: TriageResult, actions: list[str]) 
     }
 
 
+def _with_sender(record: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The parse record plus who sent it (a caregiver contact), when known."""
+    sender = sender_record(outcome.sender)
+    return record | {"sender": sender} if sender else record
+
+
 def _safe(text: str) -> str:
     return str(text).replace("\x00", "\ufffd")
 
 
 def match_patient(sender: str) -> Patient | None:
-    """The patient whose E.164 number sent the message (active patients first), or None.
+    """The patient a message from ``sender`` is about (its contacts' numbers included), or None.
 
-    A number shared by several patients on study is not matched to any of them: the message then
-    goes to review like an unknown sender's.
+    A number shared by several patients that nothing resolves is not matched to any of them
+    (app.services.conversations.inbound.senders).
     """
-    candidates = _patients_with_number(sender)
-    if not candidates:
-        e164 = _as_e164(sender)
-        if e164 and e164 != sender:
-            candidates = _patients_with_number(e164)
-    return _choose(candidates, lambda p: p)
-
-
-def _match_with_open_checkin(sender: str, now: datetime) -> tuple[Patient | None, int | None]:
-    """``match_patient`` plus the id of the patient's open SMS check-in, in one statement."""
-    statement, params = _PATIENTS_BY_NUMBER_WITH_CHECKIN, {"p_number": sender, "p_now": now}
-    candidates = list(db.session.execute(statement, params))
-    if not candidates:
-        e164 = _as_e164(sender)
-        if e164 and e164 != sender:
-            candidates = list(db.session.execute(statement, params | {"p_number": e164}))
-    chosen = _choose(candidates, lambda row: row[0])
-    return (None, None) if chosen is None else (chosen[0], chosen[1])
-
-
-def _choose(candidates: list[Any], patient_of: Callable[[Any], Patient]) -> Any:
-    """The only candidate on study (or the only one at all), else None."""
-    on_study = [c for c in candidates if patient_of(c).status not in ("withdrawn", "off_study")]
-    chosen = on_study or candidates
-    return chosen[0] if len(chosen) == 1 else None
-
-
-def _patients_with_number(number: str) -> list[Patient]:
-    return list(db.session.scalars(_PATIENTS_BY_NUMBER, {"p_number": number}))
-
-
-def _as_e164(raw: str) -> str | None:
-    region = str(current_app.config.get("DEFAULT_PHONE_REGION") or "CN")
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return match_sender(sender, "", utcnow()).patient
 
 
 # -- a patient's message -------------------------------------------------------------------------
@@ -451,15 +436,19 @@ def _from_patient(
     patient: Patient,
     now: datetime,
     open_checkin: int | Literal["look up"] | None = LOOK_UP,
+    *,
+    sender: SenderMatch | None = None,
 ) -> Outcome:
-    locale = texts.locale_or_default(patient.locale)
+    sender = sender or SenderMatch(patient)
+    contact = sender.contact
+    locale = texts.locale_or_default(contact_locale(contact) if contact else patient.locale)
     if open_checkin == LOOK_UP:
         session = open_session_for_sms(patient.id, now)
         open_checkin = session.id if session else None
     if open_checkin is not None and pending_red_check(open_checkin) is not None:
         settled = settle_red_check(patient, row.id, row.body, now, open_checkin)
         if settled is not None:
-            return _from_checkin(settled, patient, locale)
+            return _from_checkin(settled, patient, locale, sender)
     context = reply_context(patient, now)
     parsed = parse_reply(row.body, context=context)
     events = related_events(patient, now)
@@ -470,18 +459,30 @@ def _from_patient(
         patient, row, now, open_checkin, single_answers=reading.route == "checkin"
     )
     if answered is not None:
-        return _from_checkin(answered, patient, locale)
+        return _from_checkin(answered, patient, locale, sender)
     previous = previous_grades(patient.id, row.id, now) if parsed.active_symptoms else {}
     result = triage(parsed, previous_grades=previous, context=treatment_context(patient, now))
-    outcome = Outcome(reply="", locale=locale, patient=patient, parsed=parsed, result=result)
+    outcome = Outcome(
+        reply="",
+        locale=locale,
+        patient=patient,
+        parsed=parsed,
+        result=result,
+        actions=_sender_actions(sender),
+        sender=sender,
+    )
     actor = f"patient:{patient.study_id}"
+    if sender.from_caregiver and contact is not None:
+        actor = f"contact:{patient.study_id}:{contact.relation}"
     _act_on_intent(outcome, row, actor, now)
     _act_on_priority(outcome, row, actor, now)
     outcome.reply = texts.signed(_patient_reply(outcome, now))
     return outcome
 
 
-def _from_checkin(answered: SmsAnswer, patient: Patient, locale: str) -> Outcome:
+def _from_checkin(
+    answered: SmsAnswer, patient: Patient, locale: str, sender: SenderMatch
+) -> Outcome:
     """The outcome of a message the check-ins service took (an answer, or a yes/no asked back)."""
     return Outcome(
         reply=texts.signed(answered.reply) if answered.reply else "",
@@ -490,7 +491,8 @@ def _from_checkin(answered: SmsAnswer, patient: Patient, locale: str) -> Outcome
         parsed=answered.parsed,
         result=answered.result,
         alert_id=answered.alert_id,
-        actions=list(answered.actions),
+        actions=[*_sender_actions(sender), *answered.actions],
+        sender=sender,
     )
 
 
@@ -537,6 +539,16 @@ def _ask_back(
         result=result,
         actions=[f"asked_back:{'+'.join(reading.candidates) or 'nothing_open'}"],
     )
+
+
+def _sender_actions(sender: SenderMatch) -> list[str]:
+    """What the actions list says about who sent it: a caregiver, a shared phone resolved."""
+    actions = []
+    if sender.from_caregiver and sender.contact is not None:
+        actions.append(f"from_contact:{sender.contact.relation}")
+    if sender.resolved_by not in (None, "only"):
+        actions.append(f"shared_phone_resolved_by:{sender.resolved_by}")
+    return actions
 
 
 def _checkin_answer(
@@ -609,12 +621,20 @@ def grades_in(parse: dict[str, Any] | None) -> dict[str, int]:
 def _act_on_intent(outcome: Outcome, row: StoredMessage, actor: str, now: datetime) -> None:
     assert outcome.patient is not None and outcome.parsed is not None
     intent = outcome.parsed.intent
+    contact = outcome.sender.contact
     if intent == "opt_out":
-        opt_out(outcome.patient, now=now, actor=actor)
+        if contact is not None:
+            opt_out_contact(contact, now=now, actor=actor)
+        else:
+            opt_out(outcome.patient, now=now, actor=actor)
         outcome.actions.append("opted_out")
         outcome.alert_id = _raise(outcome, row, "opt_out", "green", now).id
     elif intent == "opt_in":
-        if opt_in(outcome.patient, now=now, actor=actor):
+        if contact is not None:
+            opted_in = opt_in_contact(contact, now=now, actor=actor)
+        else:
+            opted_in = opt_in(outcome.patient, now=now, actor=actor)
+        if opted_in:
             outcome.actions.append("opted_in")
     elif intent == "confirm":
         confirmed = _confirm_events(outcome.patient, actor, now)
@@ -665,6 +685,9 @@ def _raise(
     reasons = list(result.reasons) if result else []
     if kind == "reschedule":
         reasons = [f"reschedule requested: {', '.join(event_keys or []) or 'no open event found'}"]
+    elif kind == "opt_out" and outcome.sender.from_caregiver:
+        relation = outcome.sender.contact.relation if outcome.sender.contact else "contact"
+        reasons = [f"opt-out keyword from the {relation}'s phone: no SMS to that contact only"]
     elif kind == "opt_out":
         reasons = ["opt-out keyword: no SMS until the patient opts back in (check-ins go to calls)"]
     summary = _summary(kind, symptoms, parsed.temperature_c if parsed else None, reasons)
@@ -877,6 +900,32 @@ def _from_unknown_sender(row: StoredMessage, now: datetime) -> Outcome:
     return outcome
 
 
+# -- a phone several patients share -------------------------------------------------------------
+
+
+def _from_shared_number(row: StoredMessage, sender: SenderMatch, now: datetime) -> Outcome:
+    """Nothing tells which patient: ask by initials, flag it for a nurse (red pages at once)."""
+    parsed = parse_reply(row.body)
+    result = triage(parsed, context=TriageContext())
+    locales = {p.locale for p in sender.ambiguous}
+    locale = texts.locale_or_default(locales.pop() if len(locales) == 1 else None)
+    outcome = Outcome(
+        reply="", locale=locale, parsed=parsed, result=result, sender=sender,
+        actions=["shared_phone_asked"],
+    )  # fmt: skip
+    level = "red" if result.priority == "red" else "amber"
+    alert = _raise(outcome, row, "review", level, now)
+    alert.reasons = [*shared_number_reasons(sender.ambiguous), *alert.reasons]
+    outcome.alert_id = alert.id
+    if level == "red":
+        page_for_new_red(alert, now=now, actor="system")
+        outcome.actions.append("paged_on_call")
+        outcome.reply = texts.signed(texts.red_reply(locale))
+    else:
+        outcome.reply = texts.signed(which_patient_reply(locale, sender.ambiguous))
+    return outcome
+
+
 # -- when interpretation fails -------------------------------------------------------------------
 
 
@@ -950,7 +999,12 @@ def _safe_patient(sender: str) -> Patient | None:
 
 
 def _queue_reply(
-    patient: Patient, row: StoredMessage | InboundMessage, text: str, locale: str, now: datetime
+    patient: Patient,
+    row: StoredMessage | InboundMessage,
+    text: str,
+    locale: str,
+    now: datetime,
+    contact_id: int | None = None,
 ) -> None:
     """The answer as an outbox message to the patient (when the webhook could not carry it)."""
     body = text
@@ -970,6 +1024,7 @@ def _queue_reply(
         event_keys=[],
         items=[],
         notes=["late answer to an inbound message"],
+        contact_id=contact_id,
         attempts=0,
         created_at=now,
         updated_at=now,
