@@ -109,10 +109,12 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     # The victim's clock ran from the test's now for as long as it lived; the next processes
     # start after its last lease ran out.
     clock.advance(seconds=time.monotonic() - started + 4.5)
-    env = killed_dispatcher_env(database_url, fake)
     fake.latency = 0.0
-    reconciled = finish(start_flask(env, "sms", "reconcile"))
-    finish(start_flask(env, "sms", "send-due"))
+    reconciling = time.monotonic()
+    reconciled = finish(start_flask(killed_dispatcher_env(database_url, fake), "sms", "reconcile"))
+    # What the reconciler found unsent is due from its own last instant: send after that.
+    clock.advance(seconds=time.monotonic() - reconciling + 1)
+    finish(start_flask(killed_dispatcher_env(database_url, fake), "sms", "send-due"))
 
     rows = all_rows()
     assert_each_sent_exactly_once(fake, rows)
