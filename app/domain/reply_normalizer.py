@@ -271,7 +271,25 @@ def from_pinyin(text: str, index: PinyinIndex) -> str:
 
 
 def _convert_run(run: str, index: PinyinIndex) -> str:
+    """Convert each stretch of pinyin words; other words ("OK", "please") stay as they are."""
     words = run.split()
+    stretches: list[list[str]] = [[]]
+    for word in words:
+        if split_pinyin(word) is None:
+            stretches.extend([[word], []])
+        else:
+            stretches[-1].append(word)
+    if len(stretches) == 1:
+        return _convert_stretch(run, words, index)
+    parts = [
+        _convert_stretch(" ".join(ws), ws, index) if ws and split_pinyin(ws[0]) else " ".join(ws)
+        for ws in stretches
+        if ws
+    ]
+    return " ".join(parts)
+
+
+def _convert_stretch(run: str, words: list[str], index: PinyinIndex) -> str:
     syllables: list[str] = []
     for word in words:
         split = split_pinyin(word)
