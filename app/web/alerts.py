@@ -24,18 +24,8 @@ from app.web.security import current_actor, require_login, requires
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 bp.before_request(require_login)
 
-LEVEL_LABELS = {
-    "red": _l("Red: emergency"),
-    "amber": _l("Amber: same day"),
-    "green": _l("Note"),
-}
-KIND_LABELS = {
-    "symptom": _l("Symptom report"),
-    "reschedule": _l("Reschedule request"),
-    "review": _l("Message to read"),
-    "call_task": _l("Unanswered check-in: call the patient"),
-    "opt_out": _l("Opted out of SMS"),
-}
+LEVEL_LABELS = labels.LEVEL_LABELS
+KIND_LABELS = labels.ALERT_KIND_LABELS
 STATUS_LABELS = {
     "open": _l("Open"),
     "acknowledged": _l("Acknowledged"),
@@ -91,19 +81,7 @@ def _label(table: dict[str, Any], code: str | None) -> str:
 
 def _duration(seconds: int | float | None) -> str:
     """A short duration: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
-    if seconds is None:
-        return "—"
-    total = int(seconds)
-    if total < 60:
-        return _("%(num)d s", num=total)
-    minutes = total // 60
-    if minutes < 60:
-        return _("%(num)d min", num=minutes)
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return _("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
-    days, hours = divmod(hours, 24)
-    return _("%(days)d d %(hours)d h", days=days, hours=hours)
+    return labels.duration_label(seconds)
 
 
 @bp.get("/")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+from flask_babel import format_datetime
 from flask_babel import lazy_gettext as _l
 
 from app.models import EVENT_STATUSES, AuditEntry
-from app.web import labels
+from app.web import labels, reasons
 
 FIELD_LABELS = {
     "status": _l("Status"),
@@ -29,7 +31,29 @@ FIELD_LABELS = {
     "choices": _l("Treatment"),
     "events": _l("Events"),
     "username": _l("Username"),
+    "level": _l("Level"),
+    "kind": _l("Kind"),
+    "summary": _l("Summary"),
+    "reasons": _l("Reasons"),
+    "assigned_to": _l("Assigned to"),
+    "resolution_action": _l("What was done"),
+    "resolution_note": _l("Note"),
+    "sms_opted_out_at": _l("Opted out of SMS at"),
+    "sms_opted_in_at": _l("Opted back in at"),
+    "acknowledged_at": _l("Acknowledged at"),
+    "resolved_at": _l("Resolved at"),
+    "time_to_acknowledge_seconds": _l("Time to acknowledge"),
+    "priority": _l("Level"),
+    "intent": _l("Message type"),
 }
+
+# Stored English summaries written by the services, shown in the reader's language.
+SUMMARY_LABELS = {
+    "opted out of SMS": _l("Opted out of SMS"),
+    "opt-out keyword by SMS": _l("Opt-out keyword by SMS"),
+    "opted back in to SMS": _l("Opted back in to SMS"),
+}
+ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,50 @@ def _text(value: Any) -> str | None:
         return ", ".join(f"{k}: {v}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
-    return str(value)
+    return moment_text(str(value))
+
+
+def moment_text(text: str) -> str:
+    """An ISO instant in the clinic time zone and the reader's locale; other text unchanged."""
+    if not ISO_MOMENT.match(text):
+        return text
+    try:
+        return format_datetime(datetime.fromisoformat(text), "medium")
+    except ValueError:
+        return text
+
+
+def reason_text(reason: str | None) -> str:
+    """An audit reason in the reader's language (triage reasons and known service reasons)."""
+    if not reason:
+        return ""
+    parts = [part.strip() for part in str(reason).split(";") if part.strip()]
+    shown = [reasons.reason_label(part) for part in parts]
+    return "；".join(shown) if labels.is_zh() else "; ".join(shown)
+
+
+def _value_text(key: str, value: Any) -> str | None:
+    """A field's value for people: codes translated by field, instants formatted."""
+    if value is None or value == "":
+        return None if value is None else ""
+    coded = {
+        "level": labels.level_label,
+        "priority": labels.level_label,
+        "intent": labels.intent_label,
+        "kind": labels.alert_kind_label,
+        "resolution_action": labels.resolution_action_label,
+    }
+    if key in coded:
+        return coded[key](str(value))
+    if key == "reasons" and isinstance(value, list):
+        return reason_text(";".join(str(v) for v in value))
+    if key == "summary" and str(value) in SUMMARY_LABELS:
+        return str(SUMMARY_LABELS[str(value)])
+    if key == "time_to_acknowledge_seconds" and isinstance(value, int):
+        return labels.duration_label(value)
+    if key in ("assigned_to", "acknowledged_by", "resolved_by"):
+        return labels.actor_label(str(value))
+    return _text(value)
 
 
 def field_changes(entry: AuditEntry) -> list[FieldChange]:
@@ -77,7 +144,7 @@ def field_changes(entry: AuditEntry) -> list[FieldChange]:
         if old == new and key in before:
             continue
         label = FIELD_LABELS.get(key)
-        old_text, new_text = _text(old), _text(new)
+        old_text, new_text = _value_text(key, old), _value_text(key, new)
         if key == "status":
             old_text, new_text = _status_text(old), _status_text(new)
         if key == "locale":
@@ -101,7 +168,7 @@ def _status_text(value: Any) -> str | None:
 
 
 def _language(value: Any) -> str | None:
-    return {"zh": "中文", "en": "English"}.get(value, value) if value else None
+    return labels.language_name(value) if value else None
 
 
 def date_changes(entry: AuditEntry) -> list[DateChange]:

@@ -27,9 +27,9 @@ STATUS_LABELS = {
 }
 CHANNEL_LABELS = {"sms": _l("SMS"), "web": _l("Web link"), "mixed": _l("SMS and web link")}
 PRIORITY_LABELS = {
-    "red": _l("Red: emergency"),
-    "amber": _l("Amber: same day"),
-    "green": _l("Green: routine"),
+    "red": labels.LEVEL_LABELS["red"],
+    "amber": labels.LEVEL_LABELS["amber"],
+    "green": labels.LEVEL_LABELS["green"],
     "none": _l("No symptoms"),
 }
 CHART_WORDS = {

@@ -24,21 +24,15 @@ bp = Blueprint("inbox", __name__, url_prefix="/inbox")
 bp.before_request(require_login)
 
 CATEGORY_LABELS = {
-    "red": _l("Red: emergency"),
-    "amber": _l("Amber: same day"),
+    "red": labels.LEVEL_LABELS["red"],
+    "amber": labels.LEVEL_LABELS["amber"],
     "call_task": _l("Unanswered check-in: call the patient"),
     "unknown": _l("Message to read"),
     "reschedule": _l("Reschedule request"),
     "opt_out": _l("Opted out of SMS"),
-    "note": _l("Note"),
+    "note": labels.LEVEL_LABELS["green"],
 }
-ACTION_LABELS = {
-    "called_patient": _l("Called the patient"),
-    "advised_emergency": _l("Advised the emergency department"),
-    "earlier_visit": _l("Arranged an earlier visit"),
-    "dose_hold_suggested": _l("Dose hold suggested to the investigator"),
-    "no_action_needed": _l("No action needed"),
-}
+ACTION_LABELS = labels.RESOLUTION_ACTION_LABELS
 ERRORS = {
     "not_found": _l("This item does not exist."),
     "resolved": _l("This item is already resolved."),

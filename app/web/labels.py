@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_babel import get_locale
+from babel import Locale, UnknownLocaleError
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
 from app.services.shared.users import MIN_PASSWORD_LENGTH
@@ -43,6 +44,7 @@ EVENT_STATUS_LABELS = {
     "done": _l("Done"),
     "missed": _l("Missed"),
     "cancelled": _l("Cancelled"),
+    "not_tracked": _l("Not tracked"),
 }
 
 PATIENT_STATUS_LABELS = {
@@ -68,6 +70,8 @@ FLAG_LABELS = {
     "treatment_stopped": _l("Treatment stopped"),
     "off_study": _l("Off study"),
     "superseded": _l("Superseded"),
+    "before_cadence": _l("Before Cadence was used"),
+    "closure_in_nadir": _l("Clinic closed during the blood-count low point"),
 }
 
 ACTION_LABELS = {
@@ -86,6 +90,90 @@ ACTION_LABELS = {
     "user.sign_in_failed": _l("Failed sign-in"),
     "user.sign_out": _l("Signed out"),
     "user.sign_out_everywhere": _l("Signed out everywhere"),
+}
+
+# One vocabulary for alert levels everywhere (Today, inbox, metrics, history, SMS to staff).
+LEVEL_LABELS = {
+    "red": _l("Urgent"),
+    "amber": _l("Same day"),
+    "green": _l("Routine"),
+    "none": _l("No triage needed"),
+}
+
+SYMPTOM_LABELS = {
+    "diarrhea": _l("diarrhoea"),
+    "dysphagia": _l("difficulty swallowing"),
+    "fever": _l("fever"),
+    "nausea": _l("nausea"),
+    "vomiting": _l("vomiting"),
+    "hematemesis": _l("vomiting blood"),
+    "melena": _l("black or bloody stools"),
+    "dyspnea": _l("shortness of breath"),
+    "cough": _l("cough"),
+    "chest_pain": _l("chest pain"),
+    "rash": _l("rash"),
+    "pruritus": _l("itching"),
+    "mucositis": _l("mouth sores"),
+    "numbness": _l("numbness or tingling"),
+    "fatigue": _l("fatigue"),
+    "anorexia": _l("loss of appetite"),
+    "abdominal_pain": _l("abdominal pain"),
+    "skin_nodules": _l("skin nodules"),
+    "syncope": _l("fainting"),
+}
+
+SYMPTOM_LEVEL_LABELS = {
+    "solids_difficult": _l("solid food is hard to swallow"),
+    "soft_food_only": _l("only soft food"),
+    "liquids_only": _l("only liquids"),
+    "cannot_swallow_liquids": _l("cannot swallow liquids or saliva"),
+    "cannot_keep_fluids": _l("cannot keep fluids down"),
+    "on_exertion": _l("on exertion"),
+    "minimal_exertion": _l("on minimal exertion"),
+    "at_rest": _l("at rest"),
+    "widespread": _l("widespread"),
+    "blistering": _l("blistering"),
+}
+
+INTENT_LABELS = {
+    "confirm": _l("Confirmed the appointment"),
+    "reschedule_request": _l("Asked to change a date"),
+    "symptom_report": _l("Symptom report"),
+    "checkin_answer": _l("Check-in answer"),
+    "opt_out": _l("Opted out of SMS"),
+    "opt_in": _l("Opted back in to SMS"),
+    "help": _l("Asked for help"),
+    "unknown": _l("Not understood"),
+}
+
+ACTOR_LABELS = {
+    "system": _l("System"),
+    "jobs": _l("Scheduled job"),
+    "demo": _l("Demo data"),
+    "test": _l("Test"),
+    "cli": _l("Command line"),
+    "webhook": _l("SMS gateway"),
+}
+
+ALERT_KIND_LABELS = {
+    "symptom": _l("Symptom report"),
+    "reschedule": _l("Reschedule request"),
+    "review": _l("Message to read"),
+    "call_task": _l("Unanswered check-in: call the patient"),
+    "opt_out": _l("Opted out of SMS"),
+}
+
+RESOLUTION_ACTION_LABELS = {
+    "called_patient": _l("Called the patient"),
+    "advised_emergency": _l("Advised the emergency department"),
+    "earlier_visit": _l("Arranged an earlier visit"),
+    "dose_hold_suggested": _l("Dose hold suggested to the investigator"),
+    "no_action_needed": _l("No action needed"),
+}
+
+ENCODING_LABELS = {
+    "GSM-7": _l("Latin characters (160 per SMS)"),
+    "UCS-2": _l("Chinese characters (70 per SMS)"),
 }
 
 # Flags that need a nurse's attention (shown in red and listed on the Today page).
@@ -159,6 +247,94 @@ def flag_is_warning(code: str | None) -> bool:
 def action_label(code: str | None) -> str:
     """Translated audit action."""
     return _lookup(ACTION_LABELS, code)
+
+
+def level_label(code: str | None) -> str:
+    """Translated alert level (紧急 / 当日处理 / 常规)."""
+    return _lookup(LEVEL_LABELS, code)
+
+
+def symptom_label(code: str | None) -> str:
+    """Translated symptom code of the reply parser."""
+    return _lookup(SYMPTOM_LABELS, code)
+
+
+def symptom_level_label(code: str | None) -> str:
+    """Translated named symptom level ('at_rest' ...)."""
+    return _lookup(SYMPTOM_LEVEL_LABELS, code)
+
+
+def intent_label(code: str | None) -> str:
+    """Translated reply intent ('checkin_answer' ...)."""
+    return _lookup(INTENT_LABELS, code)
+
+
+def alert_kind_label(code: str | None) -> str:
+    """Translated alert kind."""
+    return _lookup(ALERT_KIND_LABELS, code)
+
+
+def resolution_action_label(code: str | None) -> str:
+    """Translated 'what was done' of a resolved inbox item."""
+    return _lookup(RESOLUTION_ACTION_LABELS, code)
+
+
+def duration_label(seconds: int | float | None) -> str:
+    """A short duration: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
+    if seconds is None:
+        return "—"
+    total = int(seconds)
+    if total < 60:
+        return gettext("%(num)d s", num=total)
+    minutes = total // 60
+    if minutes < 60:
+        return gettext("%(num)d min", num=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return gettext("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
+    days, hours = divmod(hours, 24)
+    return gettext("%(days)d d %(hours)d h", days=days, hours=hours)
+
+
+def encoding_label(code: str | None) -> str:
+    """Translated SMS encoding."""
+    return _lookup(ENCODING_LABELS, code)
+
+
+def actor_label(actor: str | None) -> str:
+    """Who did something: a user's name, a patient's study id, or a translated system actor."""
+    text = str(actor or "")
+    kind, _, rest = text.partition(":")
+    if kind == "user" and rest:
+        return rest
+    if kind == "patient" and rest:
+        return str(_l("Patient %(study_id)s", study_id=rest))
+    label = ACTOR_LABELS.get(text) or ACTOR_LABELS.get(kind)
+    return str(label) if label is not None else text
+
+
+def event_key_label(key: str | None) -> str:
+    """An event key ('induction.c2.infusion') in words: phase, cycle and kind."""
+    parts = str(key or "").split(".")
+    words = []
+    for part in parts:
+        if part in PHASE_LABELS:
+            words.append(str(PHASE_LABELS[part]))
+        elif part[:1] == "c" and part[1:].isdigit():
+            words.append(str(_l("cycle %(num)s", num=part[1:])))
+        elif part in EVENT_KIND_LABELS:
+            words.append(str(EVENT_KIND_LABELS[part]))
+    return " ".join(words) if words else str(key or "")
+
+
+def language_name(code: str | None) -> str:
+    """A language's own name in the reader's language (Babel's CLDR data): 中文, 英语 ..."""
+    if not code:
+        return ""
+    try:
+        return Locale.parse(code).get_display_name(get_locale() or "en") or code
+    except (ValueError, UnknownLocaleError):
+        return code
 
 
 def localised(obj: Any, field: str = "title") -> str:

@@ -43,6 +43,7 @@ KIND_LABELS = {
     "checkin": _l("Check-in"),
     "reply": _l("Reply"),
     "notice": _l("Notice"),
+    "page": _l("Page to staff"),
 }
 REASON_LABELS = {
     "opted_out": _l("The patient opted out of SMS"),
@@ -61,6 +62,7 @@ REASON_LABELS = {
 }
 NOTE_LABELS = {
     "merged": _l("several reminders merged"),
+    "re-planned": _l("re-planned after a calendar change"),
     "merged_for_budget": _l("merged: daily limit"),
     "deferred_for_budget": _l("moved to the next day: daily limit"),
     "over_budget": _l("over the daily limit (last chance before the event)"),

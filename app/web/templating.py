@@ -9,7 +9,7 @@ from babel.dates import format_interval, format_skeleton
 from flask import Flask
 from flask_babel import format_date, format_datetime, get_locale
 
-from app.web import audit_view, labels
+from app.web import audit_view, labels, reasons, terms
 from app.web.forms import LANGUAGE_CHOICES
 from app.web.helpers import clinic_today, clinic_tz
 from app.web.nav import nav_links
@@ -85,11 +85,23 @@ def init_templating(app: Flask) -> None:
         action=labels.action_label,
         role=labels.role_label,
         localised=labels.localised,
+        level=labels.level_label,
+        symptom=labels.symptom_label,
+        intent=labels.intent_label,
+        actor=labels.actor_label,
+        encoding=labels.encoding_label,
+        language_name=labels.language_name,
+        event_key=labels.event_key_label,
+        reason=reasons.reason_label,
+        reasons=reasons.reason_labels,
+        ctcae=terms.ctcae_label,
+        pro_ctcae=terms.pro_ctcae_label,
     )
     app.jinja_env.globals.update(
         can=can,
         audit_field_changes=audit_view.field_changes,
         audit_date_changes=audit_view.date_changes,
+        audit_reason=audit_view.reason_text,
         nav_links=nav_links,
         fmt_window=fmt_window,
         days_between=days_between,

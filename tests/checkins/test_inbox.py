@@ -193,7 +193,7 @@ def test_the_inbox_page_lists_and_works_the_items(
     positions = [html.index(f'id="item-{known_items[k].id}"') for k in ("red-review", "red-new",
                  "amber-old", "call", "optout")]  # fmt: skip
     assert positions == sorted(positions)
-    assert "Red: emergency" in html and "red-new reason" in html
+    assert "Urgent" in html and "red-new reason" in html
     red = known_items["red-new"].id
 
     response = post(nurse, f"/inbox/{red}/acknowledge")

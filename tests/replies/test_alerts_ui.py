@@ -50,7 +50,7 @@ def test_open_alerts_are_listed_by_urgency_then_age(client: FlaskClient, staff: 
     html = client.get("/alerts/").get_data(as_text=True)
     expected = [red_old.id, red_new.id, amber_old.id, amber_new.id, green_old.id]
     assert _ids_in_page(html) == expected
-    assert "JSCH-001" in html and "Red: emergency" in html
+    assert "JSCH-001" in html and "Urgent" in html
 
 
 def test_a_nurse_acknowledges_and_resolves_with_a_note(client: FlaskClient, staff: dict) -> None:
@@ -59,7 +59,7 @@ def test_a_nurse_acknowledges_and_resolves_with_a_note(client: FlaskClient, staf
     (alert,) = alerts()
     sign_in(client, staff["nurse"])
     html = client.get("/alerts/").get_data(as_text=True)
-    assert "橙色：当天处理" in html and "确认" in html  # the nurse reads Chinese
+    assert "当日处理" in html and "确认" in html  # the nurse reads Chinese
     token = csrf_token(client, "/alerts/")
     response = client.post(f"/alerts/{alert.id}/acknowledge", data={"csrf_token": token})
     assert response.status_code == 302
@@ -126,7 +126,7 @@ def test_the_navigation_badge_and_the_today_counts(client: FlaskClient, staff: d
     sign_in(client, staff["investigator"])
     html = client.get("/").get_data(as_text=True)
     assert 'href="/inbox/"' in html  # the Today card leads to the triage inbox
-    assert 'id="alerts"' in html and "Red: emergency 1" in html and "Note 1" in html
+    assert 'id="alerts"' in html and "Urgent 1" in html and "Routine 1" in html
     assert '<span class="badge">3</span>' in html  # the inbox badge: every open item
     inbox = client.get("/inbox/").get_data(as_text=True)
     assert 'href="/alerts/"' in inbox and 'href="/alerts/rota"' in inbox
