@@ -86,14 +86,16 @@ def result_rows(session: CheckinSession, language: str | None = None) -> list[Re
 
 
 def _answer_words(question: Any, code: str, value: Any, language: str) -> str:
+    """One answer in words: what was asked, the answer and its score ('频率：经常（3）')."""
     if question is None:
         return f"{code}={value}"
+    title = question.title(language)
     if question.is_temperature and value not in (0, 1):
-        return f"{code}={value} °C"
+        return f"{title} {value} °C"
     words = question.labels(language)
     index = int(value)
     label = words[index] if 0 <= index < len(words) else "?"
-    return f"{code}={value} {label}"
+    return f"{title}：{label}（{value}）" if language == "zh" else f"{title}: {label} ({value})"
 
 
 def patient_checkin_panel(patient: Patient) -> dict[str, Any]:

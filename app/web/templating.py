@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from babel.dates import format_interval, format_skeleton
+from babel.dates import format_interval, format_skeleton, get_timezone, get_timezone_location
 from flask import Flask
 from flask_babel import format_date, format_datetime, get_locale
 
@@ -68,6 +68,14 @@ def days_between(a: date | None, b: date | None) -> int | None:
     return (b - a).days
 
 
+def timezone_name(zone: str) -> str:
+    """A time zone by its place in the reader's language ('中国（上海）时间')."""
+    try:
+        return get_timezone_location(get_timezone(zone), locale=_locale())
+    except LookupError:
+        return zone
+
+
 def init_templating(app: Flask) -> None:
     """Register the filters and globals used by every template."""
     app.jinja_env.filters.update(
@@ -95,6 +103,8 @@ def init_templating(app: Flask) -> None:
         reason=reasons.reason_label,
         reasons=reasons.reason_labels,
         ctcae=terms.ctcae_label,
+        drugs=terms.drugs_text,
+        tz_name=timezone_name,
         pro_ctcae=terms.pro_ctcae_label,
     )
     app.jinja_env.globals.update(

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from app.services.conversations.checkins.sessions import questionnaire
+from app.services.shared.protocols import current_protocol
 from app.web import labels
 
 TERMS_FILE = Path(__file__).with_name("terms_zh.yaml")
@@ -33,6 +34,31 @@ def pro_ctcae_label(term: str | None) -> str:
     if not term:
         return ""
     return _terms()["pro_ctcae"].get(term, term) if labels.is_zh() else term
+
+
+def drug_text(text: str) -> str:
+    """A drug with its dose ('sintilimab 200 mg') with the drug's name in the reader's language."""
+    if not labels.is_zh():
+        return text
+    for drug in current_protocol().drugs.values():
+        if text.startswith(f"{drug.name_en} "):
+            return f"{drug.name_zh}{text.removeprefix(drug.name_en)}"
+    return text
+
+
+def drugs_text(drugs: list[str] | None) -> str:
+    """A list of drugs with their doses, joined for the reader's language."""
+    return ("、" if labels.is_zh() else ", ").join(drug_text(d) for d in drugs or ())
+
+
+def choices_text(choices: dict[str, str] | None) -> str:
+    """A patient's treatment choices ({'pd1': 'sintilimab'}) as drug names."""
+    drugs = current_protocol().drugs
+    names = []
+    for value in (choices or {}).values():
+        drug = drugs.get(str(value))
+        names.append((drug.name_zh if labels.is_zh() else drug.name_en) if drug else str(value))
+    return ("、" if labels.is_zh() else ", ").join(names)
 
 
 def answer_code_label(code: str) -> str:

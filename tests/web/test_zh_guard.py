@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Alert, CheckinSession, Patient, User
+from app.models import Alert, CheckinSession, OnCallShift, Patient, User
 from app.services.conversations.checkins.links import make_token
 from app.services.conversations.inbound.replies import receive
 from app.services.demo import ensure_demo_rota, load_demo_checkins, load_demo_data
@@ -60,7 +60,7 @@ class VisibleText(HTMLParser):
         values = dict(attrs)
         lang = (values.get("lang") or "zh").lower()
         skip = tag in SKIPPED_TAGS or not lang.startswith("zh") or "data-i18n-skip" in values
-        if not self._skipping() and not skip and tag != "html":
+        if not self._skipping() and not skip:
             self.chunks.extend(str(values[a]) for a in CHECKED_ATTRIBUTES if values.get(a))
             if (
                 tag == "input"
@@ -69,7 +69,7 @@ class VisibleText(HTMLParser):
             ):
                 self.chunks.append(str(values["value"]))
         if tag not in VOID_TAGS:
-            self.stack.append((tag, skip and tag != "html"))
+            self.stack.append((tag, skip))
 
     def handle_endtag(self, tag: str) -> None:
         """Close the innermost element of that name."""
@@ -107,6 +107,8 @@ def _data_words(extra: set[str]) -> set[str]:
     words: set[str] = set(extra)
     for patient in db.session.scalars(select(Patient)):
         words.update({patient.study_id, *patient.study_id.split("-"), patient.initials})
+    for shift in db.session.scalars(select(OnCallShift)):
+        words.update(LATIN.findall(shift.name))
     for user in db.session.scalars(select(User)):
         words.update(LATIN.findall(user.display_name))
         words.update({user.username, *re.split(r"[.\-_]", user.username)})
