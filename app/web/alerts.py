@@ -26,11 +26,7 @@ bp.before_request(require_login)
 
 LEVEL_LABELS = labels.LEVEL_LABELS
 KIND_LABELS = labels.ALERT_KIND_LABELS
-STATUS_LABELS = {
-    "open": _l("Open"),
-    "acknowledged": _l("Acknowledged"),
-    "resolved": _l("Resolved"),
-}
+STATUS_LABELS = labels.ALERT_STATUS_LABELS
 ROTA_ROLE_LABELS = {
     "clinician": _l("On-call clinician"),
     "investigator": _l("Investigator"),

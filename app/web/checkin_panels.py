@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
@@ -25,7 +25,7 @@ STATUS_LABELS = {
     "missed": _l("Missed"),
     "call_task": _l("Nurse to call"),
 }
-CHANNEL_LABELS = {"sms": _l("SMS"), "web": _l("Web link"), "mixed": _l("SMS and web link")}
+CHANNEL_LABELS = labels.CHANNEL_LABELS
 PRIORITY_LABELS = {
     "red": labels.LEVEL_LABELS["red"],
     "amber": labels.LEVEL_LABELS["amber"],
@@ -38,6 +38,15 @@ CHART_WORDS = {
     "infusion": _l("Infusion"),
     "radiotherapy": _l("Radiotherapy"),
     "empty": _l("No symptom above grade 0 in this period"),
+    "range": _l("Grades 0-{top} from {start} to {end}."),
+    "no_reports": _l("{name}: no reports."),
+    "series": _l(
+        "{name}: {count} {noun}, highest {peak} on {peak_date}, latest {last} on {last_date}."
+    ),
+    "report": _l("report"),
+    "reports": _l("reports"),
+    "dates": _l("{name}: {dates}."),
+    "run": _l("{name}: {first} to {last}."),
 }
 
 
@@ -123,7 +132,7 @@ def duration_td(value: timedelta | None) -> str:
     """A timedelta with the app's short duration format ('3 h 5 min'); '—' when None."""
     if value is None:
         return "—"
-    return str(current_app.jinja_env.filters["duration"](value.total_seconds()))
+    return labels.duration_label(value.total_seconds())
 
 
 def register_checkin_panels(app: Flask) -> None:

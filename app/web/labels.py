@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import get_timezone, get_timezone_location
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
+from app.services.shared.protocols import current_protocol
 from app.services.shared.users import MIN_PASSWORD_LENGTH
 
 ROLE_LABELS = {
     "nurse": _l("Nurse"),
     "investigator": _l("Investigator"),
     "admin": _l("Administrator"),
+    "clinician": _l("On-call clinician"),
 }
 
 EVENT_KIND_LABELS = {
@@ -71,6 +75,9 @@ FLAG_LABELS = {
     "off_study": _l("Off study"),
     "superseded": _l("Superseded"),
     "before_cadence": _l("Before Cadence was used"),
+    "imaging_early": _l("Imaging earlier than planned"),
+    "suspended_for_radiotherapy": _l("Suspended for radiotherapy"),
+    "rt_prolonged": _l("Radiotherapy prolonged"),
     "closure_in_nadir": _l("Clinic closed during the blood-count low point"),
 }
 
@@ -170,6 +177,23 @@ RESOLUTION_ACTION_LABELS = {
     "dose_hold_suggested": _l("Dose hold suggested to the investigator"),
     "no_action_needed": _l("No action needed"),
 }
+
+ALERT_STATUS_LABELS = {
+    "open": _l("Open"),
+    "acknowledged": _l("Acknowledged"),
+    "resolved": _l("Resolved"),
+}
+
+CHECKIN_STATUS_LABELS = {
+    "sent": _l("Sent, not answered yet"),
+    "partial": _l("Partly answered"),
+    "answered": _l("Answered"),
+    "call_task": _l("Nurse to call"),
+    "expired": _l("Expired unanswered"),
+    "closed": _l("Closed"),
+}
+
+CHANNEL_LABELS = {"sms": _l("SMS"), "web": _l("Web link"), "mixed": _l("SMS and web link")}
 
 ENCODING_LABELS = {
     "GSM-7": _l("Latin characters (160 per SMS)"),
@@ -296,6 +320,21 @@ def duration_label(seconds: int | float | None) -> str:
     return gettext("%(days)d d %(hours)d h", days=days, hours=hours)
 
 
+def alert_status_label(code: str | None) -> str:
+    """Translated alert status."""
+    return _lookup(ALERT_STATUS_LABELS, code)
+
+
+def checkin_status_label(code: str | None) -> str:
+    """Translated check-in status."""
+    return _lookup(CHECKIN_STATUS_LABELS, code)
+
+
+def channel_label(code: str | None) -> str:
+    """Translated check-in channel (SMS, web link)."""
+    return _lookup(CHANNEL_LABELS, code)
+
+
 def encoding_label(code: str | None) -> str:
     """Translated SMS encoding."""
     return _lookup(ENCODING_LABELS, code)
@@ -313,17 +352,58 @@ def actor_label(actor: str | None) -> str:
     return str(label) if label is not None else text
 
 
+EVENT_KEY_WORDS = {
+    "assessment": _l("Assessment"),
+    "ct": _l("CT"),
+    "gastroscopy": _l("Gastroscopy"),
+    "ultrasound": _l("Ultrasound"),
+    "barium_swallow": _l("Barium swallow"),
+    "safety": _l("Safety follow-up"),
+    "survival": _l("Survival follow-up"),
+    "rt": _l("Radiotherapy"),
+    "response": _l("Response assessment"),
+}
+WEEK_DAY_PART = re.compile(r"[wW](?P<week>\d+)d(?P<day>\d+)")
+END_DAY_PART = re.compile(r"end_d(?P<day>\d+)")
+PROGRESSION_PART = re.compile(r"progression(?P<num>\d+)")
+NUMBERED_KEY_PARTS = {
+    "f": _l("fraction %(num)s"),
+    "c": _l("cycle %(num)s"),
+    "w": _l("week %(num)s"),
+    "d": _l("day %(num)s"),
+    "m": _l("month %(num)s"),
+}
+
+
+def drug_name(code: str) -> str:
+    """A protocol drug's name in the reader's language ('paclitaxel' -> '紫杉醇')."""
+    drug = current_protocol().drugs.get(code)
+    if drug is None:
+        return code
+    return drug.name_zh if is_zh() else drug.name_en
+
+
 def event_key_label(key: str | None) -> str:
-    """An event key ('induction.c2.infusion') in words: phase, cycle and kind."""
-    parts = str(key or "").split(".")
+    """An event key ('induction.c2.infusion', 'assessment.ct.w36') in words."""
     words = []
-    for part in parts:
-        if part in PHASE_LABELS:
-            words.append(str(PHASE_LABELS[part]))
-        elif part[:1] == "c" and part[1:].isdigit():
-            words.append(str(_l("cycle %(num)s", num=part[1:])))
-        elif part in EVENT_KIND_LABELS:
-            words.append(str(EVENT_KIND_LABELS[part]))
+    for part in str(key or "").split("."):
+        label = PHASE_LABELS.get(part) or EVENT_KIND_LABELS.get(part) or EVENT_KEY_WORDS.get(part)
+        numbered = NUMBERED_KEY_PARTS.get(part[:1]) if part[1:].isdigit() else None
+        week_day = WEEK_DAY_PART.fullmatch(part)
+        if label is not None:
+            words.append(str(label))
+        elif week_day is not None:
+            words.append(str(_l("week %(week)s day %(day)s", **week_day.groupdict())))
+        elif END_DAY_PART.fullmatch(part):
+            words.append(str(_l("day %(num)s after the end", num=part[5:])))
+        elif PROGRESSION_PART.fullmatch(part):
+            words.append(str(_l("after progression %(num)s", num=part[11:])))
+        elif part.endswith("_premedication"):
+            words.append(str(_l("premedication for %(drug)s", drug=drug_name(part[:-14]))))
+        elif numbered is not None:
+            words.append(str(numbered) % {"num": part[1:]})
+        else:
+            words.append(humanise(part))
     return " ".join(words) if words else str(key or "")
 
 
@@ -335,6 +415,16 @@ def language_name(code: str | None) -> str:
         return Locale.parse(code).get_display_name(get_locale() or "en") or code
     except (ValueError, UnknownLocaleError):
         return code
+
+
+def timezone_name(zone: str | None) -> str:
+    """A time zone by its place in the reader's language ('中国（上海）时间'), Babel's CLDR data."""
+    if not zone:
+        return ""
+    try:
+        return get_timezone_location(get_timezone(zone), locale=get_locale() or "en")
+    except LookupError:
+        return zone
 
 
 def localised(obj: Any, field: str = "title") -> str:

@@ -30,7 +30,7 @@ from app.services.schedule.patients import enrol_patient, mask_phone
 from app.services.shared.audit_queries import patient_history
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.services.shared.protocols import current_protocol
-from app.web import timeline
+from app.web import labels, timeline
 from app.web.cascade import (
     calendar_fingerprint,
     decision_summary,
@@ -162,6 +162,7 @@ def new() -> Any:
     """Enrol a patient: the whole calendar is created when the form is saved."""
     form = _enrolment_form_class()()
     form.timezone.choices = timezone_choices()
+    form.locale.choices = [(code, labels.language_name(code)) for code in ("zh", "en")]
     if request.method == "GET":
         form.timezone.data = form.timezone.data or current_protocol().default_timezone
         form.locale.data = form.locale.data or "zh"

@@ -121,6 +121,22 @@ OTHER_REASONS: tuple[tuple[re.Pattern[str], Any], ...] = (
     (re.compile(r"no SMS possible: (?P<why>.+)"), _l("No SMS possible: call the patient")),
     (re.compile(r"the check-in expired unanswered"), _l("The check-in expired unanswered")),
     (re.compile(r"a newer check-in was sent"), _l("A newer check-in was sent")),
+    (re.compile(r"enrolment"), _l("Enrolment")),
+    (re.compile(r"nobody on call to page"), _l("Nobody on call to page")),
+    (re.compile(r"call task resolved"), _l("Call task resolved")),
+    (re.compile(r"confirmed by the patient by SMS"), _l("Confirmed by the patient by SMS")),
+    (re.compile(r"opt-in keyword by SMS"), _l("Opt-in keyword by SMS")),
+    (re.compile(r"opted_out"), _l("The patient opted out of SMS")),
+    (re.compile(r"the patient asked by SMS to change the date"),
+     _l("The patient asked by SMS to change the date")),
+    (re.compile(r"SMS provider: (?P<detail>.*)"), _l("SMS provider: %(detail)s")),
+    (re.compile(r"(?P<level>red|amber|green) alert not acknowledged after (?P<num>\d+) min"),
+     _l("%(level)s alert not acknowledged after %(num)s min")),
+    (re.compile(r"demo: past visits marked done"), _l("Demo data: past visits marked done")),
+    (re.compile(r"demo: salvage chemoradiation"), _l("Demo data: salvage chemoradiation")),
+    (re.compile(r"demo: oesophageal wall thickening on CT"),
+     _l("Demo data: oesophageal wall thickening on CT")),
+    (re.compile(r"opt-out keyword by SMS"), _l("Opt-out keyword by SMS")),
     (re.compile(r"replan_failed"), _l("Re-planning the reminders failed: check the calendar")),
     (re.compile(r"symptom check-in answered"), _l("Symptom check-in answered")),
     (re.compile(r"the patient answered the check-in"), _l("The patient answered the check-in")),
@@ -186,7 +202,11 @@ def _value(name: str, value: str) -> str:
     if name == "code":
         return labels.symptom_label(value)
     if name == "level":
-        return labels.symptom_level_label(value)
+        return (
+            labels.level_label(value)
+            if value in labels.LEVEL_LABELS
+            else labels.symptom_level_label(value)
+        )
     if name == "phase":
         return labels.phase_label(value)
     if name == "intent":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import wraps
 from typing import Any
 
-from babel.dates import format_interval, format_skeleton, get_timezone, get_timezone_location
+from babel.dates import format_interval, format_skeleton
 from flask import Flask
 from flask_babel import format_date, format_datetime, get_locale
+from jinja2 import pass_context
 
 from app.web import audit_view, labels, reasons, terms
 from app.web.forms import LANGUAGE_CHOICES
@@ -68,12 +71,27 @@ def days_between(a: date | None, b: date | None) -> int | None:
     return (b - a).days
 
 
-def timezone_name(zone: str) -> str:
-    """A time zone by its place in the reader's language ('中国（上海）时间')."""
-    try:
-        return get_timezone_location(get_timezone(zone), locale=_locale())
-    except LookupError:
-        return zone
+def render_time_filters(app: Flask) -> None:
+    """Make the app's own filters run at render time, in each reader's language.
+
+    Jinja folds a filter of a constant ('planned'|sms_status) when it compiles a template, which
+    would bake the first reader's language into the cached template; a filter that takes the
+    context is never folded. Call once every blueprint has registered its filters.
+    """
+    for name, function in list(app.jinja_env.filters.items()):
+        if getattr(function, "__module__", "").startswith("app.") and not hasattr(
+            function, "jinja_pass_arg"
+        ):
+            app.jinja_env.filters[name] = _at_render_time(function)
+
+
+def _at_render_time(function: Callable[..., Any]) -> Callable[..., Any]:
+    @pass_context
+    @wraps(function)
+    def render(_context: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return render
 
 
 def init_templating(app: Flask) -> None:
@@ -104,7 +122,7 @@ def init_templating(app: Flask) -> None:
         reasons=reasons.reason_labels,
         ctcae=terms.ctcae_label,
         drugs=terms.drugs_text,
-        tz_name=timezone_name,
+        tz_name=labels.timezone_name,
         pro_ctcae=terms.pro_ctcae_label,
     )
     app.jinja_env.globals.update(

@@ -58,3 +58,12 @@ def test_one_vocabulary_for_levels(app: Flask) -> None:
             "当日处理",
             "常规",
         ]
+
+
+def test_a_label_of_a_constant_follows_each_readers_language(app: Flask) -> None:
+    template = app.jinja_env.from_string("{{ 'planned'|sms_status }} {{ 'red'|alert_level }}")
+    with app.test_request_context():
+        with force_locale("en"):
+            assert template.render() == "Planned Urgent"
+        with force_locale("zh"):
+            assert template.render() == "计划中 紧急"
