@@ -16,7 +16,6 @@ from app.domain.oncall import ROTA_ROLES, RotaError
 from app.models import utcnow
 from app.services.alerts import alerts as alert_service
 from app.services.alerts import oncall
-from app.services.alerts.oncall import pages_for
 from app.services.conversations.checkins.sessions import call_task_resolved
 from app.web import labels
 from app.web.security import current_actor, require_login, requires
@@ -83,17 +82,9 @@ def _duration(seconds: int | float | None) -> str:
 @bp.get("/")
 @requires("patients.view")
 def index() -> Any:
-    """Unresolved alerts (most urgent, then oldest, first) or the recently resolved ones."""
-    show = request.args.get("show", "open")
-    rows = alert_service.recently_resolved() if show == "resolved" else alert_service.unresolved()
-    return render_template(
-        "alerts/index.html",
-        alerts=rows,
-        show=show,
-        counts=alert_service.unresolved_counts(),
-        now=utcnow(),
-        pages={a.id: pages_for(f"alert:{a.id}:") for a in rows if a.level == "red"},
-    )
+    """The alerts list is the triage inbox now (one inbox, issue 13 §2): go there."""
+    show = "resolved" if request.args.get("show") == "resolved" else None
+    return redirect(url_for("inbox.index", show=show))
 
 
 def _back() -> Any:

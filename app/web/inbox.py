@@ -15,6 +15,7 @@ from flask_babel import lazy_gettext as _l
 from app.models import utcnow
 from app.models.alerts import RESOLUTION_ACTIONS
 from app.services.alerts.alerts import AlertError
+from app.services.alerts.oncall import pages_for
 from app.services.conversations import inbox as service
 from app.web import labels
 from app.web.nav import add_nav_item
@@ -90,6 +91,11 @@ def index() -> Any:
         actions=RESOLUTION_ACTIONS,
         staff=service.assignable_users(),
         now=utcnow(),
+        pages={
+            it.alert.id: pages_for(f"alert:{it.alert.id}:")
+            for it in items
+            if it.alert.level == "red"
+        },
     )
 
 

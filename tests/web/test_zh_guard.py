@@ -175,7 +175,6 @@ def _pages(today: date) -> list[str]:
         "/",
         "/inbox/",
         "/inbox/?view=resolved",
-        "/alerts/",
         "/audit/",
         "/calendar/month",
         "/calendar/week",
