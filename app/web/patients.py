@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired
 from app.domain.calendar import CalendarError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.models import PATIENT_STATUSES, CalendarEvent, Patient
+from app.services.conversations import inbox as inbox_service
 from app.services.schedule import calendar as calendar_service
 from app.services.schedule import patient_queries
 from app.services.schedule.decision_preview import preview_decision
@@ -244,6 +245,8 @@ def detail(study_id: str) -> Any:
         today=today,
         phases=timeline.build(patient.events, today),
         counts=timeline.counts(patient.events, today),
+        next_events=next_events(patient, today),
+        open_items=[it for it in inbox_service.open_items() if it.alert.patient_id == patient.id],
         history=patient_history(patient.id),
         arm=_arm_label(patient.choices),
         phone=mask_phone(patient.phone_e164),
@@ -252,6 +255,14 @@ def detail(study_id: str) -> Any:
         status_form=EventStatusForm(),
         protocol=current_protocol(),
     )
+
+
+def next_events(patient: Patient, today: date, limit: int = 5) -> list[CalendarEvent]:
+    """The patient's next planned or confirmed events, soonest first."""
+    upcoming = [
+        e for e in patient.events if e.status in ("planned", "confirmed") and e.date >= today
+    ]
+    return sorted(upcoming, key=lambda e: (e.date, e.id))[:limit]
 
 
 def available_decisions(patient: Patient) -> list[str]:

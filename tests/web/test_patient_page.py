@@ -345,3 +345,14 @@ def test_event_page_shows_window_and_actions(english_nurse: FlaskClient, patient
     assert "Reschedule" in page
     assert "Preview the change" in page
     assert "Window" in page
+
+
+def test_the_patient_page_opens_on_next_events_and_open_items(nurse, patient) -> None:
+    """Next events and open inbox items come before the calendar; history is collapsible."""
+    html = nurse.get(f"/patients/{patient.study_id}").get_data(as_text=True)
+    first = html.index('id="next-events"')
+    assert first < html.index('id="symptoms"') < html.index('id="full-calendar"')
+    assert html.index('id="open-items"') < html.index('id="full-calendar"')
+    assert '<details class="card spaced section" id="history">' in html
+    upcoming = sorted((e for e in patient.events if e.status == "planned"), key=lambda e: e.date)
+    assert f"/events/{upcoming[0].key}" in html[first : html.index('id="open-items"')]
