@@ -177,6 +177,7 @@ def _pages(today: date) -> list[str]:
         "/inbox/?view=resolved",
         "/audit/",
         "/calendar/month",
+        "/calendar/clinic-list",
         "/calendar/week",
         f"/calendar/day/{today.isoformat()}",
         f"/calendar/day/{(today - timedelta(days=7)).isoformat()}",
