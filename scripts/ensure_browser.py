@@ -12,8 +12,24 @@ CHROMIUM = Path("/usr/bin/chromium")
 CJK_FONT_DIR = Path("/usr/share/fonts/opentype/noto")
 
 
+E2E = Path(__file__).resolve().parent.parent / "tests" / "e2e"
+
+
+def ensure_axe() -> int:
+    """Install the pinned axe-core (tests/e2e/package-lock.json) with `npm ci` when missing."""
+    if (E2E / "node_modules" / "axe-core" / "axe.min.js").exists():
+        return 0
+    if not shutil.which("npm"):
+        print("Browser tests need npm (Debian package 'npm') to install axe-core.", file=sys.stderr)
+        return 1
+    command = ["npm", "ci", "--no-audit", "--no-fund"]
+    return subprocess.run(command, cwd=E2E, check=False).returncode
+
+
 def main() -> int:
-    """Install chromium and fonts-noto-cjk with apt-get when missing; explain when that is impossible."""
+    """Install chromium, fonts-noto-cjk (apt-get) and axe-core (npm) when missing."""
+    if ensure_axe() != 0:
+        return 1
     missing = [
         p for p, ok in (("chromium", CHROMIUM.exists()), ("fonts-noto-cjk", _has_cjk())) if not ok
     ]

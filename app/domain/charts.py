@@ -31,6 +31,13 @@ DEFAULT_LABELS = {
     "infusion": "Infusion",
     "radiotherapy": "Radiotherapy",
     "empty": "No symptom reports in this period",
+    "range": "Grades 0-{top} from {start} to {end}.",
+    "no_reports": "{name}: no reports.",
+    "series": "{name}: {count} {noun}, highest {peak} on {peak_date}, latest {last} on {last_date}.",
+    "report": "report",
+    "reports": "reports",
+    "dates": "{name}: {dates}.",
+    "run": "{name}: {first} to {last}.",
 }
 """English defaults for the chart's own words; override them through ``labels``."""
 
@@ -360,27 +367,35 @@ def _trend_description(
     end: date,
     top_grade: int,
 ) -> str:
-    sentences = [f"Grades 0-{top_grade} from {start.isoformat()} to {end.isoformat()}."]
+    sentences = [
+        _label(words, "range").format(top=top_grade, start=start.isoformat(), end=end.isoformat())
+    ]
     for code, pts in points.items():
         name = _label(words, code)
         if not pts:
-            sentences.append(f"{name}: no reports.")
+            sentences.append(_label(words, "no_reports").format(name=name))
             continue
         peak = max(pts, key=lambda p: (p[1], -p[0].toordinal()))
         last = pts[-1]
         sentences.append(
-            f"{name}: {len(pts)} report{'s' if len(pts) != 1 else ''}, highest "
-            f"{_num(peak[1])} on {peak[0].isoformat()}, latest {_num(last[1])} on "
-            f"{last[0].isoformat()}."
-        )
+            _label(words, "series").format(
+                name=name, count=len(pts), noun=_label(words, "report" if len(pts) == 1 else "reports"),
+                peak=_num(peak[1]), peak_date=peak[0].isoformat(),
+                last=_num(last[1]), last_date=last[0].isoformat(),
+            )
+        )  # fmt: skip
     infusions = sorted(d for d, _, kind in markers if kind == "infusion" and start <= d <= end)
     if infusions:
         dates = ", ".join(d.isoformat() for d in infusions)
-        sentences.append(f"{_label(words, 'infusion')}: {dates}.")
+        sentences.append(_label(words, "dates").format(name=_label(words, "infusion"), dates=dates))
     for first, last, _ in _radiotherapy_runs(markers):
         if last >= start and first <= end:
             sentences.append(
-                f"{_label(words, 'radiotherapy')}: {first.isoformat()} to {last.isoformat()}."
+                _label(words, "run").format(
+                    name=_label(words, "radiotherapy"),
+                    first=first.isoformat(),
+                    last=last.isoformat(),
+                )
             )
     return " ".join(sentences)
 

@@ -13,7 +13,7 @@ from app.web.message_log import register_message_log
 from app.web.nav import add_nav_item
 from app.web.provider_webhooks import register_provider_webhooks
 from app.web.security import init_security
-from app.web.templating import init_templating
+from app.web.templating import init_templating, render_time_filters
 from app.web.webhooks import register_webhooks
 
 
@@ -34,3 +34,4 @@ def register_blueprints(app: Flask) -> None:
     add_nav_item(app, "calendar.month", _l("Calendar"), order=30)
     add_nav_item(app, "audit.index", _l("Audit log"), order=80, permission="audit.view")
     add_nav_item(app, "users.index", _l("Users"), order=90, permission="users.manage")
+    render_time_filters(app)

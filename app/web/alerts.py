@@ -19,7 +19,6 @@ from app.domain.oncall import ROTA_ROLES, RotaError, parse_days
 from app.models import utcnow
 from app.services.alerts import alerts as alert_service
 from app.services.alerts import cover, oncall
-from app.services.alerts.oncall import pages_for
 from app.services.conversations.checkins.sessions import call_task_resolved
 from app.web import labels
 from app.web.helpers import clinic_today
@@ -28,23 +27,9 @@ from app.web.security import current_actor, require_login, requires
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 bp.before_request(require_login)
 
-LEVEL_LABELS = {
-    "red": _l("Red: emergency"),
-    "amber": _l("Amber: same day"),
-    "green": _l("Note"),
-}
-KIND_LABELS = {
-    "symptom": _l("Symptom report"),
-    "reschedule": _l("Reschedule request"),
-    "review": _l("Message to read"),
-    "call_task": _l("Unanswered check-in: call the patient"),
-    "opt_out": _l("Opted out of SMS"),
-}
-STATUS_LABELS = {
-    "open": _l("Open"),
-    "acknowledged": _l("Acknowledged"),
-    "resolved": _l("Resolved"),
-}
+LEVEL_LABELS = labels.LEVEL_LABELS
+KIND_LABELS = labels.ALERT_KIND_LABELS
+STATUS_LABELS = labels.ALERT_STATUS_LABELS
 ROTA_ROLE_LABELS = {
     "clinician": _l("On-call clinician"),
     "investigator": _l("Investigator"),
@@ -96,35 +81,15 @@ def _label(table: dict[str, Any], code: str | None) -> str:
 
 def _duration(seconds: int | float | None) -> str:
     """A short duration: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
-    if seconds is None:
-        return "—"
-    total = int(seconds)
-    if total < 60:
-        return _("%(num)d s", num=total)
-    minutes = total // 60
-    if minutes < 60:
-        return _("%(num)d min", num=minutes)
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return _("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
-    days, hours = divmod(hours, 24)
-    return _("%(days)d d %(hours)d h", days=days, hours=hours)
+    return labels.duration_label(seconds)
 
 
 @bp.get("/")
 @requires("patients.view")
 def index() -> Any:
-    """Unresolved alerts (most urgent, then oldest, first) or the recently resolved ones."""
-    show = request.args.get("show", "open")
-    rows = alert_service.recently_resolved() if show == "resolved" else alert_service.unresolved()
-    return render_template(
-        "alerts/index.html",
-        alerts=rows,
-        show=show,
-        counts=alert_service.unresolved_counts(),
-        now=utcnow(),
-        pages={a.id: pages_for(f"alert:{a.id}:") for a in rows if a.level == "red"},
-    )
+    """The alerts list is the triage inbox now (one inbox, issue 13 §2): go there."""
+    show = "resolved" if request.args.get("show") == "resolved" else None
+    return redirect(url_for("inbox.index", show=show))
 
 
 def _back() -> Any:

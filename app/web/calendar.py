@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar as pycal
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -10,9 +11,12 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from app.domain.calendar import KINDS, PHASES
 from app.domain.dates import DateInputError
+from app.domain.reminders import ReminderEvent
+from app.services.messaging.reminders import reminder_policy
 from app.services.schedule import queries as sq
 from app.services.shared.date_inputs import any_date_range, parse_date_input
 from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
+from app.web.labels import ATTENDANCE_KINDS, is_zh
 from app.web.security import require_login
 
 bp = Blueprint("calendar", __name__, url_prefix="/calendar")
@@ -157,3 +161,62 @@ def day(day: str) -> Any:
         view="day",
         day_ref=when,
     )
+
+
+@dataclass(frozen=True)
+class ClinicVisit:
+    """One patient's visits on the clinic day, with arrival time and preparation."""
+
+    study_id: str
+    initials: str
+    events: list[sq.EventRow]
+    arrive_at: str
+    preparation: list[str]
+
+
+@bp.get("/clinic-list")
+def clinic_list() -> Any:
+    """The day's clinic list to print: who comes (tomorrow by default), visits, preparation."""
+    try:
+        when = parse_date_input(request.args["day"]) if request.args.get("day") else None
+    except DateInputError:
+        abort(404)
+    when = when or clinic_today() + timedelta(days=1)
+    rows = sq.events_between(
+        when, when, sq.Filters(kinds=(*ATTENDANCE_KINDS, "premedication"), include_done=False)
+    )
+    return render_template(
+        "calendar/clinic_list.html", day=when, visits=clinic_visits(rows), today=clinic_today()
+    )
+
+
+def clinic_visits(rows: list[sq.EventRow]) -> list[ClinicVisit]:
+    """Group the day's events by patient, with the earliest arrival and every preparation."""
+    policy = reminder_policy()
+    lang = "zh" if is_zh() else "en"
+    by_patient: dict[str, list[sq.EventRow]] = {}
+    for row in rows:
+        by_patient.setdefault(row.study_id, []).append(row)
+    visits = []
+    for study_id, events in by_patient.items():
+        arrivals, preparation = [], []
+        for row in events:
+            reminder = ReminderEvent(key=row.key, kind=row.kind, date=row.date)
+            for rule in policy.rules_for(reminder):
+                if rule.arrive_at:
+                    arrivals.append(rule.arrive_at)
+                text = _preparation(rule, row.key)
+                if text and text.get(lang) not in preparation:
+                    preparation.append(text.get(lang))
+        arrive = min(arrivals).strftime("%H:%M") if arrivals else ""
+        visits.append(ClinicVisit(study_id, events[0].initials, events, arrive, preparation))
+    return visits
+
+
+def _preparation(rule: Any, key: str) -> Any:
+    """The rule's preparation for the event (by a code in its key, else the default one)."""
+    for part in key.split("."):
+        text = rule.preparation.get(part)
+        if text:
+            return text
+    return rule.preparation_for(None)

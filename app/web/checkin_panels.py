@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
@@ -26,11 +26,11 @@ STATUS_LABELS = {
     "missed": _l("Missed"),
     "call_task": _l("Nurse to call"),
 }
-CHANNEL_LABELS = {"sms": _l("SMS"), "web": _l("Web link"), "mixed": _l("SMS and web link")}
+CHANNEL_LABELS = labels.CHANNEL_LABELS
 PRIORITY_LABELS = {
-    "red": _l("Red: emergency"),
-    "amber": _l("Amber: same day"),
-    "green": _l("Green: routine"),
+    "red": labels.LEVEL_LABELS["red"],
+    "amber": labels.LEVEL_LABELS["amber"],
+    "green": labels.LEVEL_LABELS["green"],
     "none": _l("No symptoms"),
 }
 CHART_WORDS = {
@@ -39,6 +39,15 @@ CHART_WORDS = {
     "infusion": _l("Infusion"),
     "radiotherapy": _l("Radiotherapy"),
     "empty": _l("No symptom above grade 0 in this period"),
+    "range": _l("Grades 0-{top} from {start} to {end}."),
+    "no_reports": _l("{name}: no reports."),
+    "series": _l(
+        "{name}: {count} {noun}, highest {peak} on {peak_date}, latest {last} on {last_date}."
+    ),
+    "report": _l("report"),
+    "reports": _l("reports"),
+    "dates": _l("{name}: {dates}."),
+    "run": _l("{name}: {first} to {last}."),
 }
 
 
@@ -87,14 +96,16 @@ def result_rows(session: CheckinSession, language: str | None = None) -> list[Re
 
 
 def _answer_words(question: Any, code: str, value: Any, language: str) -> str:
+    """One answer in words: what was asked, the answer and its score ('频率：经常（3）')."""
     if question is None:
         return f"{code}={value}"
+    title = question.title(language)
     if question.is_temperature and value not in (0, 1):
-        return f"{code}={value} °C"
+        return f"{title} {value} °C"
     words = question.labels(language)
     index = int(value)
     label = words[index] if 0 <= index < len(words) else "?"
-    return f"{code}={value} {label}"
+    return f"{title}：{label}（{value}）" if language == "zh" else f"{title}: {label} ({value})"
 
 
 def patient_checkin_panel(patient: Patient) -> dict[str, Any]:
@@ -122,7 +133,7 @@ def duration_td(value: timedelta | None) -> str:
     """A timedelta with the app's short duration format ('3 h 5 min'); '—' when None."""
     if value is None:
         return "—"
-    return str(current_app.jinja_env.filters["duration"](value.total_seconds()))
+    return labels.duration_label(value.total_seconds())
 
 
 def register_checkin_panels(app: Flask) -> None:

@@ -47,7 +47,10 @@ class PlausibleDate:
 
 def language_choices() -> list[SelectChoice]:
     """The interface and patient languages (each named in its own language)."""
-    return [SelectChoice(code, label) for code, label in LANGUAGE_CHOICES]
+    return [
+        SelectChoice(code, label, render_kw={"lang": "zh-CN" if code == "zh" else code})
+        for code, label in LANGUAGE_CHOICES
+    ]
 
 
 REASON_MAX = 500

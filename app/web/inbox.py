@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.models import utcnow
 from app.models.alerts import RESOLUTION_ACTIONS
 from app.services.alerts.alerts import AlertError
+from app.services.alerts.oncall import pages_for
 from app.services.conversations import inbox as service
 from app.web import labels
 from app.web.nav import add_nav_item
@@ -24,21 +35,15 @@ bp = Blueprint("inbox", __name__, url_prefix="/inbox")
 bp.before_request(require_login)
 
 CATEGORY_LABELS = {
-    "red": _l("Red: emergency"),
-    "amber": _l("Amber: same day"),
+    "red": labels.LEVEL_LABELS["red"],
+    "amber": labels.LEVEL_LABELS["amber"],
     "call_task": _l("Unanswered check-in: call the patient"),
     "unknown": _l("Message to read"),
     "reschedule": _l("Reschedule request"),
     "opt_out": _l("Opted out of SMS"),
-    "note": _l("Note"),
+    "note": labels.LEVEL_LABELS["green"],
 }
-ACTION_LABELS = {
-    "called_patient": _l("Called the patient"),
-    "advised_emergency": _l("Advised the emergency department"),
-    "earlier_visit": _l("Arranged an earlier visit"),
-    "dose_hold_suggested": _l("Dose hold suggested to the investigator"),
-    "no_action_needed": _l("No action needed"),
-}
+ACTION_LABELS = labels.RESOLUTION_ACTION_LABELS
 ERRORS = {
     "not_found": _l("This item does not exist."),
     "resolved": _l("This item is already resolved."),
@@ -74,33 +79,78 @@ def _badge() -> int | None:
         return None
 
 
+FILTER_KEYS = ("show", "category", "assignee", "q")
+REMEMBERED = "inbox_filters"
+
+
+def matches(item: service.InboxItem, query: str) -> bool:
+    """True when the item's study id, message, summary or note contains the search text."""
+    alert = item.alert
+    texts = (
+        alert.patient.study_id if alert.patient else "",
+        alert.inbound_message.body if alert.inbound_message else "",
+        alert.summary or "",
+        alert.resolution_note or "",
+        alert.assigned_to or "",
+    )
+    needle = query.strip().casefold()
+    return any(needle in text.casefold() for text in texts)
+
+
+def _remembered_filters() -> Any | None:
+    """Remember the nurse's filters in the sign-in session; restore them on a bare /inbox/."""
+    given = {k: request.args[k] for k in FILTER_KEYS if request.args.get(k)}
+    if request.args.get("reset"):
+        session.pop(REMEMBERED, None)
+        return redirect(url_for("inbox.index"))
+    if given:
+        session[REMEMBERED] = given
+        return None
+    saved = session.get(REMEMBERED)
+    if saved and not request.args:
+        return redirect(url_for("inbox.index", **saved))
+    return None
+
+
 @bp.get("/")
 @requires("patients.view")
 def index() -> Any:
     """Open items (or recently resolved ones), most urgent category first, then oldest."""
+    restore = _remembered_filters()
+    if restore is not None:
+        return restore
     show = request.args.get("show", "open")
     category = request.args.get("category") or None
     assignee = request.args.get("assignee") or None
+    query = (request.args.get("q") or "").strip()[:80]
     if show == "resolved":
         items = service.resolved_items()
     else:
         items = service.open_items(category=category, assignee=assignee)
+    if query:
+        items = [item for item in items if matches(item, query)]
     return render_template(
         "inbox/index.html",
         items=items,
         show=show,
         category=category if category in service.CATEGORIES else None,
         assignee=assignee,
+        query=query,
         counts=service.counts(),
         categories=service.CATEGORIES,
         actions=RESOLUTION_ACTIONS,
         staff=service.assignable_users(),
         now=utcnow(),
+        pages={
+            it.alert.id: pages_for(f"alert:{it.alert.id}:")
+            for it in items
+            if it.alert.level == "red"
+        },
     )
 
 
 def _back() -> Any:
-    args = {k: v for k, v in request.args.items() if k in ("show", "category", "assignee") and v}
+    args = {k: v for k, v in request.args.items() if k in FILTER_KEYS and v}
     return redirect(url_for("inbox.index", **args))
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask_babel import get_locale
+from babel import Locale, UnknownLocaleError
+from babel.dates import get_timezone, get_timezone_location
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
+from app.services.shared.protocols import current_protocol
 from app.services.shared.users import MIN_PASSWORD_LENGTH
 
 ROLE_LABELS = {
     "nurse": _l("Nurse"),
     "investigator": _l("Investigator"),
     "admin": _l("Administrator"),
+    "clinician": _l("On-call clinician"),
 }
 
 EVENT_KIND_LABELS = {
@@ -43,6 +48,7 @@ EVENT_STATUS_LABELS = {
     "done": _l("Done"),
     "missed": _l("Missed"),
     "cancelled": _l("Cancelled"),
+    "not_tracked": _l("Not tracked"),
 }
 
 PATIENT_STATUS_LABELS = {
@@ -68,6 +74,11 @@ FLAG_LABELS = {
     "treatment_stopped": _l("Treatment stopped"),
     "off_study": _l("Off study"),
     "superseded": _l("Superseded"),
+    "before_cadence": _l("Before Cadence was used"),
+    "imaging_early": _l("Imaging earlier than planned"),
+    "suspended_for_radiotherapy": _l("Suspended for radiotherapy"),
+    "rt_prolonged": _l("Radiotherapy prolonged"),
+    "closure_in_nadir": _l("Clinic closed during the blood-count low point"),
 }
 
 ACTION_LABELS = {
@@ -86,6 +97,131 @@ ACTION_LABELS = {
     "user.sign_in_failed": _l("Failed sign-in"),
     "user.sign_out": _l("Signed out"),
     "user.sign_out_everywhere": _l("Signed out everywhere"),
+    "calendar.decision": _l("Decision recorded"),
+    "contact.add": _l("Contact added"),
+    "contact.update": _l("Contact changed"),
+    "contact.consent_recorded": _l("Contact consent recorded"),
+    "contact.consent_confirmed": _l("Contact consent confirmed"),
+    "contact.consent_withdrawn": _l("Contact consent withdrawn"),
+}
+
+# Contacts and their consents (app/models/contacts.py), as staff read them.
+CONTACT_CODE_LABELS = {
+    "self": _l("Patient"),
+    "spouse": _l("Spouse"),
+    "son": _l("Son"),
+    "daughter": _l("Daughter"),
+    "other": _l("Other"),
+    "reminders": _l("Appointment reminders"),
+    "checkins": _l("Symptom check-ins"),
+    "replies": _l("Replies to their messages"),
+    "sms_reminders": _l("SMS reminders"),
+    "sensitive_health": _l("Sensitive health information"),
+    "paper": _l("Paper form"),
+    "verbal_witness": _l("Verbal, with a witness"),
+    "electronic": _l("Electronic"),
+    "before_contacts": _l("Recorded before contacts existed"),
+}
+
+# One vocabulary for alert levels everywhere (Today, inbox, metrics, history, SMS to staff).
+LEVEL_LABELS = {
+    "red": _l("Urgent"),
+    "amber": _l("Same day"),
+    "green": _l("Routine"),
+    "none": _l("No triage needed"),
+}
+
+SYMPTOM_LABELS = {
+    "diarrhea": _l("diarrhoea"),
+    "dysphagia": _l("difficulty swallowing"),
+    "fever": _l("fever"),
+    "nausea": _l("nausea"),
+    "vomiting": _l("vomiting"),
+    "hematemesis": _l("vomiting blood"),
+    "melena": _l("black or bloody stools"),
+    "dyspnea": _l("shortness of breath"),
+    "cough": _l("cough"),
+    "chest_pain": _l("chest pain"),
+    "rash": _l("rash"),
+    "pruritus": _l("itching"),
+    "mucositis": _l("mouth sores"),
+    "numbness": _l("numbness or tingling"),
+    "fatigue": _l("fatigue"),
+    "anorexia": _l("loss of appetite"),
+    "abdominal_pain": _l("abdominal pain"),
+    "skin_nodules": _l("skin nodules"),
+    "syncope": _l("fainting"),
+}
+
+SYMPTOM_LEVEL_LABELS = {
+    "solids_difficult": _l("solid food is hard to swallow"),
+    "soft_food_only": _l("only soft food"),
+    "liquids_only": _l("only liquids"),
+    "cannot_swallow_liquids": _l("cannot swallow liquids or saliva"),
+    "cannot_keep_fluids": _l("cannot keep fluids down"),
+    "on_exertion": _l("on exertion"),
+    "minimal_exertion": _l("on minimal exertion"),
+    "at_rest": _l("at rest"),
+    "widespread": _l("widespread"),
+    "blistering": _l("blistering"),
+}
+
+INTENT_LABELS = {
+    "confirm": _l("Confirmed the appointment"),
+    "reschedule_request": _l("Asked to change a date"),
+    "symptom_report": _l("Symptom report"),
+    "checkin_answer": _l("Check-in answer"),
+    "opt_out": _l("Opted out of SMS"),
+    "opt_in": _l("Opted back in to SMS"),
+    "help": _l("Asked for help"),
+    "unknown": _l("Not understood"),
+}
+
+ACTOR_LABELS = {
+    "system": _l("System"),
+    "jobs": _l("Scheduled job"),
+    "demo": _l("Demo data"),
+    "test": _l("Test"),
+    "cli": _l("Command line"),
+    "webhook": _l("SMS gateway"),
+}
+
+ALERT_KIND_LABELS = {
+    "symptom": _l("Symptom report"),
+    "reschedule": _l("Reschedule request"),
+    "review": _l("Message to read"),
+    "call_task": _l("Unanswered check-in: call the patient"),
+    "opt_out": _l("Opted out of SMS"),
+}
+
+RESOLUTION_ACTION_LABELS = {
+    "called_patient": _l("Called the patient"),
+    "advised_emergency": _l("Advised the emergency department"),
+    "earlier_visit": _l("Arranged an earlier visit"),
+    "dose_hold_suggested": _l("Dose hold suggested to the investigator"),
+    "no_action_needed": _l("No action needed"),
+}
+
+ALERT_STATUS_LABELS = {
+    "open": _l("Open"),
+    "acknowledged": _l("Acknowledged"),
+    "resolved": _l("Resolved"),
+}
+
+CHECKIN_STATUS_LABELS = {
+    "sent": _l("Sent, not answered yet"),
+    "partial": _l("Partly answered"),
+    "answered": _l("Answered"),
+    "call_task": _l("Nurse to call"),
+    "expired": _l("Expired unanswered"),
+    "closed": _l("Closed"),
+}
+
+CHANNEL_LABELS = {"sms": _l("SMS"), "web": _l("Web link"), "mixed": _l("SMS and web link")}
+
+ENCODING_LABELS = {
+    "GSM-7": _l("Latin characters (160 per SMS)"),
+    "UCS-2": _l("Chinese characters (70 per SMS)"),
 }
 
 # Flags that need a nurse's attention (shown in red and listed on the Today page).
@@ -115,6 +251,11 @@ def _lookup(table: dict[str, Any], code: str | None) -> str:
         return ""
     label = table.get(code)
     return str(label) if label is not None else humanise(code)
+
+
+def contact_code_label(code: str | None) -> str:
+    """Translated relation, message kind, consent scope or consent method of a contact."""
+    return _lookup(CONTACT_CODE_LABELS, code)
 
 
 def role_label(code: str | None) -> str:
@@ -159,6 +300,160 @@ def flag_is_warning(code: str | None) -> bool:
 def action_label(code: str | None) -> str:
     """Translated audit action."""
     return _lookup(ACTION_LABELS, code)
+
+
+def level_label(code: str | None) -> str:
+    """Translated alert level (紧急 / 当日处理 / 常规)."""
+    return _lookup(LEVEL_LABELS, code)
+
+
+def symptom_label(code: str | None) -> str:
+    """Translated symptom code of the reply parser."""
+    return _lookup(SYMPTOM_LABELS, code)
+
+
+def symptom_level_label(code: str | None) -> str:
+    """Translated named symptom level ('at_rest' ...)."""
+    return _lookup(SYMPTOM_LEVEL_LABELS, code)
+
+
+def intent_label(code: str | None) -> str:
+    """Translated reply intent ('checkin_answer' ...)."""
+    return _lookup(INTENT_LABELS, code)
+
+
+def alert_kind_label(code: str | None) -> str:
+    """Translated alert kind."""
+    return _lookup(ALERT_KIND_LABELS, code)
+
+
+def resolution_action_label(code: str | None) -> str:
+    """Translated 'what was done' of a resolved inbox item."""
+    return _lookup(RESOLUTION_ACTION_LABELS, code)
+
+
+def duration_label(seconds: int | float | None) -> str:
+    """A short duration: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
+    if seconds is None:
+        return "—"
+    total = int(seconds)
+    if total < 60:
+        return gettext("%(num)d s", num=total)
+    minutes = total // 60
+    if minutes < 60:
+        return gettext("%(num)d min", num=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return gettext("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
+    days, hours = divmod(hours, 24)
+    return gettext("%(days)d d %(hours)d h", days=days, hours=hours)
+
+
+def alert_status_label(code: str | None) -> str:
+    """Translated alert status."""
+    return _lookup(ALERT_STATUS_LABELS, code)
+
+
+def checkin_status_label(code: str | None) -> str:
+    """Translated check-in status."""
+    return _lookup(CHECKIN_STATUS_LABELS, code)
+
+
+def channel_label(code: str | None) -> str:
+    """Translated check-in channel (SMS, web link)."""
+    return _lookup(CHANNEL_LABELS, code)
+
+
+def encoding_label(code: str | None) -> str:
+    """Translated SMS encoding."""
+    return _lookup(ENCODING_LABELS, code)
+
+
+def actor_label(actor: str | None) -> str:
+    """Who did something: a user's name, a patient's study id, or a translated system actor."""
+    text = str(actor or "")
+    kind, _, rest = text.partition(":")
+    if kind == "user" and rest:
+        return rest
+    if kind == "patient" and rest:
+        return str(_l("Patient %(study_id)s", study_id=rest))
+    label = ACTOR_LABELS.get(text) or ACTOR_LABELS.get(kind)
+    return str(label) if label is not None else text
+
+
+EVENT_KEY_WORDS = {
+    "assessment": _l("Assessment"),
+    "ct": _l("CT"),
+    "gastroscopy": _l("Gastroscopy"),
+    "ultrasound": _l("Ultrasound"),
+    "barium_swallow": _l("Barium swallow"),
+    "safety": _l("Safety follow-up"),
+    "survival": _l("Survival follow-up"),
+    "rt": _l("Radiotherapy"),
+    "response": _l("Response assessment"),
+}
+WEEK_DAY_PART = re.compile(r"[wW](?P<week>\d+)d(?P<day>\d+)")
+END_DAY_PART = re.compile(r"end_d(?P<day>\d+)")
+PROGRESSION_PART = re.compile(r"progression(?P<num>\d+)")
+NUMBERED_KEY_PARTS = {
+    "f": _l("fraction %(num)s"),
+    "c": _l("cycle %(num)s"),
+    "w": _l("week %(num)s"),
+    "d": _l("day %(num)s"),
+    "m": _l("month %(num)s"),
+}
+
+
+def drug_name(code: str) -> str:
+    """A protocol drug's name in the reader's language ('paclitaxel' -> '紫杉醇')."""
+    drug = current_protocol().drugs.get(code)
+    if drug is None:
+        return code
+    return drug.name_zh if is_zh() else drug.name_en
+
+
+def event_key_label(key: str | None) -> str:
+    """An event key ('induction.c2.infusion', 'assessment.ct.w36') in words."""
+    words = []
+    for part in str(key or "").split("."):
+        label = PHASE_LABELS.get(part) or EVENT_KIND_LABELS.get(part) or EVENT_KEY_WORDS.get(part)
+        numbered = NUMBERED_KEY_PARTS.get(part[:1]) if part[1:].isdigit() else None
+        week_day = WEEK_DAY_PART.fullmatch(part)
+        if label is not None:
+            words.append(str(label))
+        elif week_day is not None:
+            words.append(str(_l("week %(week)s day %(day)s", **week_day.groupdict())))
+        elif END_DAY_PART.fullmatch(part):
+            words.append(str(_l("day %(num)s after the end", num=part[5:])))
+        elif PROGRESSION_PART.fullmatch(part):
+            words.append(str(_l("after progression %(num)s", num=part[11:])))
+        elif part.endswith("_premedication"):
+            words.append(str(_l("premedication for %(drug)s", drug=drug_name(part[:-14]))))
+        elif numbered is not None:
+            words.append(str(numbered) % {"num": part[1:]})
+        else:
+            words.append(humanise(part))
+    return " ".join(words) if words else str(key or "")
+
+
+def language_name(code: str | None) -> str:
+    """A language's own name in the reader's language (Babel's CLDR data): 中文, 英语 ..."""
+    if not code:
+        return ""
+    try:
+        return Locale.parse(code).get_display_name(get_locale() or "en") or code
+    except (ValueError, UnknownLocaleError):
+        return code
+
+
+def timezone_name(zone: str | None) -> str:
+    """A time zone by its place in the reader's language ('中国（上海）时间'), Babel's CLDR data."""
+    if not zone:
+        return ""
+    try:
+        return get_timezone_location(get_timezone(zone), locale=get_locale() or "en")
+    except LookupError:
+        return zone
 
 
 def localised(obj: Any, field: str = "title") -> str:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,7 @@ from app.models import MESSAGE_KINDS, OUTBOX_STATUSES, OutboxMessage, Patient
 from app.services.messaging import outbox
 from app.services.messaging.reminders import blocked_reason
 from app.services.messaging.status_callbacks import error_text
-from app.web.helpers import clinic_tz, page_number, parse_iso_date
+from app.web.helpers import clinic_today, clinic_tz, page_number, parse_iso_date
 from app.web.nav import add_nav_item
 from app.web.security import require_login, requires
 
@@ -43,6 +44,7 @@ KIND_LABELS = {
     "checkin": _l("Check-in"),
     "reply": _l("Reply"),
     "notice": _l("Notice"),
+    "page": _l("Page to staff"),
 }
 REASON_LABELS = {
     "opted_out": _l("The patient opted out of SMS"),
@@ -61,6 +63,7 @@ REASON_LABELS = {
 }
 NOTE_LABELS = {
     "merged": _l("several reminders merged"),
+    "re-planned": _l("re-planned after a calendar change"),
     "merged_for_budget": _l("merged: daily limit"),
     "deferred_for_budget": _l("moved to the next day: daily limit"),
     "over_budget": _l("over the daily limit (last chance before the event)"),
@@ -175,23 +178,50 @@ def is_problem(status: str) -> bool:
     return status in PROBLEM_STATUSES
 
 
+TABS = {
+    "recent": _l("Sent and due today"),
+    "attention": _l("Need attention"),
+    "planned": _l("Planned (future)"),
+}
+
+
+def _tab_bounds(tab: str, *, dated: bool) -> dict[str, Any]:
+    """The tab's part of the filter: up to the end of today, problems, or the future (dates or a
+    status the nurse chose replace the tab's time bound)."""
+    if dated and tab != "attention":
+        return {}
+    tomorrow = datetime.combine(clinic_today() + timedelta(days=1), time(0), tzinfo=clinic_tz())
+    if tab == "planned":
+        return {"due_after": tomorrow}
+    if tab == "attention":
+        return {"statuses": tuple(sorted(PROBLEM_STATUSES))}
+    return {"due_until": tomorrow}
+
+
 @bp.get("/")
 @requires("patients.view")
 def index() -> Any:
     """Every SMS, latest first, with body, segments, status history and errors."""
     status = request.args.get("status", "")
     kind = request.args.get("kind", "")
+    tab = request.args.get("tab", "recent")
+    tab = tab if tab in TABS else "recent"
+    date_from = parse_iso_date(request.args.get("from"))
+    date_to = parse_iso_date(request.args.get("to"))
     filters = outbox.MessageFilter(
         patient=request.args.get("patient", "").strip()[:32] or None,
         status=status if status in OUTBOX_STATUSES else None,
         kind=kind if kind in MESSAGE_KINDS else None,
-        date_from=parse_iso_date(request.args.get("from")),
-        date_to=parse_iso_date(request.args.get("to")),
+        date_from=date_from,
+        date_to=date_to,
+        **_tab_bounds(tab, dated=bool(date_from or date_to or status in OUTBOX_STATUSES)),
     )
     page = outbox.message_log(filters, tz=clinic_tz(), page=page_number())
     return render_template(
         "messages/index.html",
         page=page,
+        tab=tab,
+        tabs=TABS,
         filters=filters,
         counts=outbox.status_counts(),
         statuses=OUTBOX_STATUSES,

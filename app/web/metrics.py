@@ -13,6 +13,7 @@ from app.domain import charts
 from app.domain.metrics import DurationStats
 from app.models import utcnow
 from app.services.conversations.checkins import metrics as checkin_metrics
+from app.web import labels
 from app.web.helpers import clinic_tz, parse_iso_date
 from app.web.security import current_actor, require_login, requires
 
@@ -39,7 +40,8 @@ def index() -> Any:
     period = request.args.get("days", "90")
     period = period if period in PERIODS else "90"
     data = checkin_metrics.overview(utcnow(), days=PERIODS[period])
-    level_names = {"red": _("Red"), "amber": _("Amber"), "green": _("Green")}
+    level_names = {lv: labels.level_label(lv) for lv in ("red", "amber", "green")}
+    to_acknowledge, to_resolve = _("time to acknowledge"), _("time to resolve")
     alerts_chart = charts.bar_chart_svg(
         [(level_names.get(lv, lv), n, lv if lv in level_names else "neutral")
          for lv, n in data.alerts.by_level.items()],
@@ -53,17 +55,17 @@ def index() -> Any:
     )  # fmt: skip
     times_chart = charts.bar_chart_svg(
         [
-            (f"{level_names.get(lv, lv)} · {_('acknowledge')}",
+            (f"{level_names.get(lv, lv)} · {to_acknowledge}",
              _hours(data.alerts.acknowledge_by_level[lv], "median"),
              lv if lv in level_names else "neutral")
             for lv in data.alerts.by_level
         ] + [
-            (f"{level_names.get(lv, lv)} · {_('resolve')}",
+            (f"{level_names.get(lv, lv)} · {to_resolve}",
              _hours(data.alerts.resolve_by_level[lv], "median"),
              lv if lv in level_names else "neutral")
             for lv in data.alerts.by_level
         ],
-        title=_("Median hours to acknowledge and to resolve"), unit=" h", decimals=1,
+        title=_("Median hours to acknowledge and to resolve"), unit=" " + _("h"), decimals=1,
         missing=_("none yet"), chart_id="response-times",
     )  # fmt: skip
     return render_template(

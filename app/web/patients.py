@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired
 from app.domain.calendar import DECISION_FLAGS, CalendarChange, CalendarError
 from app.domain.patients import EnrolmentError, EnrolmentRequest
 from app.models import PATIENT_STATUSES, CalendarEvent, Patient, utcnow
+from app.services.conversations import inbox as inbox_service
 from app.services.messaging import reminders
 from app.services.schedule import calendar as calendar_service
 from app.services.schedule import patient_queries
@@ -31,7 +32,7 @@ from app.services.schedule.patients import enrol_patient, mask_phone
 from app.services.shared.audit_queries import patient_history
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.services.shared.protocols import current_protocol
-from app.web import timeline
+from app.web import labels, timeline
 from app.web.cascade import (
     calendar_fingerprint,
     decision_summary,
@@ -164,6 +165,7 @@ def new() -> Any:
     """Enrol a patient: the whole calendar is created when the form is saved."""
     form = _enrolment_form_class()()
     form.timezone.choices = timezone_choices()
+    form.locale.choices = [(code, labels.language_name(code)) for code in ("zh", "en")]
     if request.method == "GET":
         form.timezone.data = form.timezone.data or current_protocol().default_timezone
         form.locale.data = form.locale.data or "zh"
@@ -245,6 +247,8 @@ def detail(study_id: str) -> Any:
         today=today,
         phases=timeline.build(patient.events, today),
         counts=timeline.counts(patient.events, today),
+        next_events=next_events(patient, today),
+        open_items=[it for it in inbox_service.open_items() if it.alert.patient_id == patient.id],
         history=patient_history(patient.id),
         arm=_arm_label(patient.choices),
         phone=mask_phone(patient.phone_e164),
@@ -253,6 +257,14 @@ def detail(study_id: str) -> Any:
         status_form=EventStatusForm(),
         protocol=current_protocol(),
     )
+
+
+def next_events(patient: Patient, today: date, limit: int = 5) -> list[CalendarEvent]:
+    """The patient's next planned or confirmed events, soonest first."""
+    upcoming = [
+        e for e in patient.events if e.status in ("planned", "confirmed") and e.date >= today
+    ]
+    return sorted(upcoming, key=lambda e: (e.date, e.id))[:limit]
 
 
 def available_decisions(patient: Patient) -> list[str]:

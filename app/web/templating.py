@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import wraps
 from typing import Any
 
 from babel.dates import format_interval, format_skeleton
 from flask import Flask
 from flask_babel import format_date, format_datetime, get_locale
+from jinja2 import pass_context
 
-from app.web import audit_view, labels
+from app.web import audit_view, labels, reasons, terms
 from app.web.forms import LANGUAGE_CHOICES
 from app.web.helpers import clinic_today, clinic_tz
 from app.web.nav import nav_links
@@ -68,6 +71,29 @@ def days_between(a: date | None, b: date | None) -> int | None:
     return (b - a).days
 
 
+def render_time_filters(app: Flask) -> None:
+    """Make the app's own filters run at render time, in each reader's language.
+
+    Jinja folds a filter of a constant ('planned'|sms_status) when it compiles a template, which
+    would bake the first reader's language into the cached template; a filter that takes the
+    context is never folded. Call once every blueprint has registered its filters.
+    """
+    for name, function in list(app.jinja_env.filters.items()):
+        if getattr(function, "__module__", "").startswith("app.") and not hasattr(
+            function, "jinja_pass_arg"
+        ):
+            app.jinja_env.filters[name] = _at_render_time(function)
+
+
+def _at_render_time(function: Callable[..., Any]) -> Callable[..., Any]:
+    @pass_context
+    @wraps(function)
+    def render(_context: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return render
+
+
 def init_templating(app: Flask) -> None:
     """Register the filters and globals used by every template."""
     app.jinja_env.filters.update(
@@ -85,11 +111,25 @@ def init_templating(app: Flask) -> None:
         action=labels.action_label,
         role=labels.role_label,
         localised=labels.localised,
+        level=labels.level_label,
+        symptom=labels.symptom_label,
+        intent=labels.intent_label,
+        actor=labels.actor_label,
+        encoding=labels.encoding_label,
+        language_name=labels.language_name,
+        event_key=labels.event_key_label,
+        reason=reasons.reason_label,
+        reasons=reasons.reason_labels,
+        ctcae=terms.ctcae_label,
+        drugs=terms.drugs_text,
+        tz_name=labels.timezone_name,
+        pro_ctcae=terms.pro_ctcae_label,
     )
     app.jinja_env.globals.update(
         can=can,
         audit_field_changes=audit_view.field_changes,
         audit_date_changes=audit_view.date_changes,
+        audit_reason=audit_view.reason_text,
         nav_links=nav_links,
         fmt_window=fmt_window,
         days_between=days_between,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from babel.dates import get_timezone, get_timezone_location
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from wtforms.fields.choices import SelectChoice
 
@@ -40,7 +42,7 @@ def timezone_choices() -> list[SelectChoice]:
     """(zone, label) pairs with the current UTC offset; the clinic's zone first."""
     choices = []
     for name in COMMON_TIMEZONES:
-        place = name.replace("_", " ")
+        place = get_timezone_location(get_timezone(name), locale=get_locale() or "en")
         if name == "Asia/Shanghai":
             place = _("China (Beijing time)")
         label = f"{place} · {_offset(name)}"

@@ -193,7 +193,7 @@ def test_the_inbox_page_lists_and_works_the_items(
     positions = [html.index(f'id="item-{known_items[k].id}"') for k in ("red-review", "red-new",
                  "amber-old", "call", "optout")]  # fmt: skip
     assert positions == sorted(positions)
-    assert "Red: emergency" in html and "red-new reason" in html
+    assert "Urgent" in html and "red-new reason" in html
     red = known_items["red-new"].id
 
     response = post(nurse, f"/inbox/{red}/acknowledge")
@@ -234,3 +234,37 @@ def test_the_today_page_counts_inbox_items(
     start = html.index('id="inbox-counts"')
     assert "10" in html[start : start + 200]
     assert "red 2 · amber 3 · calls 1" in html[start : start + 400]
+
+
+def test_the_inbox_searches_by_study_id_or_text_and_says_when_nothing_matches(
+    known_items: dict[str, Alert], nurse: FlaskClient
+) -> None:
+    study_id = known_items["red-new"].patient.study_id
+    html = nurse.get(f"/inbox/?q={study_id.lower()}").get_data(as_text=True)
+    assert f'id="item-{known_items["red-new"].id}"' in html
+    only = nurse.get("/inbox/?q=amber-old").get_data(as_text=True)
+    assert f'id="item-{known_items["amber-old"].id}"' in only
+    assert f'id="item-{known_items["red-new"].id}"' not in only
+    none = nurse.get("/inbox/?q=nothing-like-this").get_data(as_text=True)
+    assert 'id="inbox-empty"' in none and "No item matches these filters." in none
+
+
+def test_the_inbox_remembers_each_nurses_filters_until_cleared(
+    known_items: dict[str, Alert], nurse: FlaskClient
+) -> None:
+    nurse.get("/inbox/?category=amber&q=amber")
+    back = nurse.get("/inbox/")
+    assert back.status_code == 302
+    assert "category=amber" in back.headers["Location"] and "q=amber" in back.headers["Location"]
+    cleared = nurse.get("/inbox/?reset=1")
+    assert cleared.status_code == 302
+    assert nurse.get("/inbox/").status_code == 200
+
+
+def test_the_inbox_offers_keyboard_shortcuts(
+    known_items: dict[str, Alert], nurse: FlaskClient
+) -> None:
+    html = nurse.get("/inbox/").get_data(as_text=True)
+    assert "js/inbox.js" in html and 'id="inbox-keys"' in html
+    assert f'id="item-{known_items["red-new"].id}" data-category="red" tabindex="-1"' in html
+    assert nurse.get("/static/js/inbox.js").status_code == 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from flask import Flask
@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import OutboxMessage
 from app.services.shared import users as user_service
+from app.web.helpers import clinic_today, clinic_tz
 from tests.integration.sms_support import enrol
 from tests.support import PASSWORD, FreshContextClient, sign_in
 
@@ -56,7 +57,7 @@ def test_the_log_shows_bodies_segments_and_history(nurse: FlaskClient) -> None:
     assert 'href="/messages/"' in html  # the navigation entry
     assert "JSCH-201" in html
     assert "您3月10日周二有治疗安排" in html
-    assert "1 segment · UCS-2" in html
+    assert "1 segment · Chinese characters (70 per SMS)" in html
     assert f'id="message-{first.id}"' in html
     assert "Status history" in html and "Planned" in html
 
@@ -100,3 +101,18 @@ def test_the_patient_page_says_when_no_sms_may_be_sent(nurse: FlaskClient) -> No
     html = page(nurse, "/patients/JSCH-204")
 
     assert "No SMS is sent to this patient: No SMS consent recorded." in html
+
+
+def test_the_log_opens_on_today_and_keeps_the_future_in_its_own_tab(nurse: FlaskClient) -> None:
+    patient = enrol("JSCH-202", start=START)
+    rows = db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.patient_id == patient.id)
+    ).all()
+    tomorrow = datetime.combine(clinic_today() + timedelta(days=1), time(0), tzinfo=clinic_tz())
+    future = [r for r in rows if r.send_after >= tomorrow]
+    assert future, "the enrolment plans reminders for later days"
+    recent = page(nurse, "/messages/?patient=JSCH-202")
+    assert all(f'id="message-{r.id}"' not in recent for r in future)
+    planned = page(nurse, "/messages/?patient=JSCH-202&tab=planned")
+    soonest = min(future, key=lambda r: (r.send_after, r.id))
+    assert f'id="message-{soonest.id}"' in planned and 'aria-current="page"' in planned

@@ -36,7 +36,7 @@ def _alert(level: str, minutes_ago: int, key: str, patient_id: int | None = None
 def _ids_in_page(html: str) -> list[int]:
     import re
 
-    return [int(n) for n in re.findall(r'id="alert-(\d+)"', html)]
+    return [int(n) for n in re.findall(r'id="item-(\d+)"', html)]
 
 
 def test_open_alerts_are_listed_by_urgency_then_age(client: FlaskClient, staff: dict) -> None:
@@ -47,10 +47,10 @@ def test_open_alerts_are_listed_by_urgency_then_age(client: FlaskClient, staff: 
     amber_old = _alert("amber", 90, "a2", p.id)
     red_old = _alert("red", 20, "r2", p.id)
     sign_in(client, staff["investigator"])
-    html = client.get("/alerts/").get_data(as_text=True)
+    html = client.get("/inbox/").get_data(as_text=True)
     expected = [red_old.id, red_new.id, amber_old.id, amber_new.id, green_old.id]
     assert _ids_in_page(html) == expected
-    assert "JSCH-001" in html and "Red: emergency" in html
+    assert "JSCH-001" in html and "Urgent" in html
 
 
 def test_a_nurse_acknowledges_and_resolves_with_a_note(client: FlaskClient, staff: dict) -> None:
@@ -58,9 +58,9 @@ def test_a_nurse_acknowledges_and_resolves_with_a_note(client: FlaskClient, staf
     receive(inbound_form(p.phone_e164, "今天拉了五次"), MONDAY_10)
     (alert,) = alerts()
     sign_in(client, staff["nurse"])
-    html = client.get("/alerts/").get_data(as_text=True)
-    assert "橙色：当天处理" in html and "确认" in html  # the nurse reads Chinese
-    token = csrf_token(client, "/alerts/")
+    html = client.get("/inbox/").get_data(as_text=True)
+    assert "当日处理" in html and "确认" in html  # the nurse reads Chinese
+    token = csrf_token(client, "/inbox/")
     response = client.post(f"/alerts/{alert.id}/acknowledge", data={"csrf_token": token})
     assert response.status_code == 302
     (alert,) = alerts()
@@ -70,7 +70,7 @@ def test_a_nurse_acknowledges_and_resolves_with_a_note(client: FlaskClient, staf
     response = client.post(f"/alerts/{alert.id}/resolve", data={"csrf_token": token, "note": " "})
     assert response.status_code == 302
     assert alerts()[0].status == "acknowledged"
-    assert "解决警报前请填写处理情况" in client.get("/alerts/").get_data(as_text=True)
+    assert "解决警报前请填写处理情况" in client.get("/inbox/").get_data(as_text=True)
 
     note = "Called the patient: loperamide as prescribed, review tomorrow."
     client.post(f"/alerts/{alert.id}/resolve", data={"csrf_token": token, "note": note})
@@ -80,8 +80,8 @@ def test_a_nurse_acknowledges_and_resolves_with_a_note(client: FlaskClient, staf
         note,
         "user:nurse.wang",
     )
-    assert _ids_in_page(client.get("/alerts/").get_data(as_text=True)) == []
-    resolved = client.get("/alerts/?show=resolved").get_data(as_text=True)
+    assert _ids_in_page(client.get("/inbox/").get_data(as_text=True)) == []
+    resolved = client.get("/inbox/?show=resolved").get_data(as_text=True)
     assert _ids_in_page(resolved) == [alert.id]
     actions = [a.action for a in db.session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions[-2:] == ["alert.acknowledge", "alert.resolve"]
@@ -92,7 +92,7 @@ def test_resolving_an_open_alert_records_the_acknowledgement_too(
 ) -> None:
     alert = _alert("red", 7, "r1")
     sign_in(client, staff["investigator"])
-    token = csrf_token(client, "/alerts/")
+    token = csrf_token(client, "/inbox/")
     client.post(f"/alerts/{alert.id}/resolve", data={"csrf_token": token, "note": "Sent to ED"})
     (alert,) = alerts()
     assert alert.status == "resolved" and alert.acknowledged_by == "user:dr.li"
@@ -105,8 +105,8 @@ def test_roles_csrf_and_sign_in_are_enforced(client: FlaskClient, staff: dict) -
     assert client.get("/alerts/").status_code == 302  # not signed in
     assert client.post(f"/alerts/{alert.id}/acknowledge").status_code in (302, 400)
     sign_in(client, staff["admin"])
-    assert client.get("/alerts/").status_code == 200
-    token = csrf_token(client, "/alerts/")
+    assert client.get("/inbox/").status_code == 200
+    token = csrf_token(client, "/inbox/")
     assert (
         client.post(f"/alerts/{alert.id}/acknowledge", data={"csrf_token": token}).status_code
         == 403
@@ -115,7 +115,7 @@ def test_roles_csrf_and_sign_in_are_enforced(client: FlaskClient, staff: dict) -
     sign_in(client, staff["nurse"])
     assert client.post(f"/alerts/{alert.id}/acknowledge", data={}).status_code == 400  # no CSRF
     assert alerts()[0].status == "open"
-    token = csrf_token(client, "/alerts/")
+    token = csrf_token(client, "/inbox/")
     assert client.post("/alerts/999999/acknowledge", data={"csrf_token": token}).status_code == 404
 
 
@@ -126,10 +126,18 @@ def test_the_navigation_badge_and_the_today_counts(client: FlaskClient, staff: d
     sign_in(client, staff["investigator"])
     html = client.get("/").get_data(as_text=True)
     assert 'href="/inbox/"' in html  # the Today card leads to the triage inbox
-    assert 'id="alerts"' in html and "Red: emergency 1" in html and "Note 1" in html
+    assert 'id="alerts"' in html and "Urgent 1" in html and "Routine 1" in html
     assert '<span class="badge">3</span>' in html  # the inbox badge: every open item
     inbox = client.get("/inbox/").get_data(as_text=True)
-    assert 'href="/alerts/"' in inbox and 'href="/alerts/rota"' in inbox
+    assert 'href="/alerts/"' not in inbox and 'href="/alerts/rota"' in inbox
+
+
+def test_the_alerts_page_is_the_inbox(client: FlaskClient, staff: dict) -> None:
+    sign_in(client, staff["nurse"])
+    assert client.get("/alerts/").headers["Location"].endswith("/inbox/")
+    assert (
+        client.get("/alerts/?show=resolved").headers["Location"].endswith("/inbox/?show=resolved")
+    )
 
 
 def test_the_rota_page_shows_who_is_on_duty_and_admins_edit_it(

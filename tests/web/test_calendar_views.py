@@ -129,3 +129,18 @@ def test_calendar_in_chinese(nurse: FlaskClient) -> None:
     html = nurse.get("/calendar/month?month=2026-03").get_data(as_text=True)
     assert "2026年3月" in html
     assert "周一" in html
+
+
+def test_the_clinic_list_shows_tomorrows_patients_with_visits_and_preparation(
+    nurse: FlaskClient,
+) -> None:
+    """The printable day list: who comes, the visits, arrival time and preparation."""
+    tomorrow = clinic_today() + timedelta(days=1)
+    patient = enrol("JSCH-301", start=tomorrow)
+    html = nurse.get("/calendar/clinic-list").get_data(as_text=True)
+    assert 'id="clinic-JSCH-301"' in html and "data-print" in html
+    infusion = next(e for e in patient.events if e.kind == "infusion" and e.date == tomorrow)
+    assert infusion.title_zh in html
+    empty = nurse.get(f"/calendar/clinic-list?day={(tomorrow + timedelta(days=1)).isoformat()}")
+    assert 'id="clinic-empty"' in empty.get_data(as_text=True)
+    assert nurse.get("/calendar/clinic-list?day=not-a-date").status_code == 404

@@ -376,3 +376,14 @@ def test_the_preview_and_the_schedule_change_sms_count_the_same_appointments(
     assert len(notice.items) == announced
     rest = re.search(r"另有(\d+)项日程|(\d+) later appointments", notice.body)
     assert rest is not None and int(rest.group(1) or rest.group(2)) == announced - 2  # 2 named
+
+
+def test_the_patient_page_opens_on_next_events_and_open_items(nurse, patient) -> None:
+    """Next events and open inbox items come before the calendar; history is collapsible."""
+    html = nurse.get(f"/patients/{patient.study_id}").get_data(as_text=True)
+    first = html.index('id="next-events"')
+    assert first < html.index('id="symptoms"') < html.index('id="full-calendar"')
+    assert html.index('id="open-items"') < html.index('id="full-calendar"')
+    assert '<details class="card spaced section" id="history">' in html
+    upcoming = sorted((e for e in patient.events if e.status == "planned"), key=lambda e: e.date)
+    assert f"/events/{upcoming[0].key}" in html[first : html.index('id="open-items"')]

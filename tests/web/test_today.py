@@ -89,7 +89,7 @@ def test_alert_counts_only_when_the_alert_model_exists(english_nurse: FlaskClien
     block = re.search(r'id="alerts".*?</a>', html, re.S)
     assert block is not None
     assert '<div class="n">3</div>' in block.group(0)
-    assert re.search(r"Red\S*.* 2", block.group(0)) and re.search(r"Amber\S*.* 1", block.group(0))
+    assert re.search(r"Urgent 2", block.group(0)) and re.search(r"Same day 1", block.group(0))
 
 
 def test_decisions_waiting_lists_a_closure_in_the_nadir(english_nurse: FlaskClient) -> None:

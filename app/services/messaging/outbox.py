@@ -92,10 +92,13 @@ class MessageFilter:
     kind: str | None = None
     date_from: date | None = None
     date_to: date | None = None
+    statuses: tuple[str, ...] = ()
+    due_until: datetime | None = None
+    due_after: datetime | None = None
 
     @property
     def active(self) -> bool:
-        """True when any filter is set."""
+        """True when any filter is set (the tab's bounds are not filters)."""
         return any((self.patient, self.status, self.kind, self.date_from, self.date_to))
 
 
@@ -117,6 +120,14 @@ def message_log(
     if filters.date_to:
         end = datetime.combine(filters.date_to + timedelta(days=1), time(0), tzinfo=tz)
         stmt = stmt.where(OutboxMessage.send_after < end)
+    if filters.statuses:
+        stmt = stmt.where(OutboxMessage.status.in_(filters.statuses))
+    if filters.due_until:
+        stmt = stmt.where(OutboxMessage.send_after < filters.due_until)
+    if filters.due_after:
+        stmt = stmt.where(OutboxMessage.send_after >= filters.due_after)
+        ordered = stmt.order_by(OutboxMessage.send_after, OutboxMessage.id)
+        return paginate(ordered, page, per_page)
     ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
     return paginate(ordered, page, per_page)
 
