@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -346,3 +347,41 @@ def test_event_page_shows_window_and_actions(english_nurse: FlaskClient, patient
     assert "Reschedule" in page
     assert "Preview the change" in page
     assert "Window" in page
+
+
+def _said(page: str, pattern: str, *, required: bool = True) -> int:
+    match = re.search(pattern, page)
+    assert match or not required, f"{pattern!r} not in the preview"
+    return int(match.group(1)) if match else 0
+
+
+@pytest.mark.parametrize("decision", ["salvage", "stop", "withdraw"])
+def test_decision_previews_save_nothing_and_announce_what_confirming_does(
+    english_nurse: FlaskClient, decision: str
+) -> None:
+    today = clinic_today()
+    patient = enrol(start=today - timedelta(days=60))
+    url = f"/patients/{patient.study_id}/decisions/{decision}"
+    data = {"on": today.isoformat(), "reason": f"bench {decision}"}
+    before = _snapshot(patient)
+
+    preview = post(english_nurse, url, {**data, "step": "preview"})
+
+    page = preview.get_data(as_text=True)
+    assert preview.status_code == 200
+    assert "Preview: nothing is saved yet" in page
+    assert _snapshot(patient) == before
+    action = "patient.stop_treatment" if decision == "stop" else f"patient.{decision}"
+    assert _audit_count(action) == 0
+    cancelled = _said(page, r"(\d+) events? (?:is|are) cancelled\.")
+    added = _said(page, r"(\d+) events? (?:is|are) added\.", required=decision == "salvage")
+    done = post(english_nurse, url, {**data, "step": "confirm", "confirm": "y"})
+    assert done.status_code == 302
+    assert _audit_count(action) == 1
+    after = {key: status for key, _, status in _snapshot(patient)}
+    was = {key: status for key, _, status in before}
+    assert len(after) - len(was) == added
+    assert sum(1 for k, s in was.items() if s != "cancelled" and after[k] == "cancelled") == (
+        cancelled
+    )
+    assert cancelled > 0  # every one of them ends the planned treatment
