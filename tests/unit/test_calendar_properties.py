@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from app.domain import calendar as cal
@@ -309,6 +309,7 @@ def test_imaging_every_12_weeks_after_an_early_stop_until_completion(
 
 
 @FAST
+@example(date(2026, 1, 1), {"pd1": "sintilimab", "chemo": "paclitaxel"}, 1)  # before dose 1
 @given(starts, arms, st.one_of(st.none(), st.integers(1, 700)))
 def test_survival_contacts_reach_the_completion_date(
     start: date, choices: dict[str, str], stop_offset: int | None
@@ -318,9 +319,10 @@ def test_survival_contacts_reach_the_completion_date(
         on = start + timedelta(days=stop_offset)
         events = cal.stop_treatment(PROTOCOL, events, on, CHINA, today=on).events
     survival = [e for e in events if e.details.get("contact") == "survival" and e.is_open]
-    last_dose = max(e.date for e in events if e.kind == "infusion" and e.is_open)
-    if stop_offset is None and last_dose + timedelta(60) > COMPLETION:
-        return  # treatment runs to the completion date: no survival contact is needed
+    if stop_offset is None:  # (stopped before the first dose: no infusion is left open)
+        last_dose = max(e.date for e in events if e.kind == "infusion" and e.is_open)
+        if last_dose + timedelta(60) > COMPLETION:
+            return  # treatment runs to the completion date: no survival contact is needed
     endpoint = date(start.year + 2, start.month, start.day)  # 2 years after the recurrence
     assert survival
     last = max(cal._nominal(e) for e in survival)
