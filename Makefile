@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-postgres test-faketime install translations i18n lint format bench
+.PHONY: run test test-postgres test-faketime install translations i18n lint format bench mutation
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Mutation testing (mutmut) of the safety-critical modules: per-group score and surviving mutants.
+# Slow (see README): not part of `make test` or CI's every run. MUTATION_GROUPS narrows it, e.g.
+# `make mutation MUTATION_GROUPS="triage webhook-signature"`; scores live in docs/testing.md.
+MUTATION_GROUPS ?=
+MUTATION_CHILDREN ?= 2
+mutation: install
+	$(BIN)/python scripts/mutation.py run --max-children $(MUTATION_CHILDREN) $(MUTATION_GROUPS)

@@ -104,10 +104,17 @@ def test_english_bodies_use_english_dates(app_ctx: Flask) -> None:
 def test_segments_are_counted_on_the_signed_body(app_ctx: Flask) -> None:
     patient = enrol(start=START)
 
-    for row in rows_of(patient):
-        info = count_segments(row.body)
-        assert (row.segments, row.encoding) == (info.segments, info.encoding)
-        assert row.body.startswith("【江苏省肿瘤医院】")
+    # Counted by hand on the four bodies above (Chinese: UCS-2, one segment up to 70
+    # characters, 67 per segment beyond): 114, 71, 53 and 72 characters with the signature.
+    cycle = first_cycle(patient)
+    assert [len(r.body) for r in cycle] == [114, 71, 53, 72]
+    assert [(r.segments, r.encoding) for r in cycle] == [
+        (2, "UCS-2"),
+        (2, "UCS-2"),
+        (1, "UCS-2"),
+        (2, "UCS-2"),
+    ]
+    assert all(row.body.startswith("【江苏省肿瘤医院】") for row in rows_of(patient))
 
 
 def test_without_a_signature_setting_none_is_added(app_ctx: Flask) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import date, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, assume, given, settings
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from app.domain import calendar as cal
@@ -20,6 +23,16 @@ CHINA = ChinaWorkingDays()
 TZ = ZoneInfo("Asia/Shanghai")
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+
+def _protocol_min_intervals() -> dict[str, int]:
+    """min_interval_days per treatment phase, read from the protocol FILE (not from events)."""
+    raw = yaml.safe_load(default_protocol_path().read_text("utf-8"))
+    phases = raw["phases"].items()
+    return {name: p["cycles"]["min_interval_days"] for name, p in phases if "cycles" in p}
+
+
+MIN_INTERVAL = _protocol_min_intervals()
+
 starts = st.dates(date(2026, 1, 1), date(2027, 12, 31))
 arms = st.fixed_dictionaries(
     {
@@ -29,6 +42,33 @@ arms = st.fixed_dictionaries(
 )
 delays = st.lists(st.tuples(st.integers(1, 39), st.integers(-6, 16)), min_size=0, max_size=3)
 salvage_offsets = st.one_of(st.none(), st.integers(30, 700))
+
+
+def _previous_live_infusion(events: list[PlannedEvent], target: PlannedEvent) -> PlannedEvent:
+    """The infusion given before ``target`` in its chain (cycle order, cancelled/missed skipped)."""
+    chain = next(c for c in _chains(events) if target in c)
+    return chain[chain.index(target) - 1]
+
+
+def _reschedule_or_justify(
+    events: list[PlannedEvent], target: PlannedEvent, days: int, today: date
+) -> list[PlannedEvent] | None:
+    """Move ``target`` by ``days`` (with a reason); a refusal must be the protocol's minimum gap.
+
+    With a reason, only the minimum interval can refuse a move to a future date: a later date
+    never can, an earlier one only when it comes closer than the protocol file's minimum.
+    """
+    new_date = target.date + timedelta(days=days)
+    try:
+        change = cal.reschedule(
+            PROTOCOL, events, target.key, new_date, "property test", CHINA, today=today
+        )
+    except RescheduleError as refused:
+        assert days < 0, f"a later date was refused: {refused}"
+        previous = _previous_live_infusion(events, target)
+        assert (new_date - previous.date).days < MIN_INTERVAL[target.phase], refused
+        return None
+    return change.events
 
 
 def _scenario(
@@ -44,20 +84,11 @@ def _scenario(
         target = next(
             e for e in events if e.kind == "infusion" and e.cycle == cycle and e.phase != "salvage"
         )
-        try:
-            change = cal.reschedule(
-                PROTOCOL,
-                events,
-                target.key,
-                target.date + timedelta(days=days),
-                "property test",
-                CHINA,
-                today=start,
-            )
-        except RescheduleError:
+        moved = _reschedule_or_justify(events, target, days, today=start)
+        if moved is None:
             continue
-        assert {e.key for e in change.events} == keys
-        events = change.events
+        assert {e.key for e in moved} == keys
+        events = moved
     if salvage_offset is not None:
         events = cal.start_salvage(
             PROTOCOL, events, choices, start + timedelta(days=salvage_offset), CHINA, today=start
@@ -85,7 +116,36 @@ def test_infusion_spacing_never_below_the_protocol_minimum(
     for chain in _chains(events):
         for previous, current in pairwise(chain):
             gap = (current.date - previous.date).days
-            assert gap >= current.details["min_interval_days"], (previous.key, current.key, gap)
+            assert gap >= MIN_INTERVAL[current.phase], (previous.key, current.key, gap)
+
+
+def test_the_minimum_intervals_are_the_protocol_files() -> None:
+    # ASSUMPTIONS A7 and A15 in app/protocols/nct07016737.yaml, written out by hand.
+    assert MIN_INTERVAL == {"induction": 18, "maintenance": 18, "salvage": 5}
+
+
+def test_most_reschedules_with_a_reason_succeed() -> None:
+    """Over 200 seeded moves of -6..+16 days, at least 80% go through (later ones always)."""
+    rnd = random.Random(20260304)
+    outcomes: list[bool] = []
+    for _ in range(200):
+        start = date(2026, 1, 1) + timedelta(days=rnd.randrange(730))
+        choices = {
+            "pd1": rnd.choice(["sintilimab", "camrelizumab"]),
+            "chemo": rnd.choice(["paclitaxel", "docetaxel", "irinotecan"]),
+        }
+        events = cal.generate(PROTOCOL, choices, start, TZ, CHINA)
+        cycle, days = rnd.randint(2, 39), rnd.randint(-6, 16)
+        target = next(
+            e for e in events if e.kind == "infusion" and e.cycle == cycle and e.phase != "salvage"
+        )
+        moved = _reschedule_or_justify(events, target, days, today=start)
+        if moved is not None:
+            assert next(e for e in moved if e.key == target.key).date == (
+                target.date + timedelta(days=days)
+            )
+        outcomes.append(moved is not None)
+    assert sum(outcomes) >= 160, f"only {sum(outcomes)} of 200 reschedules succeeded"
 
 
 @FAST
@@ -136,7 +196,9 @@ def test_rescheduling_never_moves_done_or_past_events(
             CHINA,
             today=today,
         )
-    except RescheduleError:
+    except RescheduleError as refused:
+        # with a reason, only an infusion's spacing can refuse a move (done ones are not picked)
+        assert target.kind == "infusion", refused
         return
     after = {e.key: e for e in change.events}
     for event in events:
@@ -202,7 +264,27 @@ def test_no_imaging_on_infusion_days_and_barium_after_ct_and_endoscopy(
             and e.key.split(".")[0] == study.key.split(".")[0]
         ]
         assert all(e.date < study.date for e in same_visit), study.key
+        # the barium study is alone on its day (a routine scan near the salvage response
+        # assessment is replaced by it: docs/protocol-assumptions.md A31)
         assert not [e.key for e in scans if e.date == study.date and e.key != study.key]
+
+
+# Found by the property above (2026-12-07) before A31: routine scans on the response barium day.
+@pytest.mark.parametrize(
+    ("start", "chemo", "salvage_day"),
+    [(date(2026, 8, 2), "paclitaxel", 486), (date(2026, 6, 27), "paclitaxel", 187)],
+)
+def test_a_salvage_response_barium_swallow_is_alone_on_its_day(
+    start: date, chemo: str, salvage_day: int
+) -> None:
+    choices = {"pd1": "sintilimab", "chemo": chemo}
+    events = cal.generate(PROTOCOL, choices, start, TZ, CHINA)
+    events = cal.start_salvage(
+        PROTOCOL, events, choices, start + timedelta(days=salvage_day), CHINA, today=start
+    ).events
+    scans = [e for e in events if e.is_open and e.kind in ("imaging", "endoscopy")]
+    barium = next(e for e in scans if e.key == "salvage.response.barium_swallow")
+    assert [e.key for e in scans if e.date == barium.date] == [barium.key]
 
 
 @FAST
@@ -227,6 +309,7 @@ def test_imaging_every_12_weeks_after_an_early_stop_until_completion(
 
 
 @FAST
+@example(date(2026, 1, 1), {"pd1": "sintilimab", "chemo": "paclitaxel"}, 1)  # before dose 1
 @given(starts, arms, st.one_of(st.none(), st.integers(1, 700)))
 def test_survival_contacts_reach_the_completion_date(
     start: date, choices: dict[str, str], stop_offset: int | None
@@ -236,9 +319,10 @@ def test_survival_contacts_reach_the_completion_date(
         on = start + timedelta(days=stop_offset)
         events = cal.stop_treatment(PROTOCOL, events, on, CHINA, today=on).events
     survival = [e for e in events if e.details.get("contact") == "survival" and e.is_open]
-    last_dose = max(e.date for e in events if e.kind == "infusion" and e.is_open)
-    if stop_offset is None and last_dose + timedelta(60) > COMPLETION:
-        return  # treatment runs to the completion date: no survival contact is needed
+    if stop_offset is None:  # (stopped before the first dose: no infusion is left open)
+        last_dose = max(e.date for e in events if e.kind == "infusion" and e.is_open)
+        if last_dose + timedelta(60) > COMPLETION:
+            return  # treatment runs to the completion date: no survival contact is needed
     endpoint = date(start.year + 2, start.month, start.day)  # 2 years after the recurrence
     assert survival
     last = max(cal._nominal(e) for e in survival)

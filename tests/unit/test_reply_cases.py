@@ -29,8 +29,10 @@ GARBAGE_AFTER = " 。 谢谢 thanks ... random words here 随便说说 !!! 12345
 
 
 def _case_id(case: dict[str, Any]) -> str:
+    # "38,6 °C": an id with a comma and an escaped character cannot be selected again by
+    # pytest.main(), which mutation testing (mutmut) does; the comma is shown as ";" in ids
     context = "+ctx" if case.get("context") else ""
-    return f"{case['text'][:40]!r}{context}"
+    return f"{case['text'][:40]!r}{context}".replace(",", ";")
 
 
 def _parse(case: dict[str, Any], text: str | None = None):

@@ -1,0 +1,167 @@
+"""Mutation testing of the safety-critical modules (mutmut, pinned): run, then score per module.
+
+    python scripts/mutation.py run [GROUP ...]   # mutmut on those groups (default: all), then report
+    python scripts/mutation.py report [GROUP ...] # per-group score and the surviving mutants
+
+mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
+results are cached in mutants/ (delete it after changing tests that mutmut already ran). A group
+is a module, or the safety-critical functions of a large module (mutmut's mutant-name patterns).
+Equivalent mutants are listed with their reasons in docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTMUT = Path(sys.executable).with_name("mutmut")
+
+# mutmut's verdicts that count as killed (mutmut.stats.status_by_exit_code names them). A mutant
+# no test covers ("no tests") counts against the score, like a survivor.
+KILLED = {"killed", "timeout", "caught by type check"}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Mutants of one safety-critical module (or the named functions of one)."""
+
+    name: str
+    meta: str
+    patterns: tuple[str, ...] = field(default=("*",))
+
+    def mutant_patterns(self) -> list[str]:
+        """mutmut mutant-name patterns (module path as dotted name + function patterns)."""
+        module = self.meta.removesuffix(".py").replace("/", ".")
+        return [f"{module}.{pattern}" for pattern in self.patterns]
+
+
+def _functions(*names: str) -> tuple[str, ...]:
+    """mutmut's mutant names of functions (``x_name``) and methods (``xǁClassǁmethod``)."""
+    return tuple(
+        f"xǁ{name.replace('.', 'ǁ')}__mutmut_*" if "." in name else f"x_{name}__mutmut_*"
+        for name in names
+    )
+
+
+GROUPS: dict[str, Group] = {
+    group.name: group
+    for group in (
+        Group("webhook-signature", "app/sms/webhook_security.py"),
+        Group("triage", "app/domain/triage.py"),
+        Group(
+            "replies-opt-out",
+            "app/domain/replies.py",
+            _functions(
+                "_simple_intent",
+                "_whole_match",
+                "_strip_polite",
+                "_is_confirmation",
+                "WholeSet.matches",
+                "_whole_set",
+                "_build_intents",
+            ),
+        ),
+        Group(
+            "reminders-quiet-hours-budget",
+            "app/domain/reminders.py",
+        ),
+        Group("working-days", "app/domain/working_days.py"),
+        Group("checkins-grading", "app/domain/checkins.py"),
+        Group("calendar", "app/domain/calendar.py"),
+        Group("dispatch", "app/services/messaging/dispatch.py"),
+        Group("status-callbacks", "app/services/messaging/status_callbacks.py"),
+    )
+}
+
+
+@dataclass
+class Score:
+    """Killed / survived / not run counts of one group, and its survivors."""
+
+    killed: int = 0
+    not_run: int = 0
+    survivors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def tested(self) -> int:
+        """Mutants with a verdict."""
+        return self.killed + len(self.survivors)
+
+    def percent(self) -> float:
+        """Killed as a share of the mutants with a verdict."""
+        return 100.0 * self.killed / self.tested if self.tested else 0.0
+
+
+def score(group: Group) -> Score:
+    """Read mutmut's verdicts for one group from mutants/<module>.meta."""
+    meta = ROOT / "mutants" / (group.meta + ".meta")
+    result = Score()
+    if not meta.exists():
+        return result
+    codes = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
+    patterns = group.mutant_patterns()
+    for key, code in sorted(codes.items()):
+        if not any(fnmatch.fnmatch(key, p) for p in patterns):
+            continue
+        status = status_by_exit_code[code]
+        if status in KILLED:
+            result.killed += 1
+        elif status == "not checked":
+            result.not_run += 1
+        else:
+            result.survivors.append((key, status))
+    return result
+
+
+def report(groups: list[Group]) -> int:
+    """Print each group's score and its survivors; 0 when every group was run."""
+    missing = 0
+    print(f"{'group':32} {'killed':>7} {'tested':>7} {'score':>7} {'not run':>8}")
+    for group in groups:
+        s = score(group)
+        missing += s.tested == 0
+        print(f"{group.name:32} {s.killed:7} {s.tested:7} {s.percent():6.1f}% {s.not_run:8}")
+    for group in groups:
+        for key, status in score(group).survivors:
+            print(f"{status}: {key}   (see: mutmut show {key})")
+    return 1 if missing else 0
+
+
+def run(groups: list[Group], max_children: int) -> int:
+    """Run mutmut on the groups' mutants (cached verdicts are kept), then report."""
+    patterns = [p for g in groups for p in g.mutant_patterns()]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [str(MUTMUT), "run", "--max-children", str(max_children), *patterns]
+    completed = subprocess.run(command, cwd=ROOT, env=env, check=False)
+    if completed.returncode != 0:
+        print(f"mutmut ended with exit code {completed.returncode}", file=sys.stderr)
+    return report(groups) or completed.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run or report, on all groups or the named ones."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("groups", nargs="*", metavar="GROUP", help=", ".join(GROUPS))
+    parser.add_argument("--max-children", type=int, default=2)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.groups if name not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
+    if args.action == "report":
+        return report(groups)
+    return run(groups, args.max_children)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
