@@ -30,14 +30,12 @@ import json
 import random
 import re
 import socket
-import sys
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -46,6 +44,7 @@ from twilio.request_validator import RequestValidator
 
 from app.clock import utcnow
 from app.sms.segments import count_segments
+from tests.fakes.serving import TrackedHandler, TrackedServer
 
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
@@ -224,45 +223,8 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a deep accept queue and a link back to the fake."""
-
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeTwilio) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore connections closed under us (clients that timed out, stop())."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackedHandler):
     """Routes one HTTP connection's requests to the fake."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        """Register the connection so stop() can close it; no Nagle delay on small answers."""
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, threading.current_thread())
-
-    def finish(self) -> None:
-        """Unregister the connection."""
-        with contextlib.suppress(OSError):
-            super().finish()
-        self.server.fake._untrack(self.connection, threading.current_thread())
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet."""
 
     def do_GET(self) -> None:
         """Handle a GET."""
@@ -328,7 +290,7 @@ class FakeTwilio:
         self._faults = _FaultPlan()
         self._stopping = threading.Event()
         self._connections: dict[socket.socket, threading.Thread] = {}
-        self._server: _Server | None = None
+        self._server: TrackedServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -338,7 +300,7 @@ class FakeTwilio:
         if self._server is not None:
             raise RuntimeError("FakeTwilio already started")
         self._stopping.clear()
-        self._server = _Server(self._address, self)
+        self._server = TrackedServer(self._address, self, _Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -396,7 +358,7 @@ class FakeTwilio:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
 
-    def _untrack(self, connection: socket.socket, thread: threading.Thread) -> None:
+    def _untrack(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.pop(connection, None)
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
+
+from tests.fakes.serving import TrackedHandler, TrackedServer
 
 FAULT_KINDS = frozenset(
     {"500", "500_created", "timeout", "timeout_created", "drop", "drop_created"}
@@ -26,41 +26,8 @@ FAULT_KINDS = frozenset(
 CREATING = frozenset({"500_created", "timeout_created", "drop_created"})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: LoopbackFake) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore connections closed under us."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        """Register the connection so stop() can close it."""
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, threading.current_thread())
-
-    def finish(self) -> None:
-        """Unregister the connection."""
-        with contextlib.suppress(OSError):
-            super().finish()
-        self.server.fake._untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet."""
+class _Handler(TrackedHandler):
+    """Routes every request to the fake's ``_dispatch``."""
 
     def do_POST(self) -> None:
         """Handle a POST."""
@@ -92,7 +59,7 @@ class LoopbackFake:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._server: _Server | None = None
+        self._server: TrackedServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._stopping = threading.Event()
@@ -102,7 +69,7 @@ class LoopbackFake:
     def start(self) -> LoopbackFake:
         """Bind a free port and serve in a background thread."""
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), self)
+        self._server = TrackedServer(("127.0.0.1", 0), self, _Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -1,0 +1,54 @@
+"""The HTTP plumbing every fake provider shares: a threaded server on loopback whose handlers
+register their connections with the fake, so ``stop()`` can end stalled ones."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class TrackedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a deep accept queue and a link back to the fake."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], fake: Any, handler: type[BaseHTTPRequestHandler]
+    ) -> None:
+        self.fake = fake
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore connections closed under us (clients that timed out, stop())."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class TrackedHandler(BaseHTTPRequestHandler):
+    """Registers its connection with the fake (``_track`` / ``_untrack``) and stays quiet."""
+
+    protocol_version = "HTTP/1.1"
+    server: TrackedServer
+
+    def setup(self) -> None:
+        """Register the connection so stop() can close it; no Nagle delay on small answers."""
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.fake._track(self.connection, threading.current_thread())
+
+    def finish(self) -> None:
+        """Unregister the connection."""
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.fake._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet."""
