@@ -2,12 +2,14 @@
 for a bounded time; prints the figures and every broken promise.
 
 Usage:
-    python bench/soak.py [--duration 300] [--rate 10] [--patients 200] [--web 2] [--jobs 3]
+    python bench/soak.py [--duration 300] [--rate 10] [--patients 200] [--enrolled 20]
+        [--wave 2000] [--web 2] [--jobs 3] [--drain 60]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 What runs (the same as tests/integration/test_soak.py, which runs it for ~30 s):
-- a throwaway PostgreSQL schema; ``--patients`` patients enrolled through the enrolment service
-  (calendars, reminders in the outbox), a round-the-clock on-call rota (clinician, investigator);
+- a throwaway PostgreSQL schema; ``--patients`` patients, ``--enrolled`` of them through the
+  enrolment service (calendars, reminders in the outbox) and the rest copies of those with their
+  own numbers; a round-the-clock on-call rota (clinician, investigator);
 - the fake Twilio (tests/fakes/fake_twilio.py) on loopback, recording when it created each SMS;
 - ``--web`` gunicorn servers (one sync worker each, as separate hosts would be) and ``--jobs``
   ``python -m jobs`` processes (dispatch every 2 s, escalation 5 s, check-ins 10 s, reconcile
@@ -710,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=300, help="seconds of inbound load")
     parser.add_argument("--rate", type=float, default=10, help="inbound messages a second")
     parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument(
+        "--enrolled", type=int, default=20, help="of them enrolled by the service; the rest copies"
+    )
     parser.add_argument("--wave", type=int, default=2000, help="reminders falling due in the run")
     parser.add_argument("--web", type=int, default=2, help="web processes (gunicorn, 1 worker)")
     parser.add_argument("--jobs", type=int, default=3, help="python -m jobs processes")
@@ -735,7 +740,9 @@ def main(argv: list[str] | None = None) -> int:
         with app.app_context():
             db.create_all()
             seeding = time.monotonic()
-            phones = seed(args.patients, wave=args.wave, duration=args.duration)
+            phones = seed(
+                args.patients, wave=args.wave, duration=args.duration, enrolled=args.enrolled
+            )
             print(f"seeded in {time.monotonic() - seeding:.1f} s")
             report = run_soak(
                 url,
