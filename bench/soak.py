@@ -122,6 +122,7 @@ class SoakReport:
     """What a soak measured and which promises it found broken (``problems``)."""
 
     seconds: float = 0.0
+    load_seconds: float = 0.0
     posted: list[Posted] = field(default_factory=list)
     outbound_by_kind: Counter[str] = field(default_factory=Counter)
     outbound_total: int = 0
@@ -135,9 +136,9 @@ class SoakReport:
         served = [p for p in self.posted if 200 <= p.status < 300]
         reds = [p for p in served if p.category in RED]
         out = [
-            f"duration {self.seconds:.1f} s (load and drain)",
+            f"duration {self.seconds:.1f} s: load {self.load_seconds:.1f} s, then the outbox drained",
             f"inbound posted {len(self.posted)}, answered 2xx {len(served)} "
-            f"({len(served) / self.seconds:.1f}/s)",
+            f"({len(served) / max(self.load_seconds, 0.001):.1f}/s over the load)",
             "inbound by category: "
             + ", ".join(f"{k} {v}" for k, v in sorted(Counter(p.category for p in served).items())),
             f"outbound created at the provider {self.outbound_total} "
@@ -699,6 +700,7 @@ def run_soak(
         with running(database_url, fake, web, jobs) as (ports, children):
             loaded = time.monotonic()
             drive(plan, ports)
+            report.load_seconds = time.monotonic() - loaded
             drain(drain_seconds, began)
             report.seconds = time.monotonic() - loaded
         collect_logs(report, children)
