@@ -45,6 +45,17 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def pool_options() -> dict[str, int]:
+    """Connection pool size per process (DB_POOL_SIZE, DB_MAX_OVERFLOW), when set; else
+    SQLAlchemy's defaults (5 kept open, 10 more at peaks). README "Scaling" sizes them."""
+    options = {}
+    if _env("DB_POOL_SIZE") is not None:
+        options["pool_size"] = _env_int("DB_POOL_SIZE", 5)
+    if _env("DB_MAX_OVERFLOW") is not None:
+        options["max_overflow"] = _env_int("DB_MAX_OVERFLOW", 10)
+    return options
+
+
 class Config:
     """Settings shared by every environment; each one can be overridden from the environment."""
 
@@ -52,7 +63,7 @@ class Config:
     SQLALCHEMY_DATABASE_URI = normalise_database_url(
         _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'cadence.sqlite3'}")
     )
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, **pool_options()}
     PROTOCOL_PATH = _env("PROTOCOL_PATH", str(BASE_DIR / "app" / "protocols" / "nct07016737.yaml"))
     CLINIC_TIMEZONE = _env("CLINIC_TIMEZONE", "Asia/Shanghai")
     CLINIC_COUNTRY = _env("CLINIC_COUNTRY", "CN")

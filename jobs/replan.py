@@ -1,4 +1,8 @@
-"""Job: re-plan every patient's reminders once a day (catalog, consent or rule changes)."""
+"""Job: re-plan every patient's reminders once a day (catalog, consent or rule changes).
+
+One process at a time (a PostgreSQL advisory lock, app/services/shared/job_locks.py): two
+re-plans of one patient would race on the outbox's UNIQUE key and raise false failure alerts.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ from flask import Flask
 from app.models import utcnow
 from app.services.alerts.alerts import alert_replan_failure
 from app.services.messaging.reminders import replan_all
+from app.services.shared.job_locks import single_run
 
 JOB_SOURCE = "job:replan"
+JOB_ID = "sms-replan"
 
 
 def run(app: Flask, stop: threading.Event) -> None:
     """Re-plan all patients from now (idempotent: unchanged messages stay as they are)."""
     if stop.is_set():
         return
-    with app.app_context():
-        replan_all(now=utcnow(), source=JOB_SOURCE, on_failure=alert_replan_failure)
+    with app.app_context(), single_run(JOB_ID) as mine:
+        if mine:
+            replan_all(now=utcnow(), source=JOB_SOURCE, on_failure=alert_replan_failure)

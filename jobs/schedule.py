@@ -8,7 +8,11 @@ Deliberate choices (APScheduler 3, one in-memory job store per process):
   late; later than that it is skipped because the next tick comes soon anyway (dispatch 30 s of
   a 60 s interval), while the daily re-plan may start up to an hour late;
 - ``max_instances=1``: a slow tick never overlaps the next one in the same process (other
-  processes may run the same job at the same time: the database claims make that safe).
+  processes may run the same job at the same time: the database claims make that safe);
+- singletons: re-plan, reconcile and the provider pull run in one process at a time, whatever
+  the number of jobs processes (a PostgreSQL advisory lock taken inside the job, see
+  app/services/shared/job_locks.py); dispatch, check-ins and escalation claim rows and run in
+  every process (for escalation that is redundancy on the safety path, not a risk).
 """
 
 from __future__ import annotations
@@ -70,16 +74,16 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
 
     pulls = []
     if _number(config, "SMS_PULL_SECONDS", 0) > 0:  # domestic providers: receipts and replies
-        pulls.append(every("sms-provider-pull", provider_pull.run, "SMS_PULL_SECONDS", 60))
+        pulls.append(every(provider_pull.JOB_ID, provider_pull.run, "SMS_PULL_SECONDS", 60))
     return [
         *pulls,
         every("sms-dispatch", dispatch.run, "JOBS_DISPATCH_SECONDS", 60),
-        every("sms-reconcile", reconcile.run, "JOBS_RECONCILE_SECONDS", 300),
+        every(reconcile.JOB_ID, reconcile.run, "JOBS_RECONCILE_SECONDS", 300),
         every("alert-escalation", escalation.run, "ESCALATION_JOB_SECONDS", 60),
         every("checkins", checkins.run, "CHECKIN_JOB_SECONDS", 300),
         every("jobs-heartbeat", heartbeat.run, "JOBS_HEARTBEAT_SECONDS", 30),
         JobSpec(
-            id="sms-replan",
+            id=replan.JOB_ID,
             func=replan.run,
             trigger=CronTrigger(hour=2, minute=15, timezone=tz),
             misfire_grace_time=3600,

@@ -36,6 +36,20 @@ def pytest_configure(config: pytest.Config) -> None:
     app_clock.set_clock(app_clock.FrozenClock(FIXED_NOW))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` run in the PostgreSQL pass only (TEST_DATABASE_URL)."""
+    base = _base_database_url()
+    if base is not None and base.startswith("postgresql"):
+        return
+    reason = (
+        "needs PostgreSQL (advisory locks, several job processes on one database): "
+        "runs in the PostgreSQL pass, `make test-postgres`"
+    )
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(autouse=True)
 def clock() -> Iterator[app_clock.FrozenClock]:
     """The app's clock, frozen at FIXED_NOW for this test; ``clock.advance(minutes=5)`` moves it."""
