@@ -16,6 +16,7 @@ from app.services.messaging.reminders import reminder_policy
 from app.services.schedule import queries as sq
 from app.services.shared.date_inputs import any_date_range, parse_date_input
 from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
+from app.web import preparation as prep
 from app.web.labels import ATTENDANCE_KINDS, is_zh
 from app.web.security import require_login
 
@@ -172,6 +173,8 @@ class ClinicVisit:
     events: list[sq.EventRow]
     arrive_at: str
     preparation: list[str]
+    fasting: list[prep.FastingLine]
+    last_intake: list[str]
 
 
 @bp.get("/clinic-list")
@@ -194,12 +197,14 @@ def clinic_visits(rows: list[sq.EventRow]) -> list[ClinicVisit]:
     """Group the day's events by patient, with the earliest arrival and every preparation."""
     policy = reminder_policy()
     lang = "zh" if is_zh() else "en"
+    details = sq.event_details(row.id for row in rows)
     by_patient: dict[str, list[sq.EventRow]] = {}
     for row in rows:
         by_patient.setdefault(row.study_id, []).append(row)
     visits = []
     for study_id, events in by_patient.items():
         arrivals, preparation = [], []
+        fasting, rules = _fasting_of(events, details)
         for row in events:
             reminder = ReminderEvent(key=row.key, kind=row.kind, date=row.date)
             for rule in policy.rules_for(reminder):
@@ -208,9 +213,27 @@ def clinic_visits(rows: list[sq.EventRow]) -> list[ClinicVisit]:
                 text = _preparation(rule, row.key)
                 if text and text.get(lang) not in preparation:
                     preparation.append(text.get(lang))
-        arrive = min(arrivals).strftime("%H:%M") if arrivals else ""
-        visits.append(ClinicVisit(study_id, events[0].initials, events, arrive, preparation))
+        first = min(arrivals) if arrivals else None
+        arrive = first.strftime("%H:%M") if first else ""
+        intake = prep.last_intake(events[0].date, first, prep.strictest(rules))
+        visits.append(
+            ClinicVisit(study_id, events[0].initials, events, arrive, preparation, fasting, intake)
+        )
     return visits
+
+
+def _fasting_of(
+    events: list[sq.EventRow], details: dict[int, dict[str, Any]]
+) -> tuple[list[prep.FastingLine], list[Any]]:
+    """The tests that need fasting or a contrast (in words) and their fasting rules."""
+    lines, rules = [], []
+    for row in events:
+        fasting, words = prep.event_rules(details.get(row.id, {}))
+        rules.append(fasting)
+        if words:
+            title = row.title_zh if is_zh() and row.title_zh else row.title_en
+            lines.append(prep.FastingLine(title, words))
+    return lines, rules
 
 
 def _preparation(rule: Any, key: str) -> Any:

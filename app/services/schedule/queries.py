@@ -209,6 +209,17 @@ def events_between(
     return _rows(query)
 
 
+def event_details(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The stored details (fasting, contrast, ...) of the given events, by event id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = db.session.execute(
+        select(CalendarEvent.id, CalendarEvent.details).where(CalendarEvent.id.in_(wanted))
+    ).all()
+    return {event_id: dict(details or {}) for event_id, details in rows}
+
+
 def count_between(first: date, last: date, filters: Filters | None = None) -> int:
     """How many events `events_between` would return without a limit."""
     query = (filters or Filters()).apply(
