@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from app.domain.calendar import KINDS, PHASES
 from app.domain.dates import DateInputError
@@ -15,8 +16,8 @@ from app.domain.reminders import ReminderEvent
 from app.services.messaging.reminders import reminder_policy
 from app.services.schedule import queries as sq
 from app.services.shared.date_inputs import any_date_range, parse_date_input
-from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
 from app.web import preparation as prep
+from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
 from app.web.labels import ATTENDANCE_KINDS, is_zh
 from app.web.security import require_login
 
@@ -30,11 +31,31 @@ def _filters() -> sq.Filters:
     kinds = tuple(k for k in request.args.getlist("kind") if k in KINDS)
     phases = tuple(p for p in request.args.getlist("phase") if p in PHASES)
     include_done = request.args.get("open") != "1"
-    return sq.Filters(kinds=kinds, phases=phases, include_done=include_done)
+    return sq.Filters(
+        kinds=kinds, phases=phases, include_done=include_done, patient_id=_patient_id()
+    )
+
+
+def _patient_text() -> str:
+    """The study id typed in the patient filter, trimmed and in capitals."""
+    return request.args.get("patient", "").strip().upper()[:40]
+
+
+def _patient_id() -> int | None:
+    """The database id of the filtered patient; an unknown study id is said and ignored."""
+    text = _patient_text()
+    if not text:
+        return None
+    patient_id = sq.patient_id_of(text)
+    if patient_id is None:
+        flash(_("No patient has the study id %(id)s: every patient is shown.", id=text), "warning")
+    return patient_id
 
 
 def _filter_args(filters: sq.Filters) -> dict[str, Any]:
     args: dict[str, Any] = {}
+    if filters.patient_id is not None:
+        args["patient"] = _patient_text()
     if filters.kinds:
         args["kind"] = list(filters.kinds)
     if filters.phases:
@@ -101,6 +122,7 @@ def month() -> Any:
         kinds=KINDS,
         phases=PHASES,
         view="month",
+        patient_filter=_patient_text() if filters.patient_id is not None else "",
         day_ref=first,
     )
 
@@ -131,6 +153,7 @@ def week() -> Any:
         phases=PHASES,
         per_day=WEEK_PER_DAY,
         view="week",
+        patient_filter=_patient_text() if filters.patient_id is not None else "",
         day_ref=start,
     )
 
@@ -160,6 +183,7 @@ def day(day: str) -> Any:
         kinds=KINDS,
         phases=PHASES,
         view="day",
+        patient_filter=_patient_text() if filters.patient_id is not None else "",
         day_ref=when,
     )
 

@@ -85,7 +85,12 @@ def test_inbox_counts_are_by_category_each_linking_to_the_filtered_inbox(
                              summary="x", patient_id=patient.id))  # fmt: skip
     db.session.commit()
     counts = inbox_counts()
-    assert (counts["red"], counts["amber"], counts["call_task"], counts["reschedule"]) == (2, 1, 1, 1)
+    assert (counts["red"], counts["amber"], counts["call_task"], counts["reschedule"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
     assert (counts["note"], counts["total"], counts["open"]) == (1, 6, 5)
     html = english_nurse.get("/").get_data(as_text=True)
     assert 'id="alerts"' not in html  # no second count by level
@@ -96,7 +101,9 @@ def test_inbox_counts_are_by_category_each_linking_to_the_filtered_inbox(
         assert tile is not None, category
         assert tile.group(2) == f"/inbox/?category={category}"
         assert int(tile.group(3)) == number
-    assert re.search(r'id="today-inbox-red"', html) and 'class="stat bad" id="today-inbox-red"' in html
+    assert (
+        re.search(r'id="today-inbox-red"', html) and 'class="stat bad" id="today-inbox-red"' in html
+    )
     assert 'class="stat ok" id="today-inbox-unknown"' in html
     assert "Unanswered check-in: call the patient" in html
     # The link opens the inbox on that category only.
