@@ -60,8 +60,8 @@ def request_job(kind: str, *, actor: str, params: dict[str, Any] | None = None) 
     job = BulkJob(kind=kind, requested_by=actor, params=dict(params or {}), errors=[], summary={})
     db.session.add(job)
     db.session.flush()
-    audit.record(actor, "bulk.requested", entity_type="bulk_job", entity_id=job.id,
-                 after={"kind": kind, "params": job.params})  # fmt: skip
+    audit.record(actor, f"bulk.{kind}", entity_type="bulk_job", entity_id=job.id,
+                 after=dict(job.params))  # fmt: skip
     db.session.commit()
     return job
 
@@ -138,10 +138,10 @@ def run_job(job: BulkJob, *, now: Callable[[], datetime], tz: ZoneInfo) -> None:
     """Run a claimed job to the end; an unexpected error marks it failed (never half a result)."""
     try:
         RUNNERS[job.kind](job, now, tz)
-    except Exception as exc:  # the job's row must say it stopped
+    except Exception:  # the job's row must say it stopped
         db.session.rollback()
         logger.exception("bulk job %s (%s) failed", job.id, job.kind)
-        _finish(job.id, now(), status="failed", summary={"error": type(exc).__name__})
+        _finish(job.id, now(), status="failed", summary={})
 
 
 def _patients() -> list[tuple[int, str]]:
@@ -155,7 +155,7 @@ def _replan_all(job: BulkJob, now: Callable[[], datetime], tz: ZoneInfo) -> None
     patients = _patients()
     _set_total(job.id, len(patients), now())
     totals = {"created": 0, "cancelled": 0}
-    source = f"bulk:{job.id}"
+    source = job.requested_by
     for patient_id, study_id in patients:
         at = now()
         try:
@@ -250,9 +250,9 @@ def _finish(
     job.lease_until = None
     job.summary = summary
     job.result = result
-    audit.record(job.requested_by, f"bulk.{status}", entity_type="bulk_job", entity_id=job.id,
-                 after={"kind": job.kind, "done": job.done, "failed": job.failed, **summary},
-                 at=now)  # fmt: skip
+    audit.record(job.requested_by, f"bulk.{job.kind}.{status}", entity_type="bulk_job",
+                 entity_id=job.id, at=now,
+                 after={"patients": job.done, "patients_failed": job.failed, **summary})  # fmt: skip
     db.session.commit()
 
 
@@ -266,6 +266,6 @@ def download(job_id: int, *, actor: str) -> BulkJob:
     audit.record(actor, "export.symptom_reports", entity_type="export",
                  entity_id="symptom-reports.csv",
                  after={"job": job.id, **job.params, "rows": job.summary.get("rows", 0),
-                        "patients_left_out": job.failed})  # fmt: skip
+                        "patients_failed": job.failed})  # fmt: skip
     db.session.commit()
     return job

@@ -26,7 +26,7 @@ from app.models import BulkJob, utcnow
 from app.services import bulk as service
 from app.services.shared.date_inputs import parse_date_input
 from app.services.shared.heartbeat import latest_heartbeat
-from app.web import labels
+from app.web import audit_view, labels
 from app.web.security import current_actor, require_login, requires
 
 bp = Blueprint("bulk", __name__, url_prefix="/bulk")
@@ -42,6 +42,20 @@ STATUS_LABELS = {
     "done": _l("Finished"),
     "failed": _l("Stopped by an error"),
 }
+ERROR_TEXTS = {
+    "replan_all": _l("Could not be re-planned: the reminders stay as they were"),
+    "symptom_reports": _l("Could not be read: left out of the file"),
+}
+AUDIT_FIELDS = {
+    "patients": _l("Patients handled"),
+    "patients_failed": _l("Patients with an error"),
+    "created": _l("Reminders created"),
+    "cancelled": _l("Reminders cancelled"),
+    "rows": _l("Rows"),
+    "from": _l("From"),
+    "to": _l("To"),
+    "job": _l("Bulk job"),
+}
 JOBS_PROCESS_STALE_SECONDS = 180
 
 
@@ -54,11 +68,15 @@ def register_bulk(app: Flask) -> None:
     )
     labels.ACTION_LABELS.update(
         {
-            "bulk.requested": _l("Bulk work started"),
-            "bulk.done": _l("Bulk work finished"),
-            "bulk.failed": _l("Bulk work stopped by an error"),
+            "bulk.replan_all": _l("Re-plan of every patient started"),
+            "bulk.replan_all.done": _l("Re-plan of every patient finished"),
+            "bulk.replan_all.failed": _l("Re-plan of every patient stopped by an error"),
+            "bulk.symptom_reports": _l("Export of symptom reports started"),
+            "bulk.symptom_reports.done": _l("Export of symptom reports finished"),
+            "bulk.symptom_reports.failed": _l("Export of symptom reports stopped by an error"),
         }
     )
+    audit_view.FIELD_LABELS.update(AUDIT_FIELDS)
 
 
 def _job_or_404(job_id: int) -> BulkJob:
@@ -102,7 +120,12 @@ def symptom_reports() -> Any:
 def show(job_id: int) -> Any:
     """The job's progress page (polls the JSON below while the job is unfinished)."""
     job = _job_or_404(job_id)
-    return render_template("bulk/show.html", job=job, jobs_alive=_jobs_process_alive())
+    return render_template(
+        "bulk/show.html",
+        job=job,
+        jobs_alive=_jobs_process_alive(),
+        error_text=labels._lookup(ERROR_TEXTS, job.kind),
+    )
 
 
 @bp.get("/<int:job_id>.json")

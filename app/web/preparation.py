@@ -63,10 +63,12 @@ def last_intake(day: date, arrive: time | None, fasting: Fasting | None) -> list
     lines = []
     if fasting.food_hours:
         meal = at - timedelta(hours=fasting.food_hours)
-        lines.append(_day_before(_("Last meal by %(time)s", time=f"{meal:%H:%M}"), meal, day))
+        clock = meal.strftime("%H:%M")
+        lines.append(_day_before(_("Last meal by %(time)s", time=clock), meal, day))
     if fasting.water_hours:
         drink = at - timedelta(hours=fasting.water_hours)
-        lines.append(_day_before(_("Last drink by %(time)s", time=f"{drink:%H:%M}"), drink, day))
+        clock = drink.strftime("%H:%M")
+        lines.append(_day_before(_("Last drink by %(time)s", time=clock), drink, day))
     return lines
 
 

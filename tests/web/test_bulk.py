@@ -76,7 +76,7 @@ def test_replan_all_is_queued_then_run_with_progress(english_nurse: FlaskClient)
     page = english_nurse.get(f"/bulk/{job_id}").get_data(as_text=True)
     assert "Finished" in page and re.search(r"Reminders: [1-9]\d* new", page)
     actions = set(db.session.scalars(select(AuditEntry.action)))
-    assert {"bulk.requested", "bulk.done"} <= actions
+    assert {"bulk.replan_all", "bulk.replan_all.done"} <= actions
 
 
 def test_a_failing_patient_is_reported_and_left_unchanged(

@@ -25,8 +25,10 @@
       link.textContent = e.study_id;
       who.appendChild(link);
       var what = document.createElement("td");
-      what.className = "mono";
-      what.textContent = e.error;
+      var detail = document.createElement("code");
+      detail.textContent = e.error;
+      what.appendChild(document.createTextNode((body.dataset.errorText || "") + " "));
+      what.appendChild(detail);
       row.appendChild(who);
       row.appendChild(what);
       body.appendChild(row);
