@@ -13,12 +13,14 @@ from flask import (
     Flask,
     Response,
     abort,
+    flash,
     jsonify,
     redirect,
     render_template,
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.domain.dates import DateInputError
@@ -110,7 +112,8 @@ def symptom_reports() -> Any:
             try:
                 params[key] = parse_date_input(raw).isoformat()
             except DateInputError:
-                abort(400)
+                flash(_("Not a date the export can use: %(value)s", value=raw[:40]), "error")
+                return redirect(url_for("metrics.index"))
     job = service.request_job("symptom_reports", actor=current_actor(), params=params)
     return redirect(url_for("bulk.show", job_id=job.id), code=303)
 

@@ -4,7 +4,6 @@ structured action; the web page and the Today counts."""
 from __future__ import annotations
 
 import re
-
 from datetime import datetime, timedelta
 
 import pytest

@@ -4,7 +4,6 @@ translations, the rota page and the Today counts."""
 from __future__ import annotations
 
 import re
-
 from datetime import timedelta
 
 from flask import Flask

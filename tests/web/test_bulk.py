@@ -89,7 +89,7 @@ def test_a_failing_patient_is_reported_and_left_unchanged(
     def breaks_for_bad(patient, **kwargs):
         result = real_plan(patient, **kwargs)  # writes, then fails: must be rolled back
         if patient.id == bad.id:
-            db.session.query(OutboxMessage).filter_by(patient_id=bad.id).delete()
+            assert reminders.cancel_unsent(patient, reason="test", source="test") > 0
             raise RuntimeError("template missing for this patient")
         return result
 
@@ -141,8 +141,11 @@ def test_the_symptom_report_export_runs_as_a_job_and_downloads_when_done(
 
 
 def test_a_bad_export_date_is_refused_and_nothing_is_queued(english_nurse: FlaskClient) -> None:
-    assert post(english_nurse, "/bulk/symptom-reports", {"from": "2026-02-31"}).status_code == 400
+    response = post(english_nurse, "/bulk/symptom-reports", {"from": "2026-02-31"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/metrics/")
     assert db.session.scalar(select(BulkJob)) is None
+    page = english_nurse.get("/metrics/").get_data(as_text=True)
+    assert "Not a date the export can use: 2026-02-31" in page
 
 
 def test_a_job_is_claimed_once_and_a_dead_runner_is_taken_over(app_ctx) -> None:
