@@ -145,6 +145,8 @@ class Config:
     SMS_MAX_LATENESS_HOURS = _env_int("SMS_MAX_LATENESS_HOURS", 12)
     JOBS_DISPATCH_SECONDS = _env_int("JOBS_DISPATCH_SECONDS", 60)
     JOBS_RECONCILE_SECONDS = _env_int("JOBS_RECONCILE_SECONDS", 300)
+    # How often the jobs process looks for bulk work started from a page (re-plan all, exports).
+    JOBS_BULK_SECONDS = _env_int("JOBS_BULK_SECONDS", 5)
 
     CHECKIN_SEND_AT = _env("CHECKIN_SEND_AT", "10:00")
     CHECKIN_REMINDER_HOURS = _env_int("CHECKIN_REMINDER_HOURS", 24)

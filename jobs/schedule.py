@@ -33,7 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import checkins, dispatch, escalation, heartbeat, provider_pull, reconcile, replan
+from jobs import bulk, checkins, dispatch, escalation, heartbeat, provider_pull, reconcile, replan
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -82,6 +82,7 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
         every("alert-escalation", escalation.run, "ESCALATION_JOB_SECONDS", 60),
         every("checkins", checkins.run, "CHECKIN_JOB_SECONDS", 300),
         every("jobs-heartbeat", heartbeat.run, "JOBS_HEARTBEAT_SECONDS", 30),
+        every("bulk-jobs", bulk.run, "JOBS_BULK_SECONDS", 5),
         JobSpec(
             id=replan.JOB_ID,
             func=replan.run,

@@ -8,6 +8,7 @@ from app.models.alerts import (
     OnCallShift,
 )
 from app.models.audit import AuditEntry, AuditEntryImmutableError
+from app.models.bulk import BULK_KINDS, BULK_STATUSES, UNFINISHED_BULK_STATUSES, BulkJob
 from app.models.checkins import CHECKIN_STATUSES, CheckinSession
 from app.models.contacts import (
     CONSENT_METHODS,
@@ -34,6 +35,8 @@ __all__ = [
     "ALERT_KINDS",
     "ALERT_LEVELS",
     "ALERT_STATUSES",
+    "BULK_KINDS",
+    "BULK_STATUSES",
     "CHECKIN_STATUSES",
     "CONSENT_METHODS",
     "CONSENT_SCOPES",
@@ -46,9 +49,11 @@ __all__ = [
     "RELATIONS",
     "ROLES",
     "SESSION_END_REASONS",
+    "UNFINISHED_BULK_STATUSES",
     "Alert",
     "AuditEntry",
     "AuditEntryImmutableError",
+    "BulkJob",
     "CalendarEvent",
     "CheckinSession",
     "Contact",

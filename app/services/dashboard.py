@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from app.services.alerts.alerts import unresolved_counts
 from app.services.alerts.cover import CoverWarning, cover_warnings
-from app.services.conversations.inbox import counts
+from app.services.conversations.inbox import CATEGORIES, counts
 from app.services.schedule import queries as sq
 
 DAY_LIMIT = 200
@@ -39,8 +38,7 @@ class Overview:
     overdue_total: int
     flagged: list[sq.EventRow]
     flagged_total: int
-    alerts: dict[str, int] | None
-    inbox: dict[str, int] | None = None
+    inbox: dict[str, int]
     decisions: list[sq.EventRow] = field(default_factory=list)
     decisions_total: int = 0
     cover: list[CoverWarning] = field(default_factory=list)
@@ -68,7 +66,6 @@ def overview(today: date) -> Overview:
         overdue_total=overdue_total,
         flagged=flagged,
         flagged_total=flagged_total,
-        alerts=open_alert_counts(),
         inbox=inbox_counts(),
         decisions=decisions,
         decisions_total=decisions_total,
@@ -76,13 +73,11 @@ def overview(today: date) -> Overview:
     )
 
 
-def open_alert_counts() -> dict[str, int] | None:
-    """Unresolved alerts (open or acknowledged) by level, most urgent first, with 'total'."""
-    counts = unresolved_counts()
-    levels = {level: counts[level] for level in ("red", "amber", "green") if counts[level]}
-    return levels | {"total": counts["total"]}
-
-
 def inbox_counts() -> dict[str, int]:
-    """Open triage-inbox items by category (red, amber, call_task, ...), with 'total' and 'open'."""
+    """Unresolved triage-inbox items by category (red, amber, call_task, ...), with 'total' and
+    'open' (not yet acknowledged): what the nurse will do, the inbox's own categories."""
     return counts()
+
+
+INBOX_CATEGORIES = CATEGORIES
+"""The inbox categories in the inbox's order (most urgent first), as the Today page lists them."""

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from app.domain.calendar import KINDS, PHASES
 from app.domain.dates import DateInputError
@@ -15,6 +16,7 @@ from app.domain.reminders import ReminderEvent
 from app.services.messaging.reminders import reminder_policy
 from app.services.schedule import queries as sq
 from app.services.shared.date_inputs import any_date_range, parse_date_input
+from app.web import preparation as prep
 from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
 from app.web.labels import ATTENDANCE_KINDS, is_zh
 from app.web.security import require_login
@@ -29,11 +31,31 @@ def _filters() -> sq.Filters:
     kinds = tuple(k for k in request.args.getlist("kind") if k in KINDS)
     phases = tuple(p for p in request.args.getlist("phase") if p in PHASES)
     include_done = request.args.get("open") != "1"
-    return sq.Filters(kinds=kinds, phases=phases, include_done=include_done)
+    return sq.Filters(
+        kinds=kinds, phases=phases, include_done=include_done, patient_id=_patient_id()
+    )
+
+
+def _patient_text() -> str:
+    """The study id typed in the patient filter, trimmed and in capitals."""
+    return request.args.get("patient", "").strip().upper()[:40]
+
+
+def _patient_id() -> int | None:
+    """The database id of the filtered patient; an unknown study id is said and ignored."""
+    text = _patient_text()
+    if not text:
+        return None
+    patient_id = sq.patient_id_of(text)
+    if patient_id is None:
+        flash(_("No patient has the study id %(id)s: every patient is shown.", id=text), "warning")
+    return patient_id
 
 
 def _filter_args(filters: sq.Filters) -> dict[str, Any]:
     args: dict[str, Any] = {}
+    if filters.patient_id is not None:
+        args["patient"] = _patient_text()
     if filters.kinds:
         args["kind"] = list(filters.kinds)
     if filters.phases:
@@ -100,6 +122,7 @@ def month() -> Any:
         kinds=KINDS,
         phases=PHASES,
         view="month",
+        patient_filter=_patient_text() if filters.patient_id is not None else "",
         day_ref=first,
     )
 
@@ -130,6 +153,7 @@ def week() -> Any:
         phases=PHASES,
         per_day=WEEK_PER_DAY,
         view="week",
+        patient_filter=_patient_text() if filters.patient_id is not None else "",
         day_ref=start,
     )
 
@@ -159,6 +183,7 @@ def day(day: str) -> Any:
         kinds=KINDS,
         phases=PHASES,
         view="day",
+        patient_filter=_patient_text() if filters.patient_id is not None else "",
         day_ref=when,
     )
 
@@ -172,6 +197,8 @@ class ClinicVisit:
     events: list[sq.EventRow]
     arrive_at: str
     preparation: list[str]
+    fasting: list[prep.FastingLine]
+    last_intake: list[str]
 
 
 @bp.get("/clinic-list")
@@ -194,12 +221,14 @@ def clinic_visits(rows: list[sq.EventRow]) -> list[ClinicVisit]:
     """Group the day's events by patient, with the earliest arrival and every preparation."""
     policy = reminder_policy()
     lang = "zh" if is_zh() else "en"
+    details = sq.event_details(row.id for row in rows)
     by_patient: dict[str, list[sq.EventRow]] = {}
     for row in rows:
         by_patient.setdefault(row.study_id, []).append(row)
     visits = []
     for study_id, events in by_patient.items():
         arrivals, preparation = [], []
+        fasting, rules = _fasting_of(events, details)
         for row in events:
             reminder = ReminderEvent(key=row.key, kind=row.kind, date=row.date)
             for rule in policy.rules_for(reminder):
@@ -208,9 +237,27 @@ def clinic_visits(rows: list[sq.EventRow]) -> list[ClinicVisit]:
                 text = _preparation(rule, row.key)
                 if text and text.get(lang) not in preparation:
                     preparation.append(text.get(lang))
-        arrive = min(arrivals).strftime("%H:%M") if arrivals else ""
-        visits.append(ClinicVisit(study_id, events[0].initials, events, arrive, preparation))
+        first = min(arrivals) if arrivals else None
+        arrive = first.strftime("%H:%M") if first else ""
+        intake = prep.last_intake(events[0].date, first, prep.strictest(rules))
+        visits.append(
+            ClinicVisit(study_id, events[0].initials, events, arrive, preparation, fasting, intake)
+        )
     return visits
+
+
+def _fasting_of(
+    events: list[sq.EventRow], details: dict[int, dict[str, Any]]
+) -> tuple[list[prep.FastingLine], list[Any]]:
+    """The tests that need fasting or a contrast (in words) and their fasting rules."""
+    lines, rules = [], []
+    for row in events:
+        fasting, words = prep.event_rules(details.get(row.id, {}))
+        rules.append(fasting)
+        if words:
+            title = row.title_zh if is_zh() and row.title_zh else row.title_en
+            lines.append(prep.FastingLine(title, words))
+    return lines, rules
 
 
 def _preparation(rule: Any, key: str) -> Any:

@@ -16,6 +16,11 @@ bp.before_request(require_login)
 
 @bp.get("/")
 def today() -> Any:
-    """Today's and tomorrow's visits, overdue and flagged events, open alerts."""
+    """Today's and tomorrow's visits, inbox items by category, overdue and flagged events."""
     day = clinic_today()
-    return render_template("main/today.html", overview=dashboard.overview(day), day=day)
+    return render_template(
+        "main/today.html",
+        overview=dashboard.overview(day),
+        day=day,
+        inbox_categories=dashboard.INBOX_CATEGORIES,
+    )

@@ -64,6 +64,7 @@ REASON_LABELS = {
 NOTE_LABELS = {
     "merged": _l("several reminders merged"),
     "re-planned": _l("re-planned after a calendar change"),
+    "event moved or cancelled": _l("the visit moved or was cancelled"),
     "merged_for_budget": _l("merged: daily limit"),
     "deferred_for_budget": _l("moved to the next day: daily limit"),
     "over_budget": _l("over the daily limit (last chance before the event)"),

@@ -12,15 +12,19 @@ from markupsafe import Markup
 from app.domain import charts
 from app.domain.metrics import DurationStats
 from app.models import utcnow
+from app.services.conversations import inbox as inbox_service
 from app.services.conversations.checkins import metrics as checkin_metrics
 from app.web import labels
 from app.web.helpers import clinic_tz, parse_iso_date
+from app.web.inbox import CATEGORY_LABELS
 from app.web.security import current_actor, require_login, requires
 
 bp = Blueprint("metrics", __name__, url_prefix="/metrics")
 bp.before_request(require_login)
 
 PERIODS = {"30": 30, "90": 90, "365": 365, "all": None}
+# Bar colour of each inbox category on the chart (the text names the category, not the colour).
+CATEGORY_TONES = {"red": "red", "amber": "amber", "call_task": "amber", "note": "green"}
 
 
 def register_metrics(app: Flask) -> None:
@@ -36,16 +40,17 @@ def _hours(stats: DurationStats, which: str) -> float | None:
 @bp.get("/")
 @requires("patients.view")
 def index() -> Any:
-    """Response rates, alerts by level, median and 90th percentile response times, charts."""
+    """Response rates, inbox items by category, median and 90th percentile response times, charts."""
     period = request.args.get("days", "90")
     period = period if period in PERIODS else "90"
     data = checkin_metrics.overview(utcnow(), days=PERIODS[period])
     level_names = {lv: labels.level_label(lv) for lv in ("red", "amber", "green")}
     to_acknowledge, to_resolve = _("time to acknowledge"), _("time to resolve")
-    alerts_chart = charts.bar_chart_svg(
-        [(level_names.get(lv, lv), n, lv if lv in level_names else "neutral")
-         for lv, n in data.alerts.by_level.items()],
-        title=_("Alerts by level"), chart_id="alerts-by-level",
+    raised = inbox_service.raised_counts(data.since)
+    categories_chart = charts.bar_chart_svg(
+        [(labels._lookup(CATEGORY_LABELS, c), raised[c], CATEGORY_TONES.get(c, "neutral"))
+         for c in inbox_service.CATEGORIES],
+        title=_("Inbox items by category"), chart_id="inbox-by-category",
     )  # fmt: skip
     rates_chart = charts.bar_chart_svg(
         [(r.patient_id, None if r.rate is None else round(r.rate * 100, 1))
@@ -73,7 +78,10 @@ def index() -> Any:
         data=data,
         period=period,
         periods=list(PERIODS),
-        alerts_svg=Markup(alerts_chart),  # app.domain.charts escapes every text
+        raised=raised,
+        open_counts=inbox_service.counts(),
+        categories=inbox_service.CATEGORIES,
+        categories_svg=Markup(categories_chart),  # app.domain.charts escapes every text
         rates_svg=Markup(rates_chart),
         times_svg=Markup(times_chart),
     )

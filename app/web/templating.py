@@ -12,7 +12,7 @@ from flask import Flask
 from flask_babel import format_date, format_datetime, get_locale
 from jinja2 import pass_context
 
-from app.web import audit_view, labels, reasons, terms
+from app.web import audit_view, kind_signs, labels, reasons, terms
 from app.web.forms import LANGUAGE_CHOICES
 from app.web.helpers import clinic_today, clinic_tz
 from app.web.nav import nav_links
@@ -104,6 +104,7 @@ def init_templating(app: Flask) -> None:
         fmonth=fmt_month,
         fdt=fmt_datetime,
         kind=labels.kind_label,
+        kind_letter=kind_signs.kind_letter,
         event_status=labels.event_status_label,
         patient_status=labels.patient_status_label,
         phase=labels.phase_label,

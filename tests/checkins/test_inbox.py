@@ -3,6 +3,7 @@ structured action; the web page and the Today counts."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -231,9 +232,12 @@ def test_the_today_page_counts_inbox_items(
     known_items: dict[str, Alert], nurse: FlaskClient
 ) -> None:
     html = nurse.get("/").get_data(as_text=True)
-    start = html.index('id="inbox-counts"')
-    assert "10" in html[start : start + 200]
-    assert "red 2 · amber 3 · calls 1" in html[start : start + 400]
+    block = html[
+        html.index('id="inbox-counts"') : html.index("</section>", html.index('id="inbox-counts"'))
+    ]
+    assert "10 items to handle" in block
+    tiles = dict(re.findall(r'id="today-inbox-(\w+)"[^>]*><div class="n">(\d+)</div>', block))
+    assert (tiles["red"], tiles["amber"], tiles["call_task"]) == ("2", "3", "1")
 
 
 def test_the_inbox_searches_by_study_id_or_text_and_says_when_nothing_matches(

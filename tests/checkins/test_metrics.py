@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 from flask import Flask
@@ -11,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, CheckinSession
+from app.models import AuditEntry, CheckinSession, utcnow
 from app.services.alerts.alerts import NewAlert, acknowledge, create_alert, resolve
 from app.services.conversations.checkins import metrics as checkin_metrics
 from app.services.conversations.checkins.queries import metrics_status, symptom_reports_csv
@@ -86,7 +87,7 @@ def test_the_metrics_page_renders_numbers_and_charts(app_ctx: Flask, nurse: Flas
     patient = enrol()
     _answer(start(patient), {"N": 2, "NS": 2})
     html = nurse.get("/metrics/?days=all").get_data(as_text=True)
-    assert 'id="alerts-by-level"' in html and 'id="response-rates"' in html
+    assert 'id="inbox-by-category"' in html and 'id="response-rates"' in html
     assert "<svg" in html and "JSCH-101" in html
     assert "Check-in response rate" in html
 
@@ -136,3 +137,29 @@ def test_csv_cells_cannot_become_formulas() -> None:
     assert csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert csv_safe("@SUM") == "'@SUM" and csv_safe("-2") == "'-2"
     assert csv_safe("JSCH-001") == "JSCH-001" and csv_safe(3) == 3
+
+
+def test_the_metrics_page_counts_inbox_categories_with_links(
+    app_ctx: Flask, nurse: FlaskClient
+) -> None:
+    patient = enrol()
+    t0 = utcnow() - timedelta(days=3)
+    for key, kind, level in (("r1", "symptom", "red"), ("a1", "symptom", "amber"),
+                             ("c1", "call_task", "green"), ("c2", "call_task", "green")):  # fmt: skip
+        create_alert(NewAlert(key, kind, level, "x", patient_id=patient.id), now=t0)
+    db.session.commit()
+    old = create_alert(NewAlert("old", "opt_out", "green", "x", patient_id=patient.id),
+                       now=utcnow() - timedelta(days=200))  # fmt: skip
+    db.session.commit()
+    resolve(old.id, actor="test", note="done")
+    html = nurse.get("/metrics/?days=30").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr id="category-(\w+)">(.*?)</tr>', html, re.S))
+    cells = {c: re.findall(r"<td>(?:<a [^>]*>)?(\d+)", row) for c, row in rows.items()}
+    assert cells["red"] == ["1", "1"] and cells["call_task"] == ["2", "2"]
+    assert cells["opt_out"] == ["0", "0"]  # raised 200 days ago, resolved
+    assert 'href="/inbox/?category=call_task"' in rows["call_task"]
+    everything = nurse.get("/metrics/?days=all").get_data(as_text=True)
+    opt_out = re.search(r'<tr id="category-opt_out">(.*?)</tr>', everything, re.S)
+    assert opt_out is not None and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", opt_out.group(1)) == [
+        "1", "0",
+    ]  # fmt: skip

@@ -161,7 +161,7 @@ def test_the_demo_tells_the_story(app_ctx: Flask, page: Page, screenshots: Path)
     load_demo_data(today=today)
     load_demo_checkins(today=today)
     page.goto("/")
-    expect(page.locator("#inbox-counts")).to_contain_text("red 1")
+    expect(page.locator("#today-inbox-red .n")).to_have_text("1")
     page.goto("/inbox/")
     first = page.locator(".inbox-item").first
     expect(first).to_have_attribute("data-category", "red")

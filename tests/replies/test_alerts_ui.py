@@ -3,6 +3,7 @@ translations, the rota page and the Today counts."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from flask import Flask
@@ -126,7 +127,10 @@ def test_the_navigation_badge_and_the_today_counts(client: FlaskClient, staff: d
     sign_in(client, staff["investigator"])
     html = client.get("/").get_data(as_text=True)
     assert 'href="/inbox/"' in html  # the Today card leads to the triage inbox
-    assert 'id="alerts"' in html and "Urgent 1" in html and "Routine 1" in html
+    for category in ("red", "amber", "note"):  # one count per inbox category, no count by level
+        tile = re.search(rf'id="today-inbox-{category}"[^>]*><div class="n">(\d+)</div>', html)
+        assert tile is not None and tile.group(1) == "1", category
+    assert 'id="alerts"' not in html
     assert '<span class="badge">3</span>' in html  # the inbox badge: every open item
     inbox = client.get("/inbox/").get_data(as_text=True)
     assert 'href="/alerts/"' not in inbox and 'href="/alerts/rota"' in inbox

@@ -144,3 +144,52 @@ def test_the_clinic_list_shows_tomorrows_patients_with_visits_and_preparation(
     empty = nurse.get(f"/calendar/clinic-list?day={(tomorrow + timedelta(days=1)).isoformat()}")
     assert 'id="clinic-empty"' in empty.get_data(as_text=True)
     assert nurse.get("/calendar/clinic-list?day=not-a-date").status_code == 404
+
+
+def _open_event(code: str) -> CalendarEvent:
+    return db.session.scalars(
+        select(CalendarEvent)
+        .where(CalendarEvent.key.contains(code), CalendarEvent.status == "planned")
+        .order_by(CalendarEvent.date)
+    ).first()
+
+
+def test_the_clinic_list_states_fasting_from_the_protocol_with_the_last_meal(
+    english_nurse: FlaskClient,
+) -> None:
+    """Biochemistry labs: 8 h without food, water allowed; arriving 07:30: last meal 23:30."""
+    enrol("JSCH-302", start=clinic_today() + timedelta(days=5))
+    labs = _open_event("labs")
+    assert labs.details["fasting"] == {"food_hours": 8, "water_hours": 0}
+    html = english_nurse.get(f"/calendar/clinic-list?day={labs.date.isoformat()}").get_data(
+        as_text=True
+    )
+    row = re.search(r'<tr id="clinic-JSCH-302">(.*?)</tr>', html, re.S)
+    assert row is not None
+    cell = re.search(r'<td class="fasting">(.*?)</td>', row.group(1), re.S).group(1)
+    assert "Nothing to eat for 8 h before (water allowed)" in cell
+    assert "Last meal by 23:30 the day before" in cell
+    assert "Fasting and contrast" in html
+
+
+def test_the_clinic_list_states_the_barium_swallow_fast_and_contrast(nurse: FlaskClient) -> None:
+    """Barium swallow: 6 h without food or drink, barium contrast; in Chinese for a zh nurse."""
+    enrol("JSCH-303", start=clinic_today() + timedelta(days=5))
+    barium = _open_event("barium_swallow")
+    assert barium.details.get("contrast") == "barium"
+    html = nurse.get(f"/calendar/clinic-list?day={barium.date.isoformat()}").get_data(as_text=True)
+    row = re.search(r'<tr id="clinic-JSCH-303">(.*?)</tr>', html, re.S)
+    cell = re.search(r'<td class="fasting">(.*?)</td>', row.group(1), re.S).group(1)
+    assert barium.title_zh in cell
+    # The labs of the same day come first (07:30, 8 h without food); the barium swallow needs
+    # 6 h without drinking: last meal 23:30 the day before, last drink 01:30.
+    assert "23:30" in cell and "01:30" in cell and "6" in cell
+    assert not re.search(r"[A-Za-z]{3,}", re.sub(r"<[^>]+>", "", cell))
+
+
+def test_a_day_without_fasting_tests_says_so(english_nurse: FlaskClient) -> None:
+    tomorrow = clinic_today() + timedelta(days=1)
+    enrol("JSCH-304", start=tomorrow)
+    html = english_nurse.get("/calendar/clinic-list").get_data(as_text=True)
+    row = re.search(r'<tr id="clinic-JSCH-304">(.*?)</tr>', html, re.S)
+    assert "No fasting" in row.group(1)

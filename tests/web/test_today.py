@@ -8,10 +8,9 @@ from datetime import date, timedelta
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-import app.models
 from app.extensions import db
-from app.models import AuditEntry, CalendarEvent
-from app.services.dashboard import open_alert_counts, overview
+from app.models import Alert, AuditEntry, CalendarEvent
+from app.services.dashboard import inbox_counts, overview
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 
@@ -73,23 +72,44 @@ def test_flagged_events_come_from_the_calendar_engine(english_nurse: FlaskClient
     assert "Outside its window" in html
 
 
-def test_alert_counts_only_when_the_alert_model_exists(english_nurse: FlaskClient) -> None:
-    alert = getattr(app.models, "Alert", None)
-    if alert is None:
-        assert open_alert_counts() is None
-        assert 'id="alerts"' not in english_nurse.get("/").get_data(as_text=True)
-        return
-    assert open_alert_counts() == {"total": 0}
-    for key, level, status in (("a", "red", "open"), ("b", "amber", "acknowledged"),
-                               ("c", "red", "open"), ("d", "green", "resolved")):  # fmt: skip
-        db.session.add(alert(dedupe_key=key, level=level, status=status))
+def test_inbox_counts_are_by_category_each_linking_to_the_filtered_inbox(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    rows = (("a", "symptom", "red", "open"), ("b", "symptom", "amber", "acknowledged"),
+            ("c", "symptom", "red", "open"), ("d", "symptom", "green", "resolved"),
+            ("e", "call_task", "green", "open"), ("f", "reschedule", "green", "open"),
+            ("g", "symptom", "green", "open"))  # fmt: skip
+    for key, kind, level, status in rows:
+        db.session.add(Alert(dedupe_key=key, kind=kind, level=level, status=status,
+                             summary="x", patient_id=patient.id))  # fmt: skip
     db.session.commit()
-    assert open_alert_counts() == {"red": 2, "amber": 1, "total": 3}
+    counts = inbox_counts()
+    assert (counts["red"], counts["amber"], counts["call_task"], counts["reschedule"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert (counts["note"], counts["total"], counts["open"]) == (1, 6, 5)
     html = english_nurse.get("/").get_data(as_text=True)
-    block = re.search(r'id="alerts".*?</a>', html, re.S)
-    assert block is not None
-    assert '<div class="n">3</div>' in block.group(0)
-    assert re.search(r"Urgent 2", block.group(0)) and re.search(r"Same day 1", block.group(0))
+    assert 'id="alerts"' not in html  # no second count by level
+    for category, number in (("red", 2), ("amber", 1), ("call_task", 1), ("unknown", 0),
+                             ("reschedule", 1), ("opt_out", 0), ("note", 1)):  # fmt: skip
+        tile = re.search(rf'<a class="stat (\w+)" id="today-inbox-{category}"[^>]*href="([^"]+)">'
+                         r'<div class="n">(\d+)</div>', html)  # fmt: skip
+        assert tile is not None, category
+        assert tile.group(2) == f"/inbox/?category={category}"
+        assert int(tile.group(3)) == number
+    assert (
+        re.search(r'id="today-inbox-red"', html) and 'class="stat bad" id="today-inbox-red"' in html
+    )
+    assert 'class="stat ok" id="today-inbox-unknown"' in html
+    assert "Unanswered check-in: call the patient" in html
+    # The link opens the inbox on that category only.
+    inbox = english_nurse.get("/inbox/?category=reschedule").get_data(as_text=True)
+    assert inbox.count('data-category="reschedule"') == 1
+    assert 'data-category="red"' not in inbox
 
 
 def test_decisions_waiting_lists_a_closure_in_the_nadir(english_nurse: FlaskClient) -> None:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app import clock
 from app.extensions import db
-from app.models import Alert, CheckinSession, OnCallShift, Patient, User
+from app.models import Alert, BulkJob, CheckinSession, OnCallShift, Patient, User
+from app.services import bulk
 from app.services.conversations import inbox
 from app.services.conversations.checkins.links import make_token
 from app.services.conversations.inbound.replies import receive
@@ -169,6 +172,20 @@ def _inbound_of_every_kind() -> dict[str, str]:
     return {"zh": zh.study_id, "en": en.study_id}
 
 
+def _bulk_pages() -> list[str]:
+    """A finished re-plan (one patient's error kept), a finished export and a waiting job."""
+    replan = bulk.request_job("replan_all", actor="user:demo-nurse")
+    export = bulk.request_job("symptom_reports", actor="user:demo-nurse")
+    bulk.run_pending(clock.utcnow, tz=ZoneInfo("Asia/Shanghai"))
+    job = db.session.get(BulkJob, replan.id)
+    assert job is not None
+    job.errors = [{"study_id": "JSCH-003", "error": "RuntimeError"}]
+    job.failed = 1
+    db.session.commit()
+    waiting = bulk.request_job("replan_all", actor="user:demo-nurse")
+    return [f"/bulk/{replan.id}", f"/bulk/{export.id}", f"/bulk/{waiting.id}", "/audit/"]
+
+
 def _pages(today: date) -> list[str]:
     """Every nurse page with the demo data (the rota page is rebuilt elsewhere)."""
     pages = [
@@ -187,6 +204,9 @@ def _pages(today: date) -> list[str]:
         "/patients/",
         "/patients/new",
         "/account",
+        "/calendar/month?patient=JSCH-001&kind=infusion&kind=labs",
+        "/calendar/week?patient=JSCH-999",
+        *_bulk_pages(),
     ]
     for patient in db.session.scalars(select(Patient).order_by(Patient.study_id)):
         base = f"/patients/{patient.study_id}"

@@ -138,6 +138,19 @@ def counts() -> dict[str, int]:
     return result
 
 
+def raised_counts(since: datetime | None) -> dict[str, int]:
+    """Items raised since ``since`` (None: ever), resolved or not, by category, with 'total'."""
+    rank = _category_rank().label("rank")
+    stmt = select(rank, func.count())
+    if since is not None:
+        stmt = stmt.where(Alert.created_at >= since)
+    result = dict.fromkeys(CATEGORIES, 0) | {"total": 0}
+    for position, number in db.session.execute(stmt.group_by(rank)).all():
+        result[CATEGORIES[int(position)]] += int(number)
+        result["total"] += int(number)
+    return result
+
+
 def assignable_users() -> list[User]:
     """Active staff who may handle items (nurses and investigators), by name."""
     users = db.session.scalars(

@@ -112,11 +112,14 @@ class Filters:
     kinds: tuple[str, ...] = ()
     phases: tuple[str, ...] = ()
     include_done: bool = True
+    patient_id: int | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         """Add the WHERE clauses for these filters."""
         statuses = SHOWN_STATUSES if self.include_done else OPEN_STATUSES
         query = query.where(CalendarEvent.status.in_(statuses))
+        if self.patient_id is not None:
+            query = query.where(CalendarEvent.patient_id == self.patient_id)
         if self.kinds:
             query = query.where(CalendarEvent.kind.in_(self.kinds))
         if self.phases:
@@ -209,6 +212,22 @@ def events_between(
     return _rows(query)
 
 
+def patient_id_of(study_id: str) -> int | None:
+    """The database id of the patient with this study id, or None."""
+    return db.session.scalar(select(Patient.id).where(Patient.study_id == study_id))
+
+
+def event_details(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The stored details (fasting, contrast, ...) of the given events, by event id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = db.session.execute(
+        select(CalendarEvent.id, CalendarEvent.details).where(CalendarEvent.id.in_(wanted))
+    ).all()
+    return {event_id: dict(details or {}) for event_id, details in rows}
+
+
 def count_between(first: date, last: date, filters: Filters | None = None) -> int:
     """How many events `events_between` would return without a limit."""
     query = (filters or Filters()).apply(
@@ -293,7 +312,7 @@ def load_by_day(first: date, last: date, filters: Filters) -> dict[date, DayLoad
     )
     for day, n in db.session.execute(patients).all():
         loads[day].patients = int(n)
-    for day, n in clash_counts(first, last).items():
+    for day, n in clash_counts(first, last, patient_id=filters.patient_id).items():
         loads[day].clashes = n
     for load in loads.values():
         if not load.working_day:
@@ -303,15 +322,18 @@ def load_by_day(first: date, last: date, filters: Filters) -> dict[date, DayLoad
     return loads
 
 
-def clash_counts(first: date, last: date) -> dict[date, int]:
-    """Per day, how many patients have two open events of a once-a-day kind (e.g. infusions)."""
+def clash_counts(first: date, last: date, *, patient_id: int | None = None) -> dict[date, int]:
+    """Per day, how many patients (or only this one) have two open events of a once-a-day kind."""
+    conditions = [
+        _on_days(first, last),
+        CalendarEvent.status.in_(OPEN_STATUSES),
+        CalendarEvent.kind.in_(ONCE_A_DAY_KINDS),
+    ]
+    if patient_id is not None:
+        conditions.append(CalendarEvent.patient_id == patient_id)
     pairs = (
         select(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
-        .where(
-            _on_days(first, last),
-            CalendarEvent.status.in_(OPEN_STATUSES),
-            CalendarEvent.kind.in_(ONCE_A_DAY_KINDS),
-        )
+        .where(*conditions)
         .group_by(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
         .having(func.count(CalendarEvent.id) > 1)
         .subquery()

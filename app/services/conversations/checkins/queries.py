@@ -203,9 +203,14 @@ def alert_records(*, since: datetime | None = None) -> list[AlertRecord]:
 
 
 def symptom_report_rows(
-    *, since: date | None = None, until: date | None = None, tz: ZoneInfo
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    tz: ZoneInfo,
+    patient_id: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One row per answer to a symptom question (check-ins with answers, oldest first)."""
+    """One row per answer to a symptom question (check-ins with answers, oldest first), of
+    every patient or only ``patient_id``."""
     stmt = (
         select(CheckinSession)
         .options(selectinload(CheckinSession.patient))
@@ -216,6 +221,8 @@ def symptom_report_rows(
         stmt = stmt.where(CheckinSession.event_date >= since)
     if until is not None:
         stmt = stmt.where(CheckinSession.event_date <= until)
+    if patient_id is not None:
+        stmt = stmt.where(CheckinSession.patient_id == patient_id)
     questions = {q.code: q for item in questionnaire().items for q in item.questions}
     for session in db.session.scalars(stmt):
         answered = _answer_dates(session, tz)
