@@ -139,7 +139,7 @@ def _carry(
         outcome.alerts[action.kind] = alert
         outcome.alert_id = alert.id
     elif isinstance(action, PageOnCall):
-        page_for_new_red(outcome.alerts[action.alert_kind], now=now, actor="system")
+        page_for_new_red(outcome.alerts[action.alert_kind], now=now, actor="system", known_new=True)
     elif isinstance(action, OptOut):
         _opt_out(action, loaded, now)
     elif isinstance(action, OptIn):

@@ -122,7 +122,8 @@ def _patient_context(patient: Patient, sender: SenderMatch, now: datetime, defau
     contact = sender.contact
     locale = texts.locale_or_default(contact_locale(contact) if contact else patient.locale)
     kind: SenderKind = "caregiver" if sender.from_caregiver else "patient"
-    events = related_events(patient, now)
+    keys = sender.reminder_keys
+    events = related_events(patient, now, None if keys == LOOK_UP else list(keys or ()))
     context = InboundContext(
         kind,
         locale,
@@ -182,10 +183,16 @@ def triage_message(
     return triage(parsed, previous_grades=previous, context=treatment_context(patient, now))
 
 
-def related_events(patient: Patient, now: datetime) -> list[CalendarEvent]:
-    """The open events of the last reminder sent to the patient (within 7 days), still ahead."""
-    params = {"p_patient": patient.id, "p_since": now - REMINDER_LOOKBACK}
-    event_keys = db.session.connection().scalar(_LATEST_REMINDER_KEYS, params)
+def related_events(
+    patient: Patient, now: datetime, event_keys: list[str] | None = None
+) -> list[CalendarEvent]:
+    """The open events of the last reminder sent to the patient (within 7 days), still ahead.
+
+    ``event_keys``: that reminder's keys when already read (with the sender); None: read them.
+    """
+    if event_keys is None:
+        params = {"p_patient": patient.id, "p_since": now - REMINDER_LOOKBACK}
+        event_keys = db.session.connection().scalar(_LATEST_REMINDER_KEYS, params)
     if not event_keys:
         return []
     today = now.astimezone(ZoneInfo(patient.timezone or "Asia/Shanghai")).date()
