@@ -70,8 +70,14 @@ def _what(alert: Alert, locale: str) -> str:
         )
 
 
-def page_for_new_red(alert: Alert, *, now: datetime, actor: str) -> list[OutboxMessage]:
-    """Page the on-call clinician (or the fallbacks) about a new red alert; flush, no commit."""
+def page_for_new_red(
+    alert: Alert, *, now: datetime, actor: str, known_new: bool = False
+) -> list[OutboxMessage]:
+    """Page the on-call clinician (or the fallbacks) about a new red alert; flush, no commit.
+
+    ``known_new``: the alert was created in this transaction, so no page for it can exist yet
+    (the look-up is skipped; the UNIQUE key still refuses a duplicate).
+    """
     people = oncall.recipients("clinician", now)
     if not people:
         logger.error("red alert %s: nobody on call and no ESCALATION_FALLBACK_PHONE", alert.id)
@@ -90,7 +96,13 @@ def page_for_new_red(alert: Alert, *, now: datetime, actor: str) -> list[OutboxM
         return texts.red_page(locale, alert.id, _who(alert, locale), _what(alert, locale))
 
     return oncall.page(
-        f"alert:{alert.id}:0", people, render, now=now, actor=actor, patient_id=alert.patient_id
+        f"alert:{alert.id}:0",
+        people,
+        render,
+        now=now,
+        actor=actor,
+        patient_id=alert.patient_id,
+        known_new=known_new,
     )
 
 

@@ -220,20 +220,26 @@ def page(
     now: datetime,
     actor: str,
     patient_id: int | None = None,
+    known_new: bool = False,
 ) -> list[OutboxMessage]:
     """Queue one page per recipient (kind 'page', due now); flush, never commit.
 
     ``purpose`` names the occasion (e.g. 'alert:12:0'); with the recipient it forms the UNIQUE
     natural key, so paging twice for the same occasion queues nothing new. ``render(locale)``
     returns the text (no patient name, no diagnosis or drug). ``patient_id`` is only recorded in
-    the audit row: the outbox row itself is not the patient's message.
+    the audit row: the outbox row itself is not the patient's message. ``known_new``: the caller
+    knows the occasion is new (its alert was created in this transaction): no look-up.
     """
     rows = []
     for person in people:
         key = f"page:{purpose}:{person.phone}"[:160]
-        existing = db.session.scalar(
-            select(OutboxMessage).where(
-                OutboxMessage.recipient == person.phone, OutboxMessage.dedupe_key == key
+        existing = (
+            None
+            if known_new
+            else db.session.scalar(
+                select(OutboxMessage).where(
+                    OutboxMessage.recipient == person.phone, OutboxMessage.dedupe_key == key
+                )
             )
         )
         if existing is not None:

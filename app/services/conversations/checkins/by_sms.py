@@ -12,8 +12,6 @@ gets the question again, saying what was not understood.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +20,8 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, select
 
 from app.domain import checkins as ck
-from app.domain.replies import ParsedReply, parse_chinese_number
+from app.domain.replies import ParsedReply
+from app.domain.sms_answers import bare, read_single_answer, read_yes_no
 from app.domain.triage import TriageResult
 from app.extensions import db
 from app.models import CheckinSession, Patient
@@ -42,8 +41,6 @@ from app.services.conversations.checkins.sessions import (
     withdraw_red_answer,
 )
 from app.services.shared import reply_texts
-
-LABEL_WORDS = re.compile(r"^[\w\s\u3400-\u9fff']+$")
 
 
 def _open_for_sms(patient_id: Any, now: Any) -> tuple[Any, ...]:
@@ -107,51 +104,8 @@ def open_session_for_sms(patient_id: int, now: datetime) -> CheckinSession | Non
     return db.session.scalar(_OPEN_SESSION, {"p_patient": patient_id, "p_now": now})
 
 
-_UNIT = re.compile(r"\s*(?:°C|°|度|摄氏度|C)$", re.IGNORECASE)
-_NUMBER = re.compile(r"^\d{1,3}(?:\.\d{1,2})?$")
-_TRAILING = " \t\r\n。.!！,，;；~～"
-
-
-def read_single_answer(text: str, question: ck.Question) -> Any | None:
-    """A bare answer to one question: a number, a Chinese numeral or an answer label; else None.
-
-    The value is not validated here (``question.problem`` does that), so "7" to a 0-4 question
-    is returned as 7 and then refused.
-    """
-    normalized = unicodedata.normalize("NFKC", text or "").replace("℃", "°C").strip(_TRAILING)
-    if not normalized or len(normalized) > 24:
-        return None
-    bare = _UNIT.sub("", normalized).strip()
-    if _NUMBER.match(bare):
-        return float(bare) if "." in bare else int(bare)
-    if len(bare) <= 3:
-        number = parse_chinese_number(bare)
-        if number is not None:
-            return number
-    lowered = normalized.lower()
-    for lang in ("zh", "en"):
-        for value, label in question.options(lang):
-            if LABEL_WORDS.match(label) and lowered == label.lower():
-                return value
-    return None
-
-
-def _bare(text: str) -> str:
-    return unicodedata.normalize("NFKC", text or "").strip().strip(_TRAILING)
-
-
 def _question(items: Sequence[ck.CheckinItem], code: Any) -> ck.Question | None:
     return next((q for i in items for q in i.questions if q.code == code), None)
-
-
-YES_WORDS = frozenset({"1", "y", "yes", "ok", "是", "是的", "有", "对", "确认", "确定"})
-NO_WORDS = frozenset({"0", "n", "no", "否", "不", "不是", "没有", "无", "错了"})
-
-
-def read_yes_no(text: str) -> bool | None:
-    """A bare yes (True) or no (False) to a question asked back; None for anything else."""
-    bare = _bare(text).lower()
-    return True if bare in YES_WORDS else False if bare in NO_WORDS else None
 
 
 def settle_red_check(
@@ -239,7 +193,7 @@ def answer_by_sms(
             actor=actor,
             inbound_message_id=inbound_message_id,
             free_text=leftover,
-            hold_red=single_answers and len(_bare(body)) == 1,
+            hold_red=single_answers and len(bare(body)) == 1,
         )
         problems = [*problems, *outcome.problems]
         question = outcome.next_question

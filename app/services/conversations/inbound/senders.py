@@ -21,22 +21,40 @@ from sqlalchemy import bindparam, select
 
 from app.extensions import db
 from app.models import Contact, OutboxMessage, Patient
-from app.models.messages import ACCEPTED_STATUSES
+from app.models.messages import ACCEPTED_STATUSES, HANDED_OVER_STATUSES
 from app.services.conversations.checkins.by_sms import LOOK_UP, OPEN_SESSION_ID_OF_PATIENT
 from app.services.schedule.contacts import mask_name
 
 RECENT_MESSAGE_LOOKBACK = timedelta(days=7)
+REMINDER_LOOKBACK = timedelta(days=7)
+REMINDER_KINDS = ("reminder", "moved")
 OFF_STUDY = ("withdrawn", "off_study")
 
+LATEST_REMINDER_KEYS_OF_PATIENT = (
+    select(OutboxMessage.event_keys)
+    .where(
+        OutboxMessage.patient_id == Patient.id,
+        OutboxMessage.kind.in_(REMINDER_KINDS),
+        OutboxMessage.status.in_(HANDED_OVER_STATUSES),
+        OutboxMessage.sent_at >= bindparam("p_since", type_=OutboxMessage.sent_at.type),
+    )
+    .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+    .limit(1)
+    .correlate(Patient)
+    .scalar_subquery()
+)
+"""The event keys of the last reminder handed to the provider for the patient (7 days; bind
+``p_since``), correlated to a query on Patient: read with the sender in one statement."""
+
 _BY_CONTACT = (
-    select(Patient, Contact, OPEN_SESSION_ID_OF_PATIENT)
+    select(Patient, Contact, OPEN_SESSION_ID_OF_PATIENT, LATEST_REMINDER_KEYS_OF_PATIENT)
     .join(Contact, Contact.patient_id == Patient.id)
     .where(Contact.phone_e164 == bindparam("p_number"))
     .order_by(Contact.position, Contact.id)
     .limit(10)
 )
 _BY_PATIENT = (
-    select(Patient, OPEN_SESSION_ID_OF_PATIENT)
+    select(Patient, OPEN_SESSION_ID_OF_PATIENT, LATEST_REMINDER_KEYS_OF_PATIENT)
     .where(Patient.phone_e164 == bindparam("p_number"))
     .limit(10)
 )
@@ -44,11 +62,13 @@ _BY_PATIENT = (
 
 @dataclass(frozen=True)
 class Candidate:
-    """One patient a number belongs to, through which contact, with the open check-in's id."""
+    """One patient a number belongs to, through which contact, with the open check-in's id and
+    the event keys of the last reminder sent (None: no reminder in the last 7 days)."""
 
     patient: Patient
     contact: Contact | None
     open_checkin: int | None
+    reminder_keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +76,8 @@ class SenderMatch:
     """The patient a message is about (None: unknown or ambiguous) and the contact who sent it.
 
     ``ambiguous`` holds the patients sharing the number when none could be chosen;
-    ``resolved_by`` says how a shared number was resolved (``only`` when it is not shared).
+    ``resolved_by`` says how a shared number was resolved (``only`` when it is not shared);
+    ``reminder_keys``: the event keys of the patient's last reminder, read with the sender.
     """
 
     patient: Patient | None = None
@@ -64,6 +85,7 @@ class SenderMatch:
     open_checkin: int | Literal["look up"] | None = LOOK_UP
     ambiguous: tuple[Patient, ...] = ()
     resolved_by: str | None = None
+    reminder_keys: tuple[str, ...] | Literal["look up"] | None = LOOK_UP
 
     @property
     def from_caregiver(self) -> bool:
@@ -96,17 +118,25 @@ def match_sender(sender: str, body: str, now: datetime) -> SenderMatch:
 
 
 def _matched(candidate: Candidate, rule: str) -> SenderMatch:
-    return SenderMatch(candidate.patient, candidate.contact, candidate.open_checkin, (), rule)
+    return SenderMatch(
+        candidate.patient, candidate.contact, candidate.open_checkin, (), rule,
+        candidate.reminder_keys,
+    )  # fmt: skip
 
 
 def _candidates(number: str, now: datetime) -> list[Candidate]:
-    params = {"p_number": number, "p_now": now}
+    params = {"p_number": number, "p_now": now, "p_since": now - REMINDER_LOOKBACK}
     found: dict[int, Candidate] = {}
-    for patient, contact, open_id in db.session.execute(_BY_CONTACT, params):
-        found.setdefault(patient.id, Candidate(patient, contact, open_id))
-    for patient, open_id in db.session.execute(_BY_PATIENT, params):
-        found.setdefault(patient.id, Candidate(patient, None, open_id))
+    for patient, contact, open_id, keys in db.session.execute(_BY_CONTACT, params):
+        found.setdefault(patient.id, Candidate(patient, contact, open_id, _keys(keys)))
+    for patient, open_id, keys in db.session.execute(_BY_PATIENT, params):
+        found.setdefault(patient.id, Candidate(patient, None, open_id, _keys(keys)))
     return sorted(found.values(), key=lambda c: c.patient.id)
+
+
+def _keys(value: Any) -> tuple[str, ...] | None:
+    """Event keys as read (a JSON list), or None when there is no recent reminder."""
+    return tuple(str(key) for key in value) if value else None
 
 
 def _by_initials(candidates: list[Candidate], body: str) -> Candidate | None:
