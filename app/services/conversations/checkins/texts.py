@@ -19,6 +19,8 @@ from app.services.shared import reply_texts
 from app.sms.segments import with_signature
 
 _ENDS_WITH_LINK = re.compile(r"https?://\S+$")
+# Tencent Cloud and Alibaba Cloud refuse an SMS over 500 characters, signature included.
+MAX_SMS_CHARS = 500
 
 
 def joined(parts: Sequence[str], locale: str) -> str:
@@ -74,7 +76,11 @@ def start_message(
     url: str,
     locale: str,
 ) -> str:
-    """First message of a check-in: introduction, first question, link, opt-out hint."""
+    """First message of a check-in: introduction, first question, link, opt-out hint.
+
+    The introduction is left out when the message would pass MAX_SMS_CHARS (mainland providers
+    refuse longer texts): the question, the link and the hint always stay.
+    """
     parts = [
         questionnaire.intro(locale),
         progress(position, total, locale) + question_block(item, question, locale),
@@ -83,7 +89,8 @@ def start_message(
     if current_app.config.get("SMS_OPT_OUT_HINT", True):
         with force_locale(locale):
             parts.append(gettext("Reply STOP to opt out."))
-    return signed(joined(parts, locale))
+    text = signed(joined(parts, locale))
+    return text if len(text) <= MAX_SMS_CHARS else signed(joined(parts[1:], locale))
 
 
 def question_message(
