@@ -104,7 +104,15 @@ class Config:
     TENCENT_SMS_REGION = _env("TENCENT_SMS_REGION", "ap-guangzhou")
     TENCENT_SMS_ENDPOINT = _env("TENCENT_SMS_ENDPOINT")
     TENCENT_SMS_TIMEOUT = float(_env("TENCENT_SMS_TIMEOUT", "10") or 10)
+    # Per-number frequency limits the dispatcher plans for (app/services/messaging/frequency.py):
+    # routine messages wait, answers and pages never do and keep a reserve of the daily allowance.
     TENCENT_SMS_DAILY_LIMIT = _env_int("TENCENT_SMS_DAILY_LIMIT", 10)
+    TENCENT_SMS_HOURLY_LIMIT = _env_int("TENCENT_SMS_HOURLY_LIMIT", 5)
+    ALIYUN_SMS_DAILY_LIMIT = _env_int("ALIYUN_SMS_DAILY_LIMIT", 50)
+    ALIYUN_SMS_HOURLY_LIMIT = _env_int("ALIYUN_SMS_HOURLY_LIMIT", 0)
+    SMS_LIMIT_SAME_TEXT_SECONDS = _env_int("SMS_LIMIT_SAME_TEXT_SECONDS", 30)
+    SMS_LIMIT_URGENT_RESERVE = _env_int("SMS_LIMIT_URGENT_RESERVE", 2)
+    SMS_PLAN_LIMITS = _env("SMS_PLAN_LIMITS", "1")
     ALIYUN_ACCESS_KEY_ID = _env("ALIYUN_ACCESS_KEY_ID")
     ALIYUN_ACCESS_KEY_SECRET = _env("ALIYUN_ACCESS_KEY_SECRET")
     ALIYUN_SMS_ENDPOINT = _env("ALIYUN_SMS_ENDPOINT")
