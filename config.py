@@ -98,6 +98,9 @@ class Config:
     SMS_CALLBACK_SECRET = _env("SMS_CALLBACK_SECRET")
     SMS_CALLBACK_ALLOWED_IPS = _env("SMS_CALLBACK_ALLOWED_IPS")
     SMS_PULL_SECONDS = _env_int("SMS_PULL_SECONDS", 0)
+    # The pull job checks pushed receipts against the query API, and asks about a message with
+    # no receipt after this many minutes (app/services/messaging/receipt_checks.py).
+    SMS_RECEIPT_RECHECK_MINUTES = _env_int("SMS_RECEIPT_RECHECK_MINUTES", 30)
     TENCENT_SECRET_ID = _env("TENCENT_SECRET_ID")
     TENCENT_SECRET_KEY = _env("TENCENT_SECRET_KEY")
     TENCENT_SMS_SDK_APP_ID = _env("TENCENT_SMS_SDK_APP_ID")
