@@ -265,3 +265,11 @@ def test_check_names_a_kind_without_a_template() -> None:
     catalogue = TemplateCatalogue(missing)
     problems = catalogue.check(ProviderRules("tencent"))
     assert problems == ["red_reply/en (tencent): no template for a message Cadence sends"]
+
+
+@pytest.mark.parametrize("url", ["https://cadence.example.org", "https://" + "x" * 42])
+def test_the_links_fixed_in_templates_fit_a_public_address_of_up_to_50_characters(url: str) -> None:
+    catalogue = TemplateCatalogue.load(constants={"PUBLIC_BASE_URL": url})
+    assert [t.text for t in catalogue.templates if url + "/c/" in t.text]
+    for provider in ("tencent", "aliyun"):
+        assert catalogue.check(ProviderRules(provider)) == []
