@@ -109,13 +109,24 @@ class Config:
     SMS_CALLBACK_SECRET = _env("SMS_CALLBACK_SECRET")
     SMS_CALLBACK_ALLOWED_IPS = _env("SMS_CALLBACK_ALLOWED_IPS")
     SMS_PULL_SECONDS = _env_int("SMS_PULL_SECONDS", 0)
+    # The pull job checks pushed receipts against the query API, and asks about a message with
+    # no receipt after this many minutes (app/services/messaging/receipt_checks.py).
+    SMS_RECEIPT_RECHECK_MINUTES = _env_int("SMS_RECEIPT_RECHECK_MINUTES", 30)
     TENCENT_SECRET_ID = _env("TENCENT_SECRET_ID")
     TENCENT_SECRET_KEY = _env("TENCENT_SECRET_KEY")
     TENCENT_SMS_SDK_APP_ID = _env("TENCENT_SMS_SDK_APP_ID")
     TENCENT_SMS_REGION = _env("TENCENT_SMS_REGION", "ap-guangzhou")
     TENCENT_SMS_ENDPOINT = _env("TENCENT_SMS_ENDPOINT")
     TENCENT_SMS_TIMEOUT = float(_env("TENCENT_SMS_TIMEOUT", "10") or 10)
+    # Per-number frequency limits the dispatcher plans for (app/services/messaging/frequency.py):
+    # routine messages wait, answers and pages never do and keep a reserve of the daily allowance.
     TENCENT_SMS_DAILY_LIMIT = _env_int("TENCENT_SMS_DAILY_LIMIT", 10)
+    TENCENT_SMS_HOURLY_LIMIT = _env_int("TENCENT_SMS_HOURLY_LIMIT", 5)
+    ALIYUN_SMS_DAILY_LIMIT = _env_int("ALIYUN_SMS_DAILY_LIMIT", 50)
+    ALIYUN_SMS_HOURLY_LIMIT = _env_int("ALIYUN_SMS_HOURLY_LIMIT", 0)
+    SMS_LIMIT_SAME_TEXT_SECONDS = _env_int("SMS_LIMIT_SAME_TEXT_SECONDS", 30)
+    SMS_LIMIT_URGENT_RESERVE = _env_int("SMS_LIMIT_URGENT_RESERVE", 2)
+    SMS_PLAN_LIMITS = _env("SMS_PLAN_LIMITS", "1")
     ALIYUN_ACCESS_KEY_ID = _env("ALIYUN_ACCESS_KEY_ID")
     ALIYUN_ACCESS_KEY_SECRET = _env("ALIYUN_ACCESS_KEY_SECRET")
     ALIYUN_SMS_ENDPOINT = _env("ALIYUN_SMS_ENDPOINT")

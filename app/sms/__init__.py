@@ -106,9 +106,11 @@ def _make_twilio(settings: Mapping[str, Any]) -> TwilioGateway:
 
 def template_catalogue(settings: Mapping[str, Any]) -> TemplateCatalogue:
     """The approved templates (SMS_TEMPLATES_FILE, default app/protocols/sms_templates.yaml)."""
+    base_url = _setting(settings, "PUBLIC_BASE_URL")
     return TemplateCatalogue.load(
         _setting(settings, "SMS_TEMPLATES_FILE"),
         fallback=_setting(settings, "SMS_TEMPLATE_FALLBACK"),
+        constants={"PUBLIC_BASE_URL": str(base_url)} if base_url else None,
     )
 
 

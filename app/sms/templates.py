@@ -23,6 +23,52 @@ PROVIDERS = ("tencent", "aliyun")
 VARIABLE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 LINK = re.compile(r"(https?://|www\.)", re.IGNORECASE)
 SIGNATURE = re.compile(r"^【[^【】]{1,20}】|【[^【】]{1,20}】$")
+CONSTANT = re.compile(r"\[\[([A-Z_]+)\]\]")
+LOCALES = ("zh", "en")
+# Where patients reach the app when PUBLIC_BASE_URL is unset (development; services' links agree).
+DEFAULT_CONSTANTS = {"PUBLIC_BASE_URL": "http://127.0.0.1:5000"}
+
+# Every kind of SMS Cadence sends, each a template in every locale (``check`` fails without).
+# Patients: reminders and schedule changes (services/messaging/reminders.py), answers to replies
+# (services/shared/reply_texts.py, inbound/senders.py), check-ins (checkins/texts.py), nurses'
+# ready phrases and own words (conversations/conversation.py). Staff: pages (reply_texts.py).
+REQUIRED_KINDS: tuple[str, ...] = (
+    "reminder",
+    "moved",
+    "confirmed",
+    "received",
+    "reschedule",
+    "red_reply",
+    "amber_reply",
+    "amber_reply_later",
+    "amber_reply_no_cover",
+    "green_reply",
+    "opt_out",
+    "opt_in",
+    "help",
+    "unknown_reply",
+    "failure_reply",
+    "unknown_sender",
+    "unknown_sender_emergency",
+    "ask_back",
+    "red_check",
+    "nothing_open",
+    "which_patient",
+    "checkin_start",
+    "checkin_question",
+    "checkin_reminder",
+    "checkin_done",
+    "nurse_received",
+    "nurse_will_call",
+    "nurse_come_in",
+    "nurse_keep_taking",
+    "nurse_checkin",
+    "nurse_emergency",
+    "message",
+    "red_page",
+    "red_escalation_page",
+    "amber_reminder_page",
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +163,23 @@ class TemplateCatalogue:
 
     @classmethod
     def load(
-        cls, path: Path | str | None = None, *, fallback: str | None = None
+        cls,
+        path: Path | str | None = None,
+        *,
+        fallback: str | None = None,
+        constants: Mapping[str, str] | None = None,
     ) -> TemplateCatalogue:
-        """Read the YAML file (default app/protocols/sms_templates.yaml) or TemplateError."""
+        """Read the YAML file (default app/protocols/sms_templates.yaml) or TemplateError.
+
+        ``constants`` fill the fixed ``[[NAME]]`` parts of the texts, e.g. PUBLIC_BASE_URL: a link
+        is fixed template text for the providers, so the deployment's address is written in.
+        """
         source = Path(path) if path else DEFAULT_PATH
         try:
             data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise TemplateError(f"cannot read SMS templates {source}: {exc}") from exc
-        return cls(_parse(data), fallback=fallback)
+        return cls(_parse(data, {**DEFAULT_CONSTANTS, **(constants or {})}), fallback=fallback)
 
     def resolve(self, body: str, provider: str) -> Resolved:
         """The template ``body`` is (signature stripped) with its values, or TemplateError."""
@@ -153,9 +207,22 @@ class TemplateCatalogue:
                 return Resolved(template, template.ids[provider], [text], {name: text})
         return None
 
-    def check(self, rules: ProviderRules) -> list[str]:
-        """Every rule a template breaks for ``rules``'s provider (empty when all pass)."""
-        problems: list[str] = []
+    def missing(self, kinds: Iterable[str] = REQUIRED_KINDS) -> list[str]:
+        """Each kind/locale Cadence sends that has no template ("checkin_done/en")."""
+        present = {(t.kind, t.locale) for t in self.templates}
+        return [
+            f"{kind}/{locale}"
+            for kind in kinds
+            for locale in LOCALES
+            if (kind, locale) not in present
+        ]
+
+    def check(self, rules: ProviderRules, kinds: Iterable[str] = REQUIRED_KINDS) -> list[str]:
+        """Every rule a template breaks for ``rules``'s provider, and every kind without one."""
+        problems = [
+            f"{missing} ({rules.name}): no template for a message Cadence sends"
+            for missing in self.missing(kinds)
+        ]
         for template in self.templates:
             problems.extend(
                 f"{template.kind}/{template.locale} ({rules.name}): {problem}"
@@ -209,7 +276,19 @@ def _problems(template: Template, rules: ProviderRules) -> list[str]:
     return problems
 
 
-def _parse(data: Mapping[str, Any]) -> list[Template]:
+def _constant(text: str, constants: Mapping[str, str], kind: str) -> str:
+    """``text`` with its [[NAME]] constants filled in, or TemplateError naming a missing one."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in constants:
+            raise TemplateError(f"template {kind!r} uses [[{name}]], which is not configured")
+        return str(constants[name]).rstrip("/")
+
+    return CONSTANT.sub(value, text)
+
+
+def _parse(data: Mapping[str, Any], constants: Mapping[str, str]) -> list[Template]:
     """Templates from the YAML mapping, or TemplateError naming the bad entry."""
     entries = data.get("templates")
     if not isinstance(entries, dict) or not entries:
@@ -224,7 +303,7 @@ def _parse(data: Mapping[str, Any]) -> list[Template]:
                 Template(
                     kind=str(kind),
                     locale=str(locale),
-                    text=str(text),
+                    text=_constant(str(text), constants, str(kind)),
                     type=str(entry.get("type", "notification")),
                     purpose=str(entry.get("purpose", "")),
                     variables=entry.get("variables") or {},

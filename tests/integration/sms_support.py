@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert
@@ -179,8 +180,9 @@ def add_due_messages(
     return result
 
 
-def subprocess_env(database_url: str, fake: FakeTwilio, **extra: str) -> dict[str, str]:
-    """Environment for a `flask --app app ...` child talking to this database and fake."""
+def subprocess_env(database_url: str, fake: Any, **extra: str) -> dict[str, str]:
+    """Environment for a `flask --app app ...` child talking to this database and fake Twilio
+    (another provider's settings come in ``extra``)."""
     env = dict(os.environ)
     env.update(
         {
@@ -191,7 +193,7 @@ def subprocess_env(database_url: str, fake: FakeTwilio, **extra: str) -> dict[st
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "TWILIO_MESSAGING_SERVICE_SID": SERVICE_SID,
-            "TWILIO_BASE_URL": fake.base_url,
+            "TWILIO_BASE_URL": getattr(fake, "base_url", ""),
             "TWILIO_TIMEOUT": "2",
             # These tests run at any hour; quiet-hour deferral has its own tests.
             "SMS_RESPECT_QUIET_HOURS": "0",

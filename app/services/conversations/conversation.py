@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask_babel import force_locale
+from flask_babel import force_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -75,6 +75,12 @@ def phrase_text(code: str, locale: str) -> str:
     """A ready phrase in ``locale``."""
     with force_locale(locale):
         return str(READY_PHRASES[code])
+
+
+def own_words_text(text: str, locale: str | None) -> str:
+    """A nurse's own words as sent: inside the approved "study team notice" template."""
+    with force_locale(locale if locale in ("zh", "en") else "zh"):
+        return gettext("Study team notice: %(text)s", text=text)
 
 
 def conversation(patient: Patient, *, now: datetime, limit: int = 200) -> list[Entry]:
@@ -201,6 +207,8 @@ def send_nurse_reply(
         raise ConversationError("write a message or choose a ready phrase", "empty")
     if len(body_text) > MAX_REPLY_CHARS:
         raise ConversationError(f"at most {MAX_REPLY_CHARS} characters", "too_long")
+    if own_words:
+        body_text = own_words_text(own_words, patient.locale)
     reason = blocked_reason(patient, "reply")
     if reason is not None:
         raise ConversationError(reason, "blocked")

@@ -38,8 +38,10 @@ from flask import current_app
 from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 
 from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
+from app.domain.sms_limits import FrequencyLimits
 from app.extensions import db
 from app.models import Contact, OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.services.messaging.frequency import ClaimedRow, limit_waits, limits_from_config
 from app.services.messaging.outbox import transition
 from app.services.messaging.reminders import (
     cancel_unsent,
@@ -104,6 +106,7 @@ class DispatchSettings:
     status_callback_base: str | None = None
     quiet_hours: tuple[time, time] | None = None
     max_lateness: timedelta | None = None
+    limits: FrequencyLimits | None = None  # the provider's per-number limits, planned for
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DispatchSettings:
@@ -128,6 +131,7 @@ class DispatchSettings:
             status_callback_base=base,
             quiet_hours=quiet,
             max_lateness=timedelta(hours=_setting(config, "SMS_MAX_LATENESS_HOURS", 12)),
+            limits=limits_from_config(config),
         )
 
     def backoff(self, attempts: int) -> timedelta:
@@ -162,6 +166,7 @@ class DispatchReport:
     blocked: int = 0
     expired: int = 0
     deferred: int = 0
+    limited: int = 0
     released: int = 0
     lost: int = 0
     errors: list[str] = field(default_factory=list)
@@ -177,6 +182,7 @@ class DispatchReport:
             f"claimed {self.claimed}, sent {self.sent}, retry later {self.retried}, "
             f"unknown {self.unknown}, failed {self.failed}, blocked {self.blocked}, "
             f"expired {self.expired}, quiet hours {self.deferred}, released {self.released}"
+            + (f", held by frequency limits {self.limited}" if self.limited else "")
         )
 
 
@@ -195,19 +201,20 @@ class Claimed:
     quiet_until: datetime | None = None
     expired: str | None = None  # "expired" (the event is over) or "late" (sent too late)
     contact_id: int | None = None  # the patient's contact it goes to (None: own number, page)
+    limit_until: datetime | None = None  # a provider frequency limit holds it until then
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one send attempt."""
 
-    kind: str  # sent | retry | ambiguous | terminal | blocked | expired | quiet | release
+    kind: str  # sent | retry | ambiguous | terminal | blocked | expired | quiet | limited | release
     sent: SentMessage | None = None
     error: Exception | None = None
     at: datetime | None = None
 
 
-UNSENT_OUTCOMES = frozenset({"release", "quiet", "blocked", "expired"})
+UNSENT_OUTCOMES = frozenset({"release", "quiet", "limited", "blocked", "expired"})
 """Outcomes where nothing reached the provider: a lease lost meanwhile loses no message."""
 
 
@@ -304,6 +311,11 @@ class Dispatcher:
             ],
         )
         patients = self._patients({row.patient_id for row in rows if row.patient_id is not None})
+        waits = limit_waits(
+            [ClaimedRow(r.id, r.sent_to or "", r.body, r.kind) for r in rows],
+            now,
+            self.settings.limits,
+        )
         claimed = [
             Claimed(
                 id=row.id,
@@ -317,6 +329,7 @@ class Dispatcher:
                 quiet_until=_quiet(self, patients.get(row.patient_id), now),
                 expired=self._too_late(row, now),
                 contact_id=row.contact_id,
+                limit_until=waits.get(row.id),
             )
             for row in sorted(rows, key=lambda r: r.id)
         ]
@@ -359,6 +372,8 @@ class Dispatcher:
             return Outcome("expired", at=now)
         if claimed.quiet_until is not None:
             return Outcome("quiet", at=now)
+        if claimed.limit_until is not None:
+            return Outcome("limited", at=now)
         if should_stop() or claimed.claimed_until - now < self.settings.min_lease_left:
             return Outcome("release", at=now)
         try:
@@ -545,6 +560,24 @@ class Dispatcher:
             at,
             detail,
             due_at=claimed.quiet_until,
+            attempts=max(claimed.attempts - 1, 0),
+        )
+
+    def _record_limited(
+        self, claimed: Claimed, outcome: Outcome, at: datetime, report: DispatchReport
+    ) -> bool:
+        report.limited += 1
+        assert claimed.limit_until is not None
+        until = claimed.limit_until.astimezone(UTC)
+        detail = (
+            f"provider frequency limit for this number: waits until {until:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        return self._move(
+            claimed,
+            "planned",
+            at,
+            detail,
+            due_at=until,
             attempts=max(claimed.attempts - 1, 0),
         )
 

@@ -19,6 +19,11 @@ from app.services.shared import reply_texts
 from app.sms.segments import with_signature
 
 _ENDS_WITH_LINK = re.compile(r"https?://\S+$")
+# Tencent Cloud and Alibaba Cloud refuse an SMS over 500 characters, signature included.
+MAX_SMS_CHARS = 500
+# The {question} variable of the approved check-in start template (app/protocols/sms_templates.yaml,
+# checkin_start: introduction + first question); leaves room for a 50-character PUBLIC_BASE_URL.
+START_QUESTION_MAX = 330
 
 
 def joined(parts: Sequence[str], locale: str) -> str:
@@ -74,7 +79,12 @@ def start_message(
     url: str,
     locale: str,
 ) -> str:
-    """First message of a check-in: introduction, first question, link, opt-out hint."""
+    """First message of a check-in: introduction, first question, link, opt-out hint.
+
+    The introduction is left out when the message would pass MAX_SMS_CHARS (mainland providers
+    refuse longer texts) or the approved template's limit for its {question} part
+    (START_QUESTION_MAX): the question, the link and the hint always stay.
+    """
     parts = [
         questionnaire.intro(locale),
         progress(position, total, locale) + question_block(item, question, locale),
@@ -83,7 +93,9 @@ def start_message(
     if current_app.config.get("SMS_OPT_OUT_HINT", True):
         with force_locale(locale):
             parts.append(gettext("Reply STOP to opt out."))
-    return signed(joined(parts, locale))
+    text = signed(joined(parts, locale))
+    fits = len(joined(parts[:2], locale)) <= START_QUESTION_MAX and len(text) <= MAX_SMS_CHARS
+    return text if fits else signed(joined(parts[1:], locale))
 
 
 def question_message(

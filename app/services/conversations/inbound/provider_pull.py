@@ -2,7 +2,8 @@
 
 Tencent: ``PullSmsSendStatus`` and ``PullSmsReplyStatus`` (each item is handed out once).
 Alibaba: ``QuerySendDetails`` for our messages still waiting for a receipt (its replies come by
-push or the MNS queue, which Cadence does not read yet). Everything goes through the same
+push or the MNS queue, which Cadence does not read yet). Then pushed receipts are checked against
+the query APIs and silent messages re-checked (app/services/messaging/receipt_checks.py). Everything goes through the same
 parsers and pipelines as the pushes, so a receipt or reply seen both ways counts once.
 """
 
@@ -12,12 +13,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import OutboxMessage, utcnow
 from app.services.conversations.inbound import provider_replies
-from app.services.messaging import provider_receipts
+from app.services.messaging import provider_receipts, receipt_checks
 from app.sms import AliyunGateway, FailoverGateway, SmsError, SmsGateway, TencentGateway
 
 logger = logging.getLogger("cadence.provider_pull")
@@ -33,6 +35,7 @@ class PullReport:
     receipts: int = 0
     replies: int = 0
     errors: int = 0
+    corrected: int = 0  # pushed receipts the provider's query contradicted
 
 
 def providers_of(gateway: SmsGateway) -> list[SmsGateway]:
@@ -55,7 +58,17 @@ def pull(gateway: SmsGateway, now: datetime | None = None) -> PullReport:
         except SmsError as exc:
             report.errors += 1
             logger.warning("pull from %s failed: %s", single.name, exc)
+    checked = receipt_checks.recheck(gateway, now, after=recheck_after())
+    report.receipts += checked.settled
+    report.corrected += checked.corrected
+    report.errors += checked.errors
     return report
+
+
+def recheck_after() -> timedelta:
+    """How long a message may wait for its receipt before the query is asked (minutes)."""
+    minutes = current_app.config.get("SMS_RECEIPT_RECHECK_MINUTES") or 30
+    return timedelta(minutes=int(minutes))
 
 
 def _pull_tencent(gateway: TencentGateway, now: datetime, report: PullReport) -> None:
