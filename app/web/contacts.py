@@ -44,6 +44,9 @@ def register_contacts(app: Flask) -> None:
     app.jinja_env.filters["contact_block"] = lambda code: labels._lookup(BLOCK_LABELS, code)
     app.jinja_env.filters["masked_name"] = service.mask_name
     app.jinja_env.filters["mask_phone"] = mask_phone
+    app.jinja_env.filters["message_sender"] = lambda message: (
+        service.message_sender(message.parse, message.contact_id) if message else None
+    )
 
 
 def _patient_or_404(study_id: str) -> Patient:

@@ -129,6 +129,19 @@ def sender_label(contact: Contact | None) -> dict[str, str] | None:
     return {"relation": contact.relation, "name": mask_name(contact.name)}
 
 
+def message_sender(parse: dict[str, Any] | None, contact_id: int | None) -> dict[str, str] | None:
+    """Who wrote an inbound message when it was not the patient's own phone: relation and
+    masked name, from what was stored with the message (or its contact); None otherwise."""
+    stored = (parse or {}).get("sender")
+    if isinstance(stored, dict) and stored.get("relation"):
+        label = {"relation": str(stored["relation"]), "name": str(stored.get("name") or "")}
+    elif contact_id is not None:
+        label = sender_label(db.session.get(Contact, contact_id))
+    else:
+        label = None
+    return label if label is not None and label["relation"] != "self" else None
+
+
 def consent_json(consent: ContactConsent) -> dict[str, Any]:
     """One consent as plain data."""
     return {
