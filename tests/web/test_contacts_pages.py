@@ -9,7 +9,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEntry, Contact, ContactConsent, OutboxMessage, Patient
+from app.models import Alert, AuditEntry, Contact, ContactConsent, OutboxMessage, Patient, utcnow
+from app.services.conversations.inbound.replies import receive
+from app.services.schedule import contacts as contact_service
+from app.services.schedule.contacts import ConsentInput, ContactInput
+from app.services.messaging.reminders import blocked_reason
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 
@@ -219,3 +223,163 @@ def test_an_account_without_write_rights_cannot_change_contacts(admin: FlaskClie
     patient = enrol()
     assert _add_daughter(admin, patient).status_code == 403
     assert len(_contacts(patient)) == 1
+
+
+# -- enrolment: separate consents; migrated consents wait for a nurse ----------------------------
+
+
+def _enrol_form(**changes: object) -> dict[str, object]:
+    today = clinic_today()
+    form: dict[str, object] = {
+        "study_id": "JSCH-080",
+        "initials": "ZS",
+        "phone": "139 1234 5678",
+        "choice_pd1": "camrelizumab",
+        "choice_chemo": "irinotecan",
+        "start_date": (today + timedelta(days=7)).isoformat(),
+        "recurrence_date": (today - timedelta(days=30)).isoformat(),
+        "sms_consent": "y",
+        "sms_consent_date": today.isoformat(),
+        "locale": "zh",
+        "timezone": "Asia/Shanghai",
+    }
+    form.update(changes)
+    return form
+
+
+def _enrolled(study_id: str) -> Patient:
+    patient = db.session.scalar(select(Patient).where(Patient.study_id == study_id))
+    assert patient is not None
+    return patient
+
+
+def test_enrolment_records_the_health_information_consent_separately(
+    english_nurse: FlaskClient,
+) -> None:
+    page = english_nurse.get("/patients/new").get_data(as_text=True)
+    assert 'name="sms_consent"' in page and 'name="health_consent"' in page
+    response = post(english_nurse, "/patients/new", _enrol_form())
+    assert response.status_code == 302
+    [own] = _contacts(_enrolled("JSCH-080"))
+    assert own.scopes_in_force() == {"sms_reminders"}
+    assert own.consents[0].recorded_by == "user:nurse.wang"
+
+    response = post(english_nurse, "/patients/new", _enrol_form(
+        study_id="JSCH-081", phone="139 1234 5679", health_consent="y"))  # fmt: skip
+    assert response.status_code == 302
+    [own] = _contacts(_enrolled("JSCH-081"))
+    assert own.scopes_in_force() == {"sms_reminders", "checkins", "sensitive_health"}
+
+
+def _as_migrated(patient: Patient) -> ContactConsent:
+    """Make the patient's consent look like one the contacts migration made (to confirm)."""
+    own = _contacts(patient)[0]
+    consent = own.consents[0]
+    consent.method = "before_contacts"
+    consent.note = "recorded before contacts existed"
+    consent.needs_confirmation = True
+    db.session.commit()
+    return consent
+
+
+def test_a_migrated_consent_covers_reminders_only_until_a_nurse_confirms_it(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    consent = _as_migrated(patient)
+    own = _contacts(patient)[0]
+    assert blocked_reason(patient, "reminder") is None
+    assert blocked_reason(patient, "checkin") == "no_consent"
+    page = english_nurse.get(f"/patients/{patient.study_id}/contacts/").get_data(as_text=True)
+    assert f'id="needs-confirmation-{own.id}"' in page
+    assert "Consent to confirm" in english_nurse.get(f"/patients/{patient.study_id}").get_data(
+        as_text=True
+    )
+
+    url = f"/patients/{patient.study_id}/contacts/{own.id}/consents/{consent.id}/confirm"
+    assert post(english_nurse, url, {"reason": ""}).status_code == 302
+    db.session.refresh(consent)
+    assert consent.needs_confirmation
+    assert post(english_nurse, url, {"reason": "signed form checked"}).status_code == 302
+    db.session.refresh(consent)
+    assert not consent.needs_confirmation
+    db.session.expire_all()
+    assert blocked_reason(_enrolled(patient.study_id), "checkin") is None
+    [entry] = _audit("contact.consent_confirmed")
+    assert (entry.actor, entry.reason) == ("user:nurse.wang", "signed form checked")
+
+
+# -- who wrote; numbers to call; a contact's calendar --------------------------------------------
+
+
+def _daughter_with_consent(patient: Patient, locale: str = "zh") -> Contact:
+    now = utcnow()
+    contact = contact_service.add_contact(
+        patient,
+        ContactInput(relation="daughter", phone=DAUGHTER, name="王芳", locale=locale),
+        actor="user:test",
+        now=now,
+    )
+    contact_service.record_consent(
+        contact,
+        ConsentInput(recorded_on=clinic_today(), method="paper",
+                     scopes=("sms_reminders", "checkins", "sensitive_health")),
+        actor="user:test",
+        now=now,
+        today=clinic_today(),
+    )  # fmt: skip
+    db.session.commit()
+    return contact
+
+
+def test_a_caregivers_red_report_shows_who_wrote_and_every_number_to_call(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    daughter = _daughter_with_consent(patient)
+    receive({"MessageSid": "SMweb00000000000000000000000001", "From": "+86" + DAUGHTER,
+             "Body": "我爸今天吐血了"}, utcnow())  # fmt: skip
+    alert = db.session.scalar(select(Alert).where(Alert.patient_id == patient.id))
+    assert alert is not None and alert.level == "red"
+    page = english_nurse.get("/inbox/").get_data(as_text=True)
+    assert "Sent by: Daughter (王*)" in page
+    numbers = page.split(f'id="numbers-{alert.id}"', 1)[1].split("</div>", 1)[0]
+    assert patient.phone_e164 in numbers and daughter.phone_e164 in numbers
+    conversation = english_nurse.get(f"/patients/{patient.study_id}/conversation")
+    assert "Sent by: Daughter (王*)" in conversation.get_data(as_text=True)
+
+
+def test_a_deactivated_contact_is_not_listed_to_call_and_routine_items_list_no_numbers(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    daughter = _daughter_with_consent(patient)
+    contact_service.committed(contact_service.set_contact_active, daughter, False,
+                              actor="user:test", now=utcnow(), reason="moved")  # fmt: skip
+    receive({"MessageSid": "SMweb00000000000000000000000002", "From": patient.phone_e164,
+             "Body": "我今天吐血了"}, utcnow())  # fmt: skip
+    receive({"MessageSid": "SMweb00000000000000000000000003", "From": patient.phone_e164,
+             "Body": "下次化疗想改期"}, utcnow())  # fmt: skip
+    page = english_nurse.get("/inbox/").get_data(as_text=True)
+    assert page.count('class="numbers"') == 1
+    assert daughter.phone_e164 not in page and patient.phone_e164 in page
+
+
+def test_a_contacts_calendar_is_in_their_language_and_names_no_drug(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    daughter = _daughter_with_consent(patient, locale="en")
+    base = f"/patients/{patient.study_id}/contacts/{daughter.id}"
+    ics = english_nurse.get(f"{base}/calendar.ics")
+    assert ics.status_code == 200 and ics.mimetype == "text/calendar"
+    body = ics.get_data(as_text=True)
+    assert "Treatment day at the hospital" in body and "Blood test at the hospital" in body
+    sheet = english_nurse.get(f"{base}/print").get_data(as_text=True)
+    assert "Hospital appointments of WL" in sheet
+    own = english_nurse.get(f"/patients/{patient.study_id}/calendar.ics").get_data(as_text=True)
+    assert "信迪利单抗" in own or "Sintilimab" in own  # the patient's own copy names the drug
+    for text in (body, sheet):
+        lowered = text.lower()
+        for word in ("sintilimab", "docetaxel", "信迪利", "多西他赛", "cancer", "癌", "chemo", "化疗"):
+            assert word not in lowered, word
