@@ -84,9 +84,7 @@ class ConsentForm(FlaskForm):
         validators=[DataRequired(message=_l("Choose how consent was given."))],
     )
     scopes = MultiCheckboxField(_l("What the contact consented to"), choices=_coded(CONSENT_SCOPES))
-    witness = StringField(
-        _l("Witness (verbal consent)"), validators=[Optional(), Length(max=80)]
-    )
+    witness = StringField(_l("Witness (verbal consent)"), validators=[Optional(), Length(max=80)])
     note = TextAreaField(_l("Note (optional)"), validators=[Optional(), Length(max=REASON_MAX)])
 
 

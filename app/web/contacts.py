@@ -82,7 +82,7 @@ def _back(patient: Patient, contact: Contact | None = None) -> Any:
 def index(study_id: str) -> Any:
     """Every contact of the patient with what it gets now, its consents and the actions."""
     patient = _patient_or_404(study_id)
-    return _render_index(patient, ContactForm(formdata=None), None)
+    return _render_index(patient, _contact_form(formdata=None), None)
 
 
 def _render_index(
@@ -125,7 +125,7 @@ def _what_it_gets(contact: Contact) -> list[tuple[str, str | None]]:
 def add(study_id: str) -> Any:
     """Add a contact; its consent is recorded next (nothing is sent to it before)."""
     patient = _patient_or_404(study_id)
-    form = ContactForm()
+    form = _contact_form()
     if not form.validate_on_submit():
         return _render_index(patient, form, None)
     try:
@@ -135,9 +135,7 @@ def add(study_id: str) -> Any:
     except ContactError as exc:
         _attach(form, exc)
         return _render_index(patient, form, None)
-    flash(
-        _("Contact added. Record their consent: no message goes to them before."), "success"
-    )
+    flash(_("Contact added. Record their consent: no message goes to them before."), "success")
     return _back(patient, contact)
 
 
@@ -147,7 +145,7 @@ def edit(study_id: str, contact_id: int) -> Any:
     """Change a contact's number, language, messages or order (a reason is required)."""
     patient = _patient_or_404(study_id)
     contact = _contact_or_404(patient, contact_id)
-    form = ContactForm(obj=None if _posted() else _as_form_data(contact))
+    form = _contact_form(obj=None if _posted() else _as_form_data(contact))
     if _posted() and form.validate_on_submit():
         if not (form.reason.data or "").strip():
             form.reason.errors = [_("Say why.")]
@@ -169,6 +167,13 @@ def edit(study_id: str, contact_id: int) -> Any:
     status = 400 if _posted() else 200
     html = render_template("contacts/edit.html", patient=patient, contact=contact, form=form)
     return html, status
+
+
+def _contact_form(**kwargs: Any) -> ContactForm:
+    """The contact form with the languages named in the reader's language."""
+    form = ContactForm(**kwargs)
+    form.locale.choices = [(code, labels.language_name(code)) for code in ("zh", "en")]
+    return form
 
 
 def _posted() -> bool:
@@ -232,7 +237,7 @@ def record_consent(study_id: str, contact_id: int) -> Any:
         else:
             flash(_("Consent recorded."), "success")
             return _back(patient, contact)
-    return _render_index(patient, ContactForm(formdata=None), {contact.id: form})
+    return _render_index(patient, _contact_form(formdata=None), {contact.id: form})
 
 
 @bp.post("/<int:contact_id>/consents/<int:consent_id>/withdraw")
@@ -258,9 +263,7 @@ def withdraw_consent(study_id: str, contact_id: int, consent_id: int) -> Any:
     except ContactError as exc:
         flash(" ".join(contact_error(k, v) for k, v in exc.errors.items()), "error")
         return _back(patient, contact)
-    flash(
-        _("Consent withdrawn: %(num)d planned messages cancelled.", num=cancelled), "success"
-    )
+    flash(_("Consent withdrawn: %(num)d planned messages cancelled.", num=cancelled), "success")
     return _back(patient, contact)
 
 
@@ -276,7 +279,11 @@ def confirm_consent(study_id: str, contact_id: int, consent_id: int) -> Any:
         flash(_("Not confirmed: say how you checked the consent (e.g. the signed form)."), "error")
         return _back(patient, contact)
     service.committed(
-        service.confirm_consent, consent, actor=current_actor(), now=utcnow(), reason=form.reason.data
+        service.confirm_consent,
+        consent,
+        actor=current_actor(),
+        now=utcnow(),
+        reason=form.reason.data,
     )
     flash(_("Consent confirmed: the messages it covers can be sent."), "success")
     return _back(patient, contact)

@@ -3,7 +3,7 @@ confirmed; validation with clear errors; every change audited; per-contact calen
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -11,9 +11,9 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Alert, AuditEntry, Contact, ContactConsent, OutboxMessage, Patient, utcnow
 from app.services.conversations.inbound.replies import receive
+from app.services.messaging.reminders import blocked_reason
 from app.services.schedule import contacts as contact_service
 from app.services.schedule.contacts import ConsentInput, ContactInput
-from app.services.messaging.reminders import blocked_reason
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 
@@ -205,7 +205,10 @@ def test_a_withdrawal_is_recorded_with_method_and_reason(english_nurse: FlaskCli
     assert response.status_code == 302
     db.session.refresh(consent)
     assert consent.withdrawn_at is not None
-    assert (consent.withdrawn_by, consent.withdrawal_method) == ("user:nurse.wang", "verbal_witness")
+    assert (consent.withdrawn_by, consent.withdrawal_method) == (
+        "user:nurse.wang",
+        "verbal_witness",
+    )
     db.session.refresh(daughter)
     assert daughter.scopes_in_force() == set()
 
@@ -216,7 +219,9 @@ def test_another_patients_contact_is_not_found(english_nurse: FlaskClient) -> No
     own = _contacts(first)[0]
     url = f"/patients/{second.study_id}/contacts/{own.id}/edit"
     assert english_nurse.get(url).status_code == 404
-    assert english_nurse.get(f"/patients/{second.study_id}/contacts/{own.id}/print").status_code == 404
+    assert (
+        english_nurse.get(f"/patients/{second.study_id}/contacts/{own.id}/print").status_code == 404
+    )
 
 
 def test_an_account_without_write_rights_cannot_change_contacts(admin: FlaskClient) -> None:
@@ -381,5 +386,14 @@ def test_a_contacts_calendar_is_in_their_language_and_names_no_drug(
     assert "信迪利单抗" in own or "Sintilimab" in own  # the patient's own copy names the drug
     for text in (body, sheet):
         lowered = text.lower()
-        for word in ("sintilimab", "docetaxel", "信迪利", "多西他赛", "cancer", "癌", "chemo", "化疗"):
+        for word in (
+            "sintilimab",
+            "docetaxel",
+            "信迪利",
+            "多西他赛",
+            "cancer",
+            "癌",
+            "chemo",
+            "化疗",
+        ):
             assert word not in lowered, word

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Alert, CheckinSession, OnCallShift, Patient, User
+from app.models import Alert, CheckinSession, Contact, OnCallShift, Patient, User
 from app.services.conversations import inbox
 from app.services.conversations.checkins.links import make_token
 from app.services.conversations.inbound.replies import receive
@@ -190,7 +190,9 @@ def _pages(today: date) -> list[str]:
     ]
     for patient in db.session.scalars(select(Patient).order_by(Patient.study_id)):
         base = f"/patients/{patient.study_id}"
-        pages += [base, f"{base}/conversation", f"{base}/print"]
+        pages += [base, f"{base}/conversation", f"{base}/print", f"{base}/contacts/"]
+        for contact in db.session.scalars(select(Contact).where(Contact.patient_id == patient.id)):
+            pages += [f"{base}/contacts/{contact.id}/edit", f"{base}/contacts/{contact.id}/print"]
         events = sorted(patient.events, key=lambda e: e.date)
         kinds_seen: set[str] = set()
         for event in events:
