@@ -16,6 +16,7 @@ from app.services.schedule import contacts as contact_service
 from app.services.schedule.contacts import ConsentInput, ContactInput
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
+from tests.web.test_zh_guard import _data_words, latin_runs
 
 DAUGHTER = "13900139001"
 
@@ -397,3 +398,33 @@ def test_a_contacts_calendar_is_in_their_language_and_names_no_drug(
             "化疗",
         ):
             assert word not in lowered, word
+
+
+def test_contact_changes_read_in_chinese_everywhere(nurse: FlaskClient) -> None:
+    patient = enrol()
+    consent = _as_migrated(patient)
+    own = _contacts(patient)[0]
+    response = _add_daughter(nurse, patient)
+    assert response.status_code == 302
+    daughter = _contacts(patient)[1]
+    _record_consent(nurse, patient, daughter, method="verbal_witness", witness="李护士")
+    base = f"/patients/{patient.study_id}/contacts"
+    post(nurse, f"{base}/{own.id}/consents/{consent.id}/confirm", {"reason": "核对了签字同意书"})
+    post(nurse, f"{base}/{daughter.id}/active/0", {"reason": "换了手机"})
+    receive({"MessageSid": "SMweb00000000000000000000000004", "From": "+86" + DAUGHTER,
+             "Body": "我爸今天吐血了"}, utcnow())  # fmt: skip
+    allowed = _data_words({"test"})  # the enrolment's actor in these tests
+    for url in (
+        f"{base}/",
+        f"{base}/{daughter.id}/edit",
+        f"{base}/{daughter.id}/print",
+        f"/patients/{patient.study_id}",
+        f"/patients/{patient.study_id}/conversation",
+        "/inbox/",
+        "/audit/",
+        "/messages/?tab=planned",
+        "/patients/new",
+    ):
+        response = nurse.get(url)
+        assert response.status_code == 200, url
+        assert latin_runs(response.get_data(as_text=True), allowed) == [], url
