@@ -346,6 +346,10 @@ def contact_error(field: str, english: str) -> str:
         return _("Say why.")
     if field == "name":
         return _("At most 40 characters.")
+    if field == "relation" and "already has their own phone" in text:
+        return _("The patient's own phone is already a contact: choose the caregiver's relation.")
+    if field == "relation" and "stays the patient's own" in text:
+        return _("The patient's own phone stays the patient's: add a caregiver as a new contact.")
     if field == "position":
         return _("Use a number from 0 to 99.")
     if re.search(r"must be one of", text):

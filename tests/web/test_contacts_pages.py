@@ -428,3 +428,41 @@ def test_contact_changes_read_in_chinese_everywhere(nurse: FlaskClient) -> None:
         response = nurse.get(url)
         assert response.status_code == 200, url
         assert latin_runs(response.get_data(as_text=True), allowed) == [], url
+
+
+def test_the_patients_own_number_changes_with_its_contact_and_stays_the_patients(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    own = _contacts(patient)[0]
+    url = f"/patients/{patient.study_id}/contacts/{own.id}/edit"
+    form = {"relation": "self", "name": "WL", "phone": "13900139077", "locale": "zh",
+            "messages": ["reminders", "checkins", "replies"], "position": "0",
+            "reason": "new phone"}  # fmt: skip
+    assert post(english_nurse, url, form).status_code == 302
+    db.session.expire_all()
+    assert _enrolled(patient.study_id).phone_e164 == "+8613900139077"
+    assert {row.contact_id for row in db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.patient_id == patient.id,
+                                    OutboxMessage.status == "planned"))} == {own.id}  # fmt: skip
+    response = post(english_nurse, url, form | {"relation": "son"})
+    assert response.status_code == 400
+    assert "stays the patient" in response.get_data(as_text=True)
+    response = _add_daughter(english_nurse, patient, relation="self")
+    assert response.status_code == 400
+    assert "already a contact" in response.get_data(as_text=True)
+
+
+def test_a_caregivers_opt_out_is_an_inbox_item_about_that_contact_only(
+    english_nurse: FlaskClient,
+) -> None:
+    patient = enrol()
+    daughter = _daughter_with_consent(patient)
+    receive({"MessageSid": "SMweb00000000000000000000000005", "From": "+86" + DAUGHTER,
+             "Body": "退订"}, utcnow())  # fmt: skip
+    db.session.expire_all()
+    own, daughter = _contacts(patient)
+    assert daughter.opted_out_at is not None and own.opted_out_at is None
+    page = english_nurse.get("/inbox/").get_data(as_text=True)
+    assert "This contact replied with an opt-out keyword" in page
+    assert "Sent by: Daughter (王*)" in page

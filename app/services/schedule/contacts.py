@@ -279,8 +279,11 @@ def validate_consent(data: ConsentInput, *, today: date) -> None:
 def add_contact(patient: Patient, data: ContactInput, *, actor: str, now: datetime) -> Contact:
     """Add a contact to the patient (audited, reminders re-planned); no commit."""
     values = validate_contact(data)
-    if any(c.phone_e164 == values["phone_e164"] for c in contacts_of(patient)):
+    existing = contacts_of(patient)
+    if any(c.phone_e164 == values["phone_e164"] for c in existing):
         raise ContactError({"phone": "this patient already has a contact with this number"})
+    if values["relation"] == "self" and any(c.relation == "self" for c in existing):
+        raise ContactError({"relation": "the patient already has their own phone as a contact"})
     position = data.position
     if position is None:
         highest = db.session.scalar(
@@ -316,12 +319,17 @@ def update_contact(
         for c in contacts_of(contact.patient)
     ):
         raise ContactError({"phone": "this patient already has a contact with this number"})
+    if (contact.relation == "self") != (values["relation"] == "self"):
+        raise ContactError({"relation": "the patient's own phone stays the patient's own"})
     before = contact_snapshot(contact)
+    old_phone = contact.phone_e164
     for key, value in values.items():
         setattr(contact, key, value)
     if data.position is not None:
         contact.position = data.position
     contact.updated_at = now
+    if contact.relation == "self" and contact.patient.phone_e164 == old_phone:
+        contact.patient.phone_e164 = contact.phone_e164  # the patient's own number follows
     db.session.flush()
     audit.record(
         actor,
@@ -334,7 +342,7 @@ def update_contact(
         reason=reason or "contact changed",
         at=now,
     )
-    if before["phone"] != contact_snapshot(contact)["phone"]:
+    if old_phone != contact.phone_e164:
         cancel_unsent_to_contact(contact.id, reason="number_changed", source=actor)
     plan_patient(contact.patient, now=now, source=actor)
     return contact
