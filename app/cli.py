@@ -220,6 +220,12 @@ def format_table(events: list[PlannedEvent]) -> str:
     help="The first infusion is in the past: mark earlier events as not tracked.",
 )
 @click.option("--shared-phone-reason", default="", help="Why another patient's number is used.")
+@click.option(
+    "--health-consent/--no-health-consent",
+    default=True,
+    help="The separate consent to process sensitive health information (check-ins); "
+    "--no-health-consent: appointment reminders only.",
+)
 def patients_enrol(
     study_id: str,
     initials: str,
@@ -233,6 +239,7 @@ def patients_enrol(
     recurrence: date | None,
     started_before_cadence: bool,
     shared_phone_reason: str,
+    health_consent: bool,
 ) -> None:
     """Enrol a patient and create the calendar."""
     request = EnrolmentRequest(
@@ -243,6 +250,7 @@ def patients_enrol(
         start_date=start,
         sms_consent=True,
         sms_consent_date=consent_date,
+        health_consent=health_consent,
         locale=locale,
         timezone=timezone,
         recurrence_date=recurrence,

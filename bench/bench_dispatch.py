@@ -73,6 +73,7 @@ def plan(n: int, today: date) -> int:
                 choices={"pd1": "sintilimab", "chemo": ("docetaxel", "paclitaxel")[i % 2]},
                 start_date=today + timedelta(days=3 + i % 14),
                 sms_consent=True,
+                health_consent=True,
                 sms_consent_date=today,
                 locale=("zh", "en")[i % 4 == 3],
                 recurrence_date=today - timedelta(days=30),

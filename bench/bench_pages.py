@@ -124,6 +124,7 @@ def _seed_patient(i: int, today: date) -> None:
             choices={"pd1": rng.choice(PD1), "chemo": rng.choice(CHEMO)},
             start_date=start,
             sms_consent=True,
+            health_consent=True,
             sms_consent_date=min(start, today) - timedelta(days=2),
             locale="zh" if i % 3 else "en",
             recurrence_date=start - timedelta(days=45),

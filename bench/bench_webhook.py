@@ -217,6 +217,7 @@ def seed(database_url: str) -> list[str]:
                     },
                     start_date=start,
                     sms_consent=True,
+                    health_consent=True,
                     sms_consent_date=today,
                     locale="zh" if i % 4 else "en",
                     recurrence_date=today - timedelta(days=30),

@@ -42,6 +42,9 @@ class EnrolmentRequest:
     start_date: date | None
     sms_consent: bool = False
     sms_consent_date: date | None = None
+    # PIPL Art. 28-29: processing sensitive health information (symptom check-ins, replies
+    # about symptoms) needs its own consent, separate from the SMS consent.
+    health_consent: bool = False
     locale: str = "zh"
     timezone: str = "Asia/Shanghai"
     recurrence_date: date | None = None
@@ -67,6 +70,7 @@ class ValidEnrolment:
     warnings: list[str] = field(default_factory=list)
     started_before_cadence: bool = False
     shared_phone_reason: str = ""
+    health_consent: bool = False
 
 
 def normalise_phone(raw: str, default_region: str = "CN") -> str:
@@ -155,6 +159,7 @@ def validate_enrolment(
         start_date=request.start_date,
         sms_consent=request.sms_consent,
         sms_consent_date=request.sms_consent_date if request.sms_consent else None,
+        health_consent=request.sms_consent and request.health_consent,
         locale=request.locale,
         timezone=request.timezone,
         recurrence_date=request.recurrence_date,

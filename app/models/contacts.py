@@ -24,6 +24,9 @@ CONTACT_MESSAGES = ("reminders", "checkins", "replies")
 CONSENT_SCOPES = ("sms_reminders", "checkins", "sensitive_health")
 CONSENT_METHODS = ("paper", "verbal_witness", "electronic", "before_contacts")
 LEGACY_CONSENT_NOTE = "recorded before contacts existed"
+# What a migrated consent (the patient's old single SMS box) covers until a nurse confirms it:
+# SMS reminders only; check-ins and sensitive health information wait for the confirmation.
+UNCONFIRMED_SCOPES = frozenset({"sms_reminders"})
 
 
 class Contact(db.Model):
@@ -54,12 +57,21 @@ class Contact(db.Model):
     )
 
     def scopes_in_force(self) -> set[str]:
-        """What the contact's consents not withdrawn cover together."""
+        """What the contact's consents not withdrawn cover together (an unconfirmed migrated
+        consent covers SMS reminders only)."""
         scopes: set[str] = set()
         for consent in self.consents:
             if consent.withdrawn_at is None:
-                scopes.update(consent.scopes or [])
+                scopes.update(consent.scopes_in_force())
         return scopes
+
+    def scopes_waiting(self) -> set[str]:
+        """Scopes of unconfirmed migrated consents that wait for a nurse's confirmation."""
+        waiting: set[str] = set()
+        for consent in self.consents:
+            if consent.withdrawn_at is None and consent.needs_confirmation:
+                waiting.update(set(consent.scopes or []) - UNCONFIRMED_SCOPES)
+        return waiting - self.scopes_in_force()
 
     def __repr__(self) -> str:
         return f"<Contact {self.id} {self.relation} of patient {self.patient_id}>"
@@ -87,6 +99,11 @@ class ContactConsent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     contact: Mapped[Contact] = relationship(back_populates="consents")
+
+    def scopes_in_force(self) -> set[str]:
+        """What this consent covers now: all its scopes once confirmed, else SMS reminders."""
+        scopes = set(self.scopes or [])
+        return scopes & UNCONFIRMED_SCOPES if self.needs_confirmation else scopes
 
     def __repr__(self) -> str:
         return f"<ContactConsent {self.id} {self.method} {self.scopes}>"

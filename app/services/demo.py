@@ -195,6 +195,7 @@ def _enrol(demo: DemoPatient, today: date) -> None:
             choices={"pd1": demo.pd1, "chemo": demo.chemo},
             start_date=start,
             sms_consent=True,
+            health_consent=True,
             sms_consent_date=min(start, today) - timedelta(days=2),
             locale=demo.locale,
             recurrence_date=start - timedelta(days=45),

@@ -9,6 +9,7 @@ from app.web import audit, auth, calendar, exports, main, patients, users
 from app.web.alerts import register_alerts
 from app.web.bulk import register_bulk
 from app.web.checkin_features import register_checkin_features
+from app.web.contacts import register_contacts
 from app.web.errors import init_error_pages
 from app.web.message_log import register_message_log
 from app.web.nav import add_nav_item
@@ -31,6 +32,7 @@ def register_blueprints(app: Flask) -> None:
     register_alerts(app)
     register_checkin_features(app)
     register_bulk(app)
+    register_contacts(app)
     add_nav_item(app, "main.today", _l("Today"), order=10)
     add_nav_item(app, "patients.index", _l("Patients"), order=20, blueprint="patients")
     add_nav_item(app, "calendar.month", _l("Calendar"), order=30)

@@ -78,6 +78,7 @@ FIELD_LABELS = {
     "withdrawn_by": _l("Withdrawn by"),
     "opted_out_at": _l("Opted out of SMS at"),
     "consent": _l("Consent"),
+    "contact_id": _l("Contact"),
 }
 CONTACT_CODED = ("relation", "method")
 CONTACT_CODE_LISTS = ("messages", "scopes", "scopes_in_force")

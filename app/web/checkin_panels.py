@@ -155,6 +155,7 @@ def register_checkin_panels(app: Flask) -> None:
             "checkin.answer": _l("Check-in answered"),
             "checkin.complete": _l("Check-in complete"),
             "checkin.remind": _l("Check-in reminder sent"),
+            "checkin.offered_to_contact": _l("Unanswered check-in offered to a caregiver"),
             "checkin.call_task": _l("Check-in handed to a nurse to call"),
             "checkin.close": _l("Check-in closed"),
             "alert.raise_level": _l("Alert level raised"),

@@ -1,4 +1,5 @@
-"""Exports of a patient's calendar: an .ics file and a printable page in the patient's language."""
+"""Exports of a patient's calendar: an .ics file and a printable page in the patient's language;
+a contact's copy (caregiver) in the contact's language, naming no drug or diagnosis."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from app.models import Patient
+from app.models import Contact, Patient
+from app.services.messaging.recipients import contact_locale
+from app.services.schedule.contacts import contact_of_patient
 from app.services.schedule.exports import PrintLine, patient_ics, print_lines
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.web.helpers import clinic_now, clinic_today
@@ -43,17 +46,35 @@ def fitting_on_one_page(lines: list[PrintLine], locale: str) -> list[PrintLine]:
     return shown
 
 
+def _contact_or_404(patient: Patient, contact_id: int) -> Contact:
+    contact = contact_of_patient(patient, contact_id)
+    if contact is None:
+        abort(404)
+    return contact
+
+
 @bp.get("/<study_id>/calendar.ics")
 def ics(study_id: str) -> Any:
     """Download the calendar as iCalendar, in the patient's language."""
     patient = _patient_or_404(study_id)
-    with force_locale(patient.locale):
-        body = patient_ics(patient, now=clinic_now())
+    return _ics_response(patient, patient.locale, f"{patient.study_id}-calendar.ics")
+
+
+@bp.get("/<study_id>/contacts/<int:contact_id>/calendar.ics")
+def contact_ics(study_id: str, contact_id: int) -> Any:
+    """A contact's .ics: the contact's language, events named without drug or diagnosis."""
+    patient = _patient_or_404(study_id)
+    contact = _contact_or_404(patient, contact_id)
+    name = f"{patient.study_id}-{contact.relation}-calendar.ics"
+    return _ics_response(patient, contact_locale(contact), name, neutral=True)
+
+
+def _ics_response(patient: Patient, locale: str, filename: str, *, neutral: bool = False) -> Any:
+    with force_locale(locale):
+        body = patient_ics(patient, now=clinic_now(), neutral=neutral)
     response = Response(body, mimetype="text/calendar")
     response.headers["Content-Type"] = "text/calendar; charset=utf-8"
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{patient.study_id}-calendar.ics"'
-    )
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -62,6 +83,18 @@ def ics(study_id: str) -> Any:
 def printable(study_id: str) -> Any:
     """A one-page calendar to hand to the patient, in the patient's language."""
     patient = _patient_or_404(study_id)
+    return _printable(patient, patient.locale, None)
+
+
+@bp.get("/<study_id>/contacts/<int:contact_id>/print")
+def contact_printable(study_id: str, contact_id: int) -> Any:
+    """A one-page calendar for a contact, in the contact's language (no drug or diagnosis)."""
+    patient = _patient_or_404(study_id)
+    contact = _contact_or_404(patient, contact_id)
+    return _printable(patient, contact_locale(contact), contact)
+
+
+def _printable(patient: Patient, locale: str, contact: Contact | None) -> Any:
     raw = request.args.get("weeks", "")
     weeks = int(raw) if raw.isdigit() and int(raw) in PRINT_WEEKS_CHOICES else PRINT_WEEKS_DEFAULT
     today = clinic_today()
@@ -69,22 +102,24 @@ def printable(study_id: str) -> Any:
         "print": _("Print"),
         "back": _("Back to the patient"),
         "weeks": _("Weeks shown"),
-        "language_note": _("This page is in the patient's language."),
+        "language_note": _("This page is in the patient's language.")
+        if contact is None
+        else _("This page is in the contact's language and names no drug or diagnosis."),
     }
-    with force_locale(patient.locale):
-        lines = print_lines(patient, start=today, weeks=weeks)
-        shown = fitting_on_one_page(lines, patient.locale)
+    with force_locale(locale):
+        lines = print_lines(patient, start=today, weeks=weeks, neutral=contact is not None)
+        shown = fitting_on_one_page(lines, locale)
         truncated = len(shown) < len(lines)
-        lines = shown
         html = render_template(
             "exports/print.html",
             patient=patient,
-            lines=lines,
+            contact=contact,
+            lines=shown,
             today=today,
             weeks=weeks,
             truncated=truncated,
             toolbar=toolbar,
             weeks_choices=PRINT_WEEKS_CHOICES,
-            patient_locale=patient.locale,
+            patient_locale=locale,
         )
     return html

@@ -195,6 +195,12 @@ class EnrolmentForm(FlaskForm):
         _l("Reason for sharing this mobile number"), validators=[Optional(), Length(max=200)]
     )
     sms_consent = BooleanField(_l("The patient agreed to receive SMS reminders"))
+    health_consent = BooleanField(
+        _l(
+            "Separately, the patient agreed to the processing of sensitive health information "
+            "(symptom check-ins and answers about symptoms by SMS or link)"
+        )
+    )
     sms_consent_date = DateField(
         _l("Date of SMS consent"), validators=[Optional(), PlausibleDate()]
     )

@@ -27,6 +27,7 @@ from app.models.alerts import RESOLUTION_ACTIONS
 from app.services.alerts.alerts import AlertError
 from app.services.alerts.oncall import pages_for
 from app.services.conversations import inbox as service
+from app.services.schedule.contacts import active_contacts_by_patient
 from app.web import labels
 from app.web.nav import add_nav_item
 from app.web.security import current_actor, require_login, requires
@@ -80,6 +81,8 @@ def _badge() -> int | None:
 
 
 FILTER_KEYS = ("show", "category", "assignee", "q")
+# Items a nurse answers by phone: every active contact's number is shown with them.
+CALL_CATEGORIES = ("red", "call_task")
 REMEMBERED = "inbox_filters"
 
 
@@ -146,6 +149,11 @@ def index() -> Any:
             for it in items
             if it.alert.level == "red"
         },
+        numbers=active_contacts_by_patient(
+            it.alert.patient_id
+            for it in items
+            if it.category in CALL_CATEGORIES and it.alert.patient_id is not None
+        ),
     )
 
 

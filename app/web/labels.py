@@ -103,6 +103,10 @@ ACTION_LABELS = {
     "contact.consent_recorded": _l("Contact consent recorded"),
     "contact.consent_confirmed": _l("Contact consent confirmed"),
     "contact.consent_withdrawn": _l("Contact consent withdrawn"),
+    "contact.deactivated": _l("Contact deactivated"),
+    "contact.reactivated": _l("Contact active again"),
+    "contact.sms_opted_out": _l("Contact opted out of SMS"),
+    "contact.sms_opted_in": _l("Contact opted in to SMS again"),
 }
 
 # Contacts and their consents (app/models/contacts.py), as staff read them.

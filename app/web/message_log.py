@@ -60,6 +60,11 @@ REASON_LABELS = {
     "rejected": _l("Refused by the provider"),
     "undelivered": _l("The carrier could not deliver it"),
     "failed": _l("The provider could not send it"),
+    "consent_withdrawn": _l("The contact withdrew consent"),
+    "number_changed": _l("The contact's number changed"),
+    "contact_deactivated": _l("The contact was deactivated"),
+    "inactive_contact": _l("The contact was deactivated"),
+    "not_chosen": _l("Not chosen for this contact"),
 }
 NOTE_LABELS = {
     "merged": _l("several reminders merged"),

@@ -27,6 +27,7 @@ from app.services.conversations import inbox as inbox_service
 from app.services.messaging import reminders
 from app.services.schedule import calendar as calendar_service
 from app.services.schedule import patient_queries
+from app.services.schedule.contacts import contacts_of
 from app.services.schedule.decision_preview import preview_decision
 from app.services.schedule.patients import enrol_patient, mask_phone
 from app.services.shared.audit_queries import patient_history
@@ -208,6 +209,7 @@ def _enrolment_request(form: EnrolmentForm) -> EnrolmentRequest:
         start_date=form.start_date.data,
         sms_consent=bool(form.sms_consent.data),
         sms_consent_date=form.sms_consent_date.data,
+        health_consent=bool(form.health_consent.data),
         locale=form.locale.data or "zh",
         timezone=form.timezone.data or "",
         recurrence_date=form.recurrence_date.data,
@@ -252,6 +254,7 @@ def detail(study_id: str) -> Any:
         history=patient_history(patient.id),
         arm=_arm_label(patient.choices),
         phone=mask_phone(patient.phone_e164),
+        contacts=contacts_of(patient),
         decisions=available_decisions(patient),
         decision_titles=DECISION_TITLES,
         status_form=EventStatusForm(),

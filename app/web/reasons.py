@@ -114,6 +114,8 @@ OTHER_REASONS: tuple[tuple[re.Pattern[str], Any], ...] = (
      _l("Opt-out keyword by SMS from this contact: no SMS to this number until it opts back in")),
     (re.compile(r"consent \((?P<method>[a-z_]+)\)"), _l("Consent recorded")),
     (re.compile(r"contact added"), _l("Contact added")),
+    (re.compile(r"check-in unanswered by the patient"),
+     _l("Check-in unanswered by the patient: offered to a caregiver")),
     (re.compile(r"contact changed"), _l("Contact changed")),
     (re.compile(r"consent recorded before contacts existed, confirmed"),
      _l("Consent recorded before contacts existed: confirmed")),

@@ -84,6 +84,7 @@ def enrol(
             choices={"pd1": pd1, "chemo": chemo},
             start_date=start,
             sms_consent=consent,
+            health_consent=consent,
             sms_consent_date=min(today, start) if consent else None,
             locale=locale,
             recurrence_date=start - timedelta(days=60),

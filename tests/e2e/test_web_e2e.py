@@ -34,6 +34,7 @@ def _enrol_through_the_form(
     page.fill("#start_date", (today + timedelta(days=7)).isoformat())
     page.fill("#recurrence_date", (today - timedelta(days=60)).isoformat())
     page.check("#sms_consent")
+    page.check("#health_consent")
     page.fill("#sms_consent_date", today.isoformat())
     page.check(f"input[name=locale][value={locale}]")
     page.click("text=Enrol and create the calendar")

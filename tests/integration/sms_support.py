@@ -107,6 +107,7 @@ def enrol(
             choices={"pd1": "sintilimab", "chemo": chemo},
             start_date=start,
             sms_consent=True,
+            health_consent=True,
             sms_consent_date=min(today, start) - timedelta(days=2),
             locale=locale,
             timezone=timezone,

@@ -6,10 +6,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import flask_migrate
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from app import create_app
 from app.extensions import db
+from app.models import Contact
 from tests.conftest import fresh_database
 
 CREATED = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
@@ -66,6 +67,10 @@ def test_the_migration_keeps_every_existing_phone_as_a_self_contact(tmp_path: Pa
                     "JOIN patient p ON p.id = c.patient_id ORDER BY p.study_id"
                 )
             ).all()
+            in_force = {
+                c.patient.study_id: (c.scopes_in_force(), c.scopes_waiting())
+                for c in db.session.scalars(select(Contact))
+            }
             db.session.remove()
             db.engine.dispose()
 
@@ -80,3 +85,7 @@ def test_the_migration_keeps_every_existing_phone_as_a_self_contact(tmp_path: Pa
     ]
     assert str(consents[0][4]) == "2026-01-30"
     assert str(consents[1][4]) == "2026-02-01"  # no consent date: the day the patient was added
+    # The old single box was an SMS consent: until a nurse confirms it, it covers reminders
+    # only; check-ins and sensitive health information wait (PIPL Art. 28-29).
+    assert in_force["JSCH-001"] == ({"sms_reminders"}, {"checkins", "sensitive_health"})
+    assert in_force["JSCH-003"] == (set(), set())

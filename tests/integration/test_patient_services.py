@@ -28,6 +28,7 @@ def _request(**overrides: object) -> EnrolmentRequest:
         choices={"pd1": "sintilimab", "chemo": "docetaxel"},
         start_date=date(2026, 3, 2),
         sms_consent=True,
+        health_consent=True,
         sms_consent_date=date(2026, 2, 27),
         recurrence_date=date(2026, 1, 20),
     )

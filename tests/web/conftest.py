@@ -125,6 +125,7 @@ def enrol(
             choices={"pd1": pd1, "chemo": chemo},
             start_date=first,
             sms_consent=True,
+            health_consent=True,
             sms_consent_date=min(today, first),
             locale=locale,
             recurrence_date=first - timedelta(days=60),

@@ -16,20 +16,21 @@ from app.web.security import LAST_SEEN_KEY
 from tests.support import FAST_HASHING, PASSWORD, csrf_token, sign_in
 from tests.web.conftest import Staff, post
 
-WEB_BLUEPRINTS = ("main", "patients", "calendar", "audit", "exports", "users")
+WEB_BLUEPRINTS = ("main", "patients", "contacts", "calendar", "audit", "exports", "users")
 
 
 def _web_rules(app: Flask) -> list[tuple[str, str]]:
     """(url, method) of every route of the web blueprints, with sample arguments."""
     samples = {"study_id": "JSCH-101", "key": "induction.c1.infusion", "day": "2026-03-02",
-               "decision": "progression", "username": "nurse.wang"}  # fmt: skip
+               "decision": "progression", "username": "nurse.wang", "contact_id": "1",
+               "consent_id": "1", "active": "0"}  # fmt: skip
     rules = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint.partition(".")[0] not in WEB_BLUEPRINTS:
             continue
         url = rule.rule
         for arg in rule.arguments:
-            url = url.replace(f"<{arg}>", samples[arg])
+            url = url.replace(f"<{arg}>", samples[arg]).replace(f"<int:{arg}>", samples[arg])
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             rules.append((url, method))
     return rules

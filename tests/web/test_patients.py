@@ -37,6 +37,7 @@ def _valid_form(**changes: object) -> dict[str, object]:
         "start_date": (today + timedelta(days=7)).isoformat(),
         "recurrence_date": (today - timedelta(days=30)).isoformat(),
         "sms_consent": "y",
+        "health_consent": "y",
         "sms_consent_date": today.isoformat(),
         "locale": "zh",
         "timezone": "Asia/Shanghai",

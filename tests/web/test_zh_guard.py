@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from app import clock
 from app.extensions import db
-from app.models import Alert, BulkJob, CheckinSession, OnCallShift, Patient, User
+from app.models import Alert, BulkJob, CheckinSession, Contact, OnCallShift, Patient, User
 from app.services import bulk
 from app.services.conversations import inbox
 from app.services.conversations.checkins.links import make_token
@@ -210,7 +210,9 @@ def _pages(today: date) -> list[str]:
     ]
     for patient in db.session.scalars(select(Patient).order_by(Patient.study_id)):
         base = f"/patients/{patient.study_id}"
-        pages += [base, f"{base}/conversation", f"{base}/print"]
+        pages += [base, f"{base}/conversation", f"{base}/print", f"{base}/contacts/"]
+        for contact in db.session.scalars(select(Contact).where(Contact.patient_id == patient.id)):
+            pages += [f"{base}/contacts/{contact.id}/edit", f"{base}/contacts/{contact.id}/print"]
         events = sorted(patient.events, key=lambda e: e.date)
         kinds_seen: set[str] = set()
         for event in events:

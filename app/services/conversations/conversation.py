@@ -25,6 +25,7 @@ from app.services.conversations.checkins.texts import signed
 from app.services.messaging.outbox import add_history
 from app.services.messaging.recipients import recipient_values
 from app.services.messaging.reminders import blocked_reason
+from app.services.schedule.contacts import message_sender
 from app.services.shared import audit
 from app.sms.segments import count_segments
 from app.sms.text import clean_sms_text
@@ -135,6 +136,7 @@ def _inbound(patient: Patient) -> list[Entry]:
                 priority=row.priority,
                 intent=row.intent,
                 message_id=row.id,
+                detail={"sender": message_sender(row.parse, row.contact_id)},
             )
         )
         if row.reply_body:

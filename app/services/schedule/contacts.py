@@ -2,16 +2,17 @@
 
 Every change is audited (who, when, what, why) and re-plans the patient's reminders in the
 same transaction, so planned messages always go to a contact that may get them; the messages
-of a contact that lost its consent or opted out are cancelled. Functions named ``*_now`` commit;
-the others flush and leave the commit to the caller (the inbound SMS use case).
+of a contact that lost its consent or opted out are cancelled. The changes flush and leave the
+commit to the caller (the inbound SMS use case); ``committed(change, ...)`` runs one and commits
+(the web pages).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -36,6 +37,7 @@ from app.sms.privacy import mask_phone
 RECORDABLE_METHODS = tuple(m for m in CONSENT_METHODS if m != "before_contacts")
 ALL_MESSAGES = list(CONTACT_MESSAGES)
 ALL_SCOPES = list(CONSENT_SCOPES)
+T = TypeVar("T")
 
 
 class ContactError(ValueError):
@@ -127,6 +129,19 @@ def sender_label(contact: Contact | None) -> dict[str, str] | None:
     return {"relation": contact.relation, "name": mask_name(contact.name)}
 
 
+def message_sender(parse: dict[str, Any] | None, contact_id: int | None) -> dict[str, str] | None:
+    """Who wrote an inbound message when it was not the patient's own phone: relation and
+    masked name, from what was stored with the message (or its contact); None otherwise."""
+    stored = (parse or {}).get("sender")
+    if isinstance(stored, dict) and stored.get("relation"):
+        label = {"relation": str(stored["relation"]), "name": str(stored.get("name") or "")}
+    elif contact_id is not None:
+        label = sender_label(db.session.get(Contact, contact_id))
+    else:
+        label = None
+    return label if label is not None and label["relation"] != "self" else None
+
+
 def consent_json(consent: ContactConsent) -> dict[str, Any]:
     """One consent as plain data."""
     return {
@@ -163,6 +178,44 @@ def list_contacts(study_id: str | None, *, full_phone: bool = False) -> list[Con
     if study_id is not None:
         stmt = stmt.where(Patient.study_id == study_id)
     return [contact_view(c, full_phone=full_phone) for c in db.session.scalars(stmt)]
+
+
+def contact_of_patient(patient: Patient, contact_id: int) -> Contact | None:
+    """The patient's contact with this id, or None (another patient's contact is None too)."""
+    contact = db.session.get(Contact, contact_id)
+    return contact if contact is not None and contact.patient_id == patient.id else None
+
+
+def consent_of_contact(contact: Contact, consent_id: int) -> ContactConsent | None:
+    """The contact's consent with this id, or None."""
+    return next((c for c in contact.consents if c.id == consent_id), None)
+
+
+def active_contacts_by_patient(patient_ids: Iterable[int]) -> dict[int, list[Contact]]:
+    """Every active contact of these patients in fallback order, by patient id (for staff)."""
+    ids = set(patient_ids)
+    found: dict[int, list[Contact]] = {pid: [] for pid in ids}
+    if not ids:
+        return found
+    rows = db.session.scalars(
+        select(Contact)
+        .where(Contact.patient_id.in_(ids), Contact.active.is_(True))
+        .order_by(Contact.patient_id, Contact.position, Contact.id)
+    )
+    for contact in rows:
+        found[contact.patient_id].append(contact)
+    return found
+
+
+def committed(change: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one of this module's changes and commit; roll back and re-raise when it fails."""
+    try:
+        result = change(*args, **kwargs)
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    return result
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -226,8 +279,11 @@ def validate_consent(data: ConsentInput, *, today: date) -> None:
 def add_contact(patient: Patient, data: ContactInput, *, actor: str, now: datetime) -> Contact:
     """Add a contact to the patient (audited, reminders re-planned); no commit."""
     values = validate_contact(data)
-    if any(c.phone_e164 == values["phone_e164"] for c in contacts_of(patient)):
+    existing = contacts_of(patient)
+    if any(c.phone_e164 == values["phone_e164"] for c in existing):
         raise ContactError({"phone": "this patient already has a contact with this number"})
+    if values["relation"] == "self" and any(c.relation == "self" for c in existing):
+        raise ContactError({"relation": "the patient already has their own phone as a contact"})
     position = data.position
     if position is None:
         highest = db.session.scalar(
@@ -258,12 +314,22 @@ def update_contact(
 ) -> Contact:
     """Change a contact's number, language, choices or order (audited, re-planned); no commit."""
     values = validate_contact(data)
+    if any(
+        c.id != contact.id and c.phone_e164 == values["phone_e164"]
+        for c in contacts_of(contact.patient)
+    ):
+        raise ContactError({"phone": "this patient already has a contact with this number"})
+    if (contact.relation == "self") != (values["relation"] == "self"):
+        raise ContactError({"relation": "the patient's own phone stays the patient's own"})
     before = contact_snapshot(contact)
+    old_phone = contact.phone_e164
     for key, value in values.items():
         setattr(contact, key, value)
     if data.position is not None:
         contact.position = data.position
     contact.updated_at = now
+    if contact.relation == "self" and contact.patient.phone_e164 == old_phone:
+        contact.patient.phone_e164 = contact.phone_e164  # the patient's own number follows
     db.session.flush()
     audit.record(
         actor,
@@ -276,7 +342,7 @@ def update_contact(
         reason=reason or "contact changed",
         at=now,
     )
-    if before["phone"] != contact_snapshot(contact)["phone"]:
+    if old_phone != contact.phone_e164:
         cancel_unsent_to_contact(contact.id, reason="number_changed", source=actor)
     plan_patient(contact.patient, now=now, source=actor)
     return contact
@@ -350,10 +416,13 @@ def withdraw_consent(
     return _stop_and_replan(contact, "consent_withdrawn", actor, now)
 
 
-def confirm_consent(consent: ContactConsent, *, actor: str, now: datetime) -> None:
-    """A nurse confirms a consent recorded before contacts existed (audited); no commit."""
-    if not consent.needs_confirmation:
-        return
+def confirm_consent(
+    consent: ContactConsent, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    """A nurse confirms a consent recorded before contacts existed (audited, re-planned: the
+    messages it covers may now be sent); False when it needed no confirmation; no commit."""
+    if not consent.needs_confirmation or consent.withdrawn_at is not None:
+        return False
     consent.needs_confirmation = False
     audit.record(
         actor,
@@ -362,11 +431,42 @@ def confirm_consent(consent: ContactConsent, *, actor: str, now: datetime) -> No
         entity_id=consent.contact_id,
         patient_id=consent.contact.patient_id,
         before={"needs_confirmation": True},
-        after={"needs_confirmation": False},
-        reason="consent recorded before contacts existed, confirmed",
+        after={"needs_confirmation": False, "scopes": list(consent.scopes or [])},
+        reason=(reason or "").strip() or "consent recorded before contacts existed, confirmed",
         at=now,
     )
     db.session.flush()
+    plan_patient(consent.contact.patient, now=now, source=actor)
+    return True
+
+
+def set_contact_active(
+    contact: Contact, active: bool, *, actor: str, now: datetime, reason: str
+) -> bool:
+    """Deactivate a contact (nothing more is sent to it; unsent messages are cancelled) or
+    make it active again; audited with the reason; False when nothing changed; no commit."""
+    if not (reason or "").strip():
+        raise ContactError({"reason": "say why"})
+    if contact.active == active:
+        return False
+    contact.active = active
+    contact.updated_at = now
+    db.session.flush()
+    audit.record(
+        actor,
+        "contact.reactivated" if active else "contact.deactivated",
+        entity_type="contact",
+        entity_id=contact.id,
+        patient_id=contact.patient_id,
+        before={"active": not active},
+        after={"active": active} | contact_snapshot(contact),
+        reason=reason.strip(),
+        at=now,
+    )
+    if not active:
+        cancel_unsent_to_contact(contact.id, reason="contact_deactivated", source=actor)
+    plan_patient(contact.patient, now=now, source=actor)
+    return True
 
 
 def opt_out_contact(contact: Contact, *, now: datetime, actor: str) -> int:

@@ -1,4 +1,9 @@
-"""Exports of a patient's calendar: an iCalendar file and the data of a printable page."""
+"""Exports of a patient's calendar: an iCalendar file and the data of a printable page.
+
+A copy for a contact (a caregiver) is ``neutral``: every event is named by what happens
+(treatment day, blood test, scan ...), never by the protocol's title, and carries no note, so
+no diagnosis or drug name reaches a phone or a sheet outside the patient's own hands.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from icalendar import Calendar, Event, Timezone
 
 from app.models import CalendarEvent, Patient
@@ -27,6 +33,18 @@ PRINT_KINDS = (
     "followup",
 )
 ICS_STATUS = {"planned": "TENTATIVE", "confirmed": "CONFIRMED", "done": "CONFIRMED"}
+# What a contact's copy calls each kind of event: no drug, no diagnosis.
+NEUTRAL_TITLES = {
+    "infusion": _l("Treatment day at the hospital"),
+    "labs": _l("Blood test at the hospital"),
+    "premedication": _l("Medicine to take before the treatment day"),
+    "imaging": _l("Scan at the hospital"),
+    "endoscopy": _l("Endoscopy at the hospital"),
+    "radiotherapy": _l("Treatment at the hospital (every working day)"),
+    "checkin": _l("Questions about how the patient feels (by SMS)"),
+    "followup": _l("The study team will get in touch"),
+    "review": _l("Hospital visit"),
+}
 
 
 def _lang() -> str:
@@ -34,8 +52,15 @@ def _lang() -> str:
     return "zh" if locale is not None and locale.language == "zh" else "en"
 
 
-def _title(event: CalendarEvent) -> str:
+def _title(event: CalendarEvent, *, neutral: bool = False) -> str:
+    if neutral:
+        return neutral_title(event.kind)
     return (event.title_zh if _lang() == "zh" else event.title_en) or event.title_en
+
+
+def neutral_title(kind: str) -> str:
+    """What a contact's copy calls an event of ``kind`` (no drug, no diagnosis)."""
+    return str(NEUTRAL_TITLES.get(kind, NEUTRAL_TITLES["review"]))
 
 
 def _uid(patient: Patient, event: CalendarEvent) -> str:
@@ -43,7 +68,7 @@ def _uid(patient: Patient, event: CalendarEvent) -> str:
     return f"{event.key}.{digest[:16]}@cadence"
 
 
-def patient_ics(patient: Patient, *, now: datetime) -> bytes:
+def patient_ics(patient: Patient, *, now: datetime, neutral: bool = False) -> bytes:
     """The patient's calendar as iCalendar (RFC 5545) bytes, in the current locale.
 
     Call it inside flask_babel.force_locale(patient.locale) to get the patient's language.
@@ -51,7 +76,7 @@ def patient_ics(patient: Patient, *, now: datetime) -> bytes:
     Calendar events are whole days in the patient's time zone (VALUE=DATE, so they stay on the
     same day wherever the file is opened); the zone is declared with a VTIMEZONE and
     X-WR-TIMEZONE; timestamps are UTC. Cancelled and missed events are left out; UIDs are stable,
-    so importing a newer file updates the events.
+    so importing a newer file updates the events. ``neutral``: a contact's copy (see above).
     """
     tz = ZoneInfo(patient.timezone)
     cal = Calendar()
@@ -68,7 +93,7 @@ def patient_ics(patient: Patient, *, now: datetime) -> bytes:
         cal.add_component(_vtimezone(tz, first, last))
     stamp = now.astimezone(ZoneInfo("UTC"))
     for event in events:
-        cal.add_component(_vevent(patient, event, stamp))
+        cal.add_component(_vevent(patient, event, stamp, neutral=neutral))
     return cal.to_ical()
 
 
@@ -84,14 +109,16 @@ def _vtimezone_for_years(key: str, first_year: int, last_year: int) -> Timezone:
     )
 
 
-def _vevent(patient: Patient, event: CalendarEvent, stamp: datetime) -> Event:
+def _vevent(
+    patient: Patient, event: CalendarEvent, stamp: datetime, *, neutral: bool = False
+) -> Event:
     item = Event()
     item.add("uid", _uid(patient, event))
     item.add("dtstamp", stamp)
     item.add("dtstart", event.date)
     item.add("dtend", event.date + timedelta(days=1))
-    item.add("summary", _title(event))
-    item.add("description", _description(event))
+    item.add("summary", _title(event, neutral=neutral))
+    item.add("description", _description(event, neutral=neutral))
     item.add("status", ICS_STATUS[event.status])
     item.add("transp", "TRANSPARENT")
     item.add("categories", [event.kind])
@@ -100,12 +127,14 @@ def _vevent(patient: Patient, event: CalendarEvent, stamp: datetime) -> Event:
     return item
 
 
-def _description(event: CalendarEvent) -> str:
+def _description(event: CalendarEvent, *, neutral: bool = False) -> str:
     window = _(
         "Can be done from %(start)s to %(end)s",
         start=event.window_start.isoformat(),
         end=event.window_end.isoformat(),
     )
+    if neutral:
+        return window
     note = (event.details or {}).get("note_zh" if _lang() == "zh" else "note_en")
     return window + (f"\n{note}" if note else "")
 
@@ -123,10 +152,13 @@ class PrintLine:
     count: int = 1
 
 
-def print_lines(patient: Patient, *, start: date, weeks: int) -> list[PrintLine]:
+def print_lines(
+    patient: Patient, *, start: date, weeks: int, neutral: bool = False
+) -> list[PrintLine]:
     """Upcoming open events from `start` for `weeks` weeks, radiotherapy runs merged.
 
-    Titles are in the current locale (use force_locale(patient.locale)).
+    Titles are in the current locale (use force_locale(patient.locale)); ``neutral``: a
+    contact's copy.
     """
     end = start + timedelta(weeks=weeks)
     events = sorted(
@@ -158,8 +190,8 @@ def print_lines(patient: Patient, *, start: date, weeks: int) -> list[PrintLine]
                 count=previous.count + 1,
             )
             continue
-        title = _title(e)
-        if e.kind == "radiotherapy":
+        title = _title(e, neutral=neutral)
+        if e.kind == "radiotherapy" and not neutral:
             title = _("Radiotherapy (every working day)")
         lines.append(
             PrintLine(

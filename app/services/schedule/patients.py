@@ -70,7 +70,13 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
         patient.events.append(event_row(item))
     db.session.flush()
     consent_on = (valid.sms_consent_date or today) if valid.sms_consent else None
-    own = add_self_contact(patient, actor=actor, now=utcnow(), consent_on=consent_on)
+    own = add_self_contact(
+        patient,
+        actor=actor,
+        now=utcnow(),
+        consent_on=consent_on,
+        scopes=enrolment_scopes(valid.health_consent),
+    )
     audit.record(
         actor,
         "patient.enrol",
@@ -91,6 +97,14 @@ def enrol_patient(request: EnrolmentRequest, *, actor: str, today: date) -> Pati
     reminders.plan_patient(patient, now=reminders.planning_moment(today), source=actor)
     db.session.commit()
     return patient
+
+
+def enrolment_scopes(health_consent: bool) -> tuple[str, ...]:
+    """What the enrolment consents cover: SMS reminders, plus check-ins and sensitive health
+    information only with the separate consent PIPL requires for them."""
+    if health_consent:
+        return ("sms_reminders", "checkins", "sensitive_health")
+    return ("sms_reminders",)
 
 
 def _phone_used_by(raw: str, region: str) -> tuple[str, ...]:

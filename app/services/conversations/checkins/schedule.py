@@ -9,6 +9,9 @@
 - ``remind_due``: one reminder CHECKIN_REMINDER_HOURS (24) after an incomplete check-in was sent
   (a check-in is ``scheduled`` until its first question is handed to the provider, then ``sent``
   with ``sent_at`` moved to that moment, by app.services.messaging.invitations).
+  At the same moment (the patient's own window has passed) the check-in is offered once to the
+  next contact allowed to get check-ins, a caregiver (``checkin:<id>:caregiver``), who may
+  answer for the patient; answers from that number reach the same session.
 - ``call_tasks_due``: CHECKIN_CALL_TASK_DAYS (2) days after it was sent and still incomplete, the
   check-in becomes a call task in the triage inbox (PRO-TECT's backup call by a nurse).
 - ``expire_due``: at ``expires_at`` (the link's lifetime, CHECKIN_LINK_HOURS = 96) an open
@@ -33,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.domain import checkins as ck
 from app.extensions import db
-from app.models import CalendarEvent, CheckinSession, Patient
+from app.models import CalendarEvent, CheckinSession, OutboxMessage, Patient
 from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_url
 from app.services.conversations.checkins.sessions import (
@@ -54,7 +57,7 @@ from app.services.conversations.checkins.sessions import (
     session_items,
     settings,
 )
-from app.services.messaging.recipients import primary_recipient
+from app.services.messaging.recipients import Recipient, next_recipient, primary_recipient
 from app.services.messaging.reminders import blocked_reason
 from app.services.shared import audit
 from app.services.shared.clinic import clinic_zone
@@ -318,6 +321,63 @@ def _queue_reminder(session: CheckinSession, now: datetime, actor: str) -> None:
         after={"answers": len(session.answers or {})},
         at=now,
     )
+    offer_to_caregiver(session, now, actor)
+
+
+def caregiver_for(session: CheckinSession) -> Recipient | None:
+    """The caregiver a check-in is offered to: the next contact after the one its first
+    question went to that is allowed to get check-ins (consent, choice, not opted out)."""
+    first_contact = db.session.scalar(
+        select(OutboxMessage.contact_id).where(
+            OutboxMessage.patient_id == session.patient_id,
+            OutboxMessage.dedupe_key == f"checkin:{session.id}:start",
+        )
+    )
+    if first_contact is None:
+        return None
+    target = next_recipient(session.patient, "checkin", first_contact)
+    return target if target is not None and target.relation != "self" else None
+
+
+def offer_to_caregiver(session: CheckinSession, now: datetime, actor: str) -> bool:
+    """Offer an unanswered check-in once to the patient's caregiver; flush, no commit."""
+    target = caregiver_for(session)
+    if target is None:
+        return False
+    items = session_items(session)
+    question = ck.next_question(items, session.answers or {})
+    body = texts.caregiver_offer_message(
+        session.patient.initials,
+        item_of(items, question),
+        question,
+        position_of(items, question),
+        len(items),
+        link_url(session.id, session.patient_id, now=now),
+        target.locale,
+    )
+    row = queue_message(
+        session,
+        "caregiver",
+        body,
+        due=now,
+        question=question,
+        source=actor,
+        now=now,
+        recipient=target,
+    )
+    if row is None:
+        return False
+    audit.record(
+        actor,
+        "checkin.offered_to_contact",
+        entity_type="checkin_session",
+        entity_id=session.id,
+        patient_id=session.patient_id,
+        after={"contact_id": target.contact_id, "relation": target.relation},
+        reason="check-in unanswered by the patient",
+        at=now,
+    )
+    return True
 
 
 def call_tasks_due(

@@ -59,7 +59,7 @@ from app.services.conversations.checkins import texts as texts
 from app.services.conversations.checkins.links import link_lifetime
 from app.services.messaging.invitations import to_answer
 from app.services.messaging.outbox import add_history
-from app.services.messaging.recipients import recipient_values
+from app.services.messaging.recipients import Recipient, recipient_values
 from app.services.messaging.send_now import kick_dispatch
 from app.services.schedule.calendar import mark_event
 from app.services.schedule.treatment import treatment_context
@@ -225,11 +225,13 @@ def queue_message(
     question: ck.Question | None,
     source: str,
     now: datetime,
+    recipient: Recipient | None = None,
 ) -> OutboxMessage | None:
     """Plan one check-in SMS under the key ``checkin:<session>:<purpose>``; flush, no commit.
 
     The same key twice plans nothing new (exactly once). Returns the row, or None when it
-    existed already.
+    existed already. ``recipient``: a contact other than the first allowed one (a caregiver
+    offered the check-in).
     """
     key = f"checkin:{session.id}:{purpose}"[:160]
     existing = db.session.scalar(
@@ -259,7 +261,7 @@ def queue_message(
         due_at=due,
         expires_at=session.expires_at,
         body=body,
-        locale=session.locale,
+        locale=recipient.locale if recipient is not None else session.locale,
         segments=info.segments,
         encoding=info.encoding,
         event_keys=[session.event_key],
@@ -269,7 +271,11 @@ def queue_message(
         attempts=0,
         created_at=now,
         updated_at=now,
-        **recipient_values(session.patient, "checkin"),
+        **(
+            {"contact_id": recipient.contact_id}
+            if recipient is not None
+            else recipient_values(session.patient, "checkin")
+        ),
     )
     db.session.add(row)
     db.session.flush()

@@ -167,6 +167,30 @@ def reminder_message(
     return signed(joined(parts, locale))
 
 
+def caregiver_offer_message(
+    initials: str,
+    item: CheckinItem | None,
+    question: Question | None,
+    position: int,
+    total: int,
+    url: str,
+    locale: str,
+) -> str:
+    """A check-in the patient left unanswered, offered to a caregiver allowed to get check-ins:
+    they may answer for the patient (by SMS or the link); no diagnosis or drug is named."""
+    with force_locale(locale):
+        head = gettext(
+            "%(initials)s has not answered the symptom check-in yet. If you are with them, "
+            "you can answer for them.",
+            initials=initials,
+        )
+    parts = [head]
+    if item is not None and question is not None:
+        parts.append(progress(position, total, locale) + question_block(item, question, locale))
+    parts.append(link_line(url, locale))
+    return signed(joined(parts, locale))
+
+
 def done_text(priority: str | None, locale: str, when: str, amber: str | None = None) -> str:
     """What the patient is told when the check-in is complete (no signature); ``amber`` is the
     acknowledgement the rota can keep (reply_texts.amber_answer), used for amber check-ins."""
