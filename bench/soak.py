@@ -206,6 +206,7 @@ def seed(patients: int, *, wave: int, duration: float, enrolled: int = 20) -> li
                 },
                 start_date=start,
                 sms_consent=True,
+                health_consent=True,
                 sms_consent_date=today,
                 locale="zh" if i % 4 else "en",
                 recurrence_date=today - timedelta(days=30),
