@@ -5,7 +5,9 @@
 
 mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
 results are cached in mutants/ (delete it after changing tests that mutmut already ran). A group
-is a module, or the safety-critical functions of a large module (mutmut's mutant-name patterns).
+is a module, or the safety-critical functions of a large module (mutmut's mutant-name patterns),
+with the unit-test files that exercise it: mutmut collects only those (CADENCE_MUTATION_TESTS,
+read by tests/conftest.py), so each mutant runs the relevant tests, not all of tests/unit.
 Equivalent mutants are listed with their reasons in docs/testing.md.
 """
 
@@ -23,6 +25,8 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 
 ROOT = Path(__file__).resolve().parents[1]
+# read by tests/conftest.py: only these test files are collected (mutmut then maps and runs them)
+MUTATION_TESTS_ENV = "CADENCE_MUTATION_TESTS"
 MUTMUT = Path(sys.executable).with_name("mutmut")
 
 # mutmut's verdicts that count as killed (mutmut.stats.status_by_exit_code names them). A mutant
@@ -37,6 +41,7 @@ class Group:
     name: str
     meta: str
     patterns: tuple[str, ...] = field(default=("*",))
+    tests: tuple[str, ...] = ()  # the test files that exercise it (empty: all of tests/unit)
 
     def mutant_patterns(self) -> list[str]:
         """mutmut mutant-name patterns (module path as dotted name + function patterns)."""
@@ -52,11 +57,22 @@ def _functions(*names: str) -> tuple[str, ...]:
     )
 
 
+def _unit(*names: str) -> tuple[str, ...]:
+    """Paths of unit-test files ``tests/unit/test_<name>.py``."""
+    return tuple(f"tests/unit/test_{name}.py" for name in names)
+
+
 GROUPS: dict[str, Group] = {
     group.name: group
     for group in (
-        Group("webhook-signature", "app/sms/webhook_security.py"),
-        Group("triage", "app/domain/triage.py"),
+        Group("webhook-signature", "app/sms/webhook_security.py", tests=_unit("webhook_security")),
+        Group(
+            "triage",
+            "app/domain/triage.py",
+            tests=_unit(
+                "triage", "triage_classify", "triage_report", "triage_transformations", "reply_cases"
+            ),
+        ),
         Group(
             "replies-opt-out",
             "app/domain/replies.py",
@@ -69,14 +85,16 @@ GROUPS: dict[str, Group] = {
                 "_whole_set",
                 "_build_intents",
             ),
+            tests=_unit("opt_out_phrases", "replies", "reply_cases"),
         ),
         Group(
             "reminders-quiet-hours-budget",
             "app/domain/reminders.py",
+            tests=_unit("reminders", "protocol"),
         ),
-        Group("working-days", "app/domain/working_days.py"),
-        Group("checkins-grading", "app/domain/checkins.py"),
-        Group("calendar", "app/domain/calendar.py"),
+        Group("working-days", "app/domain/working_days.py", tests=_unit("working_days", "calendar")),
+        Group("checkins-grading", "app/domain/checkins.py", tests=_unit("checkins")),
+        Group("calendar", "app/domain/calendar.py", tests=_unit("calendar", "calendar_clinical")),
         Group("dispatch", "app/services/messaging/dispatch.py"),
         Group("status-callbacks", "app/services/messaging/status_callbacks.py"),
     )
@@ -136,10 +154,21 @@ def report(groups: list[Group]) -> int:
     return 1 if missing else 0
 
 
+def test_selection(groups: list[Group]) -> list[str]:
+    """The test files mutmut should collect for these groups (empty: every selected test)."""
+    if any(not group.tests for group in groups):
+        return []
+    return sorted({path for group in groups for path in group.tests})
+
+
 def run(groups: list[Group], max_children: int) -> int:
     """Run mutmut on the groups' mutants (cached verdicts are kept), then report."""
     patterns = [p for g in groups for p in g.mutant_patterns()]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    selection = test_selection(groups)
+    if selection:
+        env[MUTATION_TESTS_ENV] = " ".join(selection)
+        print(f"tests run per mutant come from: {', '.join(selection)}")
     command = [str(MUTMUT), "run", "--max-children", str(max_children), *patterns]
     completed = subprocess.run(command, cwd=ROOT, env=env, check=False)
     if completed.returncode != 0:
@@ -153,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("groups", nargs="*", metavar="GROUP", help=", ".join(GROUPS))
     parser.add_argument("--max-children", type=int, default=2)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # `run --max-children 1 GROUP` (the Makefile)
     unknown = [name for name in args.groups if name not in GROUPS]
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
