@@ -1,6 +1,7 @@
 """Mutation testing of the safety-critical modules (mutmut, pinned): run, then score per module.
 
     python scripts/mutation.py run [GROUP ...]   # mutmut on those groups (default: all), then report
+    python scripts/mutation.py run --fresh GROUP  # re-score a group after changing its tests
     python scripts/mutation.py report [GROUP ...] # per-group score and the surviving mutants
 
 mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
@@ -70,7 +71,12 @@ GROUPS: dict[str, Group] = {
             "triage",
             "app/domain/triage.py",
             tests=_unit(
-                "triage", "triage_classify", "triage_report", "triage_transformations", "reply_cases"
+                "triage",
+                "triage_classify",
+                "triage_conditions",
+                "triage_report",
+                "triage_transformations",
+                "reply_cases",
             ),
         ),
         Group(
@@ -90,9 +96,11 @@ GROUPS: dict[str, Group] = {
         Group(
             "reminders-quiet-hours-budget",
             "app/domain/reminders.py",
-            tests=_unit("reminders", "protocol"),
+            tests=_unit("reminders", "reminder_policy", "protocol"),
         ),
-        Group("working-days", "app/domain/working_days.py", tests=_unit("working_days", "calendar")),
+        Group(
+            "working-days", "app/domain/working_days.py", tests=_unit("working_days", "calendar")
+        ),
         Group("checkins-grading", "app/domain/checkins.py", tests=_unit("checkins")),
         Group("calendar", "app/domain/calendar.py", tests=_unit("calendar", "calendar_clinical")),
         Group("dispatch", "app/services/messaging/dispatch.py"),
@@ -161,8 +169,24 @@ def test_selection(groups: list[Group]) -> list[str]:
     return sorted({path for group in groups for path in group.tests})
 
 
-def run(groups: list[Group], max_children: int) -> int:
-    """Run mutmut on the groups' mutants (cached verdicts are kept), then report."""
+def forget(groups: list[Group]) -> None:
+    """Drop the groups' mutated modules, their verdicts and the test map from mutants/.
+
+    mutmut then regenerates just those modules (the others are kept: it skips a file whose
+    mutated copy is newer than its source) and maps the tests again, so the groups are
+    re-scored from scratch without regenerating the ~11,700 mutants of every module.
+    """
+    mutants = ROOT / "mutants"
+    for group in groups:
+        (mutants / group.meta).unlink(missing_ok=True)
+        (mutants / (group.meta + ".meta")).unlink(missing_ok=True)
+    (mutants / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def run(groups: list[Group], max_children: int, fresh: bool = False) -> int:
+    """Run mutmut on the groups' mutants (cached verdicts kept unless ``fresh``), then report."""
+    if fresh:
+        forget(groups)
     patterns = [p for g in groups for p in g.mutant_patterns()]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     selection = test_selection(groups)
@@ -182,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("groups", nargs="*", metavar="GROUP", help=", ".join(GROUPS))
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument(
+        "--fresh", action="store_true", help="re-score the groups: drop their cached verdicts first"
+    )
     args = parser.parse_intermixed_args(argv)  # `run --max-children 1 GROUP` (the Makefile)
     unknown = [name for name in args.groups if name not in GROUPS]
     if unknown:
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
     if args.action == "report":
         return report(groups)
-    return run(groups, args.max_children)
+    return run(groups, args.max_children, args.fresh)
 
 
 if __name__ == "__main__":
