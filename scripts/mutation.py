@@ -2,6 +2,7 @@
 
     python scripts/mutation.py run [GROUP ...]   # mutmut on those groups (default: all), then report
     python scripts/mutation.py run --fresh GROUP  # re-score a group after changing its tests
+    python scripts/mutation.py run --survivors GROUP  # re-run only last run's survivors
     python scripts/mutation.py report [GROUP ...] # per-group score and the surviving mutants
 
 mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
@@ -183,11 +184,24 @@ def forget(groups: list[Group]) -> None:
     (mutants / "mutmut-stats.json").unlink(missing_ok=True)
 
 
-def run(groups: list[Group], max_children: int, fresh: bool = False) -> int:
-    """Run mutmut on the groups' mutants (cached verdicts kept unless ``fresh``), then report."""
+def run(
+    groups: list[Group], max_children: int, fresh: bool = False, survivors: bool = False
+) -> int:
+    """Run mutmut on the groups' mutants, then report.
+
+    mutmut re-runs every mutant it is named, so each run re-scores the groups' mutants; with
+    ``survivors`` only those that survived the last run (after adding tests), with ``fresh``
+    the modules are regenerated and the tests mapped again first.
+    """
     if fresh:
         forget(groups)
-    patterns = [p for g in groups for p in g.mutant_patterns()]
+    if survivors:
+        patterns = [key for g in groups for key, _ in score(g).survivors]
+        if not patterns:
+            print("no survivors to re-run")
+            return report(groups)
+    else:
+        patterns = [p for g in groups for p in g.mutant_patterns()]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     selection = test_selection(groups)
     if selection:
@@ -209,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fresh", action="store_true", help="re-score the groups: drop their cached verdicts first"
     )
+    parser.add_argument(
+        "--survivors", action="store_true", help="re-run only the mutants that survived last time"
+    )
     args = parser.parse_intermixed_args(argv)  # `run --max-children 1 GROUP` (the Makefile)
     unknown = [name for name in args.groups if name not in GROUPS]
     if unknown:
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
     if args.action == "report":
         return report(groups)
-    return run(groups, args.max_children, args.fresh)
+    return run(groups, args.max_children, args.fresh, args.survivors)
 
 
 if __name__ == "__main__":

@@ -562,3 +562,58 @@ def test_an_items_fasting_and_arrival_come_from_the_event_and_rule() -> None:
     assert item.rule_id == "labs:1d@18:00"
     assert item.detail == "generic"
     assert item.title is None
+
+
+@pytest.mark.parametrize(
+    ("locale", "text"),
+    [
+        ("en", "Fast."),
+        ("en_GB", "Fast."),
+        ("zh", "禁食。"),
+        ("zh_Hans_CN", "禁食。"),
+        ("fr", "禁食。"),
+    ],
+)
+def test_a_local_text_is_english_only_for_english(locale: str, text: str) -> None:
+    assert LocalText(en="Fast.", zh="禁食。").get(locale) == text
+
+
+# -- the "your visit has moved" message ---------------------------------------------------------
+
+
+def render_variant(message: rd.PlannedMessage, variant: int) -> str:
+    """A renderer that shows the variant it was asked for and what the message covers."""
+    keys = ",".join(f"{i.event_key}@{i.send_at:%d %H:%M}" for i in message.items)
+    return f"v{variant}:{message.kind}:{keys}"
+
+
+def test_no_moved_items_no_notice() -> None:
+    assert rd.moved_notice(ANNOUNCING, [], SHANGHAI, NOW, render_variant) is None
+
+
+def test_a_moved_notice_is_sent_now_in_the_first_variant() -> None:
+    event = labs("l1", date(2026, 3, 9))
+    items = rd.moved_items(ANNOUNCING, [EventMove("l1", date(2026, 3, 6))], [event], SHANGHAI, NOW)
+
+    notice = rd.moved_notice(ANNOUNCING, items, SHANGHAI, NOW, render_variant)
+
+    assert notice is not None
+    assert notice.kind == "moved"
+    assert notice.send_at == NOW
+    assert notice.body == "v0:moved:l1@04 09:00"
+    assert notice.variant == 0
+
+
+def test_a_moved_notice_in_quiet_hours_waits_for_the_morning() -> None:
+    late = datetime(2026, 3, 4, 22, 15, tzinfo=SHANGHAI)
+    events = [labs("l1", date(2026, 3, 9)), labs("l2", date(2026, 3, 10))]
+    moves = [EventMove("l1", date(2026, 3, 6)), EventMove("l2", date(2026, 3, 7))]
+    items = rd.moved_items(ANNOUNCING, moves, events, SHANGHAI, late)
+
+    notice = rd.moved_notice(ANNOUNCING, items, SHANGHAI, late, render_variant)
+
+    morning = datetime(2026, 3, 5, 8, 0, tzinfo=SHANGHAI)
+    assert notice is not None
+    assert notice.send_at == morning
+    assert [i.send_at for i in notice.items] == [morning, morning]
+    assert notice.body == "v0:moved:l1@05 08:00,l2@05 08:00"
