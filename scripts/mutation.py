@@ -196,7 +196,12 @@ def run(
     if fresh:
         forget(groups)
     if survivors:
-        patterns = [key for g in groups for key, _ in score(g).survivors]
+        # a leading "*" keeps mutmut from looking up the tests of a function it mapped none to
+        patterns = [
+            key if status == "survived" else f"*{key}"
+            for g in groups
+            for key, status in score(g).survivors
+        ]
         if not patterns:
             print("no survivors to re-run")
             return report(groups)
