@@ -617,3 +617,14 @@ def test_a_moved_notice_in_quiet_hours_waits_for_the_morning() -> None:
     assert notice.send_at == morning
     assert [i.send_at for i in notice.items] == [morning, morning]
     assert notice.body == "v0:moved:l1@05 08:00,l2@05 08:00"
+
+
+def test_an_event_like_object_without_details_or_code_is_read() -> None:
+    # EventLike (a domain PlannedEvent or a DB row) promises neither details nor code
+    row = SimpleNamespace(
+        key="e", kind="labs", date=date(2026, 3, 5), status="planned", title_en="", title_zh=""
+    )
+
+    event = ReminderEvent.of(row)
+
+    assert (event.code, event.details) == (None, {})
