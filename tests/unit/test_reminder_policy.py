@@ -628,3 +628,22 @@ def test_an_event_like_object_without_details_or_code_is_read() -> None:
     event = ReminderEvent.of(row)
 
     assert (event.code, event.details) == (None, {})
+
+
+@pytest.mark.parametrize(
+    ("skipped", "status", "day"),
+    [
+        (EventMove("nobody", date(2026, 3, 6)), "planned", date(2026, 3, 9)),  # no such event
+        (EventMove("s", date(2026, 3, 6)), "cancelled", date(2026, 3, 9)),  # not live
+        (EventMove("s", date(2026, 3, 6)), "planned", date(2026, 3, 1)),  # already past
+    ],
+)
+def test_a_move_not_worth_a_notice_does_not_hide_the_next_one(
+    skipped: EventMove, status: str, day: date
+) -> None:
+    events = [labs("s", day, status), labs("l1", date(2026, 3, 9))]
+    moves = [skipped, EventMove("l1", date(2026, 3, 6))]
+
+    items = rd.moved_items(ANNOUNCING, moves, events, SHANGHAI, NOW)
+
+    assert [i.event_key for i in items] == ["l1"]
