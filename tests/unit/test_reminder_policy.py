@@ -647,3 +647,50 @@ def test_a_move_not_worth_a_notice_does_not_hide_the_next_one(
     items = rd.moved_items(ANNOUNCING, moves, events, SHANGHAI, NOW)
 
     assert [i.event_key for i in items] == ["l1"]
+
+
+# -- one message's days ---------------------------------------------------------------------------
+
+
+def reminder(key: str, day: date, template: str, **extra: object) -> ReminderItem:
+    return ReminderItem(
+        event_key=key,
+        kind=template,
+        event_date=day,
+        template=template,
+        rule_id=f"{template}:1d@18:00",
+        days_before=1,
+        send_at=datetime(2026, 3, 4, 18, 0, tzinfo=SHANGHAI),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_day_summaries_group_by_day_and_say_nothing_they_were_not_told() -> None:
+    items = [
+        reminder("ct", date(2026, 3, 6), "imaging", fasting=Fasting(4), arrive_at=time(8, 30)),
+        reminder("cbc", date(2026, 3, 5), "labs"),
+        reminder("lft", date(2026, 3, 5), "labs"),
+        reminder("mri", date(2026, 3, 6), "imaging", fasting=Fasting(6, 2), arrive_at=time(7, 45)),
+        reminder("ecg", date(2026, 3, 6), "ecg", fasting=Fasting(0, 0)),
+    ]
+
+    first, second = rd.day_summaries(items)
+
+    assert first.day == date(2026, 3, 5)
+    assert [i.event_key for i in first.items] == ["cbc", "lft"]
+    assert first.templates == ("labs",)
+    assert first.fasting is None  # no test of the day said anything about fasting
+    assert first.arrive_at is None
+    assert first.preparations == ()
+    assert second.day == date(2026, 3, 6)
+    assert second.templates == ("ecg", "imaging")  # same send time: in order of kind
+    assert second.fasting == Fasting(6, 2)  # the strictest of 4 h and 6 h + 2 h water
+    assert second.arrive_at == time(7, 45)  # the earliest arrival
+
+
+def test_a_day_whose_tests_need_no_fasting_says_so() -> None:
+    items = [reminder("cbc", date(2026, 3, 5), "labs", fasting=Fasting(0, 0))]
+
+    (summary,) = rd.day_summaries(items)
+
+    assert summary.fasting == Fasting(0, 0)
