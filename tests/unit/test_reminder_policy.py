@@ -694,3 +694,22 @@ def test_a_day_whose_tests_need_no_fasting_says_so() -> None:
     (summary,) = rd.day_summaries(items)
 
     assert summary.fasting == Fasting(0, 0)
+
+
+def test_merging_two_messages_keeps_the_kind_the_earlier_time_and_each_note_once() -> None:
+    early, late = (
+        datetime(2026, 3, 4, 8, 0, tzinfo=SHANGHAI),
+        datetime(2026, 3, 4, 18, 0, tzinfo=SHANGHAI),
+    )
+    first = rd.PlannedMessage(
+        "reminder", late, (reminder("b", date(2026, 3, 6), "labs"),), notes=("merged",)
+    )
+    second = rd.PlannedMessage("reminder", early, (reminder("a", date(2026, 3, 5), "labs"),))
+
+    merged = rd.merge_messages(first, second, "merged_for_budget")
+
+    assert merged.kind == "reminder"
+    assert merged.send_at == early
+    assert [i.event_key for i in merged.items] == ["a", "b"]  # same send time: by event date
+    assert merged.notes == ("merged", "merged_for_budget")
+    assert rd.merge_messages(first, first, "merged").notes == ("merged",)
