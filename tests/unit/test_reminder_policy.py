@@ -713,3 +713,147 @@ def test_merging_two_messages_keeps_the_kind_the_earlier_time_and_each_note_once
     assert [i.event_key for i in merged.items] == ["a", "b"]  # same send time: by event date
     assert merged.notes == ("merged", "merged_for_budget")
     assert rd.merge_messages(first, first, "merged").notes == ("merged",)
+
+
+# -- quiet hours ---------------------------------------------------------------------------------
+
+
+def shanghai(day: int, hh: int, mm: int = 0) -> datetime:
+    return datetime(2026, 3, day, hh, mm, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize(
+    ("wall", "quiet"),
+    [
+        (time(20, 59), False),
+        (time(21, 0), True),  # the start is quiet
+        (time(23, 59), True),
+        (time(0, 0), True),
+        (time(7, 59), True),
+        (time(8, 0), False),  # the end is not
+        (time(12, 0), False),
+    ],
+)
+def test_quiet_hours_across_midnight(wall: time, quiet: bool) -> None:
+    moment = datetime.combine(date(2026, 3, 4), wall, tzinfo=SHANGHAI)
+
+    assert rd.in_quiet_hours(moment, time(21, 0), time(8, 0)) is quiet
+
+
+@pytest.mark.parametrize(
+    ("wall", "quiet"),
+    [(time(12, 59), False), (time(13, 0), True), (time(13, 59), True), (time(14, 0), False)],
+)
+def test_quiet_hours_within_a_day(wall: time, quiet: bool) -> None:
+    moment = datetime.combine(date(2026, 3, 4), wall, tzinfo=SHANGHAI)
+
+    assert rd.in_quiet_hours(moment, time(13, 0), time(14, 0)) is quiet
+
+
+def test_equal_start_and_end_mean_no_quiet_hours() -> None:
+    assert rd.in_quiet_hours(shanghai(4, 21), time(21, 0), time(21, 0)) is False
+
+
+NIGHT = rd.parse_reminder_policy({"quiet_hours": {"start": "21:00", "end": "08:00"}})
+SIESTA = rd.parse_reminder_policy({"quiet_hours": {"start": "12:00", "end": "14:00"}})
+
+
+@pytest.mark.parametrize(
+    ("moment", "later", "earlier"),
+    [
+        # evening, before midnight: later is tomorrow 08:00, earlier today 20:30
+        (shanghai(4, 22), shanghai(5, 8), shanghai(4, 20, 30)),
+        (shanghai(4, 21), shanghai(5, 8), shanghai(4, 20, 30)),
+        # small hours: later is this morning 08:00, earlier yesterday 20:30
+        (shanghai(5, 6), shanghai(5, 8), shanghai(4, 20, 30)),
+        (shanghai(5, 0), shanghai(5, 8), shanghai(4, 20, 30)),
+        # allowed times do not move
+        (shanghai(5, 8), shanghai(5, 8), shanghai(5, 8)),
+        (shanghai(4, 20, 59), shanghai(4, 20, 59), shanghai(4, 20, 59)),
+    ],
+)
+def test_moving_out_of_night_quiet_hours(
+    moment: datetime, later: datetime, earlier: datetime
+) -> None:
+    assert rd.move_out_of_quiet_hours(moment, NIGHT, "later") == later
+    assert rd.move_out_of_quiet_hours(moment, NIGHT) == later
+    assert rd.move_out_of_quiet_hours(moment, NIGHT, "earlier") == earlier
+
+
+def test_moving_out_of_daytime_quiet_hours_stays_on_the_day() -> None:
+    assert rd.move_out_of_quiet_hours(shanghai(4, 13), SIESTA, "later") == shanghai(4, 14)
+    assert rd.move_out_of_quiet_hours(shanghai(4, 12), SIESTA, "earlier") == shanghai(4, 11, 30)
+
+
+# -- the daily budget ----------------------------------------------------------------------------
+
+
+def message(key: str, send_at: datetime, event_day: date) -> rd.PlannedMessage:
+    item = replace(reminder(key, event_day, "labs"), send_at=send_at)
+    return rd.PlannedMessage("reminder", send_at, (item,))
+
+
+BUDGET_2 = rd.parse_reminder_policy({"daily_budget": 2})
+
+
+def test_within_the_budget_nothing_changes() -> None:
+    day = [
+        message("a", shanghai(4, 9), date(2026, 3, 6)),
+        message("b", shanghai(4, 18), date(2026, 3, 6)),
+    ]
+
+    assert rd.apply_daily_budget(day, [], BUDGET_2, SHANGHAI) == day
+
+
+def test_over_the_budget_the_last_ones_merge_into_one() -> None:
+    day = [
+        message("a", shanghai(4, 9), date(2026, 3, 6)),
+        message("b", shanghai(4, 15), date(2026, 3, 6)),
+        message("c", shanghai(4, 18), date(2026, 3, 7)),
+    ]
+
+    first, second = rd.apply_daily_budget(day, [], BUDGET_2, SHANGHAI)
+
+    assert first == day[0]
+    assert second.send_at == shanghai(4, 15)
+    assert [i.event_key for i in second.items] == ["b", "c"]
+    assert second.notes == ("merged_for_budget",)
+
+
+def test_existing_messages_use_the_budget_and_a_full_day_defers_to_the_next_morning() -> None:
+    existing = [rd.ExistingMessage(shanghai(4, 8), "x"), rd.ExistingMessage(shanghai(4, 9), "y")]
+    day = [
+        message("a", shanghai(4, 15), date(2026, 3, 6)),
+        message("b", shanghai(4, 18), date(2026, 3, 6)),
+    ]
+
+    (deferred,) = rd.apply_daily_budget(day, existing, BUDGET_2, SHANGHAI)
+
+    assert deferred.send_at == shanghai(5, 8)  # the end of the quiet hours, next day
+    assert [i.event_key for i in deferred.items] == ["a", "b"]
+    assert deferred.notes == ("merged_for_budget", "deferred_for_budget")
+
+
+def test_a_full_day_before_the_event_keeps_the_message_over_budget() -> None:
+    existing = [rd.ExistingMessage(shanghai(4, 8), "x"), rd.ExistingMessage(shanghai(4, 9), "y")]
+    day = [message("a", shanghai(4, 15), date(2026, 3, 4))]  # the event is today
+
+    (kept,) = rd.apply_daily_budget(day, existing, BUDGET_2, SHANGHAI)
+
+    assert kept.send_at == shanghai(4, 15)
+    assert kept.notes == ("over_budget",)  # one message: nothing merged, nothing dropped
+
+
+def test_a_deferred_message_counts_against_the_next_days_budget() -> None:
+    budget_1 = rd.parse_reminder_policy({"daily_budget": 1})
+    existing = [rd.ExistingMessage(shanghai(4, 8), "x")]
+    messages = [
+        message("a", shanghai(4, 15), date(2026, 3, 9)),  # deferred to 5 March 08:00
+        message("b", shanghai(5, 18), date(2026, 3, 9)),  # then 5 March is over budget too
+    ]
+
+    (kept,) = rd.apply_daily_budget(messages, existing, budget_1, SHANGHAI)
+
+    assert kept.send_at == shanghai(5, 8)
+    assert [i.event_key for i in kept.items] == ["a", "b"]
+    assert "deferred_for_budget" in kept.notes
