@@ -99,3 +99,13 @@ def test_explain_and_classify_read_an_answer_to_the_open_check_in_question() -> 
     assert alone["priority"] == "amber"  # the safety net: not understood
     assert classify("3", context=question)["priority"] == "red"
     assert classify("3", context=question)["symptoms"] == [{"code": "diarrhea", "grade": 3}]
+
+
+def test_explain_shows_no_safety_net_for_a_number_that_is_not_enrolled() -> None:
+    stranger = explain("3", triage_context=TriageContext(enrolled=False))
+
+    assert stranger["safety_net"] is None
+    assert stranger["priority"] == "none"
+    assert explain("3")["safety_net"] == (
+        "safety_net: message not understood and not clearly non-clinical"
+    )
