@@ -1,11 +1,15 @@
 """Mutation testing of the safety-critical modules (mutmut, pinned): run, then score per module.
 
     python scripts/mutation.py run [GROUP ...]   # mutmut on those groups (default: all), then report
+    python scripts/mutation.py run --fresh GROUP  # re-score a group after changing its tests
+    python scripts/mutation.py run --survivors GROUP  # re-run only last run's survivors
     python scripts/mutation.py report [GROUP ...] # per-group score and the surviving mutants
 
 mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
 results are cached in mutants/ (delete it after changing tests that mutmut already ran). A group
-is a module, or the safety-critical functions of a large module (mutmut's mutant-name patterns).
+is a module, or the safety-critical functions of a large module (mutmut's mutant-name patterns),
+with the unit-test files that exercise it: mutmut collects only those (CADENCE_MUTATION_TESTS,
+read by tests/conftest.py), so each mutant runs the relevant tests, not all of tests/unit.
 Equivalent mutants are listed with their reasons in docs/testing.md.
 """
 
@@ -23,6 +27,8 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 
 ROOT = Path(__file__).resolve().parents[1]
+# read by tests/conftest.py: only these test files are collected (mutmut then maps and runs them)
+MUTATION_TESTS_ENV = "CADENCE_MUTATION_TESTS"
 MUTMUT = Path(sys.executable).with_name("mutmut")
 
 # mutmut's verdicts that count as killed (mutmut.stats.status_by_exit_code names them). A mutant
@@ -37,6 +43,7 @@ class Group:
     name: str
     meta: str
     patterns: tuple[str, ...] = field(default=("*",))
+    tests: tuple[str, ...] = ()  # the test files that exercise it (empty: all of tests/unit)
 
     def mutant_patterns(self) -> list[str]:
         """mutmut mutant-name patterns (module path as dotted name + function patterns)."""
@@ -52,11 +59,27 @@ def _functions(*names: str) -> tuple[str, ...]:
     )
 
 
+def _unit(*names: str) -> tuple[str, ...]:
+    """Paths of unit-test files ``tests/unit/test_<name>.py``."""
+    return tuple(f"tests/unit/test_{name}.py" for name in names)
+
+
 GROUPS: dict[str, Group] = {
     group.name: group
     for group in (
-        Group("webhook-signature", "app/sms/webhook_security.py"),
-        Group("triage", "app/domain/triage.py"),
+        Group("webhook-signature", "app/sms/webhook_security.py", tests=_unit("webhook_security")),
+        Group(
+            "triage",
+            "app/domain/triage.py",
+            tests=_unit(
+                "triage",
+                "triage_classify",
+                "triage_conditions",
+                "triage_report",
+                "triage_transformations",
+                "reply_cases",
+            ),
+        ),
         Group(
             "replies-opt-out",
             "app/domain/replies.py",
@@ -69,14 +92,18 @@ GROUPS: dict[str, Group] = {
                 "_whole_set",
                 "_build_intents",
             ),
+            tests=_unit("opt_out_phrases", "replies", "reply_cases"),
         ),
         Group(
             "reminders-quiet-hours-budget",
             "app/domain/reminders.py",
+            tests=_unit("reminders", "reminder_policy", "protocol"),
         ),
-        Group("working-days", "app/domain/working_days.py"),
-        Group("checkins-grading", "app/domain/checkins.py"),
-        Group("calendar", "app/domain/calendar.py"),
+        Group(
+            "working-days", "app/domain/working_days.py", tests=_unit("working_days", "calendar")
+        ),
+        Group("checkins-grading", "app/domain/checkins.py", tests=_unit("checkins")),
+        Group("calendar", "app/domain/calendar.py", tests=_unit("calendar", "calendar_clinical")),
         Group("dispatch", "app/services/messaging/dispatch.py"),
         Group("status-callbacks", "app/services/messaging/status_callbacks.py"),
     )
@@ -136,10 +163,55 @@ def report(groups: list[Group]) -> int:
     return 1 if missing else 0
 
 
-def run(groups: list[Group], max_children: int) -> int:
-    """Run mutmut on the groups' mutants (cached verdicts are kept), then report."""
-    patterns = [p for g in groups for p in g.mutant_patterns()]
+def test_selection(groups: list[Group]) -> list[str]:
+    """The test files mutmut should collect for these groups (empty: every selected test)."""
+    if any(not group.tests for group in groups):
+        return []
+    return sorted({path for group in groups for path in group.tests})
+
+
+def forget(groups: list[Group]) -> None:
+    """Drop the groups' mutated modules, their verdicts and the test map from mutants/.
+
+    mutmut then regenerates just those modules (the others are kept: it skips a file whose
+    mutated copy is newer than its source) and maps the tests again, so the groups are
+    re-scored from scratch without regenerating the ~11,700 mutants of every module.
+    """
+    mutants = ROOT / "mutants"
+    for group in groups:
+        (mutants / group.meta).unlink(missing_ok=True)
+        (mutants / (group.meta + ".meta")).unlink(missing_ok=True)
+    (mutants / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def run(
+    groups: list[Group], max_children: int, fresh: bool = False, survivors: bool = False
+) -> int:
+    """Run mutmut on the groups' mutants, then report.
+
+    mutmut re-runs every mutant it is named, so each run re-scores the groups' mutants; with
+    ``survivors`` only those that survived the last run (after adding tests), with ``fresh``
+    the modules are regenerated and the tests mapped again first.
+    """
+    if fresh:
+        forget(groups)
+    if survivors:
+        # a leading "*" keeps mutmut from looking up the tests of a function it mapped none to
+        patterns = [
+            key if status == "survived" else f"*{key}"
+            for g in groups
+            for key, status in score(g).survivors
+        ]
+        if not patterns:
+            print("no survivors to re-run")
+            return report(groups)
+    else:
+        patterns = [p for g in groups for p in g.mutant_patterns()]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    selection = test_selection(groups)
+    if selection:
+        env[MUTATION_TESTS_ENV] = " ".join(selection)
+        print(f"tests run per mutant come from: {', '.join(selection)}")
     command = [str(MUTMUT), "run", "--max-children", str(max_children), *patterns]
     completed = subprocess.run(command, cwd=ROOT, env=env, check=False)
     if completed.returncode != 0:
@@ -153,14 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("groups", nargs="*", metavar="GROUP", help=", ".join(GROUPS))
     parser.add_argument("--max-children", type=int, default=2)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--fresh", action="store_true", help="re-score the groups: drop their cached verdicts first"
+    )
+    parser.add_argument(
+        "--survivors", action="store_true", help="re-run only the mutants that survived last time"
+    )
+    args = parser.parse_intermixed_args(argv)  # `run --max-children 1 GROUP` (the Makefile)
     unknown = [name for name in args.groups if name not in GROUPS]
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
     if args.action == "report":
         return report(groups)
-    return run(groups, args.max_children)
+    return run(groups, args.max_children, args.fresh, args.survivors)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,23 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIXED_NOW = datetime(2026, 3, 4, 9, 0, tzinfo=SHANGHAI)
 
 
+# scripts/mutation.py names the test files relevant to a mutation group here (space-separated,
+# relative to the project root): the others are not collected, so mutmut maps and runs only them.
+MUTATION_TESTS_ENV = "CADENCE_MUTATION_TESTS"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under scripts/mutation.py, skip collecting test files outside the group's selection."""
+    selected = os.environ.get(MUTATION_TESTS_ENV, "").split()
+    if not selected or not collection_path.name.startswith("test_") or collection_path.is_dir():
+        return None
+    try:
+        relative = collection_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return None
+    return True if relative not in selected else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Session fixtures run at FIXED_NOW too (each test then gets its own frozen clock)."""
     app_clock.set_clock(app_clock.FrozenClock(FIXED_NOW))

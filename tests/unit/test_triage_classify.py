@@ -6,6 +6,7 @@ triage must pass the language, the treatment context and the text through unchan
 
 from __future__ import annotations
 
+from app.domain.replies import ReplyContext
 from app.domain.triage import TriageContext, classify, explain
 
 IRINOTECAN_DAY_5 = TriageContext(chemo="irinotecan", days_since_infusion=5)
@@ -80,3 +81,31 @@ def test_explain_shows_negation_and_the_context() -> None:
         "zh",
         "unknown",
     ]
+
+
+def test_explain_and_classify_read_an_answer_to_the_open_check_in_question() -> None:
+    # "3" alone means nothing; as the answer to "how severe is your diarrhoea" (PRO-CTCAE
+    # severity 0-4) it is "severe": grade 3 diarrhoea, red (clinical README: >= 7 stools or
+    # severe diarrhoea is a same-day call)
+    question = ReplyContext(awaiting_checkin=True, checkin_symptom="diarrhea")
+
+    answered = explain("3", context=question)
+    alone = explain("3")
+
+    assert answered["intent"] == "checkin_answer"
+    assert [(s["code"], s["grade"]) for s in answered["symptoms"]] == [("diarrhea", 3)]
+    assert answered["priority"] == "red"
+    assert alone["intent"] == "unknown"
+    assert alone["priority"] == "amber"  # the safety net: not understood
+    assert classify("3", context=question)["priority"] == "red"
+    assert classify("3", context=question)["symptoms"] == [{"code": "diarrhea", "grade": 3}]
+
+
+def test_explain_shows_no_safety_net_for_a_number_that_is_not_enrolled() -> None:
+    stranger = explain("3", triage_context=TriageContext(enrolled=False))
+
+    assert stranger["safety_net"] is None
+    assert stranger["priority"] == "none"
+    assert explain("3")["safety_net"] == (
+        "safety_net: message not understood and not clearly non-clinical"
+    )
