@@ -97,12 +97,10 @@ def seed(app: Flask, count: int) -> dict[str, int]:
     """``count`` patients through the production services; returns rows per table."""
     with app.app_context():
         db.create_all()
-        users.create_user("bench", display_name="Bench", role="nurse", password=PASSWORD,
-                          actor="bench", locale="en")  # fmt: skip
-        ensure_demo_rota()
+        ensure_bench_user()
         today = today_in_clinic(app)
         for i in range(count):
-            _seed_patient(i, today)
+            seed_patient(i, today)
         db.session.commit()
         tables = (Patient, CalendarEvent, OutboxMessage, InboundMessage, Alert, CheckinSession,
                   AuditEntry)  # fmt: skip
@@ -112,10 +110,25 @@ def seed(app: Flask, count: int) -> dict[str, int]:
         }
 
 
-def _seed_patient(i: int, today: date) -> None:
-    """Patient i (the same in every database): enrolled, past done, a check-in, some replies."""
+def ensure_bench_user() -> None:
+    """The benchmark nurse and the demo on-call rota (red replies page someone)."""
+    if not any(u.username == "bench" for u in users.list_users()):
+        users.create_user("bench", display_name="Bench", role="nurse", password=PASSWORD,
+                          actor="bench", locale="en")  # fmt: skip
+    ensure_demo_rota()
+
+
+def seed_patient(i: int, today: date, *, history: bool = False) -> None:
+    """Patient i (the same in every database): enrolled, past done, a check-in, some replies.
+
+    ``history``: also the reminders of the past, planned as they were at enrolment (the
+    generator then marks those due before now delivered).
+    """
     rng = random.Random(i)
     start = today - timedelta(days=rng.randint(-14, 700))
+    # With history the patient is enrolled the day before the start, as if Cadence had
+    # followed them from the beginning: every reminder since then is planned (and delivered).
+    enrolled_on = min(start, today) - timedelta(days=1) if history else today
     patient = enrol_patient(
         EnrolmentRequest(
             study_id=f"B-{i:04d}",
@@ -127,10 +140,10 @@ def _seed_patient(i: int, today: date) -> None:
             sms_consent_date=min(start, today) - timedelta(days=2),
             locale="zh" if i % 3 else "en",
             recurrence_date=start - timedelta(days=45),
-            started_before_cadence=start < today,
+            started_before_cadence=start < enrolled_on,
         ),
         actor="bench",
-        today=today,
+        today=enrolled_on,
     )
     db.session.refresh(patient)
     past = [e for e in patient.events if e.date < today and e.status == "planned"]
