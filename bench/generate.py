@@ -29,8 +29,8 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,16 +171,28 @@ def deliver_past(patient_ids: list[int]) -> None:
         db.session.execute(
             OutboxMessage.__table__.update()
             .where(OutboxMessage.id == message_id)
-            .values(status="delivered", sent_at=due, delivered_at=due, provider="console",
-                    provider_id=f"GEN{message_id}", attempts=1, first_attempt_at=due,
-                    last_attempt_at=due, sent_to=None)  # fmt: skip
+            .values(
+                status="delivered",
+                sent_at=due,
+                delivered_at=due,
+                provider="console",
+                provider_id=f"GEN{message_id}",
+                attempts=1,
+                first_attempt_at=due,
+                last_attempt_at=due,
+                sent_to=None,
+            )
         )
         for source, target in (("planned", "claimed"), ("claimed", "queued"),
                                ("queued", "delivered")):  # fmt: skip
             db.session.execute(
                 insert(OutboxStatusChange).values(
-                    message_id=message_id, at=due, from_status=source, to_status=target,
-                    source=f"{ACTOR}:history")  # fmt: skip
+                    message_id=message_id,
+                    at=due,
+                    from_status=source,
+                    to_status=target,
+                    source=f"{ACTOR}:history",
+                )
             )
     db.session.commit()
 
@@ -422,7 +434,9 @@ def _fix_sequences() -> None:
     if db.session.get_bind().dialect.name != "postgresql":
         return
     db.session.execute(
-        text("SELECT setval(pg_get_serial_sequence('patient', 'id'), (SELECT max(id) FROM patient))")
+        text(
+            "SELECT setval(pg_get_serial_sequence('patient', 'id'), (SELECT max(id) FROM patient))"
+        )
     )
 
 
