@@ -1,0 +1,42 @@
+"""scale: a partial index for claiming unsent messages, an index for retention
+
+Revision ID: 0006_scaledata
+Revises: 0005_contacts
+Create Date: 2026-12-07 17:00:00
+
+``ix_outbox_message_unsent_due`` holds only ``planned`` rows (PostgreSQL and SQLite partial
+index), so claiming a batch costs the same whatever the size of the delivered history;
+``ix_outbox_message_status_updated_at`` lets the retention job find old final messages.
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = "0006_scaledata"
+down_revision = "0005_contacts"
+branch_labels = None
+depends_on = None
+
+UNSENT = sa.text("status = 'planned'")
+
+
+def upgrade():
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_outbox_message_unsent_due",
+            ["due_at", "id"],
+            unique=False,
+            postgresql_where=UNSENT,
+            sqlite_where=UNSENT,
+        )
+        batch_op.create_index(
+            "ix_outbox_message_status_updated_at", ["status", "updated_at"], unique=False
+        )
+
+
+def downgrade():
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_message_status_updated_at")
+        batch_op.drop_index("ix_outbox_message_unsent_due")
