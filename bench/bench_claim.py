@@ -125,8 +125,11 @@ def explain(now: datetime, batch: int) -> str:
     params: Any = values
     if compiled.positional:
         params = tuple(values[name] for name in compiled.positiontup or ())
-    prefix = "EXPLAIN (ANALYZE, BUFFERS)" if db.engine.dialect.name == "postgresql" else (
-        "EXPLAIN QUERY PLAN")
+    prefix = (
+        "EXPLAIN (ANALYZE, BUFFERS)"
+        if db.engine.dialect.name == "postgresql"
+        else ("EXPLAIN QUERY PLAN")
+    )
     rows = db.session.connection().exec_driver_sql(f"{prefix} {compiled}", params).all()
     db.session.rollback()
     return "\n".join("    " + " | ".join(str(c) for c in row) for row in rows)

@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import click  # noqa: E402
 from flask import Flask  # noqa: E402
 from sqlalchemy import (  # noqa: E402
     Column,
@@ -108,6 +107,34 @@ class Shifter:
 
     def _modifier(self) -> ColumnElement[Any]:
         return cast(clone_map.c.shift, String).op("||")(" days")
+
+
+class Progress:
+    """A progress line on stderr (done / total, percent, elapsed, remaining), tty or not."""
+
+    def __init__(self, label: str, total: int, *, enabled: bool = True) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done, self.started = 0, time.perf_counter()
+
+    def update(self, step: int) -> None:
+        """Count ``step`` more and redraw the line."""
+        self.done += step
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'-' * (width - filled)}] {self.done}/{self.total} "
+            f"{100 * self.done / max(self.total, 1):3.0f}% {elapsed:.0f} s, {left:.0f} s left"
+        )
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        """End the line."""
+        if self.enabled:
+            sys.stderr.write("\n")
 
 
 def make_app(url: str) -> Flask:
@@ -210,18 +237,16 @@ def clone(
     shifter = Shifter(db.session.get_bind().dialect.name)
     rng = random.Random(20260304)
     first_id = (db.session.scalar(select(func.max(Patient.id))) or 0) + 1
-    with click.progressbar(length=count_, label="cloning patients", file=sys.stderr,
-                           show_pos=True, show_eta=True) as bar:  # fmt: skip
-        if not progress:
-            bar.is_hidden = True
-        for offset in range(0, count_, CHUNK):
-            size = min(CHUNK, count_ - offset)
-            rows = [
-                _map_row(first_id + offset + k, start_index + offset + k, template_ids, rng)
-                for k in range(size)
-            ]
-            _clone_chunk(rows, shifter, today)
-            bar.update(size)
+    bar = Progress("cloning patients", count_, enabled=progress)
+    for offset in range(0, count_, CHUNK):
+        size = min(CHUNK, count_ - offset)
+        rows = [
+            _map_row(first_id + offset + k, start_index + offset + k, template_ids, rng)
+            for k in range(size)
+        ]
+        _clone_chunk(rows, shifter, today)
+        bar.update(size)
+    bar.finish()
     clone_map.drop(db.session.connection())
     _fix_sequences()
     db.session.commit()
