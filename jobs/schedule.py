@@ -29,7 +29,16 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import checkins, dispatch, escalation, heartbeat, provider_pull, reconcile, replan
+from jobs import (
+    checkins,
+    dispatch,
+    escalation,
+    heartbeat,
+    provider_pull,
+    reconcile,
+    replan,
+    retention,
+)
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -82,6 +91,12 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
             id="sms-replan",
             func=replan.run,
             trigger=CronTrigger(hour=2, minute=15, timezone=tz),
+            misfire_grace_time=3600,
+        ),
+        JobSpec(
+            id="sms-retention",
+            func=retention.run,
+            trigger=CronTrigger(hour=3, minute=30, timezone=tz),
             misfire_grace_time=3600,
         ),
     ]
