@@ -62,7 +62,7 @@ def test_old_final_messages_are_archived_then_deleted_with_their_history(
             ("unknown", 400),
             ("planned", 400),
             ("delivered", 89),
-        ]  # fmt: skip
+        ]
     )
     audit_before = db.session.scalar(select(func.count()).select_from(AuditEntry))
     settings = RetentionSettings(days=90, archive_dir=tmp_path)
