@@ -40,6 +40,7 @@ from sqlalchemy import ColumnElement, Select, case, func, insert, select, update
 from app.domain.reminders import ReminderPolicy, in_quiet_hours, move_out_of_quiet_hours
 from app.extensions import db
 from app.models import Contact, OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.services.messaging import recipients
 from app.services.messaging.outbox import transition
 from app.services.messaging.reminders import (
     cancel_unsent,
@@ -297,7 +298,9 @@ class Dispatcher:
                 for row in rows
             ],
         )
-        patients = self._patients({row.patient_id for row in rows if row.patient_id is not None})
+        patient_ids = {row.patient_id for row in rows if row.patient_id is not None}
+        patients = self._patients(patient_ids)
+        contacts = recipients.contacts_of(patient_ids)
         claimed = [
             Claimed(
                 id=row.id,
@@ -307,7 +310,12 @@ class Dispatcher:
                 attempts=row.attempts,
                 claimed_until=until,
                 expires_at=row.expires_at,
-                blocked=_blocked(patients.get(row.patient_id), row.kind, row.contact_id),
+                blocked=_blocked(
+                    patients.get(row.patient_id),
+                    row.kind,
+                    row.contact_id,
+                    contacts.get(row.patient_id, []) if row.patient_id is not None else [],
+                ),
                 quiet_until=_quiet(self, patients.get(row.patient_id), now),
                 expired=self._too_late(row, now),
                 contact_id=row.contact_id,
@@ -570,10 +578,14 @@ def _pages_first() -> ColumnElement[int]:
     return case((OutboxMessage.kind == "page", 0), else_=1)
 
 
-def _blocked(patient: Patient | None, kind: str, contact_id: int | None) -> str | None:
+def _blocked(
+    patient: Patient | None, kind: str, contact_id: int | None, contacts: list[Contact]
+) -> str | None:
     """Why a patient's message may not go out to its contact (consent, opt-out...); pages are
-    never blocked."""
-    return row_blocked_reason(patient, kind, contact_id) if patient is not None else None
+    never blocked. ``contacts``: the patient's contacts, loaded once per claim."""
+    if patient is None:
+        return None
+    return row_blocked_reason(patient, kind, contact_id, contacts)
 
 
 def _quiet(dispatcher: Dispatcher, patient: Patient | None, now: datetime) -> datetime | None:

@@ -34,7 +34,7 @@ from app.domain.reminders import (
     ReminderPolicy,
 )
 from app.extensions import db
-from app.models import OutboxMessage, Patient, utcnow
+from app.models import Contact, OutboxMessage, Patient, utcnow
 from app.models.messages import COUNTED_STATUSES
 from app.services.messaging import recipients
 from app.services.messaging.invitations import to_confirm
@@ -122,10 +122,19 @@ def blocked_reason(patient: Patient, kind: str = "reminder") -> str | None:
     return _own_number_block(patient)
 
 
-def row_blocked_reason(patient: Patient, kind: str, contact_id: int | None) -> str | None:
-    """Why one outbox row (of ``kind``, to ``contact_id``) may not go out now, or None."""
-    if recipients.has_contacts(patient.id):
-        return recipients.row_block(patient, kind, contact_id)
+def row_blocked_reason(
+    patient: Patient,
+    kind: str,
+    contact_id: int | None,
+    contacts: Sequence[Contact] | None = None,
+) -> str | None:
+    """Why one outbox row (of ``kind``, to ``contact_id``) may not go out now, or None.
+
+    ``contacts``: every contact of the patient (``recipients.contacts_of``), when already loaded.
+    """
+    has = recipients.has_contacts(patient.id) if contacts is None else bool(contacts)
+    if has:
+        return recipients.row_block(patient, kind, contact_id, contacts)
     return _own_number_block(patient)
 
 
