@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
 from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -483,17 +483,29 @@ ReplanFailure = Callable[[int, Exception, datetime, str], None]
 """Told of a patient whose re-planning failed: (patient id, error, now, source)."""
 
 
+def patients_to_replan() -> int:
+    """How many patients ``replan_all`` goes through (for a progress bar)."""
+    return db.session.scalar(select(func.count()).select_from(Patient)) or 0
+
+
 def replan_all(
-    *, now: datetime, source: str, on_failure: ReplanFailure | None = None
+    *,
+    now: datetime,
+    source: str,
+    on_failure: ReplanFailure | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Re-plan every patient, one transaction each; go on past a failure; return totals.
 
     A failing patient is rolled back, logged and passed to ``on_failure`` (the callers above
-    raise a staff alert there: this layer does not know about alerts).
+    raise a staff alert there: this layer does not know about alerts). ``progress`` is told
+    of each patient done.
     """
     totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0}
     ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
     for patient_id in ids:
+        if progress is not None:
+            progress(1)
         try:
             result = replan_patient(patient_id, now=now, source=source)
         except Exception as exc:  # one patient's failure must not stop the others
