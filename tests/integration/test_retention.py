@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 
 from app.clock import utcnow
+from app.configuration import retention_problems
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, OutboxStatusChange
 from app.services.messaging.outbox import add_history
@@ -124,6 +125,15 @@ def test_retention_off_keeps_everything(app_ctx: Flask, tmp_path: Path) -> None:
 def test_a_retention_too_short_for_replies_and_reports_is_refused(days: str) -> None:
     with pytest.raises(RetentionError, match="at least 30"):
         RetentionSettings.from_config({"RETENTION_DAYS": days})
+
+
+def test_production_refuses_to_start_with_a_too_short_retention() -> None:
+    assert retention_problems({"RETENTION_DAYS": 7}) == [
+        "RETENTION_DAYS must be 0 (keep everything) or at least 30 (replies, budgets and "
+        "reports read recent messages), got 7"
+    ]
+    assert retention_problems({"RETENTION_DAYS": 0}) == []
+    assert retention_problems({"RETENTION_DAYS": 365}) == []
 
 
 def test_the_daily_job_uses_the_settings(app_ctx: Flask, tmp_path: Path) -> None:

@@ -24,12 +24,12 @@ from typing import Any
 
 from sqlalchemy import delete, inspect, select
 
+from app.configuration import retention_problems
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, utcnow
 from app.models.messages import TERMINAL_STATUSES
 from app.services.shared import audit
 
-MIN_RETENTION_DAYS = 30
 BATCH = 2000
 
 
@@ -48,12 +48,10 @@ class RetentionSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RetentionSettings:
         """RETENTION_DAYS (0: keep everything; else at least 30) and RETENTION_ARCHIVE_DIR."""
+        problems = retention_problems(config)
+        if problems:
+            raise RetentionError(problems[0])
         days = int(config.get("RETENTION_DAYS") or 0)
-        if days and days < MIN_RETENTION_DAYS:
-            raise RetentionError(
-                f"RETENTION_DAYS must be 0 (keep everything) or at least {MIN_RETENTION_DAYS} "
-                f"(replies, budgets and reports read recent messages), got {days}"
-            )
         folder = Path(str(config.get("RETENTION_ARCHIVE_DIR") or "instance/archive"))
         return cls(days=days, archive_dir=folder, batch=int(config.get("RETENTION_BATCH") or BATCH))
 
