@@ -154,6 +154,11 @@ class Config:
     CONTACT_FALLBACK_AFTER_MINUTES = _env_int("CONTACT_FALLBACK_AFTER_MINUTES", 120)
     SMS_RESPECT_QUIET_HOURS = _env_bool("SMS_RESPECT_QUIET_HOURS", True)
     SMS_MAX_LATENESS_HOURS = _env_int("SMS_MAX_LATENESS_HOURS", 12)
+    # Retention (app/services/messaging/retention.py): final outbox messages unchanged for this
+    # many days are archived (gzipped JSON lines) and deleted with their status history; audit
+    # rows never are. 0 keeps everything; otherwise at least 30.
+    RETENTION_DAYS = _env_int("RETENTION_DAYS", 0)
+    RETENTION_ARCHIVE_DIR = _env("RETENTION_ARCHIVE_DIR", str(INSTANCE_DIR / "archive"))
     JOBS_DISPATCH_SECONDS = _env_int("JOBS_DISPATCH_SECONDS", 60)
     JOBS_RECONCILE_SECONDS = _env_int("JOBS_RECONCILE_SECONDS", 300)
     # How often the jobs process looks for bulk work started from a page (re-plan all, exports).

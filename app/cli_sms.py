@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -87,9 +88,13 @@ def sms_preview(patient: str, limit: int, replan: bool) -> None:
 def sms_plan(patient: str | None, all_patients: bool) -> None:
     """Re-plan the outbox of PATIENT (or --all) from now: idempotent."""
     if all_patients:
-        totals = reminders.replan_all(
-            now=utcnow(), source=CLI_ACTOR, on_failure=alert_replan_failure
-        )
+        total = reminders.patients_to_replan()
+        with click.progressbar(
+            length=total, label="Re-planning", show_pos=True, show_eta=True, file=sys.stderr
+        ) as bar:
+            totals = reminders.replan_all(
+                now=utcnow(), source=CLI_ACTOR, on_failure=alert_replan_failure, progress=bar.update
+            )
         click.echo(
             f"{totals['patients']} patients: {totals['created']} new, "
             f"{totals['cancelled']} cancelled"

@@ -34,6 +34,9 @@ class ConfigurationError(RuntimeError):
         super().__init__("\n".join(self.problems))
 
 
+MIN_RETENTION_DAYS = 30
+
+
 def production_problems(
     settings: Mapping[str, Any], environ: Mapping[str, str], argv: Sequence[str]
 ) -> list[str]:
@@ -44,7 +47,23 @@ def production_problems(
         *secret_key_problems(settings),
         *catalog_problems(settings),
         *rate_limit_problems(settings, environ, argv),
+        *retention_problems(settings),
     ]
+
+
+def retention_problems(settings: Mapping[str, Any]) -> list[str]:
+    """RETENTION_DAYS must be 0 (keep everything) or long enough for replies and reports."""
+    raw = settings.get("RETENTION_DAYS") or 0
+    try:
+        days = int(raw)
+    except (TypeError, ValueError):
+        return [f"RETENTION_DAYS must be a whole number of days, got {raw!r}"]
+    if days < 0 or 0 < days < MIN_RETENTION_DAYS:
+        return [
+            f"RETENTION_DAYS must be 0 (keep everything) or at least {MIN_RETENTION_DAYS} "
+            f"(replies, budgets and reports read recent messages), got {days}"
+        ]
+    return []
 
 
 def check_production(

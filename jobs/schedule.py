@@ -33,7 +33,17 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from jobs import bulk, checkins, dispatch, escalation, heartbeat, provider_pull, reconcile, replan
+from jobs import (
+    bulk,
+    checkins,
+    dispatch,
+    escalation,
+    heartbeat,
+    provider_pull,
+    reconcile,
+    replan,
+    retention,
+)
 
 JobFunction = Callable[[Flask, threading.Event], None]
 
@@ -87,6 +97,12 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
             id=replan.JOB_ID,
             func=replan.run,
             trigger=CronTrigger(hour=2, minute=15, timezone=tz),
+            misfire_grace_time=3600,
+        ),
+        JobSpec(
+            id="sms-retention",
+            func=retention.run,
+            trigger=CronTrigger(hour=3, minute=30, timezone=tz),
             misfire_grace_time=3600,
         ),
     ]

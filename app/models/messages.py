@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -69,6 +70,17 @@ class OutboxMessage(db.Model):
         # Pages to staff (kind "page") have no patient: their key is unique per recipient.
         UniqueConstraint("recipient", "dedupe_key"),
         Index("ix_outbox_message_status_due_at", "status", "due_at"),
+        # Claiming: only the messages still to send, in the claim's order. Partial, so its size
+        # follows the unsent messages, not the whole history (bench/bench_claim.py).
+        Index(
+            "ix_outbox_message_unsent_due",
+            "due_at",
+            "id",
+            postgresql_where=text("status = 'planned'"),
+            sqlite_where=text("status = 'planned'"),
+        ),
+        # Retention: delivered / final messages by age (app/services/messaging/retention.py).
+        Index("ix_outbox_message_status_updated_at", "status", "updated_at"),
         Index("ix_outbox_message_patient_send_after", "patient_id", "send_after"),
     )
 

@@ -85,6 +85,9 @@ class CalendarEvent(db.Model):
     __table_args__ = (
         UniqueConstraint("patient_id", "key"),
         Index("ix_calendar_event_date_status", "date", "status"),
+        # Open events in a date range (Today's flagged events, calendars): status IN (...) then
+        # a date range; at 10,000 patients SQLite otherwise scanned every open event.
+        Index("ix_calendar_event_status_date", "status", "date"),
         # Next visit and current phase per patient (patients list), one patient's timeline.
         Index("ix_calendar_event_patient_date", "patient_id", "date"),
         # Overdue events: open events whose window has passed (Today page).

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
 from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -34,7 +34,7 @@ from app.domain.reminders import (
     ReminderPolicy,
 )
 from app.extensions import db
-from app.models import OutboxMessage, Patient, utcnow
+from app.models import Contact, OutboxMessage, Patient, utcnow
 from app.models.messages import COUNTED_STATUSES
 from app.services.messaging import recipients
 from app.services.messaging.invitations import to_confirm
@@ -122,10 +122,19 @@ def blocked_reason(patient: Patient, kind: str = "reminder") -> str | None:
     return _own_number_block(patient)
 
 
-def row_blocked_reason(patient: Patient, kind: str, contact_id: int | None) -> str | None:
-    """Why one outbox row (of ``kind``, to ``contact_id``) may not go out now, or None."""
-    if recipients.has_contacts(patient.id):
-        return recipients.row_block(patient, kind, contact_id)
+def row_blocked_reason(
+    patient: Patient,
+    kind: str,
+    contact_id: int | None,
+    contacts: Sequence[Contact] | None = None,
+) -> str | None:
+    """Why one outbox row (of ``kind``, to ``contact_id``) may not go out now, or None.
+
+    ``contacts``: every contact of the patient (``recipients.contacts_of``), when already loaded.
+    """
+    has = recipients.has_contacts(patient.id) if contacts is None else bool(contacts)
+    if has:
+        return recipients.row_block(patient, kind, contact_id, contacts)
     return _own_number_block(patient)
 
 
@@ -474,17 +483,29 @@ ReplanFailure = Callable[[int, Exception, datetime, str], None]
 """Told of a patient whose re-planning failed: (patient id, error, now, source)."""
 
 
+def patients_to_replan() -> int:
+    """How many patients ``replan_all`` goes through (for a progress bar)."""
+    return db.session.scalar(select(func.count()).select_from(Patient)) or 0
+
+
 def replan_all(
-    *, now: datetime, source: str, on_failure: ReplanFailure | None = None
+    *,
+    now: datetime,
+    source: str,
+    on_failure: ReplanFailure | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Re-plan every patient, one transaction each; go on past a failure; return totals.
 
     A failing patient is rolled back, logged and passed to ``on_failure`` (the callers above
-    raise a staff alert there: this layer does not know about alerts).
+    raise a staff alert there: this layer does not know about alerts). ``progress`` is told
+    of each patient done.
     """
     totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0}
     ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
     for patient_id in ids:
+        if progress is not None:
+            progress(1)
         try:
             result = replan_patient(patient_id, now=now, source=source)
         except Exception as exc:  # one patient's failure must not stop the others
