@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import CalendarEvent, CheckinSession, Patient, utcnow
+from app.models import CalendarEvent, CheckinSession, Contact, Patient, utcnow
 from app.services.conversations.checkins.links import make_token
 from app.services.conversations.checkins.schedule import start_checkin
 from app.services.demo import ensure_demo_rota, load_demo_checkins, load_demo_data
@@ -30,6 +30,7 @@ NURSE_PAGES = {
     "patients": "/patients/",
     "patient": "/patients/JSCH-001",
     "conversation": "/patients/JSCH-001/conversation",
+    "contacts": "/patients/JSCH-001/contacts/",
     "enrol": "/patients/new",
     "messages": "/messages/",
     "messages-planned": "/messages/?tab=planned",
@@ -101,16 +102,28 @@ def test_every_nurse_page_passes_axe_in_both_languages(
     page = axe_page
     page.set_viewport_size({"width": 1366, "height": 768})
     problems: dict[str, list[str]] = {}
+    pages = {**NURSE_PAGES, "contact-edit": _a_caregiver_edit_page()}
     for language in ("zh", "en"):
         page.goto("/")
         page.click(f"button[name=locale][value={language}]")
-        for name, url in NURSE_PAGES.items():
+        for name, url in pages.items():
             page.goto(url)
             page.screenshot(path=str(screenshots / f"a11y-{language}-{name}.png"))
             found = serious_violations(page)
             if found:
                 problems[f"{language} {url}"] = found
     assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
+
+
+def _a_caregiver_edit_page() -> str:
+    """The edit page of a demo caregiver (not the patient's own phone)."""
+    contact = db.session.scalars(
+        select(Contact).where(Contact.relation != "self").order_by(Contact.id)
+    ).first()
+    assert contact is not None, "the demo has a caregiver"
+    patient = db.session.get(Patient, contact.patient_id)
+    assert patient is not None
+    return f"/patients/{patient.study_id}/contacts/{contact.id}/edit"
 
 
 def _open_checkin() -> CheckinSession:
