@@ -25,6 +25,7 @@ from app.models.messages import (
     OUTBOX_STATUSES,
     OutboxMessage,
     OutboxStatusChange,
+    ReminderPlanState,
 )
 from app.models.patient import EVENT_STATUSES, PATIENT_STATUSES, CalendarEvent, Patient
 from app.models.security import SESSION_END_REASONS, RateLimitCounter, UserSession
@@ -63,6 +64,7 @@ __all__ = [
     "OnCallShift",
     "OutboxMessage",
     "OutboxStatusChange",
+    "ReminderPlanState",
     "Patient",
     "RateLimitCounter",
     "UTCDateTime",
