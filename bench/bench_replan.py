@@ -156,13 +156,18 @@ def report(dialect: str, patients: int) -> None:
         rows += len(saved)
         seconds, statements = measure(counter, lambda r=saved: bare_insert(r))
         base_s, base_n = base_s + seconds, base_n + statements
-    phases = {"first plan (empty outbox)": (plan_s, plan_n), "baseline: bare insert": (base_s, base_n)}
+    phases = {
+        "first plan (empty outbox)": (plan_s, plan_n),
+        "baseline: bare insert": (base_s, base_n),
+    }
     now = utcnow()
     reminders.replan_all(now=now, source="bench")  # not timed: fingerprints of the rows above
     phases["re-plan, nothing changed"] = measure(
-        counter, lambda: reminders.replan_all(now=now, source="bench"))
+        counter, lambda: reminders.replan_all(now=now, source="bench")
+    )
     phases["re-plan forced, nothing changed"] = measure(
-        counter, lambda: reminders.replan_all(now=now, source="bench", skip_unchanged=False))
+        counter, lambda: reminders.replan_all(now=now, source="bench", skip_unchanged=False)
+    )
     for patient_id in ids:
         move_one_event(patient_id)
     phases["re-plan, one event moved each"] = measure(

@@ -23,7 +23,7 @@ def statements() -> Iterator[list[str]]:
     """Every SQL statement the session's engine runs inside the block."""
     seen: list[str] = []
 
-    def note(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
         seen.append(statement.lstrip().upper())
 
     engine = db.engine

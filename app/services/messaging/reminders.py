@@ -16,8 +16,8 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ from app.domain.reminders import (
 )
 from app.extensions import db
 from app.models import (
+    CalendarEvent,
     Contact,
     OutboxMessage,
     OutboxStatusChange,
@@ -209,7 +210,13 @@ def _signed(body: str) -> str:
 
 
 def _date(day: date, ctx: RenderContext) -> str:
-    return format_skeleton("MMMEd", day, locale=ctx.locale)
+    return _formatted_date(day, ctx.locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted_date(day: date, locale: str) -> str:
+    """Babel's month-day-weekday of ``day`` (a pure function: cached across patients)."""
+    return format_skeleton("MMMEd", day, locale=locale)
 
 
 def _date_and_time(moment: datetime, ctx: RenderContext) -> str:
@@ -224,7 +231,13 @@ def _date_and_time(moment: datetime, ctx: RenderContext) -> str:
 
 
 def _time(moment: datetime, ctx: RenderContext) -> str:
-    return format_time(moment, "short", tzinfo=ctx.tz, locale=ctx.locale)
+    return _formatted_time(moment, ctx.tz, ctx.locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted_time(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """Babel's short time of ``moment`` in ``tz`` (a pure function: cached across patients)."""
+    return format_time(moment, "short", tzinfo=tz, locale=locale)
 
 
 def _day_clause(summary: rd.DaySummary, ctx: RenderContext) -> str:
@@ -450,7 +463,7 @@ def plan_patient(
         result.cancelled = _cancel_rows(
             [r for r in rows if r.status == "planned"], reason, source, error=reason
         )
-        _remember_plan(patient, reason, None, (), now)
+        _remember_plan(patient, reason, None, now)
         return result
     policy = reminder_policy()
     ctx = context_for(patient)
@@ -482,7 +495,7 @@ def plan_patient(
     ]
     result.updated += _rerender_leftovers(leftovers, policy, events, ctx, source)
     db.session.flush()
-    _remember_plan(patient, None, ctx, events, now)
+    _remember_plan(patient, None, ctx, now)
     return result
 
 
@@ -516,12 +529,7 @@ RENDER_SETTINGS = (
 )
 
 
-def plan_fingerprint(
-    patient: Patient,
-    reason: str | None,
-    ctx: RenderContext | None,
-    events: Sequence[ReminderEvent],
-) -> str:
+def plan_fingerprint(patient: Patient, reason: str | None, ctx: RenderContext | None) -> str:
     """SHA-256 of everything planning reads: the patient's row, contacts and consents,
     calendar, the rules, the wording and settings, and the state of the patient's outbox."""
     config = current_app.config
@@ -535,11 +543,12 @@ def plan_fingerprint(
         [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
         _wording_digest(str(config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations")),
         None if ctx is None else [ctx.locale, ctx.tz.key, ctx.recipient, ctx.contact_id],
-        [repr(event) for event in events],
         _outbox_state(patient.id),
     ]
     text = json.dumps(parts, default=str, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(_calendar_state(patient.id).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _plan_unchanged(patient: Patient) -> bool:
@@ -548,21 +557,15 @@ def _plan_unchanged(patient: Patient) -> bool:
     if stored is None:
         return False
     reason = blocked_reason(patient)
-    if reason is not None:
-        return stored == plan_fingerprint(patient, reason, None, ())
-    ctx = context_for(patient)
-    return stored == plan_fingerprint(patient, None, ctx, reminder_events(patient))
+    ctx = context_for(patient) if reason is None else None
+    return stored == plan_fingerprint(patient, reason, ctx)
 
 
 def _remember_plan(
-    patient: Patient,
-    reason: str | None,
-    ctx: RenderContext | None,
-    events: Sequence[ReminderEvent],
-    now: datetime,
+    patient: Patient, reason: str | None, ctx: RenderContext | None, now: datetime
 ) -> None:
     """Store the fingerprint of this plan's inputs (no write when it is the stored one)."""
-    fingerprint = plan_fingerprint(patient, reason, ctx, events)
+    fingerprint = plan_fingerprint(patient, reason, ctx)
     stored = _stored_fingerprint(patient.id)
     if stored == fingerprint:
         return
@@ -596,6 +599,15 @@ def _contacts_state(patient_id: int) -> list[Any]:
         [_columns(contact), sorted((_columns(c) for c in contact.consents), key=lambda c: c["id"])]
         for contact in contacts
     ]
+
+
+def _calendar_state(patient_id: int) -> str:
+    """Every column of every calendar event of the patient, read as plain rows (no ORM)."""
+    table = CalendarEvent.__table__
+    rows = db.session.execute(
+        select(table).where(table.c.patient_id == patient_id).order_by(table.c.id)
+    )
+    return repr([tuple(row) for row in rows])
 
 
 def _outbox_state(patient_id: int) -> list[list[Any]]:
