@@ -145,3 +145,27 @@ def test_statements_per_patient_do_not_grow_with_its_rows(app_ctx: Flask) -> Non
     assert many[2] >= few[2] + 30 and few[2] > 0
     assert many[0] == few[0] and many[1] == few[1]
     assert many[0] <= 20 and many[1] <= 4  # rows, their history, the fingerprint
+
+
+def test_sms_plan_all_skips_unchanged_patients_unless_forced(app_ctx: Flask) -> None:
+    enrol("JSCH-806", start=START)
+    changed = enrol("JSCH-807", start=START)
+    changed.sms_opted_out_at = reminders.planning_moment(TODAY)
+    db.session.commit()
+    runner = app_ctx.test_cli_runner()
+
+    first = runner.invoke(args=["sms", "plan", "--all"])
+    again = runner.invoke(args=["sms", "plan", "--all"])
+    forced = runner.invoke(args=["sms", "plan", "--all", "--force"])
+
+    assert first.exit_code == 0 and "1 unchanged (skipped)" in first.output
+    assert "cancelled, 2 unchanged (skipped)" in again.output
+    assert "0 unchanged (skipped)" in forced.output and "0 new, 0 cancelled" in forced.output
+    assert (
+        db.session.scalar(
+            select(OutboxMessage.id).where(
+                OutboxMessage.patient_id == changed.id, OutboxMessage.status == "planned"
+            )
+        )
+        is None
+    )  # the opted-out patient was planned again: nothing left to send
