@@ -85,19 +85,32 @@ def sms_preview(patient: str, limit: int, replan: bool) -> None:
 @sms_cli.command("plan")
 @click.argument("patient", required=False)
 @click.option("--all", "all_patients", is_flag=True, help="Re-plan every patient.")
-def sms_plan(patient: str | None, all_patients: bool) -> None:
-    """Re-plan the outbox of PATIENT (or --all) from now: idempotent."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --all: re-plan patients whose planning inputs did not change too.",
+)
+def sms_plan(patient: str | None, all_patients: bool, force: bool) -> None:
+    """Re-plan the outbox of PATIENT (or --all) from now: idempotent.
+
+    --all skips patients whose calendar, flags, contacts, rules and outbox are as at their last
+    plan (nothing would change); --force re-plans them as well.
+    """
     if all_patients:
         total = reminders.patients_to_replan()
         with click.progressbar(
             length=total, label="Re-planning", show_pos=True, show_eta=True, file=sys.stderr
         ) as bar:
             totals = reminders.replan_all(
-                now=utcnow(), source=CLI_ACTOR, on_failure=alert_replan_failure, progress=bar.update
+                now=utcnow(),
+                source=CLI_ACTOR,
+                on_failure=alert_replan_failure,
+                progress=bar.update,
+                skip_unchanged=not force,
             )
         click.echo(
             f"{totals['patients']} patients: {totals['created']} new, "
-            f"{totals['cancelled']} cancelled"
+            f"{totals['cancelled']} cancelled, {totals['skipped']} unchanged (skipped)"
         )
         if totals["failed"]:
             raise click.ClickException(

@@ -25,6 +25,7 @@ from app.models.messages import (
     OUTBOX_STATUSES,
     OutboxMessage,
     OutboxStatusChange,
+    ReminderPlanState,
 )
 from app.models.patient import EVENT_STATUSES, PATIENT_STATUSES, CalendarEvent, Patient
 from app.models.security import SESSION_END_REASONS, RateLimitCounter, UserSession
@@ -65,6 +66,7 @@ __all__ = [
     "OutboxStatusChange",
     "Patient",
     "RateLimitCounter",
+    "ReminderPlanState",
     "UTCDateTime",
     "User",
     "UserSession",

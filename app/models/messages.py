@@ -161,3 +161,17 @@ class OutboxStatusChange(db.Model):
 
     def __repr__(self) -> str:
         return f"<OutboxStatusChange {self.message_id} {self.from_status}->{self.to_status}>"
+
+
+class ReminderPlanState(db.Model):
+    """The fingerprint of the inputs a patient's reminders were last planned from.
+
+    The daily re-plan skips a patient whose calendar, flags, contacts, rules, wording and
+    outbox give the same fingerprint (app/services/messaging/reminders.py ``plan_fingerprint``).
+    """
+
+    __tablename__ = "reminder_plan_state"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    planned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

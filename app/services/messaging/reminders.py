@@ -11,16 +11,21 @@ gets nothing planned and loses every unsent row.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
 from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -34,11 +39,19 @@ from app.domain.reminders import (
     ReminderPolicy,
 )
 from app.extensions import db
-from app.models import Contact, OutboxMessage, Patient, utcnow
+from app.models import (
+    CalendarEvent,
+    Contact,
+    OutboxMessage,
+    OutboxStatusChange,
+    Patient,
+    ReminderPlanState,
+    utcnow,
+)
 from app.models.messages import COUNTED_STATUSES
 from app.services.messaging import recipients
 from app.services.messaging.invitations import to_confirm
-from app.services.messaging.outbox import add_history, transition
+from app.services.messaging.outbox import transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
 from app.sms.segments import count_segments, with_signature
@@ -73,6 +86,7 @@ class PlanResult:
     moved_notice: OutboxMessage | None = None
     blocked_reason: str | None = None
     messages: list[OutboxMessage] = field(default_factory=list)
+    skipped: bool = False
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -196,7 +210,13 @@ def _signed(body: str) -> str:
 
 
 def _date(day: date, ctx: RenderContext) -> str:
-    return format_skeleton("MMMEd", day, locale=ctx.locale)
+    return _formatted_date(day, ctx.locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted_date(day: date, locale: str) -> str:
+    """Babel's month-day-weekday of ``day`` (a pure function: cached across patients)."""
+    return format_skeleton("MMMEd", day, locale=locale)
 
 
 def _date_and_time(moment: datetime, ctx: RenderContext) -> str:
@@ -211,7 +231,13 @@ def _date_and_time(moment: datetime, ctx: RenderContext) -> str:
 
 
 def _time(moment: datetime, ctx: RenderContext) -> str:
-    return format_time(moment, "short", tzinfo=ctx.tz, locale=ctx.locale)
+    return _formatted_time(moment, ctx.tz, ctx.locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted_time(moment: datetime, tz: ZoneInfo, locale: str) -> str:
+    """Babel's short time of ``moment`` in ``tz`` (a pure function: cached across patients)."""
+    return format_time(moment, "short", tzinfo=tz, locale=locale)
 
 
 def _day_clause(summary: rd.DaySummary, ctx: RenderContext) -> str:
@@ -437,6 +463,7 @@ def plan_patient(
         result.cancelled = _cancel_rows(
             [r for r in rows if r.status == "planned"], reason, source, error=reason
         )
+        _remember_plan(patient, reason, None, now)
         return result
     policy = reminder_policy()
     ctx = context_for(patient)
@@ -468,15 +495,146 @@ def plan_patient(
     ]
     result.updated += _rerender_leftovers(leftovers, policy, events, ctx, source)
     db.session.flush()
+    _remember_plan(patient, None, ctx, now)
     return result
 
 
-def replan_patient(patient_ref: str | int, *, now: datetime, source: str) -> PlanResult:
-    """Re-plan one patient and commit (CLI, jobs)."""
+def replan_patient(
+    patient_ref: str | int, *, now: datetime, source: str, skip_unchanged: bool = False
+) -> PlanResult:
+    """Re-plan one patient and commit (CLI, jobs).
+
+    ``skip_unchanged``: do nothing (and write nothing) when the inputs of the patient's last
+    plan are unchanged (``plan_fingerprint``); the daily job and ``sms plan --all`` use it.
+    """
     patient = get_patient(patient_ref)
+    if skip_unchanged and _plan_unchanged(patient):
+        db.session.commit()  # ends the read-only transaction; nothing was written
+        return PlanResult(skipped=True)
     result = plan_patient(patient, now=now, source=source)
     db.session.commit()
     return result
+
+
+# -- what a plan was made from -----------------------------------------------------------------
+
+# Bump when the planner's code changes what it would write for the same inputs: every patient is
+# then re-planned in full once.
+PLANNER_VERSION = 1
+RENDER_SETTINGS = (
+    "SMS_SIGNATURE",
+    "SMS_SIGNATURE_POSITION",
+    "SMS_OPT_OUT_HINT",
+    "CLINIC_TIMEZONE",
+)
+
+
+def plan_fingerprint(patient: Patient, reason: str | None, ctx: RenderContext | None) -> str:
+    """SHA-256 of everything planning reads: the patient's row, contacts and consents,
+    calendar, the rules, the wording and settings, and the state of the patient's outbox."""
+    config = current_app.config
+    parts: list[Any] = [
+        PLANNER_VERSION,
+        reason,
+        _columns(patient),
+        _contacts_state(patient.id),
+        repr(current_protocol().raw.get("reminders")),
+        [repr(config.get(name)) for name in RENDER_SETTINGS],
+        [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
+        _wording_digest(str(config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations")),
+        None if ctx is None else [ctx.locale, ctx.tz.key, ctx.recipient, ctx.contact_id],
+        _outbox_state(patient.id),
+    ]
+    text = json.dumps(parts, default=str, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(_calendar_state(patient.id).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _plan_unchanged(patient: Patient) -> bool:
+    """True when the patient's last plan was made from the inputs there are now."""
+    stored = _stored_fingerprint(patient.id)
+    if stored is None:
+        return False
+    reason = blocked_reason(patient)
+    ctx = context_for(patient) if reason is None else None
+    return stored == plan_fingerprint(patient, reason, ctx)
+
+
+def _remember_plan(
+    patient: Patient, reason: str | None, ctx: RenderContext | None, now: datetime
+) -> None:
+    """Store the fingerprint of this plan's inputs (no write when it is the stored one)."""
+    fingerprint = plan_fingerprint(patient, reason, ctx)
+    stored = _stored_fingerprint(patient.id)
+    if stored == fingerprint:
+        return
+    values = {"fingerprint": fingerprint, "planned_at": now}
+    if stored is None:
+        db.session.execute(insert(ReminderPlanState).values(patient_id=patient.id, **values))
+    else:
+        db.session.execute(
+            update(ReminderPlanState)
+            .where(ReminderPlanState.patient_id == patient.id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _stored_fingerprint(patient_id: int) -> str | None:
+    return db.session.scalar(
+        select(ReminderPlanState.fingerprint).where(ReminderPlanState.patient_id == patient_id)
+    )
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    """Every column of an ORM row, by name."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+def _contacts_state(patient_id: int) -> list[Any]:
+    """Each contact of the patient (active or not) with its consents, column by column."""
+    contacts = recipients.contacts_of([patient_id]).get(patient_id, [])
+    return [
+        [_columns(contact), sorted((_columns(c) for c in contact.consents), key=lambda c: c["id"])]
+        for contact in contacts
+    ]
+
+
+def _calendar_state(patient_id: int) -> str:
+    """Every column of every calendar event of the patient, read as plain rows (no ORM)."""
+    table = CalendarEvent.__table__
+    rows = db.session.execute(
+        select(table).where(table.c.patient_id == patient_id).order_by(table.c.id)
+    )
+    return repr([tuple(row) for row in rows])
+
+
+def _outbox_state(patient_id: int) -> list[list[Any]]:
+    """Per status and kind: how many rows, the latest change and the newest id."""
+    stmt = (
+        select(
+            OutboxMessage.status,
+            OutboxMessage.kind,
+            func.count(),
+            func.max(OutboxMessage.updated_at),
+            func.max(OutboxMessage.id),
+        )
+        .where(OutboxMessage.patient_id == patient_id)
+        .group_by(OutboxMessage.status, OutboxMessage.kind)
+        .order_by(OutboxMessage.status, OutboxMessage.kind)
+    )
+    return [list(row) for row in db.session.execute(stmt)]
+
+
+@cache
+def _wording_digest(directory: str) -> str:
+    """SHA-256 of the translation catalogues (a new wording re-renders every patient)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).glob("*/LC_MESSAGES/*.[mp]o")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 ReplanFailure = Callable[[int, Exception, datetime, str], None]
@@ -494,20 +652,26 @@ def replan_all(
     source: str,
     on_failure: ReplanFailure | None = None,
     progress: Callable[[int], None] | None = None,
+    skip_unchanged: bool = True,
 ) -> dict[str, int]:
     """Re-plan every patient, one transaction each; go on past a failure; return totals.
+
+    A patient whose planning inputs did not change since the last plan is skipped
+    (``skip_unchanged``, counted in ``skipped``): nothing is rendered or written for them.
 
     A failing patient is rolled back, logged and passed to ``on_failure`` (the callers above
     raise a staff alert there: this layer does not know about alerts). ``progress`` is told
     of each patient done.
     """
-    totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0}
+    totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0, "skipped": 0}
     ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
     for patient_id in ids:
         if progress is not None:
             progress(1)
         try:
-            result = replan_patient(patient_id, now=now, source=source)
+            result = replan_patient(
+                patient_id, now=now, source=source, skip_unchanged=skip_unchanged
+            )
         except Exception as exc:  # one patient's failure must not stop the others
             db.session.rollback()
             logger.exception("re-planning patient %s failed (%s)", patient_id, type(exc).__name__)
@@ -516,6 +680,7 @@ def replan_all(
             totals["failed"] += 1
             continue
         totals["patients"] += 1
+        totals["skipped"] += int(result.skipped)
         totals["created"] += result.created + result.reactivated
         totals["cancelled"] += result.cancelled
     return totals
@@ -657,11 +822,11 @@ def _sync(
         source,
         error=None,
     )
+    new: list[PlannedMessage] = []
     for message in desired:
         row = by_key.get(message.dedupe_key)
         if row is None:
-            result.messages.append(_new_row(patient, message, ctx, source))
-            result.created += 1
+            new.append(message)
         elif row.status == "planned":
             if _update_planned(row, message, ctx, source):
                 result.updated += 1
@@ -669,6 +834,8 @@ def _sync(
                 result.kept += 1
         elif row.status == "cancelled" and _reactivate(row, message, ctx, source):
             result.reactivated += 1
+    result.messages.extend(_insert_rows(patient, new, ctx, source))
+    result.created += len(new)
 
 
 def _reactivate(
@@ -810,17 +977,54 @@ def _update_planned(
 def _new_row(
     patient: Patient, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> OutboxMessage:
-    row = OutboxMessage(
-        patient_id=patient.id,
-        dedupe_key=message.dedupe_key,
-        kind=message.kind,
-        status="planned",
-        **_content_values(message, ctx),
+    return _insert_rows(patient, [message], ctx, source)[0]
+
+
+def _insert_rows(
+    patient: Patient, messages: Sequence[PlannedMessage], ctx: RenderContext, source: str
+) -> list[OutboxMessage]:
+    """Insert new planned rows and their first history rows in three statements.
+
+    One executemany of the rows (batched by the driver), one SELECT of them back by their
+    natural key, one executemany of their history rows: the cost does not grow per row.
+    """
+    if not messages:
+        return []
+    at = utcnow()
+    values = [
+        {
+            "patient_id": patient.id,
+            "dedupe_key": message.dedupe_key,
+            "kind": message.kind,
+            "status": "planned",
+            "created_at": at,
+            "updated_at": at,
+            **_content_values(message, ctx),
+        }
+        for message in messages
+    ]
+    db.session.execute(insert(OutboxMessage.__table__), values)
+    keys = [message.dedupe_key for message in messages]
+    found = db.session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.patient_id == patient.id, OutboxMessage.dedupe_key.in_(keys)
+        )
     )
-    db.session.add(row)
-    db.session.flush()
-    add_history(row.id, None, "planned", source=source, detail=", ".join(message.notes) or None)
-    return row
+    by_key = {row.dedupe_key: row for row in found}
+    rows = [by_key[key] for key in keys]
+    history = [
+        {
+            "message_id": row.id,
+            "at": at,
+            "from_status": None,
+            "to_status": "planned",
+            "source": source[:120],
+            "detail": ", ".join(message.notes) or None,
+        }
+        for row, message in zip(rows, messages, strict=True)
+    ]
+    db.session.execute(insert(OutboxStatusChange.__table__), history)  # Core: one executemany
+    return rows
 
 
 def patient_can_receive(patient: Patient) -> bool:

@@ -1,0 +1,203 @@
+"""Re-planning reminders: milliseconds and SQL statements per patient, against a bare insert.
+
+Usage:
+    python bench/bench_replan.py [--patients 20]
+                                 [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+One database (a temporary SQLite file, or a new schema in the given PostgreSQL). ``--patients``
+patients are enrolled through the real service (calendar, reminders, audit), then timed, each
+patient in its own transaction as ``sms plan --all`` does:
+
+1. first plan: the patient's outbox emptied (not timed), ``plan_patient`` + commit;
+2. baseline, same run: the same outbox rows and history rows written by a bare Core
+   executemany + commit (the floor for writing that data);
+3. daily re-plan, nothing changed: ``replan_all`` (fingerprint equal: skipped, no write);
+4. forced re-plan, nothing changed: ``replan_all(skip_unchanged=False)`` (planned in full,
+   rendered and compared, no write);
+5. daily re-plan after one event of each patient moved 3 days (only its rows rewritten).
+
+Prints ms and statements per patient for each, the ratio of the first plan to the baseline,
+and the projected time of ``sms plan --all`` for 10,000 patients (target: < 5 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import delete, event, insert, select  # noqa: E402
+
+from app import create_app  # noqa: E402
+from app.clock import FrozenClock, set_clock, utcnow  # noqa: E402
+from app.extensions import db  # noqa: E402
+from app.models import (  # noqa: E402
+    CalendarEvent,
+    OutboxMessage,
+    OutboxStatusChange,
+    Patient,
+    ReminderPlanState,
+)
+from app.services.messaging import reminders  # noqa: E402
+from tests.integration.sms_support import enrol  # noqa: E402
+from tests.support import postgres_schema  # noqa: E402
+
+NOW = datetime(2026, 3, 4, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+START = date(2026, 3, 10)
+PLATFORM = 10_000
+TARGET_SECONDS = 5 * 60
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[str]:
+    """A fresh database: a temporary SQLite file, or a new schema in the given PostgreSQL."""
+    if not url or url.startswith("sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/replan.sqlite3"
+        return
+    with postgres_schema(url, "replan") as schema_url:
+        yield schema_url
+
+
+class Counter:
+    """Counts the SQL statements the engine runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        event.listen(db.engine, "before_cursor_execute", self._note)
+
+    def _note(self, *args: Any, **kwargs: Any) -> None:
+        self.count += 1
+
+
+def measure(counter: Counter, work: Callable[[], object]) -> tuple[float, int]:
+    """Seconds and statements of ``work``."""
+    before = counter.count
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started, counter.count - before
+
+
+def empty_outbox(patient_id: int) -> list[dict[str, Any]]:
+    """Delete the patient's outbox, history and fingerprint; return the rows as they were."""
+    table = OutboxMessage.__table__
+    rows = [dict(r._mapping) for r in db.session.execute(select(table).where(
+        table.c.patient_id == patient_id))]  # fmt: skip
+    ids = select(OutboxMessage.id).where(OutboxMessage.patient_id == patient_id)
+    db.session.execute(delete(OutboxStatusChange).where(OutboxStatusChange.message_id.in_(ids)))
+    db.session.execute(delete(OutboxMessage).where(OutboxMessage.patient_id == patient_id))
+    db.session.execute(delete(ReminderPlanState).where(ReminderPlanState.patient_id == patient_id))
+    db.session.commit()
+    return rows
+
+
+def first_plan(patient_id: int) -> None:
+    """Plan one patient from an empty outbox and commit."""
+    patient = db.session.get(Patient, patient_id)
+    reminders.plan_patient(patient, now=utcnow(), source="bench")
+    db.session.commit()
+
+
+def bare_insert(rows: list[dict[str, Any]]) -> None:
+    """The floor: the same rows and one history row each, by a bare executemany."""
+    db.session.execute(insert(OutboxMessage.__table__), rows)
+    db.session.execute(
+        insert(OutboxStatusChange.__table__),
+        [{"message_id": r["id"], "at": r["created_at"], "from_status": None,
+          "to_status": "planned", "source": "bench", "detail": None} for r in rows],
+    )  # fmt: skip
+    db.session.commit()
+
+
+def move_one_event(patient_id: int) -> None:
+    """Move the patient's first imaging event 3 days later (a calendar change)."""
+    found = db.session.scalars(
+        select(CalendarEvent)
+        .where(CalendarEvent.patient_id == patient_id, CalendarEvent.kind == "imaging")
+        .order_by(CalendarEvent.date)
+    ).first()
+    if found is not None:
+        found.date = found.date + timedelta(days=3)
+    db.session.commit()
+
+
+def run(patients: int, url: str | None) -> None:
+    """Enrol, then time each phase and print the figures."""
+    set_clock(FrozenClock(NOW))
+    with database(url) as db_url:
+        app = create_app("test", SQLALCHEMY_DATABASE_URI=db_url)
+        with app.app_context():
+            db.create_all()
+            report(app.config["SQLALCHEMY_DATABASE_URI"].split(":")[0], patients)
+            db.session.remove()
+            db.engine.dispose()
+
+
+def report(dialect: str, patients: int) -> None:
+    """The measurements, printed."""
+    ids = [enrol(f"B-{i:05d}", start=START + timedelta(days=i % 7)).id for i in range(patients)]
+    counter = Counter()
+    plan_s = plan_n = base_s = base_n = rows = 0.0
+    for patient_id in ids:
+        empty_outbox(patient_id)
+        seconds, statements = measure(counter, lambda p=patient_id: first_plan(p))
+        plan_s, plan_n = plan_s + seconds, plan_n + statements
+        saved = empty_outbox(patient_id)
+        rows += len(saved)
+        seconds, statements = measure(counter, lambda r=saved: bare_insert(r))
+        base_s, base_n = base_s + seconds, base_n + statements
+    phases = {
+        "first plan (empty outbox)": (plan_s, plan_n),
+        "baseline: bare insert": (base_s, base_n),
+    }
+    now = utcnow()
+    reminders.replan_all(now=now, source="bench")  # not timed: fingerprints of the rows above
+    phases["re-plan, nothing changed"] = measure(
+        counter, lambda: reminders.replan_all(now=now, source="bench")
+    )
+    phases["re-plan forced, nothing changed"] = measure(
+        counter, lambda: reminders.replan_all(now=now, source="bench", skip_unchanged=False)
+    )
+    for patient_id in ids:
+        move_one_event(patient_id)
+    phases["re-plan, one event moved each"] = measure(
+        counter, lambda: reminders.replan_all(now=now, source="bench"))  # fmt: skip
+    print(f"Re-planning on {dialect}: {patients} patients, {rows / patients:.0f} outbox rows each")
+    print(f"{'phase':34} {'ms/patient':>11} {'statements/patient':>19} {'10,000 patients':>16}")
+    for name, (seconds, statements) in phases.items():
+        per = seconds / patients
+        print(f"{name:34} {per * 1000:11.1f} {statements / patients:19.1f} "
+              f"{per * PLATFORM / 60:13.1f} min")  # fmt: skip
+    ratio = plan_s / base_s if base_s else float("inf")
+    print(f"first plan / bare insert of the same rows: {ratio:.2f}x the floor")
+    worst = max(plan_s, phases["re-plan forced, nothing changed"][0]) / patients * PLATFORM
+    verdict = "met" if worst < TARGET_SECONDS else "NOT met"
+    print(f"sms plan --all at {PLATFORM:,} patients, worst case (every patient planned in full): "
+          f"{worst / 60:.1f} min; target < {TARGET_SECONDS // 60} min: {verdict}")  # fmt: skip
+    daily = phases["re-plan, nothing changed"][0] / patients * PLATFORM
+    verdict = "met" if daily < TARGET_SECONDS else "NOT met"
+    print(f"sms plan --all at {PLATFORM:,} patients, nothing changed since the last plan: "
+          f"{daily / 60:.1f} min; target < {TARGET_SECONDS // 60} min: {verdict}")  # fmt: skip
+
+
+def main() -> None:
+    """Parse the arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    run(args.patients, args.database_url)
+
+
+if __name__ == "__main__":
+    main()
