@@ -55,7 +55,9 @@ def _backfill():
                 "question": first.get("question"),
             }
         if invites is not None:
-            bind.execute(sa.update(table).where(table.c.id == values["id"]).values(invites=invites))
+            bind.execute(
+                sa.update(table).where(table.c.id == values["id"]).values(invites=invites)
+            )
 
 
 def downgrade():
