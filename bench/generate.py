@@ -459,7 +459,7 @@ def analyze() -> None:
     """PostgreSQL: table statistics now, as autovacuum would gather them after a bulk load.
 
     Without them the planner guesses: at 2,000 fresh patients the patients list sorted by next
-    visit took 127 s instead of 0.2 s (a sequential scan per patient).
+    visit took 127 s, and 0.2 s once analysed.
     """
     if db.session.get_bind().dialect.name != "postgresql":
         return

@@ -6,7 +6,8 @@ Create Date: 2026-12-07 18:00:00
 
 ``ix_calendar_event_attention_date`` holds only events flagged with more than "moved to a working
 day" (a few percent of the calendar), so the Today page's flagged events and decisions waiting
-read those instead of every open event of the next six weeks / four months.
+read those instead of every open event of the next six weeks / four months;
+``ix_outbox_message_send_after_id`` lets the message log read one page in send-time order.
 """
 
 from alembic import op
@@ -31,8 +32,12 @@ def upgrade():
             postgresql_where=ATTENTION,
             sqlite_where=ATTENTION,
         )
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_message_send_after_id", ["send_after", "id"], unique=False)
 
 
 def downgrade():
+    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_message_send_after_id")
     with op.batch_alter_table("calendar_event", schema=None) as batch_op:
         batch_op.drop_index("ix_calendar_event_attention_date")
