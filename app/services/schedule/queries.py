@@ -396,9 +396,11 @@ def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
         CalendarEvent.kind.in_(STAFF_RECORDED_KINDS),
         Patient.status.notin_(("withdrawn", "off_study")),
     )
-    rows = _rows(
-        _base().where(condition).order_by(CalendarEvent.date.desc(), Patient.study_id).limit(limit)
-    )
+    # Ordered by an expression, not the column: otherwise PostgreSQL walks the date index
+    # backwards hoping to meet overdue rows early and reads every event when there are few
+    # (0.5 s at 2,000 patients); this way it reads the open events whose window has passed.
+    latest_first = func.coalesce(CalendarEvent.date, CalendarEvent.date).desc()
+    rows = _rows(_base().where(condition).order_by(latest_first, Patient.study_id).limit(limit))
     total = db.session.scalar(
         select(func.count(CalendarEvent.id))
         .join(Patient, Patient.id == CalendarEvent.patient_id)
