@@ -174,6 +174,7 @@ def generate(
         made = time.perf_counter() - started
         clone(template_ids, patients - templates, start_index=templates, today=today,
               progress=progress)  # fmt: skip
+        analyze()
         seconds = time.perf_counter() - started
         figures = {t.__tablename__: float(count(t)) for t in COUNTED}
     return figures | {"templates_seconds": made, "seconds": seconds}
@@ -452,6 +453,19 @@ def _audit() -> Any:
     )
     names = ["at", "actor", "action", "entity_type", "entity_id", "patient_id", "reason"]
     return insert(AuditEntry.__table__).from_select(names, query)
+
+
+def analyze() -> None:
+    """PostgreSQL: table statistics now, as autovacuum would gather them after a bulk load.
+
+    Without them the planner guesses: at 2,000 fresh patients the patients list sorted by next
+    visit took 127 s, and 0.2 s once analysed.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    db.session.commit()
+    db.session.execute(text("ANALYZE"))
+    db.session.commit()
 
 
 def _fix_sequences() -> None:

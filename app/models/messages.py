@@ -82,6 +82,8 @@ class OutboxMessage(db.Model):
         # Retention: delivered / final messages by age (app/services/messaging/retention.py).
         Index("ix_outbox_message_status_updated_at", "status", "updated_at"),
         Index("ix_outbox_message_patient_send_after", "patient_id", "send_after"),
+        # The message log: the latest (or next) messages by send time, one page read in order.
+        Index("ix_outbox_message_send_after_id", "send_after", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -25,10 +25,11 @@ from flask_babel import lazy_gettext as _l
 from app.models import utcnow
 from app.models.alerts import RESOLUTION_ACTIONS
 from app.services.alerts.alerts import AlertError
-from app.services.alerts.oncall import pages_for
+from app.services.alerts.oncall import pages_for_alerts
 from app.services.conversations import inbox as service
 from app.services.schedule.contacts import active_contacts_by_patient
 from app.web import labels
+from app.web.helpers import page_number
 from app.web.nav import add_nav_item
 from app.web.security import current_actor, require_login, requires
 
@@ -86,20 +87,6 @@ CALL_CATEGORIES = ("red", "call_task")
 REMEMBERED = "inbox_filters"
 
 
-def matches(item: service.InboxItem, query: str) -> bool:
-    """True when the item's study id, message, summary or note contains the search text."""
-    alert = item.alert
-    texts = (
-        alert.patient.study_id if alert.patient else "",
-        alert.inbound_message.body if alert.inbound_message else "",
-        alert.summary or "",
-        alert.resolution_note or "",
-        alert.assigned_to or "",
-    )
-    needle = query.strip().casefold()
-    return any(needle in text.casefold() for text in texts)
-
-
 def _remembered_filters() -> Any | None:
     """Remember the nurse's filters in the sign-in session; restore them on a bare /inbox/."""
     given = {k: request.args[k] for k in FILTER_KEYS if request.args.get(k)}
@@ -127,14 +114,16 @@ def index() -> Any:
     assignee = request.args.get("assignee") or None
     query = (request.args.get("q") or "").strip()[:80]
     if show == "resolved":
-        items = service.resolved_items()
+        page = service.resolved_items_page(query=query, page=page_number())
     else:
-        items = service.open_items(category=category, assignee=assignee)
-    if query:
-        items = [item for item in items if matches(item, query)]
+        page = service.open_items_page(
+            category=category, assignee=assignee, query=query, page=page_number()
+        )
+    items = page.items
     return render_template(
         "inbox/index.html",
         items=items,
+        page=page,
         show=show,
         category=category if category in service.CATEGORIES else None,
         assignee=assignee,
@@ -144,11 +133,7 @@ def index() -> Any:
         actions=RESOLUTION_ACTIONS,
         staff=service.assignable_users(),
         now=utcnow(),
-        pages={
-            it.alert.id: pages_for(f"alert:{it.alert.id}:")
-            for it in items
-            if it.alert.level == "red"
-        },
+        pages=pages_for_alerts(it.alert.id for it in items if it.alert.level == "red"),
         numbers=active_contacts_by_patient(
             it.alert.patient_id
             for it in items
@@ -158,7 +143,7 @@ def index() -> Any:
 
 
 def _back() -> Any:
-    args = {k: v for k, v in request.args.items() if k in FILTER_KEYS and v}
+    args = {k: v for k, v in request.args.items() if k in (*FILTER_KEYS, "page") and v}
     return redirect(url_for("inbox.index", **args))
 
 

@@ -250,7 +250,7 @@ def detail(study_id: str) -> Any:
         phases=timeline.build(patient.events, today),
         counts=timeline.counts(patient.events, today),
         next_events=next_events(patient, today),
-        open_items=[it for it in inbox_service.open_items() if it.alert.patient_id == patient.id],
+        open_items=inbox_service.open_items(patient_id=patient.id),
         history=patient_history(patient.id),
         arm=_arm_label(patient.choices),
         phone=mask_phone(patient.phone_e164),

@@ -9,12 +9,12 @@ other SMS and reconciled the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.domain import oncall as rota
 from app.domain.oncall import IsHoliday, RotaError, Shift
@@ -317,3 +317,29 @@ def pages_for(purpose_prefix: str) -> list[OutboxMessage]:
         .order_by(OutboxMessage.created_at, OutboxMessage.id)
     )
     return list(db.session.scalars(stmt))
+
+
+def pages_for_alerts(alert_ids: Iterable[int]) -> dict[int, list[OutboxMessage]]:
+    """The pages queued for each of these alerts (one query), oldest first (alerts without pages are absent)."""
+    prefixes = {alert_id: f"page:alert:{alert_id}:" for alert_id in set(alert_ids)}
+    if not prefixes:
+        return {}
+    stmt = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.patient_id.is_(None),  # pages have no patient: the indexed narrowing
+            OutboxMessage.kind == "page",
+            or_(
+                *(
+                    OutboxMessage.dedupe_key.startswith(p, autoescape=True)
+                    for p in prefixes.values()
+                )
+            ),
+        )
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    )
+    found: dict[int, list[OutboxMessage]] = {}
+    for row in db.session.scalars(stmt):
+        alert_id = next(a for a, p in prefixes.items() if row.dedupe_key.startswith(p))
+        found.setdefault(alert_id, []).append(row)
+    return found

@@ -16,20 +16,21 @@ and a note. Every change is a conditional UPDATE and is audited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Select, case, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
-from app.models import Alert, CheckinSession, User, utcnow
+from app.models import Alert, CheckinSession, InboundMessage, Patient, User, utcnow
 from app.models.alerts import RESOLUTION_ACTIONS, UNRESOLVED_STATUSES
 from app.services.alerts import alerts as alert_service
 from app.services.alerts.alerts import AlertError
 from app.services.conversations.checkins.sessions import call_task_resolved
 from app.services.shared import audit
+from app.services.shared.pagination import Page, paginate
 from app.services.shared.users import has_permission
 
 CATEGORIES = ("red", "amber", "call_task", "unknown", "reschedule", "opt_out", "note")
@@ -76,16 +77,54 @@ class InboxItem:
         return int((utcnow() - self.alert.created_at).total_seconds())
 
 
+PER_PAGE = 50
+"""Inbox items on one page (the page renders only these, whatever the number of open items)."""
+
+
 def open_items(
-    *, category: str | None = None, assignee: str | None = None, limit: int = 300
+    *,
+    category: str | None = None,
+    assignee: str | None = None,
+    patient_id: int | None = None,
+    limit: int = 300,
 ) -> list[InboxItem]:
     """Unresolved items: category (most urgent first), then oldest first."""
+    stmt = _open_query(category=category, assignee=assignee).limit(limit)
+    if patient_id is not None:
+        stmt = stmt.where(Alert.patient_id == patient_id)
+    return _items(list(db.session.scalars(stmt)))
+
+
+def open_items_page(
+    *,
+    category: str | None = None,
+    assignee: str | None = None,
+    query: str = "",
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> Page:
+    """One page of unresolved items (filtered and searched in SQL); items are InboxItems."""
+    stmt = _search(_open_query(category=category, assignee=assignee), query)
+    return _item_page(stmt, page, per_page)
+
+
+def resolved_items_page(*, query: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
+    """One page of resolved items, most recently resolved first; items are InboxItems."""
+    stmt = _search(_resolved_query(), query)
+    return _item_page(stmt, page, per_page)
+
+
+def resolved_items(*, limit: int = 50) -> list[InboxItem]:
+    """The most recently resolved items."""
+    return _items(list(db.session.scalars(_resolved_query().limit(limit))))
+
+
+def _open_query(*, category: str | None, assignee: str | None) -> Select[Any]:
     stmt = (
         select(Alert)
         .options(selectinload(Alert.patient), selectinload(Alert.inbound_message))
         .where(Alert.status.in_(UNRESOLVED_STATUSES))
         .order_by(_category_rank(), Alert.created_at, Alert.id)
-        .limit(limit)
     )
     if category in CATEGORIES:
         stmt = stmt.where(_category_rank() == CATEGORIES.index(category))
@@ -93,19 +132,35 @@ def open_items(
         stmt = stmt.where(Alert.assigned_to.is_(None))
     elif assignee:
         stmt = stmt.where(Alert.assigned_to == assignee)
-    return _items(list(db.session.scalars(stmt)))
+    return stmt
 
 
-def resolved_items(*, limit: int = 50) -> list[InboxItem]:
-    """The most recently resolved items."""
-    stmt = (
+def _resolved_query() -> Select[Any]:
+    return (
         select(Alert)
         .options(selectinload(Alert.patient), selectinload(Alert.inbound_message))
         .where(Alert.status == "resolved")
         .order_by(Alert.resolved_at.desc(), Alert.id.desc())
-        .limit(limit)
     )
-    return _items(list(db.session.scalars(stmt)))
+
+
+def _search(stmt: Select[Any], query: str) -> Select[Any]:
+    """Items whose study id, message, summary, note or assignee contains ``query`` (any case)."""
+    needle = query.strip().casefold()
+    if not needle:
+        return stmt
+    fields = (Patient.study_id, InboundMessage.body, Alert.summary, Alert.resolution_note,
+              Alert.assigned_to)  # fmt: skip
+    return (
+        stmt.outerjoin(Patient, Alert.patient_id == Patient.id)
+        .outerjoin(InboundMessage, Alert.inbound_message_id == InboundMessage.id)
+        .where(or_(*(func.lower(f).contains(needle, autoescape=True) for f in fields)))
+    )
+
+
+def _item_page(stmt: Select[Any], page: int, per_page: int) -> Page:
+    result = paginate(stmt, page, per_page)
+    return replace(result, items=_items(result.items))
 
 
 def _items(alerts: list[Alert]) -> list[InboxItem]:

@@ -106,30 +106,45 @@ def message_log(
     filters: MessageFilter, *, tz: ZoneInfo, page: int = 1, per_page: int = PAGE_SIZE
 ) -> Page:
     """Messages matching ``filters``, latest send time first, one page of them."""
-    stmt = select(OutboxMessage).join(Patient).options(selectinload(OutboxMessage.patient))
+    conditions = _log_conditions(filters, tz)
+    stmt = (
+        select(OutboxMessage)
+        .join(Patient)
+        .options(selectinload(OutboxMessage.patient))
+        .where(*conditions)
+    )
+    # Counted on ids only (no wide rows in the COUNT).
+    counted = select(OutboxMessage.id).join(Patient).where(*conditions)
+    if filters.due_after:
+        ordered = stmt.order_by(OutboxMessage.send_after, OutboxMessage.id)
+    else:
+        ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
+    return paginate(ordered, page, per_page, count_query=counted)
+
+
+def _log_conditions(filters: MessageFilter, tz: ZoneInfo) -> list[Any]:
+    """The WHERE terms of the message log for ``filters``."""
+    conditions: list[Any] = []
     if filters.patient:
         needle = filters.patient.strip()
-        stmt = stmt.where(or_(Patient.study_id == needle, Patient.study_id.ilike(f"%{needle}%")))
+        conditions.append(or_(Patient.study_id == needle, Patient.study_id.ilike(f"%{needle}%")))
     if filters.status:
-        stmt = stmt.where(OutboxMessage.status == filters.status)
+        conditions.append(OutboxMessage.status == filters.status)
     if filters.kind:
-        stmt = stmt.where(OutboxMessage.kind == filters.kind)
+        conditions.append(OutboxMessage.kind == filters.kind)
     if filters.date_from:
         start = datetime.combine(filters.date_from, time(0), tzinfo=tz)
-        stmt = stmt.where(OutboxMessage.send_after >= start)
+        conditions.append(OutboxMessage.send_after >= start)
     if filters.date_to:
         end = datetime.combine(filters.date_to + timedelta(days=1), time(0), tzinfo=tz)
-        stmt = stmt.where(OutboxMessage.send_after < end)
+        conditions.append(OutboxMessage.send_after < end)
     if filters.statuses:
-        stmt = stmt.where(OutboxMessage.status.in_(filters.statuses))
+        conditions.append(OutboxMessage.status.in_(filters.statuses))
     if filters.due_until:
-        stmt = stmt.where(OutboxMessage.send_after < filters.due_until)
+        conditions.append(OutboxMessage.send_after < filters.due_until)
     if filters.due_after:
-        stmt = stmt.where(OutboxMessage.send_after >= filters.due_after)
-        ordered = stmt.order_by(OutboxMessage.send_after, OutboxMessage.id)
-        return paginate(ordered, page, per_page)
-    ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
-    return paginate(ordered, page, per_page)
+        conditions.append(OutboxMessage.send_after >= filters.due_after)
+    return conditions
 
 
 def status_counts() -> dict[str, int]:

@@ -13,10 +13,12 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Select, String, and_, case, cast, func, or_, select
+from sqlalchemy import text as sql_text
 
 from app.domain.calendar import DECISION_FLAGS
 from app.extensions import db
 from app.models import CalendarEvent, Patient
+from app.models.patient import ATTENTION_SQL
 from app.services.shared.pagination import Page, paginate
 from app.services.shared.protocols import clinic_working_days
 
@@ -355,7 +357,12 @@ def clashing_event_ids(rows: Iterable[EventRow]) -> set[int]:
 
 def _warning_condition() -> Any:
     text = cast(CalendarEvent.flags, String)
-    return or_(*[text.like(f'%"{flag}"%') for flag in WARNING_FLAGS])
+    return and_(_attention(), or_(*[text.like(f'%"{flag}"%') for flag in WARNING_FLAGS]))
+
+
+def _attention() -> Any:
+    """The partial index's predicate (ix_calendar_event_attention_date), word for word."""
+    return sql_text(ATTENTION_SQL)
 
 
 def decisions_waiting(
@@ -367,6 +374,7 @@ def decisions_waiting(
         _on_days(today, today + timedelta(days=horizon_days)),
         CalendarEvent.status.in_(OPEN_STATUSES),
         Patient.status.notin_(("withdrawn", "off_study")),
+        _attention(),
         or_(*[text.like(f'%"{flag}"%') for flag in DECISION_FLAGS]),
     )
     rows = _rows(
@@ -388,9 +396,11 @@ def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
         CalendarEvent.kind.in_(STAFF_RECORDED_KINDS),
         Patient.status.notin_(("withdrawn", "off_study")),
     )
-    rows = _rows(
-        _base().where(condition).order_by(CalendarEvent.date.desc(), Patient.study_id).limit(limit)
-    )
+    # Ordered by an expression, not the column: otherwise PostgreSQL walks the date index
+    # backwards hoping to meet overdue rows early and reads every event when there are few
+    # (0.5 s at 2,000 patients); this way it reads the open events whose window has passed.
+    latest_first = func.coalesce(CalendarEvent.date, CalendarEvent.date).desc()
+    rows = _rows(_base().where(condition).order_by(latest_first, Patient.study_id).limit(limit))
     total = db.session.scalar(
         select(func.count(CalendarEvent.id))
         .join(Patient, Patient.id == CalendarEvent.patient_id)
