@@ -1,7 +1,7 @@
 """pages at scale: a partial index of the calendar events whose flags may ask for attention
 
-Revision ID: 0008_pages10k
-Revises: 0007_scaledata
+Revision ID: 0009_pages10k
+Revises: 0008_replanfast
 Create Date: 2026-12-07 18:00:00
 
 ``ix_calendar_event_attention_date`` holds only events flagged with more than "moved to a working
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0008_pages10k"
-down_revision = "0007_scaledata"
+revision = "0009_pages10k"
+down_revision = "0008_replanfast"
 branch_labels = None
 depends_on = None
 
