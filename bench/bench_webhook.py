@@ -53,7 +53,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from datetime import time as dtime
 from pathlib import Path
 
@@ -191,10 +191,10 @@ def seed(database_url: str) -> list[str]:
 
     from app import create_app
     from app.clock import today_in
-    from app.domain.patients import EnrolmentRequest
     from app.extensions import db
     from app.models import CalendarEvent, OnCallShift, OutboxMessage
     from app.services.schedule.patients import enrol_patient
+    from tests.support import cohort_enrolment
 
     app = create_app("test", SQLALCHEMY_DATABASE_URI=database_url)
     today = today_in(ZoneInfo("Asia/Shanghai"))
@@ -205,23 +205,8 @@ def seed(database_url: str) -> list[str]:
                 conn.execute(text("PRAGMA journal_mode=WAL"))
         db.create_all()
         for i in range(PATIENTS):
-            start = today + timedelta(days=1 + i % 14)
             patient = enrol_patient(
-                EnrolmentRequest(
-                    study_id=f"JSCH-{i:03d}",
-                    initials="AB",
-                    phone=f"139{i:08d}",
-                    choices={
-                        "pd1": ("sintilimab", "camrelizumab")[i % 2],
-                        "chemo": ("docetaxel", "paclitaxel", "irinotecan")[i % 3],
-                    },
-                    start_date=start,
-                    sms_consent=True,
-                    health_consent=True,
-                    sms_consent_date=today,
-                    locale="zh" if i % 4 else "en",
-                    recurrence_date=today - timedelta(days=30),
-                ),
+                cohort_enrolment(i, f"JSCH-{i:03d}", today),
                 actor="bench",
                 today=today,
             )

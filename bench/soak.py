@@ -185,32 +185,17 @@ def seed(patients: int, *, wave: int, duration: float, enrolled: int = 20) -> li
     from sqlalchemy import select
 
     from app.clock import today_in, utcnow
-    from app.domain.patients import EnrolmentRequest
     from app.extensions import db
     from app.models import OnCallShift, OutboxMessage
     from app.services.schedule.patients import enrol_patient
+    from tests.support import cohort_enrolment
 
     today = today_in(SHANGHAI)
     phones = []
     templates = []
     for i in range(min(enrolled, patients)):
-        start = today + timedelta(days=1 + i % 14)
         patient = enrol_patient(
-            EnrolmentRequest(
-                study_id=f"SOAK-{i:04d}",
-                initials="AB",
-                phone=f"139{i:08d}",
-                choices={
-                    "pd1": ("sintilimab", "camrelizumab")[i % 2],
-                    "chemo": ("docetaxel", "paclitaxel", "irinotecan")[i % 3],
-                },
-                start_date=start,
-                sms_consent=True,
-                health_consent=True,
-                sms_consent_date=today,
-                locale="zh" if i % 4 else "en",
-                recurrence_date=today - timedelta(days=30),
-            ),
+            cohort_enrolment(i, f"SOAK-{i:04d}", today),
             actor="soak",
             today=today,
         )

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Flask
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
 from app import create_app
+from app.domain.patients import EnrolmentRequest
 from app.extensions import db
 
 PASSWORD = "correct-horse-battery"
@@ -96,3 +98,23 @@ def sign_in(client: FlaskClient, username: str, password: str = PASSWORD) -> Fla
     )
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return client
+
+
+def cohort_enrolment(i: int, study_id: str, today: date) -> EnrolmentRequest:
+    """The i-th patient of a varied benchmark cohort: both PD-1 drugs, three chemotherapies, first
+    infusion within two weeks, three in four Chinese; consenting, recurrence a month ago."""
+    return EnrolmentRequest(
+        study_id=study_id,
+        initials="AB",
+        phone=f"139{i:08d}",
+        choices={
+            "pd1": ("sintilimab", "camrelizumab")[i % 2],
+            "chemo": ("docetaxel", "paclitaxel", "irinotecan")[i % 3],
+        },
+        start_date=today + timedelta(days=1 + i % 14),
+        sms_consent=True,
+        health_consent=True,
+        sms_consent_date=today,
+        locale="zh" if i % 4 else "en",
+        recurrence_date=today - timedelta(days=30),
+    )
