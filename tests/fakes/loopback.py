@@ -26,6 +26,10 @@ FAULT_KINDS = frozenset(
 CREATING = frozenset({"500_created", "timeout_created", "drop_created"})
 
 
+class IncompleteRequest(Exception):
+    """The client closed the connection before sending the whole body."""
+
+
 class _Handler(TrackedHandler):
     """Routes every request to the fake's ``_dispatch``."""
 
@@ -36,9 +40,12 @@ class _Handler(TrackedHandler):
     do_GET = do_POST
 
     def body(self) -> bytes:
-        """The request body (always consumed)."""
+        """The request body (always consumed); IncompleteRequest when the client went away first."""
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            raise IncompleteRequest(f"{len(raw)} of {length} bytes")
+        return raw
 
     def send_json(self, status: int, payload: Mapping[str, Any] | list[Any]) -> None:
         """Write a JSON answer."""
@@ -143,7 +150,11 @@ class LoopbackFake:
     def _dispatch(self, handler: _Handler) -> None:
         if self.latency:
             self._stopping.wait(self.latency)
-        self.handle(handler)
+        try:
+            self.handle(handler)
+        except IncompleteRequest:
+            # A client killed mid-request: like the providers, nothing is done, nothing counted.
+            handler.close_connection = True
 
     def handle(self, handler: _Handler) -> None:  # pragma: no cover - abstract
         """Answer one request."""

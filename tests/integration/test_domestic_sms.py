@@ -6,6 +6,7 @@ limits, refusals, failover with a circuit breaker, receipts and replies by push 
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -389,3 +390,26 @@ def test_templates_check_and_export_commands(app: Flask) -> None:
     assert check.exit_code == 0 and "pass for tencent, aliyun" in check.output
     assert export.output.startswith("kind,locale,template,type,purpose,example,id")
     assert strict.exit_code == 1 and "limit 12" in strict.output
+
+
+def _actions(fake: Any) -> list[str]:
+    return list(fake.state.actions if isinstance(fake, FakeTencent) else fake.actions)
+
+
+def test_a_request_cut_off_by_the_client_is_neither_done_nor_counted(fake: Any) -> None:
+    # A dispatcher killed while writing a send (SIGKILL tests): the provider sees headers and part
+    # of the body, then the connection closes. Nothing is created and no request is counted.
+    host, port = fake.endpoint.removeprefix("http://").split(":")
+    body = b'{"SmsSdkAppId": "1400000000", "PhoneNumberSet": ["+8613800000000"]}'
+    head = (
+        f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        "X-TC-Action: SendSms\r\nx-acs-action: SendSms\r\nAuthorization: TC3-HMAC-SHA256 "
+        f"Credential=x\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as cut:
+        cut.sendall(head.encode() + body[:20])
+    with socket.create_connection((host, int(port)), timeout=5) as whole:
+        whole.sendall(head.encode() + body)
+        assert whole.recv(4096).startswith(b"HTTP/1.")  # a complete request is answered
+    assert _actions(fake) == ["SendSms"]  # only the complete one
+    assert fake.messages == []
