@@ -44,7 +44,7 @@ from twilio.request_validator import RequestValidator
 
 from app.clock import utcnow
 from app.sms.segments import count_segments
-from tests.fakes.serving import TrackedHandler, TrackedServer
+from tests.fakes.serving import TrackedHandler, TrackedServer, stop_serving
 
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
@@ -312,20 +312,7 @@ class FakeTwilio:
 
     def stop(self, join_timeout: float = 5.0) -> None:
         """Stop serving, end stalled handlers, close connections and join every thread."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            open_connections = dict(self._connections)
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        for thread in {*open_connections.values(), self._thread}:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(join_timeout)
+        stop_serving(self, join_timeout)
 
     def __enter__(self) -> FakeTwilio:
         return self.start()

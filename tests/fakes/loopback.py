@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from tests.fakes.serving import TrackedHandler, TrackedServer
+from tests.fakes.serving import TrackedHandler, TrackedServer, stop_serving
 
 FAULT_KINDS = frozenset(
     {"500", "500_created", "timeout", "timeout_created", "drop", "drop_created"}
@@ -88,20 +88,7 @@ class LoopbackFake:
 
     def stop(self) -> None:
         """Stop serving, end stalled handlers, close connections, join threads."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            open_connections = dict(self._connections)
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        for thread in {*open_connections.values(), self._thread}:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(5)
+        stop_serving(self)
 
     def __enter__(self) -> Any:
         return self.start()

@@ -52,3 +52,22 @@ class TrackedHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet."""
+
+
+def stop_serving(fake: Any, join_timeout: float = 5.0) -> None:
+    """Stop ``fake``'s server, end stalled handlers, close connections and join every thread
+    (the fake holds ``_server``, ``_stopping``, ``_lock``, ``_connections`` and ``_thread``)."""
+    server, fake._server = fake._server, None
+    if server is None:
+        return
+    fake._stopping.set()
+    server.shutdown()
+    server.server_close()
+    with fake._lock:
+        open_connections = dict(fake._connections)
+    for connection in open_connections:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)
+    for thread in {*open_connections.values(), fake._thread}:
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(join_timeout)
