@@ -55,6 +55,8 @@ class FakeAliyun(LoopbackFake):
         self.actions: list[str] = []
         self.number_errors: dict[str, str] = {}
         self._state_lock = threading.Lock()
+        # Held from the limit check to the append, so concurrent sends cannot both pass a limit
+        self._admission = threading.Lock()
         self._sequence = 1000
 
     # -- programming ---------------------------------------------------------------------
@@ -152,10 +154,24 @@ class FakeAliyun(LoopbackFake):
             return
         phone = query.get("PhoneNumbers", "")
         content = template.render(params)
-        code = self.number_errors.get(phone) or self._limit(phone, query, content)
-        if code is not None:
+        with self._admission:
+            code = self.number_errors.get(phone) or self._limit(phone, query, content)
+            message = None if code is not None else self._create(phone, query, params, content)
+        if message is None:
             handler.send_json(200, _error(code, code))
             return
+        if fault is not None:
+            self.apply_fault(handler, fault)
+            return
+        handler.send_json(
+            200,
+            {"Code": "OK", "Message": "OK", "BizId": message.biz_id, "RequestId": _rid()},
+        )
+
+    def _create(
+        self, phone: str, query: dict[str, str], params: dict[str, Any], content: str
+    ) -> AliyunMessage:
+        """Record one accepted message."""
         message = AliyunMessage(
             biz_id=f"{uuid.uuid4().int % 10**18}^0",
             phone=phone,
@@ -168,13 +184,7 @@ class FakeAliyun(LoopbackFake):
         )
         with self._state_lock:
             self._messages.append(message)
-        if fault is not None:
-            self.apply_fault(handler, fault)
-            return
-        handler.send_json(
-            200,
-            {"Code": "OK", "Message": "OK", "BizId": message.biz_id, "RequestId": _rid()},
-        )
+        return message
 
     def _limit(self, phone: str, query: dict[str, str], content: str) -> str | None:
         now = utcnow()

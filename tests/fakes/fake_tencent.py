@@ -67,6 +67,8 @@ class FakeTencent(LoopbackFake):
         self.number_errors: dict[str, str] = {}
         self.request_error: str | None = None
         self._state_lock = threading.Lock()
+        # Held from the limit check to the append, so concurrent sends cannot both pass a limit
+        self._admission = threading.Lock()
 
     # -- programming ---------------------------------------------------------------------
 
@@ -205,6 +207,10 @@ class FakeTencent(LoopbackFake):
         handler.send_json(200, _ok({"SendStatusSet": statuses}))
 
     def _one(self, phone: str, template: Any, values: list[str], params: dict[str, Any]) -> dict:
+        with self._admission:
+            return self._admit(phone, template, values, params)
+
+    def _admit(self, phone: str, template: Any, values: list[str], params: dict[str, Any]) -> dict:
         now = utcnow()
         text = template.render(dict(zip(template.names, values, strict=True)))
         code = self.number_errors.get(phone) or self._limit(phone, text, now)

@@ -7,6 +7,7 @@ accepted, because routine messages leave it a reserve of the daily allowance.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,28 @@ def test_without_planning_the_provider_refuses_what_the_plan_would_hold(
     report = dispatcher(fake, limits=None).run()
 
     assert (report.sent, report.retried) == (DAILY, 2)
+
+
+def test_concurrent_sends_to_one_number_cannot_both_pass_the_providers_limit(
+    app_ctx: Flask, fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider counts atomically: four dispatcher workers sending at once to one number get
+    # exactly the daily allowance accepted. The fake's count is slowed to widen any race.
+    fake.daily_limit = 3
+    counted = fake.messages_to
+
+    def slow_count(phone: str) -> list:
+        found = counted(phone)
+        time.sleep(0.05)  # between reading the count and recording the send
+        return found
+
+    monkeypatch.setattr(fake, "messages_to", slow_count)
+    add_due_messages(8, per_patient=8)
+
+    report = dispatcher(fake, limits=None).run()
+
+    assert report.sent == 3
+    assert len(fake.messages) == 3
 
 
 @pytest.mark.parametrize(
