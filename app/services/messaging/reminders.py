@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
-from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import JSON, ColumnElement, Table, Text, cast, func, insert, select, update
 
 from app.domain import reminders as rd
@@ -54,6 +53,7 @@ from app.services.messaging.invitations import to_confirm
 from app.services.messaging.outbox import transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
+from app.services.shared.speaking import gettext, ngettext, speaking
 from app.sms.segments import count_segments, with_signature
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def context_for_recipient(patient: Patient, recipient: recipients.Recipient) -> 
 
 def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
     """The exact text sent for ``message`` (signature and opt-out hint included)."""
-    with force_locale(ctx.locale):
+    with speaking(ctx.locale):
         if message.kind == "moved":
             head = gettext("Schedule change:")
             clauses = _moved_clauses(message.items, ctx)
