@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from app.domain.protocol import Fasting
@@ -387,8 +388,10 @@ def _parse_preparation(raw: Any, where: str) -> dict[str, LocalText]:
 # -- time --------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def local_datetime(day: date, at: time, tz: tzinfo | None) -> datetime:
-    """``day`` at wall time ``at`` in ``tz``; a time skipped by DST moves forward to exist."""
+    """``day`` at wall time ``at`` in ``tz``; a time skipped by DST moves forward to exist
+    (pure and called for every item of every patient: cached)."""
     naive_then_aware = datetime.combine(day, at).replace(tzinfo=tz)
     return naive_then_aware.astimezone(UTC).astimezone(tz)
 

@@ -90,6 +90,20 @@ def test_a_change_of_input_is_not_skipped(app_ctx: Flask) -> None:
     assert reminders.replan_all(now=now(), source="job:replan")["skipped"] == 1
 
 
+def test_a_change_inside_an_events_details_is_not_skipped(app_ctx: Flask) -> None:
+    # The fingerprint reads JSON columns as stored text: a change there must still count.
+    patient = enrol("JSCH-804", start=START)
+    assert reminders.replan_all(now=now(), source="job:replan")["skipped"] == 1
+    event_row = db.session.scalars(
+        select(CalendarEvent).where(CalendarEvent.patient_id == patient.id)
+    ).first()
+    event_row.details = {**(event_row.details or {}), "note": "bring the blue card"}
+    db.session.commit()
+
+    assert reminders.replan_all(now=now(), source="job:replan")["skipped"] == 0
+    assert reminders.replan_all(now=now(), source="job:replan")["skipped"] == 1
+
+
 def test_a_moved_event_rewrites_only_its_rows(app_ctx: Flask) -> None:
     patient = enrol("JSCH-803", start=START)
     before = snapshot(patient.id)

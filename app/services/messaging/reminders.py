@@ -24,8 +24,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
-from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import JSON, ColumnElement, Table, Text, cast, func, insert, select, update
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -54,6 +53,7 @@ from app.services.messaging.invitations import to_confirm
 from app.services.messaging.outbox import transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
+from app.services.shared.speaking import gettext, ngettext, speaking
 from app.sms.segments import count_segments, with_signature
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def context_for_recipient(patient: Patient, recipient: recipients.Recipient) -> 
 
 def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
     """The exact text sent for ``message`` (signature and opt-out hint included)."""
-    with force_locale(ctx.locale):
+    with speaking(ctx.locale):
         if message.kind == "moved":
             head = gettext("Schedule change:")
             clauses = _moved_clauses(message.items, ctx)
@@ -602,12 +602,22 @@ def _contacts_state(patient_id: int) -> list[Any]:
 
 
 def _calendar_state(patient_id: int) -> str:
-    """Every column of every calendar event of the patient, read as plain rows (no ORM)."""
+    """Every column of every calendar event of the patient, read as plain rows (no ORM);
+    JSON columns as their stored text (decoding them was most of the cost of a skip)."""
     table = CalendarEvent.__table__
     rows = db.session.execute(
-        select(table).where(table.c.patient_id == patient_id).order_by(table.c.id)
+        select(*_as_stored(table)).where(table.c.patient_id == patient_id).order_by(table.c.id)
     )
     return repr([tuple(row) for row in rows])
+
+
+@cache
+def _as_stored(table: Table) -> tuple[ColumnElement[Any], ...]:
+    """The table's columns, JSON ones cast to text (same value, same text: no decoding)."""
+    return tuple(
+        cast(column, Text).label(column.key) if isinstance(column.type, JSON) else column
+        for column in table.columns
+    )
 
 
 def _outbox_state(patient_id: int) -> list[list[Any]]:
