@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.domain.sms_limits import budget_problem, limits_from_config
 from app.sms import make_gateway, provider_rules, template_catalogue
 from app.sms.templates import TemplateError
 
@@ -48,7 +49,19 @@ def production_problems(
         *catalog_problems(settings),
         *rate_limit_problems(settings, environ, argv),
         *retention_problems(settings),
+        *frequency_problems(settings),
     ]
+
+
+def frequency_problems(settings: Mapping[str, Any]) -> list[str]:
+    """The provider's per-number limits are valid numbers and the daily reminder budget fits
+    them (planned for, never discovered as the provider's refusals)."""
+    try:
+        limits = limits_from_config(settings)
+        problem = budget_problem(limits, int(settings.get("SMS_DAILY_BUDGET") or 0))
+    except ValueError as exc:
+        return [str(exc)]
+    return [problem] if problem else []
 
 
 def retention_problems(settings: Mapping[str, Any]) -> list[str]:

@@ -12,9 +12,13 @@ Pure: times in, a time out; the provider's day boundary (its time zone) is passe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+PROVIDER_DAY = ZoneInfo("Asia/Shanghai")  # both providers count natural days in UTC+8
 
 
 @dataclass(frozen=True)
@@ -105,3 +109,63 @@ def _daily(limits: FrequencyLimits, history: Sequence[Sent], now: datetime) -> d
 def _reserve(limits: FrequencyLimits, allowance: int) -> int:
     """The part of an allowance kept for urgent messages (never all of it)."""
     return min(limits.urgent_reserve, allowance - 1)
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def _int(config: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    """An integer setting (blank or 0: no limit), or a ValueError naming it."""
+    value = config.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a whole number, not {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{key} must be 0 (no limit) or a positive whole number, not {number}")
+    return number or None
+
+
+def limits_from_config(config: Mapping[str, Any]) -> FrequencyLimits | None:
+    """The per-number limits of SMS_BACKEND (None for twilio / console, or SMS_PLAN_LIMITS=0)."""
+    if str(config.get("SMS_PLAN_LIMITS", "1")).strip().lower() in ("0", "false", "no"):
+        return None
+    backend = str(config.get("SMS_BACKEND") or "console").strip().lower()
+    reserve = _int(config, "SMS_LIMIT_URGENT_RESERVE", 2) or 0
+    gap = _int(config, "SMS_LIMIT_SAME_TEXT_SECONDS", 30)
+    same_text = timedelta(seconds=gap) if gap else None
+    if backend == "tencent":
+        return FrequencyLimits(
+            same_text_gap=same_text,
+            per_hour=_int(config, "TENCENT_SMS_HOURLY_LIMIT", 5),
+            per_day=_int(config, "TENCENT_SMS_DAILY_LIMIT", 10),
+            urgent_reserve=reserve,
+            day_zone=PROVIDER_DAY,
+        )
+    if backend == "aliyun":
+        return FrequencyLimits(
+            same_text_gap=same_text,
+            per_hour=_int(config, "ALIYUN_SMS_HOURLY_LIMIT", None),
+            per_day=_int(config, "ALIYUN_SMS_DAILY_LIMIT", 50),
+            urgent_reserve=reserve,
+            day_zone=PROVIDER_DAY,
+        )
+    return None
+
+
+def budget_problem(limits: FrequencyLimits | None, daily_budget: int | None) -> str | None:
+    """Why the planner's daily reminder budget cannot fit the provider's per-number day (None:
+    it fits): routine reminders must be merged to fit, not held back by the provider."""
+    if limits is None or limits.per_day is None or not daily_budget:
+        return None
+    room = max(limits.per_day - _reserve(limits, limits.per_day), 1)
+    if daily_budget <= room:
+        return None
+    return (
+        f"SMS_DAILY_BUDGET={daily_budget} reminders a day per patient does not fit the SMS "
+        f"provider's {limits.per_day} a day per number less {limits.per_day - room} kept for "
+        f"urgent answers: set SMS_DAILY_BUDGET to {room} or less (reminders are then merged), "
+        "or raise the provider's daily limit setting if the account allows more"
+    )

@@ -19,6 +19,7 @@ from flask import Flask
 from sqlalchemy import insert, select
 
 from app.clock import utcnow
+from app.configuration import frequency_problems
 from app.domain.sms_limits import FrequencyLimits
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange
@@ -164,3 +165,29 @@ def test_limits_follow_the_backend(settings: dict, per_day: int, per_hour: int |
     assert limits is not None and (limits.per_day, limits.per_hour) == (per_day, per_hour)
     assert limits_from_config({"SMS_BACKEND": "twilio"}) is None
     assert limits_from_config({**settings, "SMS_PLAN_LIMITS": "0"}) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"SMS_BACKEND": "tencent", "SMS_DAILY_BUDGET": 3}, None),
+        ({"SMS_BACKEND": "tencent", "SMS_DAILY_BUDGET": 8}, None),  # 10 a day less 2 reserved
+        ({"SMS_BACKEND": "tencent", "SMS_DAILY_BUDGET": 9}, "SMS_DAILY_BUDGET to 8 or less"),
+        (
+            {"SMS_BACKEND": "tencent", "TENCENT_SMS_DAILY_LIMIT": 4, "SMS_DAILY_BUDGET": 3},
+            "SMS_DAILY_BUDGET to 2 or less",
+        ),
+        ({"SMS_BACKEND": "aliyun", "SMS_DAILY_BUDGET": 9}, None),  # 50 a day
+        ({"SMS_BACKEND": "twilio", "SMS_DAILY_BUDGET": 40}, None),  # no per-number limit
+        ({"SMS_BACKEND": "tencent", "TENCENT_SMS_DAILY_LIMIT": "ten"}, "TENCENT_SMS_DAILY_LIMIT"),
+        ({"SMS_BACKEND": "tencent", "TENCENT_SMS_DAILY_LIMIT": -1}, "TENCENT_SMS_DAILY_LIMIT"),
+    ],
+)
+def test_production_refuses_a_reminder_budget_the_provider_would_refuse(
+    settings: dict, expected: str | None
+) -> None:
+    problems = frequency_problems(settings)
+    if expected is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and expected in problems[0]

@@ -10,20 +10,24 @@ them. Limits follow SMS_BACKEND (Tencent Cloud, Alibaba Cloud); other backends h
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from app.domain.sms_limits import FrequencyLimits, Sent, wait_until
+from app.domain.sms_limits import (
+    FrequencyLimits,
+    Sent,
+    limits_from_config,
+    wait_until,
+)
+
+__all__ = ["ClaimedRow", "limit_waits", "limits_from_config"]
 from app.extensions import db
 from app.models import OutboxMessage
 
 URGENT_KINDS = frozenset({"page", "reply"})
-PROVIDER_DAY = ZoneInfo("Asia/Shanghai")  # both providers count natural days in UTC+8
 # Rows that reached the provider, or are being sent now by another claim ("claimed").
 HANDED_OVER = ("claimed", "queued", "sending", "sent", "delivered", "undelivered", "unknown")
 
@@ -36,45 +40,6 @@ class ClaimedRow:
     to: str
     body: str
     kind: str
-
-
-def _int(config: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    """An integer setting (blank or 0: no limit), or a ValueError naming it."""
-    value = config.get(key)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a whole number, not {value!r}") from None
-    return number or None
-
-
-def limits_from_config(config: Mapping[str, Any]) -> FrequencyLimits | None:
-    """The per-number limits of SMS_BACKEND (None for twilio / console, or SMS_PLAN_LIMITS=0)."""
-    if str(config.get("SMS_PLAN_LIMITS", "1")).strip().lower() in ("0", "false", "no"):
-        return None
-    backend = str(config.get("SMS_BACKEND") or "console").strip().lower()
-    reserve = _int(config, "SMS_LIMIT_URGENT_RESERVE", 2) or 0
-    gap = _int(config, "SMS_LIMIT_SAME_TEXT_SECONDS", 30)
-    same_text = timedelta(seconds=gap) if gap else None
-    if backend == "tencent":
-        return FrequencyLimits(
-            same_text_gap=same_text,
-            per_hour=_int(config, "TENCENT_SMS_HOURLY_LIMIT", 5),
-            per_day=_int(config, "TENCENT_SMS_DAILY_LIMIT", 10),
-            urgent_reserve=reserve,
-            day_zone=PROVIDER_DAY,
-        )
-    if backend == "aliyun":
-        return FrequencyLimits(
-            same_text_gap=same_text,
-            per_hour=_int(config, "ALIYUN_SMS_HOURLY_LIMIT", None),
-            per_day=_int(config, "ALIYUN_SMS_DAILY_LIMIT", 50),
-            urgent_reserve=reserve,
-            day_zone=PROVIDER_DAY,
-        )
-    return None
 
 
 def limit_waits(
