@@ -269,7 +269,10 @@ class FakeMns:
             return _error(404, "MessageNotExist", "Message not exist.")
         if batch:
             inner = "".join(_message_xml(m) for m in taken)
-            return 200, f'<?xml version="1.0" encoding="UTF-8"?><Messages xmlns="{NAMESPACE}">{inner}</Messages>'
+            return (
+                200,
+                f'<?xml version="1.0" encoding="UTF-8"?><Messages xmlns="{NAMESPACE}">{inner}</Messages>',
+            )
         return 200, '<?xml version="1.0" encoding="UTF-8"?>' + _message_xml(taken[0], NAMESPACE)
 
     def _take(self, queue: str, count: int) -> list[QueuedMessage]:
