@@ -103,15 +103,11 @@ def mns_problems(settings: Mapping[str, Any]) -> list[str]:
             "queue mode has no credentials: set ALIYUN_MNS_ACCESS_KEY_ID and "
             "ALIYUN_MNS_ACCESS_KEY_SECRET (or ALIYUN_ACCESS_KEY_ID and ALIYUN_ACCESS_KEY_SECRET)"
         )
-    for key, top in (
-        ("ALIYUN_MNS_WAIT_SECONDS", MAX_WAIT_SECONDS),
-        ("ALIYUN_MNS_BATCH", MAX_BATCH),
-    ):
+    bounds = (("ALIYUN_MNS_WAIT_SECONDS", 0, MAX_WAIT_SECONDS), ("ALIYUN_MNS_BATCH", 1, MAX_BATCH))
+    for key, low, high in bounds:
         raw = _value(settings, key)
-        if raw and not (
-            raw.isdigit() and int(raw) <= top and (key.endswith("SECONDS") or int(raw) >= 1)
-        ):
-            problems.append(f"{key}={raw!r} must be a whole number up to {top}")
+        if raw and not (raw.isdigit() and low <= int(raw) <= high):
+            problems.append(f"{key}={raw!r} must be a whole number from {low} to {high}")
     return problems
 
 
