@@ -5,6 +5,8 @@ as the pushes; a message is deleted only after its work was committed."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,7 +27,7 @@ from app.sms import AliyunGateway, TemplateCatalogue
 from jobs import provider_queue as queue_job
 from tests.fakes.fake_aliyun import FakeAliyun
 from tests.fakes.fake_mns import FakeMns
-from tests.integration.sms_support import add_due_messages
+from tests.integration.sms_support import ROOT, add_due_messages, subprocess_env
 from tests.replies.conftest import add_rota, alerts, inbound_rows, patient
 
 REPORTS = "Alicom-Queue-1-SmsReport"
@@ -317,3 +319,19 @@ def test_malformed_messages_are_audited_masked_and_deleted(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "malformed" in logged and "我发烧了" not in logged and "13800138000" not in logged
     assert len(inbound_rows()) == 1
+
+
+def test_the_jobs_process_refuses_half_configured_queue_mode(database_url: str) -> None:
+    env = subprocess_env(database_url, None, ALIYUN_MNS_REPLY_QUEUE=UPS, ALIYUN_MNS_ENDPOINT="")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 78, result.stderr
+    assert "refusing to start: ALIYUN_MNS_ENDPOINT is not set" in result.stderr
