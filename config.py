@@ -141,6 +141,10 @@ class Config:
     ALIYUN_MNS_WAIT_SECONDS = _env("ALIYUN_MNS_WAIT_SECONDS", "2")
     ALIYUN_MNS_BATCH = _env("ALIYUN_MNS_BATCH", "16")
     ALIYUN_MNS_POLL_SECONDS = _env_int("ALIYUN_MNS_POLL_SECONDS", 5)
+    # token: Alibaba's SMS queues, read with temporary keys from Dybaseapi QueryTokenForMnsQueue;
+    # key: a queue in your own MNS account, signed with the key itself.
+    ALIYUN_MNS_AUTH = _env("ALIYUN_MNS_AUTH", "token")
+    ALIYUN_MNS_TOKEN_ENDPOINT = _env("ALIYUN_MNS_TOKEN_ENDPOINT")
 
     # Date inputs (forms, query strings, command options): plausible ranges around "today".
     DATE_INPUT_YEARS = _env_int("DATE_INPUT_YEARS", 10)

@@ -21,7 +21,7 @@ logger = logging.getLogger("cadence.jobs.provider_queue")
 def sources(settings: MnsSettings) -> list[Source]:
     """The configured queues: SmsReport receipts and SmsUp replies."""
     named = (("report", settings.report_queue), ("reply", settings.reply_queue))
-    return [Source(kind, MnsQueue(settings, name)) for kind, name in named if name]
+    return [Source(kind, MnsQueue(settings, name, kind)) for kind, name in named if name]
 
 
 def run(app: Flask, stop: threading.Event) -> None:

@@ -10,7 +10,11 @@ Queues: ReceiveMessage and BatchReceiveMessage (``GET /queues/<q>/messages[?numO
 [&waitseconds=w]``: long polling, then 404 ``MessageNotExist``), each received message invisible
 for the queue's visibility timeout under a new receipt handle; DeleteMessage (``DELETE
 ...?ReceiptHandle=h``: 204, or 400 ``ReceiptHandleError`` for a handle no longer current).
-Tests enqueue Alibaba's SMS messages with ``put_report`` / ``put_reply`` (a JSON object,
+Alibaba's SMS queues are read with temporary keys: ``QueryTokenForMnsQueue`` (Dybaseapi, RPC,
+``POST /`` with the ACS3-HMAC-SHA256 signature of the Alibaba Cloud SDK, checked here too)
+returns an ``STS.`` key id, its secret and a SecurityToken; MNS requests signed with them must
+carry the ``security-token`` header (else 403 ``InvalidSecurityToken``); ``revoke_tokens()``
+makes the issued ones invalid. Tests enqueue Alibaba's SMS messages with ``put_report`` / ``put_reply`` (a JSON object,
 base64-encoded as Alibaba's SMS queues deliver it) or ``put_raw``; ``advance(seconds)`` moves the
 fake's own clock (visibility timeouts) without sleeping; ``fail_deletes(n)`` loses deletes.
 """
@@ -27,10 +31,12 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 from xml.sax.saxutils import escape
 
+from app.clock import utcnow
 from tests.fakes.serving import TrackedHandler, TrackedServer, stop_serving
 
 NAMESPACE = "http://mns.aliyuncs.com/doc/v1/"
@@ -57,12 +63,12 @@ class _Handler(TrackedHandler):
 
     do_DELETE = do_POST = do_PUT = do_GET
 
-    def answer(self, status: int, body: str = "") -> None:
+    def answer(self, status: int, body: str = "", kind: str = "text/xml;charset=utf-8") -> None:
         data = body.encode("utf-8")
         self.send_response(status)
         self.send_header("x-mns-request-id", uuid.uuid4().hex[:24].upper())
         if data:
-            self.send_header("Content-Type", "text/xml;charset=utf-8")
+            self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if data:
@@ -79,7 +85,9 @@ class FakeMns:
         queues: tuple[str, ...] = ("Alicom-Queue-1-SmsReport", "Alicom-Queue-1-SmsUp"),
         visibility_timeout: float = VISIBILITY_TIMEOUT,
     ) -> None:
-        self.keys = dict(keys or {"LTAImns": "mns-secret"})
+        self.keys = dict(keys or {"LTAImns": "mns-secret"})  # long-term keys
+        self.tokens: dict[str, tuple[str, str]] = {}  # STS key id -> (secret, security token)
+        self.token_requests: list[tuple[str, str]] = []  # (MessageType, QueueName) asked for
         self.visibility_timeout = visibility_timeout
         self._queues: dict[str, list[QueuedMessage]] = {q: [] for q in queues}
         self._changed = threading.Condition()
@@ -150,6 +158,11 @@ class FakeMns:
         with self._changed:
             self._lost_deletes += n
 
+    def revoke_tokens(self) -> None:
+        """Every temporary key issued so far stops working (as when it expires)."""
+        with self._changed:
+            self.tokens.clear()
+
     def put_raw(self, queue: str, body: str) -> str:
         """Enqueue a body exactly as given; its MessageId."""
         message = QueuedMessage(uuid.uuid4().hex.upper(), body, int(self.now() * 1000))
@@ -209,8 +222,12 @@ class FakeMns:
     def handle(self, handler: _Handler) -> None:
         """Check the signature, then route the request."""
         length = int(handler.headers.get("Content-Length") or 0)
-        if length:
-            handler.rfile.read(length)
+        raw = handler.rfile.read(length) if length else b""
+        if handler.command == "POST" and urlsplit(handler.path).path == "/":
+            status, body = self._token(handler, raw)
+            self.requests.append((handler.command, handler.path, status))
+            handler.answer(status, body, "application/json;charset=utf-8")
+            return
         status, body = self._authenticate(handler)
         if status == 200:
             status, body = self._route(handler)
@@ -223,6 +240,10 @@ class FakeMns:
         if scheme != "MNS" or not signature or not handler.headers.get("x-mns-version"):
             return _error(403, "InvalidAuthorizationHeader", "The Authorization header is invalid.")
         secret = self.keys.get(key_id)
+        if key_id in self.tokens:
+            secret, token = self.tokens[key_id]
+            if not hmac.compare_digest(handler.headers.get("security-token") or "", token):
+                return _error(403, "InvalidSecurityToken", "The security token is invalid.")
         if secret is None:
             return _error(403, "InvalidAccessKeyId", "The access Id you provided does not exist.")
         expected = base64.b64encode(
@@ -235,6 +256,43 @@ class FakeMns:
                 "The request signature we calculated does not match the signature you provided.",
             )
         return 200, ""
+
+    def _token(self, handler: _Handler, raw: bytes) -> tuple[int, str]:
+        """Dybaseapi QueryTokenForMnsQueue: check the ACS3 signature, issue an STS key."""
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
+        query |= {k: v[-1] for k, v in parse_qs(raw.decode("utf-8")).items()}
+        action = handler.headers.get("x-acs-action") or query.get("Action", "")
+        refused = _acs3_refusal(handler, raw, query, self.keys)
+        if refused:
+            return _json(403 if refused != "MissingParameter" else 400, refused)
+        if action != "QueryTokenForMnsQueue":
+            return _json(404, "InvalidAction.NotFound")
+        message_type, queue = query.get("MessageType", ""), query.get("QueueName", "")
+        if message_type not in ("SmsReport", "SmsUp") or queue not in self._queues:
+            return _json(400, "InvalidParameter")
+        self.token_requests.append((message_type, queue))
+        key_id, secret, token = (
+            "STS." + secrets.token_hex(8),
+            secrets.token_hex(16),
+            secrets.token_hex(24),
+        )
+        with self._changed:
+            self.tokens[key_id] = (secret, token)
+        expires = (utcnow() + timedelta(hours=8, minutes=30)).strftime("%Y-%m-%d %H:%M:%S")
+        return 200, json.dumps(
+            {
+                "Code": "OK",
+                "Message": "OK",
+                "RequestId": uuid.uuid4().hex,
+                "MessageTokenDTO": {
+                    "AccessKeyId": key_id,
+                    "AccessKeySecret": secret,
+                    "SecurityToken": token,
+                    "CreateTime": utcnow().strftime("%Y-%m-%d %H:%M:%S"),
+                    "ExpireTime": expires,
+                },
+            }
+        )
 
     def _route(self, handler: _Handler) -> tuple[int, str]:
         parts = urlsplit(handler.path)
@@ -312,6 +370,37 @@ def _string_to_sign(handler: _Handler) -> str:
         f"{handler.command}\n{headers.get('content-md5', '')}\n"
         f"{headers.get('content-type', '')}\n{headers.get('date', '')}\n{mns_headers}{handler.path}"
     )
+
+
+def _acs3_refusal(
+    handler: _Handler, raw: bytes, query: dict[str, str], keys: dict[str, str]
+) -> str | None:
+    """Why an Alibaba Cloud (ACS3-HMAC-SHA256) signed request is refused, or None."""
+    scheme, _, rest = (handler.headers.get("Authorization") or "").partition(" ")
+    parts = dict(p.partition("=")[::2] for p in rest.split(","))
+    if scheme != "ACS3-HMAC-SHA256" or not parts.get("Signature"):
+        return "MissingParameter"
+    secret = keys.get(parts.get("Credential", ""))
+    if secret is None:
+        return "InvalidAccessKeyId.NotFound"
+    payload = handler.headers.get("x-acs-content-sha256") or ""
+    if payload != hashlib.sha256(raw).hexdigest():
+        return "SignatureDoesNotMatch"
+    signed = parts.get("SignedHeaders", "").split(";")
+    headers = "".join(f"{name}:{(handler.headers.get(name) or '').strip()}\n" for name in signed)
+    url_query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
+    canonical_query = "&".join(f"{k}={quote(url_query[k], safe='~')}" for k in sorted(url_query))
+    canonical = (
+        f"{handler.command}\n{urlsplit(handler.path).path or '/'}\n{canonical_query}\n"
+        f"{headers}\n{';'.join(signed)}\n{payload}"
+    )
+    to_sign = f"ACS3-HMAC-SHA256\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    expected = hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+    return None if hmac.compare_digest(expected, parts["Signature"]) else "SignatureDoesNotMatch"
+
+
+def _json(status: int, code: str) -> tuple[int, str]:
+    return status, json.dumps({"Code": code, "Message": code, "RequestId": uuid.uuid4().hex})
 
 
 def _message_xml(message: QueuedMessage, namespace: str | None = None) -> str:

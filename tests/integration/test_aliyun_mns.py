@@ -50,6 +50,8 @@ MNS_KEYS = (
     "ALIYUN_MNS_ACCESS_KEY_ID",
     "ALIYUN_MNS_ACCESS_KEY_SECRET",
     "ALIYUN_MNS_WAIT_SECONDS",
+    "ALIYUN_MNS_AUTH",
+    "ALIYUN_MNS_TOKEN_ENDPOINT",
 )
 
 
@@ -65,6 +67,8 @@ def mns(app_ctx: Flask) -> Iterator[FakeMns]:
             ALIYUN_MNS_ACCESS_KEY_ID=KEY_ID,
             ALIYUN_MNS_ACCESS_KEY_SECRET=KEY_SECRET,
             ALIYUN_MNS_WAIT_SECONDS="0",
+            ALIYUN_MNS_AUTH="token",
+            ALIYUN_MNS_TOKEN_ENDPOINT=fake.endpoint,  # Dybaseapi's QueryTokenForMnsQueue
         )
         yield fake
     app_ctx.config.update(saved)
@@ -204,23 +208,28 @@ def test_smsup_time_in_the_compact_form_is_read_as_china_time(app_ctx: Flask) ->
 
 
 @pytest.mark.parametrize(
-    "key_id,secret,code",
+    "auth,key_id,secret,code",
     [
-        (KEY_ID, "not-the-secret", "SignatureDoesNotMatch"),
-        ("LTAIother", KEY_SECRET, "InvalidAccessKeyId"),
+        ("token", KEY_ID, "not-the-secret", "SignatureDoesNotMatch"),  # at QueryTokenForMnsQueue
+        ("token", "LTAIother", KEY_SECRET, "InvalidAccessKeyId"),
+        ("key", KEY_ID, "not-the-secret", "SignatureDoesNotMatch"),  # at MNS itself
+        ("key", "LTAIother", KEY_SECRET, "InvalidAccessKeyId"),
     ],
 )
-def test_a_wrong_key_is_refused_by_mns_and_reported_clearly(
+def test_a_wrong_key_is_refused_and_reported_clearly(
     app_ctx: Flask,
     mns: FakeMns,
     caplog: pytest.LogCaptureFixture,
+    auth: str,
     key_id: str,
     secret: str,
     code: str,
 ) -> None:
     p = patient("JSCH-063")
     mns.put_reply(UPS, p.phone_e164, "好的", local_now())
-    app_ctx.config.update(ALIYUN_MNS_ACCESS_KEY_ID=key_id, ALIYUN_MNS_ACCESS_KEY_SECRET=secret)
+    app_ctx.config.update(
+        ALIYUN_MNS_AUTH=auth, ALIYUN_MNS_ACCESS_KEY_ID=key_id, ALIYUN_MNS_ACCESS_KEY_SECRET=secret
+    )
 
     with caplog.at_level(logging.ERROR, logger="cadence.provider_queue"):
         report = run_job(app_ctx)
@@ -229,7 +238,22 @@ def test_a_wrong_key_is_refused_by_mns_and_reported_clearly(
     assert all("refused the credentials" in e and code in e for e in report.errors)
     assert any("ALIYUN_MNS_ACCESS_KEY_ID" in r.getMessage() for r in caplog.records)
     assert {status for _, _, status in mns.requests} == {403}
+    assert mns.tokens == {}
     assert inbound_rows() == [] and mns.pending(UPS) == 1
+
+
+def test_a_revoked_token_is_reported_then_replaced(app_ctx: Flask, mns: FakeMns) -> None:
+    p = patient("JSCH-067")
+    run_job(app_ctx)  # tokens for both queues
+    mns.revoke_tokens()
+    mns.put_reply(UPS, p.phone_e164, "好的", local_now())
+
+    refused = run_job(app_ctx)
+    again = run_job(app_ctx)
+
+    assert len(refused.errors) == 2 and refused.replies == 0
+    assert (again.errors, again.replies) == ([], 1)
+    assert sorted(mns.token_requests) == sorted([("SmsReport", REPORTS), ("SmsUp", UPS)] * 2)
 
 
 @pytest.mark.parametrize("kind", ["reply", "report"])

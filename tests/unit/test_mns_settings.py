@@ -44,6 +44,7 @@ def test_complete_settings_use_the_sms_keys_unless_mns_keys_are_given() -> None:
     )
     assert shared is not None and own is not None
     assert (shared.access_key_id, shared.access_key_secret) == ("LTAIsms", "sms-secret")
+    assert (shared.auth, shared.token_endpoint) == ("token", "dybaseapi.aliyuncs.com")
     assert (own.access_key_id, own.access_key_secret, own.wait_seconds) == (
         "LTAImns",
         "mns-secret",
@@ -74,6 +75,7 @@ def test_complete_settings_use_the_sms_keys_unless_mns_keys_are_given() -> None:
         ),
         ({**QUEUES, **SMS_KEYS, "ALIYUN_MNS_WAIT_SECONDS": "31"}, "ALIYUN_MNS_WAIT_SECONDS=31"),
         ({**QUEUES, **SMS_KEYS, "ALIYUN_MNS_BATCH": "0"}, "ALIYUN_MNS_BATCH=0"),
+        ({**QUEUES, **SMS_KEYS, "ALIYUN_MNS_AUTH": "sts"}, "ALIYUN_MNS_AUTH=sts"),
     ],
 )
 def test_half_configured_queue_mode_is_refused_in_every_environment(
