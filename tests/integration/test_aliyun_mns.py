@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from app.clock import utcnow
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage
+from app.services.conversations import inbox
 from app.services.conversations.inbound import provider_queue, provider_replies, replies
 from app.services.messaging import provider_receipts
 from app.services.messaging.dispatch import Dispatcher, DispatchSettings
@@ -175,6 +176,8 @@ def test_a_red_reply_by_queue_reaches_the_inbox_is_answered_and_pages(
     assert fine.priority != "red"
     [alert] = [a for a in alerts() if a.level == "red"]
     assert alert.patient_id == p.id and alert.status == "open"
+    first = inbox.open_items(patient_id=p.id)[0]  # the triage inbox: most urgent first
+    assert first.alert.id == alert.id and first.category == inbox.category_of(alert)
     answers = [m.body or "" for m in outbox("reply") if red.sid in (m.dedupe_key or "")]
     assert len(answers) == 1 and "120" in answers[0] and "急诊" in answers[0], answers
     assert outbox("page"), "the on-call clinician is paged"

@@ -5,7 +5,9 @@ Each message goes through the same code as the HTTP pushes: SmsReport through
 ``provider_replies`` into the inbound pipeline (a red reply gets the emergency answer and a
 page; a repeat is stored once). A message is deleted from its queue only after that work was
 committed; if it fails first, the message stays, comes back after the queue's visibility timeout
-and is recognised as a duplicate where it got that far. A malformed body (not base64 JSON, or
+and is recognised as a duplicate where it got that far (a reply stored but not yet
+interpreted, because another process holds it or one died, is finished by
+``replies.process_stale``; its queue message is deleted, the stored row is the commitment). A malformed body (not base64 JSON, or
 not the documented shape) is logged without its text, written to the audit log
 (``message.queue_malformed``: queue, message id, reason, the text with numbers masked) and
 deleted, so it neither loops forever nor vanishes unseen.
