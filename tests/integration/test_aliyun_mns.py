@@ -28,7 +28,14 @@ from app.sms import AliyunGateway, TemplateCatalogue
 from jobs import provider_queue as queue_job
 from tests.fakes.fake_aliyun import FakeAliyun
 from tests.fakes.fake_mns import FakeMns
-from tests.integration.sms_support import ROOT, add_due_messages, subprocess_env
+from tests.fakes.fake_twilio import FakeTwilio
+from tests.integration.sms_support import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    ROOT,
+    add_due_messages,
+    subprocess_env,
+)
 from tests.replies.conftest import add_rota, alerts, inbound_rows, patient
 
 REPORTS = "Alicom-Queue-1-SmsReport"
@@ -362,3 +369,33 @@ def test_the_jobs_process_refuses_half_configured_queue_mode(database_url: str) 
 
     assert result.returncode == 78, result.stderr
     assert "refusing to start: ALIYUN_MNS_ENDPOINT is not set" in result.stderr
+
+
+def test_the_jobs_process_reads_the_queues_and_sends_the_red_answer(
+    app_ctx: Flask, mns: FakeMns, database_url: str
+) -> None:
+    p = patient("JSCH-068")
+    add_rota()
+    phone = p.phone_e164
+    mns.put_reply(UPS, phone, RED_TEXT, local_now())
+    db.session.commit()
+    with FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN) as twilio:
+        settings = {key: str(app_ctx.config[key]) for key in MNS_KEYS}
+        env = subprocess_env(database_url, twilio, SMS_PULL_SECONDS="0", **settings)
+
+        result = subprocess.run(
+            [sys.executable, "-m", "jobs", "--once"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        sent = twilio.messages
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert mns.pending(UPS) == 0 and ("SmsUp", UPS) in mns.token_requests
+    [row] = inbound_rows()
+    assert row.priority == "red"
+    answers = [m.body for m in sent if m.to == phone and "120" in m.body]
+    assert len(answers) == 1 and "急诊" in answers[0]
