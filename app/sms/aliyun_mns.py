@@ -168,6 +168,13 @@ _tokens_until: dict[tuple[str, str, str], datetime] = {}
 _tokens_lock = threading.Lock()
 
 
+def forget_tokens() -> None:
+    """Drop every cached queue token (the next request asks for new ones)."""
+    with _tokens_lock:
+        _tokens.clear()
+        _tokens_until.clear()
+
+
 class QueueTokens(CredentialsProvider):
     """Temporary keys for one of Alibaba's SMS queues (Dybaseapi QueryTokenForMnsQueue, signed
     with the long-term key), reused until two minutes before they expire."""

@@ -25,6 +25,7 @@ from app.services.conversations.inbound import provider_queue, provider_replies,
 from app.services.messaging import provider_receipts
 from app.services.messaging.dispatch import Dispatcher, DispatchSettings
 from app.sms import AliyunGateway, TemplateCatalogue
+from app.sms.aliyun_mns import forget_tokens
 from jobs import provider_queue as queue_job
 from tests.fakes.fake_aliyun import FakeAliyun
 from tests.fakes.fake_mns import FakeMns
@@ -67,6 +68,7 @@ MNS_KEYS = (
 def mns(app_ctx: Flask) -> Iterator[FakeMns]:
     """A fake MNS with both SMS queues, and the app's queue-mode settings pointed at it."""
     saved = {key: app_ctx.config.get(key) for key in MNS_KEYS}
+    forget_tokens()  # a new fake may get an earlier one's port: never reuse its tokens
     with FakeMns(keys={KEY_ID: KEY_SECRET}, queues=(REPORTS, UPS)) as fake:
         app_ctx.config.update(
             ALIYUN_MNS_ENDPOINT=fake.endpoint,
