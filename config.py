@@ -131,6 +131,20 @@ class Config:
     ALIYUN_ACCESS_KEY_SECRET = _env("ALIYUN_ACCESS_KEY_SECRET")
     ALIYUN_SMS_ENDPOINT = _env("ALIYUN_SMS_ENDPOINT")
     ALIYUN_SMS_TIMEOUT = float(_env("ALIYUN_SMS_TIMEOUT", "10") or 10)
+    # Queue mode (app/sms/aliyun_mns.py): SmsReport / SmsUp read from Alibaba MNS queues by the
+    # jobs process instead of (or besides) the HTTP pushes. Keys: the MNS pair, else ALIYUN_*.
+    ALIYUN_MNS_ENDPOINT = _env("ALIYUN_MNS_ENDPOINT")
+    ALIYUN_MNS_REPORT_QUEUE = _env("ALIYUN_MNS_REPORT_QUEUE")
+    ALIYUN_MNS_REPLY_QUEUE = _env("ALIYUN_MNS_REPLY_QUEUE")
+    ALIYUN_MNS_ACCESS_KEY_ID = _env("ALIYUN_MNS_ACCESS_KEY_ID")
+    ALIYUN_MNS_ACCESS_KEY_SECRET = _env("ALIYUN_MNS_ACCESS_KEY_SECRET")
+    ALIYUN_MNS_WAIT_SECONDS = _env("ALIYUN_MNS_WAIT_SECONDS", "2")
+    ALIYUN_MNS_BATCH = _env("ALIYUN_MNS_BATCH", "16")
+    ALIYUN_MNS_POLL_SECONDS = _env_int("ALIYUN_MNS_POLL_SECONDS", 5)
+    # token: Alibaba's SMS queues, read with temporary keys from Dybaseapi QueryTokenForMnsQueue;
+    # key: a queue in your own MNS account, signed with the key itself.
+    ALIYUN_MNS_AUTH = _env("ALIYUN_MNS_AUTH", "token")
+    ALIYUN_MNS_TOKEN_ENDPOINT = _env("ALIYUN_MNS_TOKEN_ENDPOINT")
 
     # Date inputs (forms, query strings, command options): plausible ranges around "today".
     DATE_INPUT_YEARS = _env_int("DATE_INPUT_YEARS", 10)

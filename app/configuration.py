@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from app.domain.sms_limits import budget_problem, limits_from_config
 from app.sms import make_gateway, provider_rules, template_catalogue
+from app.sms.aliyun_mns import mns_problems
 from app.sms.templates import TemplateError
 
 MIN_SECRET_KEY_BYTES = 32
@@ -50,7 +51,22 @@ def production_problems(
         *rate_limit_problems(settings, environ, argv),
         *retention_problems(settings),
         *frequency_problems(settings),
+        *mns_problems(settings),
     ]
+
+
+def check_queue_mode(settings: Mapping[str, Any]) -> None:
+    """Refuse (in every environment) a half-configured Alibaba MNS queue mode."""
+    problems = mns_problems(settings)
+    for problem in problems:
+        logger.critical("refusing to start: %s", problem)
+    if problems:
+        raise ConfigurationError(problems)
+
+
+def queue_mode(settings: Mapping[str, Any]) -> bool:
+    """True when Alibaba receipts and replies come from MNS queues (ALIYUN_MNS_ENDPOINT set)."""
+    return bool(str(settings.get("ALIYUN_MNS_ENDPOINT") or "").strip())
 
 
 def frequency_problems(settings: Mapping[str, Any]) -> list[str]:
@@ -141,7 +157,8 @@ def domestic_problems(settings: Mapping[str, Any]) -> list[str]:
         for key in DOMESTIC_SETTINGS[name]
         if not str(settings.get(key) or "").strip()
     ]
-    if names and len(str(settings.get("SMS_CALLBACK_SECRET") or "")) < MIN_CALLBACK_SECRET:
+    pushed = names - ({"aliyun"} if queue_mode(settings) else set())  # queue mode: no push
+    if pushed and len(str(settings.get("SMS_CALLBACK_SECRET") or "")) < MIN_CALLBACK_SECRET:
         problems.append(
             f"SMS_CALLBACK_SECRET must be at least {MIN_CALLBACK_SECRET} random characters: "
             "the providers' callbacks are not signed"

@@ -14,7 +14,7 @@ from types import FrameType
 from apscheduler.schedulers import SchedulerNotRunningError
 
 from app import create_app
-from app.configuration import ConfigurationError
+from app.configuration import ConfigurationError, check_queue_mode
 from app.logging_setup import configure_logging
 from app.sms.privacy import install_log_masking
 from jobs.schedule import build_scheduler, job_specs
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     install_log_masking()
     try:
         app = create_app()
+        check_queue_mode(app.config)
     except ConfigurationError as exc:
         logger.critical("jobs process not started: %d configuration problem(s)", len(exc.problems))
         return EXIT_CONFIGURATION

@@ -40,6 +40,7 @@ from jobs import (
     escalation,
     heartbeat,
     provider_pull,
+    provider_queue,
     reconcile,
     replan,
     retention,
@@ -85,6 +86,8 @@ def job_specs(config: Mapping[str, Any]) -> list[JobSpec]:
     pulls = []
     if _number(config, "SMS_PULL_SECONDS", 0) > 0:  # domestic providers: receipts and replies
         pulls.append(every(provider_pull.JOB_ID, provider_pull.run, "SMS_PULL_SECONDS", 60))
+    if str(config.get("ALIYUN_MNS_ENDPOINT") or "").strip():  # Alibaba queue mode
+        pulls.append(every(provider_queue.JOB_ID, provider_queue.run, "ALIYUN_MNS_POLL_SECONDS", 5))
     return [
         *pulls,
         every("sms-dispatch", dispatch.run, "JOBS_DISPATCH_SECONDS", 60),

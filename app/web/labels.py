@@ -107,6 +107,7 @@ ACTION_LABELS = {
     "contact.reactivated": _l("Contact active again"),
     "contact.sms_opted_out": _l("Contact opted out of SMS"),
     "contact.sms_opted_in": _l("Contact opted in to SMS again"),
+    "message.queue_malformed": _l("Unreadable provider queue message set aside"),
 }
 
 # Contacts and their consents (app/models/contacts.py), as staff read them.

@@ -2,7 +2,7 @@
 
 Tencent: ``PullSmsSendStatus`` and ``PullSmsReplyStatus`` (each item is handed out once).
 Alibaba: ``QuerySendDetails`` for our messages still waiting for a receipt (its replies come by
-push or the MNS queue, which Cadence does not read yet). Then pushed receipts are checked against
+push or from the MNS queue: ``provider_queue``). Then pushed receipts are checked against
 the query APIs and silent messages re-checked (app/services/messaging/receipt_checks.py). Everything goes through the same
 parsers and pipelines as the pushes, so a receipt or reply seen both ways counts once.
 """

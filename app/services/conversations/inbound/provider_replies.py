@@ -67,12 +67,13 @@ def _e164(number: str, country: str = "86") -> str:
 
 
 def _moment(value: str) -> datetime:
-    """Unix seconds, or "yyyy-MM-dd HH:mm:ss" in China time."""
-    if value.isdigit():
-        return datetime.fromtimestamp(int(value), UTC)
+    """Unix seconds, or "yyyy-MM-dd HH:mm:ss" / "yyyyMMddHHmmss" (SmsUp) in China time."""
     try:
-        return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA).astimezone(UTC)
-    except ValueError:
+        if value.isdigit() and len(value) != len("20260304090000"):
+            return datetime.fromtimestamp(int(value), UTC)
+        layout = "%Y%m%d%H%M%S" if value.isdigit() else "%Y-%m-%d %H:%M:%S"
+        return datetime.strptime(value, layout).replace(tzinfo=CHINA).astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
         raise ReplyPushError(f"unreadable reply time {value[:30]!r}") from None
 
 
