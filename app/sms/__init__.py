@@ -12,6 +12,7 @@ from typing import Any
 from app.sms.aliyun_gateway import AliyunGateway
 from app.sms.base import (
     AmbiguousSmsError,
+    BatchSmsGateway,
     ProviderMessage,
     RetryableSmsError,
     SentMessage,
@@ -19,6 +20,9 @@ from app.sms.base import (
     SmsError,
     SmsGateway,
     TerminalSmsError,
+    batch_chunks,
+    encode_references,
+    reference_covers,
 )
 from app.sms.console import ConsoleGateway
 from app.sms.failover import CircuitBreaker, FailoverGateway
@@ -31,6 +35,7 @@ __all__ = [
     "KNOWN_BACKENDS",
     "AliyunGateway",
     "AmbiguousSmsError",
+    "BatchSmsGateway",
     "CircuitBreaker",
     "ConsoleGateway",
     "FailoverGateway",
@@ -45,10 +50,13 @@ __all__ = [
     "TencentGateway",
     "TerminalSmsError",
     "TwilioGateway",
+    "batch_chunks",
     "count_segments",
+    "encode_references",
     "make_gateway",
     "make_single_gateway",
     "provider_rules",
+    "reference_covers",
     "template_catalogue",
     "with_signature",
 ]
