@@ -69,6 +69,7 @@ class FakeTencent(LoopbackFake):
         self.state = TencentState()
         self.number_errors: dict[str, str] = {}
         self.request_error: str | None = None
+        self.batch_error: str | None = None  # refuses requests to more than one number
         self._state_lock = threading.Lock()
         # Held from the limit check to the append, so concurrent sends cannot both pass a limit
         self._admission = threading.Lock()
@@ -190,6 +191,9 @@ class FakeTencent(LoopbackFake):
             return
         if self.request_error:
             handler.send_json(200, _error(self.request_error, "request refused"))
+            return
+        if self.batch_error and len(params.get("PhoneNumberSet") or []) > 1:
+            handler.send_json(200, _error(self.batch_error, "batch refused"))
             return
         template = self.templates.get(str(params.get("TemplateId")))
         values = list(params.get("TemplateParamSet") or [])

@@ -477,13 +477,15 @@ class Dispatcher:
     ) -> DispatchReport:
         """Send every message due at ``now`` (default: the clock at each claim), then return."""
         report = DispatchReport()
-        window = max(self.settings.workers * 2, 1)
+        window = max(self.settings.workers * 2, 1)  # requests in flight or queued
+        per_request = min(batch_capacity(self.gateway), max(self.settings.send_batch, 1))
         inflight: dict[Future[list[tuple[Claimed, Outcome]]], int] = {}
         exhausted = False
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sms-send") as pool:
             while True:
-                while not exhausted and not should_stop() and sum(inflight.values()) < window:
-                    want = min(self.settings.batch_size, window - sum(inflight.values()))
+                while not exhausted and not should_stop() and len(inflight) < window:
+                    room = (window - len(inflight)) * per_request
+                    want = min(self.settings.batch_size, room)
                     if limit is not None:
                         want = min(want, limit - report.claimed)
                     batch = self.claim(now or self.clock(), want) if want > 0 else []

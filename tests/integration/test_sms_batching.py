@@ -1,0 +1,319 @@
+"""Batched sends (issue 12): identical texts share one Tencent SendSms, each member exactly once.
+
+The real Tencent SDK talks to the loopback fake. Every member gets its own SerialNo and its own
+outcome; a whole-request failure is every member's; the batch's SessionContext names every
+member, so the reconciler finds each one by its number and id before any resend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import OutboxMessage, OutboxStatusChange, Patient
+from app.services.messaging.dispatch import Dispatcher, reconcile
+from app.sms import CircuitBreaker, FailoverGateway, reference_covers
+from tests.fakes.fake_aliyun import FakeAliyun
+from tests.fakes.fake_tencent import FakeTencent
+from tests.integration.sms_support import add_due_messages
+from tests.integration.test_domestic_sms import FAST, gateway_for
+
+BODY = "【测试】提醒 7：请按时到院。"
+ACCEPTED = {"queued", "sent", "delivered"}
+
+
+@pytest.fixture
+def tencent() -> Iterator[FakeTencent]:
+    with FakeTencent(daily_limit=100) as fake:
+        yield fake
+
+
+def rows() -> list[OutboxMessage]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def send_requests(fake: FakeTencent) -> int:
+    return sum(1 for action in fake.state.actions if action == "SendSms")
+
+
+def assert_each_sent_once(fake: FakeTencent, sent: list[OutboxMessage]) -> None:
+    """Every row: exactly one message at the fake to its number naming its id, and its
+    SerialNo stored; nothing else created."""
+    for row in sent:
+        mine = [
+            m
+            for m in fake.messages
+            if m.phone == row.sent_to and reference_covers(m.session_context, row.id)
+        ]
+        assert len(mine) == 1, (row.id, mine)
+        assert row.provider_id == mine[0].serial_no
+        assert row.status in ACCEPTED
+    assert len(fake.messages) == len(sent)
+
+
+def run(gateway: Any, settings: Any = FAST) -> Any:
+    return Dispatcher(gateway, settings, actor="test").run()
+
+
+def test_identical_texts_are_one_request_with_a_serial_number_each(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    ids = add_due_messages(6, per_patient=1, body=BODY)
+
+    report = run(gateway_for(tencent))
+
+    assert (report.claimed, report.sent) == (6, 6)
+    assert send_requests(tencent) == 1
+    assert {m.session_context for m in tencent.messages} == {f"{ids[0]}-{ids[-1]}"}
+    sent = rows()
+    assert len({r.provider_id for r in sent}) == 6
+    assert {r.provider for r in sent} == {"tencent"}
+    assert_each_sent_once(tencent, sent)
+    history = db.session.scalars(
+        select(OutboxStatusChange.detail).where(OutboxStatusChange.from_status == "claimed")
+    ).all()
+    assert sorted(history) == sorted(f"accepted by tencent as {r.provider_id}" for r in sent)
+    assert run(gateway_for(tencent)).claimed == 0
+
+
+def test_texts_that_differ_are_not_batched(app_ctx: Flask, tencent: FakeTencent) -> None:
+    add_due_messages(3, per_patient=1, body=BODY)
+    add_due_messages(3, per_patient=1)  # three different texts
+
+    report = run(gateway_for(tencent))
+
+    assert report.sent == 6
+    assert send_requests(tencent) == 4  # one for the identical three, one per other text
+    contexts = sorted(m.session_context for m in tencent.messages)
+    assert sum("-" in c for c in contexts) == 3  # the batch's members share "a-b"
+    assert_each_sent_once(tencent, rows())
+
+
+def test_batching_off_sends_one_request_per_message(app_ctx: Flask, tencent: FakeTencent) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+
+    assert run(gateway_for(tencent), replace(FAST, send_batch=1)).sent == 4
+
+    assert send_requests(tencent) == 4
+    assert_each_sent_once(tencent, rows())
+
+
+def test_one_number_is_never_twice_in_a_batch_and_limits_stay_per_message(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    add_due_messages(4, per_patient=2, body=BODY)  # two patients, the same text twice each
+
+    report = run(gateway_for(tencent))
+
+    # Two requests (one per round of distinct numbers); the second round is the same text to
+    # the same numbers within 30 s: the provider refuses each member for now, nothing lost.
+    assert send_requests(tencent) == 2
+    assert (report.sent, report.retried) == (2, 2)
+    assert len({m.phone for m in tencent.messages}) == len(tencent.messages) == 2
+    waiting = [r for r in rows() if r.status == "planned"]
+    assert len(waiting) == 2 and all(r.error_reason == "retrying" for r in waiting)
+
+
+def test_a_refused_number_in_a_batch_fails_alone(app_ctx: Flask, tencent: FakeTencent) -> None:
+    add_due_messages(5, per_patient=1, body=BODY)
+    refused = rows()[2]
+    tencent.set_number_error(refused.patient.phone_e164, "FailedOperation.PhoneNumberInBlacklist")
+
+    report = run(gateway_for(tencent))
+
+    assert send_requests(tencent) == 1
+    assert (report.sent, report.failed) == (4, 1)
+    final = {r.id: r for r in rows()}
+    assert (final[refused.id].status, final[refused.id].error_reason) == ("failed", "opted_out")
+    assert final[refused.id].provider_id is None
+    assert db.session.get(Patient, refused.patient_id).sms_opted_out_at is not None
+    others = [r for r in final.values() if r.id != refused.id]
+    assert all(db.session.get(Patient, r.patient_id).sms_opted_out_at is None for r in others)
+    assert_each_sent_once(tencent, others)
+
+
+def test_a_batch_refused_for_now_is_retried_whole_then_sent_once(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    add_due_messages(5, per_patient=1, body=BODY)
+    tencent.request_error = "RequestLimitExceeded"
+
+    report = run(gateway_for(tencent))
+
+    assert report.retried == 5 and tencent.messages == []
+    assert {(r.status, r.error_reason) for r in rows()} == {("planned", "retrying")}
+    tencent.request_error = None
+    assert run(gateway_for(tencent)).sent == 5
+    assert send_requests(tencent) == 2
+    assert_each_sent_once(tencent, rows())
+
+
+def test_a_request_refused_for_a_number_without_saying_whose_is_sent_one_by_one(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    add_due_messages(3, per_patient=1, body=BODY)
+    bad = rows()[1]
+    tencent.batch_error = "InvalidParameterValue.IncorrectPhoneNumber"
+    tencent.set_number_error(bad.patient.phone_e164, "InvalidParameterValue.IncorrectPhoneNumber")
+
+    report = run(gateway_for(tencent))
+
+    assert (report.sent, report.failed) == (2, 1)
+    assert send_requests(tencent) == 4  # the refused batch, then each member alone
+    final = {r.id: r for r in rows()}
+    assert final[bad.id].error_reason == "invalid_number"
+    assert [p.phone_status for p in db.session.scalars(select(Patient))].count("invalid") == 1
+    assert_each_sent_once(tencent, [r for r in final.values() if r.id != bad.id])
+
+
+@pytest.mark.parametrize("fault", ["timeout_created", "500_created", "drop_created"])
+def test_an_ambiguous_batch_is_reconciled_member_by_member_never_resent(
+    app_ctx: Flask, tencent: FakeTencent, fault: str
+) -> None:
+    add_due_messages(5, per_patient=1, body=BODY)
+    tencent.fail_next(1, fault)
+
+    assert run(gateway_for(tencent)).unknown == 5
+    assert len(tencent.messages) == 5  # created, but the answer was lost
+    result = reconcile(gateway=gateway_for(tencent), settings=FAST)
+
+    assert (result.found, result.resend) == (5, 0)
+    assert_each_sent_once(tencent, rows())
+    assert run(gateway_for(tencent)).claimed == 0
+    assert send_requests(tencent) == 1
+
+
+@pytest.mark.parametrize("fault", ["timeout", "500", "drop"])
+def test_an_ambiguous_batch_that_created_nothing_is_resent_once(
+    app_ctx: Flask, tencent: FakeTencent, fault: str
+) -> None:
+    add_due_messages(5, per_patient=1, body=BODY)
+    tencent.fail_next(1, fault)
+
+    assert run(gateway_for(tencent)).unknown == 5
+    assert reconcile(gateway=gateway_for(tencent), settings=FAST).resend == 5
+    assert run(gateway_for(tencent)).sent == 5
+
+    assert send_requests(tencent) == 2
+    assert_each_sent_once(tencent, rows())
+
+
+def test_random_faults_on_batches_end_sent_exactly_once(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    add_due_messages(24, per_patient=1, body=BODY)
+    add_due_messages(12, per_patient=1, body="【测试】提醒 8：请按时到院。")
+    for kind in ["500", "timeout", "500_created", "timeout_created", "drop_created", "drop"]:
+        tencent.fail_next(1, kind)
+
+    for _round in range(12):
+        run(gateway_for(tencent, timeout=1))
+        reconcile(gateway=gateway_for(tencent), settings=FAST)
+        if not [r for r in rows() if r.status in ("planned", "claimed", "unknown")]:
+            break
+
+    assert_each_sent_once(tencent, rows())
+
+
+def test_the_provider_limit_of_200_numbers_splits_a_batch(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    add_due_messages(230, per_patient=1, body=BODY)
+
+    report = run(gateway_for(tencent, timeout=5), replace(FAST, batch_size=250, workers=2))
+
+    assert report.sent == 230
+    assert send_requests(tencent) == 2
+    assert sorted(
+        sum(1 for m in tencent.messages if m.session_context == c)
+        for c in {m.session_context for m in tencent.messages}
+    ) == [30, 200]
+    assert_each_sent_once(tencent, rows())
+
+
+def test_references_that_would_overflow_session_context_split_the_batch(
+    app_ctx: Flask, tencent: FakeTencent
+) -> None:
+    ids = add_due_messages(240, per_patient=1, body=BODY)
+    # Every other row cancelled: the remaining ids are not one run, so "a,b,c..." grows.
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids[1::2]))
+        .values(status="cancelled", dedupe_key=OutboxMessage.dedupe_key + ":x")
+    )
+    db.session.execute(update(OutboxMessage).values(id=OutboxMessage.id + 100000))
+    db.session.commit()
+
+    report = run(gateway_for(tencent, timeout=5), replace(FAST, batch_size=250, workers=2))
+
+    assert report.sent == 120
+    contexts = {m.session_context for m in tencent.messages}
+    assert len(contexts) == send_requests(tencent) == 2  # 120 ids of 6 digits need two
+    assert all(len(c.encode()) < 512 for c in contexts)
+    assert_each_sent_once(tencent, [r for r in rows() if r.status != "cancelled"])
+
+
+# -- failover ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def both() -> Iterator[tuple[FakeTencent, FakeAliyun]]:
+    with FakeTencent(daily_limit=100) as tencent, FakeAliyun() as aliyun:
+        yield tencent, aliyun
+
+
+def test_failover_moves_a_batch_the_primary_refused_for_now(
+    app_ctx: Flask, both: tuple[FakeTencent, FakeAliyun]
+) -> None:
+    tencent, aliyun = both
+    tencent.request_error = "FailedOperation.InsufficientBalanceInSmsPackage"
+    gateway = FailoverGateway(gateway_for(tencent), gateway_for(aliyun), CircuitBreaker(3))
+    add_due_messages(4, per_patient=1, body=BODY)
+
+    assert run(gateway).sent == 4
+
+    assert {r.provider for r in rows()} == {"aliyun"}
+    assert tencent.messages == [] and send_requests(tencent) == 1
+    assert sorted(m.out_id for m in aliyun.messages) == sorted(str(r.id) for r in rows())
+
+
+def test_failover_moves_only_the_member_the_primary_rejected(
+    app_ctx: Flask, both: tuple[FakeTencent, FakeAliyun]
+) -> None:
+    tencent, aliyun = both
+    gateway = FailoverGateway(gateway_for(tencent), gateway_for(aliyun))
+    add_due_messages(4, per_patient=1, body=BODY)
+    moved = rows()[0]
+    code = "FailedOperation.TemplateIncorrectOrUnapproved"
+    tencent.set_number_error(moved.patient.phone_e164, code)
+
+    assert run(gateway).sent == 4
+
+    final = {r.id: r for r in rows()}
+    assert final[moved.id].provider == "aliyun"
+    assert [m.out_id for m in aliyun.messages] == [str(moved.id)]
+    assert_each_sent_once(tencent, [r for r in final.values() if r.id != moved.id])
+
+
+def test_failover_never_resends_an_ambiguous_batch_elsewhere(
+    app_ctx: Flask, both: tuple[FakeTencent, FakeAliyun]
+) -> None:
+    tencent, aliyun = both
+    tencent.fail_next(1, "timeout_created")
+    gateway = FailoverGateway(gateway_for(tencent), gateway_for(aliyun))
+    add_due_messages(4, per_patient=1, body=BODY)
+
+    assert run(gateway).unknown == 4
+    result = reconcile(gateway=gateway, settings=FAST)
+
+    assert (result.found, result.resend) == (4, 0)
+    assert aliyun.messages == []
+    assert {r.provider for r in rows()} == {"tencent"}
+    assert_each_sent_once(tencent, rows())
