@@ -7,6 +7,9 @@ member, so the reconciler finds each one by its number and id before any resend.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -15,13 +18,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from app.clock import FrozenClock
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient
 from app.services.messaging.dispatch import Dispatcher, reconcile
 from app.sms import CircuitBreaker, FailoverGateway, reference_covers
 from tests.fakes.fake_aliyun import FakeAliyun
 from tests.fakes.fake_tencent import FakeTencent
-from tests.integration.sms_support import add_due_messages
+from tests.integration.sms_support import add_due_messages, start_flask
+from tests.integration.test_dispatch_processes import Provider, all_rows, finish
 from tests.integration.test_domestic_sms import FAST, gateway_for
 
 BODY = "【测试】提醒 7：请按时到院。"
@@ -317,3 +322,78 @@ def test_failover_never_resends_an_ambiguous_batch_elsewhere(
     assert aliyun.messages == []
     assert {r.provider for r in rows()} == {"tencent"}
     assert_each_sent_once(tencent, rows())
+
+
+# -- several dispatcher processes ----------------------------------------------------------------
+
+
+@pytest.fixture
+def tencent_provider() -> Iterator[Provider]:
+    with FakeTencent(daily_limit=10**6) as fake:
+        yield Provider("tencent", fake)
+
+
+@pytest.mark.slow
+def test_two_dispatcher_processes_send_batches_exactly_once(
+    app_ctx: Flask, database_url: str, tencent_provider: Provider
+) -> None:
+    fake = tencent_provider.fake
+    add_due_messages(400, per_patient=1, body=BODY)
+    add_due_messages(200, per_patient=1, body="【测试】提醒 8：请按时到院。")
+    fake.latency = 0.5  # batches are fast: keep the first process busy until the second starts
+    env = tencent_provider.env(database_url, SMS_DISPATCH_WORKERS="4", SMS_DISPATCH_BATCH="20")
+
+    processes = [start_flask(env, "sms", "send-due") for _ in range(2)]
+    outputs = [finish(p) for p in processes]
+
+    final = all_rows()
+    assert len(final) == 600
+    assert_each_sent_once(fake, final)
+    assert send_requests(fake) < 600 / 5  # batched: requests of up to 20 members
+    claimers = set(
+        db.session.scalars(
+            select(OutboxStatusChange.source).where(OutboxStatusChange.to_status == "claimed")
+        )
+    )
+    assert len(claimers) == 2, outputs
+
+
+@pytest.mark.slow
+def test_a_dispatcher_killed_with_batches_in_flight_sends_nothing_twice(
+    app_ctx: Flask, database_url: str, tencent_provider: Provider, clock: FrozenClock
+) -> None:
+    fake = tencent_provider.fake
+    add_due_messages(160, per_patient=1, body=BODY)
+    fake.latency = 0.3
+
+    def env() -> dict[str, str]:  # each child's clock starts at the test's clock now
+        return tencent_provider.env(
+            database_url,
+            SMS_DISPATCH_WORKERS="4",
+            SMS_DISPATCH_BATCH="8",
+            SMS_LEASE_SECONDS="4",
+            SMS_RECONCILE_SETTLE_SECONDS="0",
+        )
+
+    started = time.monotonic()
+    victim = start_flask(env(), "sms", "send-due")
+    deadline = time.monotonic() + 60
+    while len(fake.messages) < 40 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=10)
+    stranded = [r for r in all_rows() if r.status == "claimed"]
+    assert stranded, "the kill should leave claimed rows behind"
+
+    time.sleep(0.6)  # requests in flight at the kill land
+    clock.advance(seconds=time.monotonic() - started + 4.5)
+    fake.latency = 0.0
+    reconciling = time.monotonic()
+    finish(start_flask(env(), "sms", "reconcile"))
+    clock.advance(seconds=time.monotonic() - reconciling + 1)
+    finish(start_flask(env(), "sms", "send-due"))
+
+    final = all_rows()
+    assert_each_sent_once(fake, final)
+    found = [r for r in final if any((h.detail or "").startswith("found at") for h in r.history)]
+    assert found  # members of batches in flight at the kill were found, not resent
