@@ -1,10 +1,15 @@
 """Benchmark: dispatch N due SMS through Tencent / Alibaba fakes, against a bare SDK loop.
 
     .venv/bin/python bench/bench_dispatch_domestic.py --provider tencent   # N=1000, 16 threads
+    .venv/bin/python bench/bench_dispatch_domestic.py --batching           # Tencent batches
 
 The real dispatcher (claims, template matching, real SDK, outcome rows, history) sends N due
 messages; then a bare loop calls the same SDK (SendSms) with the same number of threads for the
 same N texts. Each fake answers after ``--latency`` seconds. Prints both times and the ratio.
+
+``--batching``: N due messages with one identical text to N numbers, sent by the dispatcher
+through the Tencent fake twice in the same run, one message per request (SMS_SEND_BATCH=1) and
+in batches (SendSms to up to 200 numbers); prints both times, requests and the ratio.
 """
 
 from __future__ import annotations
@@ -29,6 +34,36 @@ from tests.fakes.fake_tencent import FakeTencent  # noqa: E402
 from tests.integration.sms_support import add_due_messages  # noqa: E402
 from tests.integration.test_domestic_sms import gateway_for  # noqa: E402
 
+BODY = "【测试】提醒 7：请按时到院。"
+
+
+def dispatch_identical(n: int, threads: int, latency: float, send_batch: int) -> tuple[float, int]:
+    """Seconds the dispatcher takes to send ``n`` identical texts, and SendSms requests made."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app("test", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp}/bench.sqlite3")
+        with app.app_context(), FakeTencent(daily_limit=10**6) as fake:
+            db.create_all()
+            fake.latency = latency
+            add_due_messages(n, per_patient=1, body=BODY)
+            settings = DispatchSettings(workers=threads, batch_size=200, send_batch=send_batch)
+            started = time.perf_counter()
+            report = Dispatcher(gateway_for(fake, timeout=10), settings, actor="bench").run()
+            elapsed = time.perf_counter() - started
+            if report.sent != n:
+                raise SystemExit(f"sent {report.sent} of {n}: {report.summary()}")
+            return elapsed, sum(1 for action in fake.state.actions if action == "SendSms")
+
+
+def compare_batching(n: int, threads: int, latency: float) -> None:
+    """Print one message per request against batches, both measured now."""
+    single, single_requests = dispatch_identical(n, threads, latency, send_batch=1)
+    batched, batched_requests = dispatch_identical(n, threads, latency, send_batch=200)
+    print(
+        f"tencent, {n} identical texts, one per request: {single:.2f} s, {single_requests} requests"
+    )
+    print(f"tencent, {n} identical texts, batched: {batched:.2f} s, {batched_requests} requests")
+    print(f"ratio (one per request / batched): {single / batched:.2f}")
+
 
 def main() -> None:
     """Run the benchmark and print the ratio (bare loop time / dispatcher time)."""
@@ -37,7 +72,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--batching", action="store_true", help="batched vs one per request")
     args = parser.parse_args()
+    if args.batching:
+        compare_batching(args.n, args.threads, args.latency)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app("test", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp}/bench.sqlite3")
         fake = (
