@@ -23,6 +23,7 @@ from app.sms.base import (
     batch_chunks,
     encode_references,
     reference_covers,
+    reference_ids,
 )
 from app.sms.console import ConsoleGateway
 from app.sms.failover import CircuitBreaker, FailoverGateway
@@ -57,6 +58,7 @@ __all__ = [
     "make_single_gateway",
     "provider_rules",
     "reference_covers",
+    "reference_ids",
     "template_catalogue",
     "with_signature",
 ]

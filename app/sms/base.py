@@ -179,6 +179,21 @@ def reference_covers(reference: str | None, outbox_id: int | str) -> bool:
     return False
 
 
+def reference_ids(reference: str | None, limit: int = 1000) -> list[int]:
+    """The outbox ids an ``encode_references`` list names (empty when it is not one, or when
+    it names more than ``limit``: a pushed value is not trusted to be small)."""
+    ids: list[int] = []
+    for part in (reference or "").split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return []
+        first, last = int(low), int(high or low)
+        if last < first or len(ids) + last - first + 1 > limit:
+            return []
+        ids.extend(range(first, last + 1))
+    return ids
+
+
 def batch_chunks(references: Sequence[str], max_batch: int, room: int) -> list[list[int]]:
     """Indexes of ``references`` in consecutive chunks of at most ``max_batch`` members whose
     ``encode_references`` fits in ``room`` characters (a chunk of one always goes alone)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from app.clock import FrozenClock
@@ -263,6 +264,50 @@ def test_references_that_would_overflow_session_context_split_the_batch(
     assert len(contexts) == send_requests(tencent) == 2  # 120 ids of 6 digits need two
     assert all(len(c.encode()) < 512 for c in contexts)
     assert_each_sent_once(tencent, [r for r in rows() if r.status != "cancelled"])
+
+
+# -- receipts ----------------------------------------------------------------------------------
+
+SECRET = "s" * 32
+
+
+@pytest.fixture
+def hooks(app_ctx: Flask) -> Iterator[FlaskClient]:
+    saved = app_ctx.config.get("SMS_CALLBACK_SECRET")
+    app_ctx.config["SMS_CALLBACK_SECRET"] = SECRET
+    yield app_ctx.test_client()
+    app_ctx.config["SMS_CALLBACK_SECRET"] = saved
+
+
+def test_receipts_of_a_batch_settle_each_member(hooks: FlaskClient, tencent: FakeTencent) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    run(gateway_for(tencent))
+
+    response = hooks.post(f"/webhooks/tencent/{SECRET}/status", json=tencent_receipts(tencent))
+
+    assert response.status_code == 200
+    final = rows()
+    assert {r.status for r in final} == {"delivered"}
+    assert_each_sent_once(tencent, final)
+
+
+def test_a_receipt_before_the_batch_answer_finds_its_member_by_number(
+    hooks: FlaskClient, tencent: FakeTencent
+) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    tencent.fail_next(1, "timeout_created")  # created, answer lost: no SerialNo stored yet
+    assert run(gateway_for(tencent)).unknown == 4
+
+    hooks.post(f"/webhooks/tencent/{SECRET}/status", json=tencent_receipts(tencent))
+
+    final = rows()
+    assert {r.status for r in final} == {"delivered"}
+    assert_each_sent_once(tencent, final)  # each row got its own member's SerialNo
+    assert reconcile(gateway=gateway_for(tencent), settings=FAST).checked == 0
+
+
+def tencent_receipts(fake: FakeTencent) -> list[dict[str, Any]]:
+    return [fake.receipt_payload(m) for m in fake.messages]
 
 
 # -- failover ----------------------------------------------------------------------------------

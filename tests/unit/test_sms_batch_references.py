@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.sms import batch_chunks, encode_references, reference_covers
+from app.sms import batch_chunks, encode_references, reference_covers, reference_ids
 
 
 def test_runs_are_written_as_ranges_and_singles_alone() -> None:
@@ -51,3 +51,13 @@ def test_chunks_respect_the_member_limit_and_the_room() -> None:
     consecutive = [str(1000 + i) for i in range(450)]
     assert [len(c) for c in batch_chunks(consecutive, 200, 511)] == [200, 200, 50]
     assert batch_chunks([], 200, 511) == []
+
+
+def test_the_ids_of_a_reference_are_listed_and_untrusted_values_give_none() -> None:
+    assert reference_ids("12-14,20") == [12, 13, 14, 20]
+    assert reference_ids("7") == [7]
+    assert reference_ids(encode_references(["5", "6", "9"])) == [5, 6, 9]
+    assert reference_ids("outid:7") == []
+    assert reference_ids("14-12") == []
+    assert reference_ids("1-100000", limit=200) == []
+    assert reference_ids(None) == [] and reference_ids("") == []

@@ -3,8 +3,8 @@
 Neither provider signs its pushes, so every item is checked against a strict shape, and a
 receipt only moves a message forward (status_callbacks.apply_status_callback): a repeated or
 replayed push changes nothing. The provider's error text is kept for the Messages page.
-Tencent: ``sid`` (SerialNo), ``ext`` (our outbox id), ``report_status`` SUCCESS/FAIL,
-``errmsg``/``description``. Alibaba SmsReport: ``biz_id``, ``out_id``, ``success``,
+Tencent: ``sid`` (SerialNo), ``ext`` (our outbox id, or a batch's id list: the member is the
+one sent to ``mobile``), ``report_status`` SUCCESS/FAIL, ``errmsg``/``description``. Alibaba SmsReport: ``biz_id``, ``out_id``, ``success``,
 ``err_code``/``err_msg``.
 """
 
@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import OutboxMessage, utcnow
 from app.services.messaging.status_callbacks import apply_status_callback
+from app.sms import reference_ids
 
 logger = logging.getLogger("cadence.provider_receipts")
 
 MAX_ITEMS = 100
 MAX_FIELD = 512
+MAX_BATCH = 200  # numbers in one provider request (Tencent SendSms)
 
 
 class ReceiptError(ValueError):
@@ -41,6 +43,8 @@ class Receipt:
     delivered: bool
     reference: int | None
     error_text: str | None
+    batch: str | None = None  # a batch's reference (Tencent SessionContext "12-40,57")
+    phone: str | None = None  # the number, to tell which member of a batch it is
 
 
 @dataclass
@@ -92,6 +96,8 @@ def parse_tencent(payload: Any) -> list[Receipt]:
                 delivered=status == "SUCCESS",
                 reference=_reference(_text(item, "ext")),
                 error_text=None if status == "SUCCESS" else detail or "FAIL",
+                batch=_text(item, "ext") or None,
+                phone=_text(item, "mobile") or None,
             )
         )
     return receipts
@@ -128,7 +134,7 @@ def apply_receipts(
         result = apply_status_callback(
             receipt.provider_id,
             "delivered" if receipt.delivered else "undelivered",
-            message_id=receipt.reference,
+            message_id=receipt.reference or _batch_member(receipt),
             at=at,
             source=source,
             error_message=receipt.error_text,
@@ -140,6 +146,21 @@ def apply_receipts(
         else:
             report.ignored += 1
     return report
+
+
+def _batch_member(receipt: Receipt) -> int | None:
+    """The member of a batch this receipt is about: the one of its ids sent to its number."""
+    ids = reference_ids(receipt.batch, limit=MAX_BATCH)
+    if len(ids) < 2 or not receipt.phone:
+        return None
+    digits = receipt.phone.lstrip("+")
+    numbers = {f"+{digits}", f"+86{digits}"}
+    members = db.session.scalars(
+        select(OutboxMessage.id).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.sent_to.in_(numbers)
+        )
+    ).all()
+    return members[0] if len(members) == 1 else None
 
 
 def _name_by_reference(receipt: Receipt) -> None:
