@@ -139,9 +139,15 @@ class BatchSmsGateway(SmsGateway, Protocol):
     reference_room: int  # characters the provider keeps of the reference
 
     def send_batch(
-        self, to_list: Sequence[str], body: str, *, references: Sequence[str]
+        self,
+        to_list: Sequence[str],
+        body: str,
+        *,
+        references: Sequence[str],
+        status_callbacks: Sequence[str | None] | None = None,
     ) -> list[SentMessage | SmsError]:
-        """Send ``body`` to every number of ``to_list`` (distinct) in one request."""
+        """Send ``body`` to every number of ``to_list`` (distinct) in one request
+        (``status_callbacks``: each member's, for a provider that takes one per message)."""
         ...
 
 

@@ -133,18 +133,26 @@ class FailoverGateway:
         return self.primary.reference_room if isinstance(self.primary, BatchSmsGateway) else 0
 
     def send_batch(
-        self, to_list: Sequence[str], body: str, *, references: Sequence[str]
+        self,
+        to_list: Sequence[str],
+        body: str,
+        *,
+        references: Sequence[str],
+        status_callbacks: Sequence[str | None] | None = None,
     ) -> list[SentMessage | SmsError]:
         """One batch through the primary; members it certainly did not create (the whole
         request refused for now, or a member refused for now / rejected) go to the secondary.
         A whole-request ambiguous failure never fails over: every member may exist."""
         if not isinstance(self.primary, BatchSmsGateway):
             raise TypeError(f"{self.primary.name} cannot send batches")
+        callbacks = list(status_callbacks or [None] * len(to_list))
         results: list[SentMessage | SmsError | None] = [None] * len(to_list)
         again = list(range(len(to_list)))
         if not self.breaker.is_open:
             try:
-                answers = self.primary.send_batch(to_list, body, references=references)
+                answers = self.primary.send_batch(
+                    to_list, body, references=references, status_callbacks=callbacks
+                )
             except AmbiguousSmsError:
                 self.breaker.failure()
                 raise
@@ -161,7 +169,7 @@ class FailoverGateway:
                 for i, answer in enumerate(answers):
                     if i not in again:
                         results[i] = _carried_by_or_error(answer, self.primary.name)
-        for i, answer in self._secondary_batch(to_list, body, references, again):
+        for i, answer in self._secondary_batch(to_list, body, references, callbacks, again):
             results[i] = _carried_by_or_error(answer, self.secondary.name)
         return [r if r is not None else AmbiguousSmsError("no answer") for r in results]
 
@@ -171,35 +179,60 @@ class FailoverGateway:
         )
 
     def _secondary_batch(
-        self, to_list: Sequence[str], body: str, references: Sequence[str], indexes: list[int]
+        self,
+        to_list: Sequence[str],
+        body: str,
+        references: Sequence[str],
+        callbacks: Sequence[str | None],
+        indexes: list[int],
     ) -> list[tuple[int, SentMessage | SmsError]]:
         """Send the members at ``indexes`` through the secondary: batched when it can, else
         one by one; each member's result (a whole-request error is every member's)."""
         if not indexes:
             return []
+        if not isinstance(self.secondary, BatchSmsGateway):
+            return [self._secondary_one(to_list, body, references, callbacks, i) for i in indexes]
         out: list[tuple[int, SentMessage | SmsError]] = []
-        if isinstance(self.secondary, BatchSmsGateway):
-            refs = [references[i] for i in indexes]
-            for chunk in batch_chunks(
-                refs, self.secondary.max_batch, self.secondary.reference_room
-            ):
-                members = [indexes[c] for c in chunk]
-                try:
-                    answers = self.secondary.send_batch(
-                        [to_list[i] for i in members],
-                        body,
-                        references=[references[i] for i in members],
-                    )
-                except SmsError as exc:
-                    answers = [exc] * len(members)
-                out.extend(zip(members, answers, strict=True))
-            return out
-        for i in indexes:
+        refs = [references[i] for i in indexes]
+        for chunk in batch_chunks(refs, self.secondary.max_batch, self.secondary.reference_room):
+            members = [indexes[c] for c in chunk]
             try:
-                out.append((i, self.secondary.send(to_list[i], body, reference=references[i])))
+                answers: list[SentMessage | SmsError] = self.secondary.send_batch(
+                    [to_list[i] for i in members],
+                    body,
+                    references=[references[i] for i in members],
+                    status_callbacks=[callbacks[i] for i in members],
+                )
+            except TerminalSmsError as exc:
+                if exc.reason == "rejected" or len(members) == 1:
+                    answers = [exc] * len(members)
+                else:  # names a number but not whose: nothing was created, each alone
+                    out.extend(
+                        self._secondary_one(to_list, body, references, callbacks, i)
+                        for i in members
+                    )
+                    continue
             except SmsError as exc:
-                out.append((i, exc))
+                answers = [exc] * len(members)
+            out.extend(zip(members, answers, strict=True))
         return out
+
+    def _secondary_one(
+        self,
+        to_list: Sequence[str],
+        body: str,
+        references: Sequence[str],
+        callbacks: Sequence[str | None],
+        i: int,
+    ) -> tuple[int, SentMessage | SmsError]:
+        """One member through the secondary alone: its answer or its error."""
+        try:
+            sent = self.secondary.send(
+                to_list[i], body, status_callback=callbacks[i], reference=references[i]
+            )
+        except SmsError as exc:
+            return i, exc
+        return i, sent
 
     def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
         """What either provider has for ``to`` (an ambiguous send may be at either)."""

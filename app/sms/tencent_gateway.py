@@ -150,12 +150,18 @@ class TencentGateway:
         return self._sent(to, response)
 
     def send_batch(
-        self, to_list: Sequence[str], body: str, *, references: Sequence[str]
+        self,
+        to_list: Sequence[str],
+        body: str,
+        *,
+        references: Sequence[str],
+        status_callbacks: Sequence[str | None] | None = None,
     ) -> list[SentMessage | SmsError]:
         """One SendSms to every number (PhoneNumberSet); each number's SerialNo or error.
 
         The outbox ids go as one SessionContext (``encode_references``), which Tencent keeps
         with every member, so ``find_sent`` finds each member by its number and its id.
+        Receipts go where the SMS console says (``status_callbacks`` is not used).
         """
         if not to_list or len(to_list) != len(references):
             raise ValueError("send_batch needs one reference per number")

@@ -417,7 +417,10 @@ class Dispatcher:
         assert isinstance(gateway, BatchSmsGateway)
         try:
             answers = gateway.send_batch(
-                [c.to for c in group], group[0].body, references=[str(c.id) for c in group]
+                [c.to for c in group],
+                group[0].body,
+                references=[str(c.id) for c in group],
+                status_callbacks=[self.settings.callback_url(c.id) for c in group],
             )
         except TerminalSmsError as exc:
             if exc.reason in TERMINAL_PATIENT_ACTIONS:  # names a number, but not which one
