@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from app.clock import FrozenClock
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient
+from app.services.conversations.inbound.provider_pull import pull
 from app.services.messaging.dispatch import Dispatcher, reconcile
 from app.sms import CircuitBreaker, FailoverGateway, reference_covers
 from tests.fakes.fake_aliyun import FakeAliyun
@@ -329,9 +330,12 @@ def test_failover_moves_a_batch_the_primary_refused_for_now(
 
     assert run(gateway).sent == 4
 
-    assert {r.provider for r in rows()} == {"aliyun"}
+    final = rows()
+    assert {r.provider for r in final} == {"aliyun"}
     assert tencent.messages == [] and send_requests(tencent) == 1
-    assert sorted(m.out_id for m in aliyun.messages) == sorted(str(r.id) for r in rows())
+    assert aliyun.actions.count("SendBatchSms") == 1  # the secondary batches too
+    assert len({m.biz_id for m in aliyun.messages}) == 1
+    assert_each_sent_once_at_aliyun(aliyun, final)
 
 
 def test_failover_moves_only_the_member_the_primary_rejected(
@@ -442,3 +446,158 @@ def test_a_dispatcher_killed_with_batches_in_flight_sends_nothing_twice(
     assert_each_sent_once(fake, final)
     found = [r for r in final if any((h.detail or "").startswith("found at") for h in r.history)]
     assert found  # members of batches in flight at the kill were found, not resent
+
+
+# -- Alibaba: SendBatchSms -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def aliyun() -> Iterator[FakeAliyun]:
+    with FakeAliyun() as fake:
+        yield fake
+
+
+def assert_each_sent_once_at_aliyun(fake: FakeAliyun, sent: list[OutboxMessage]) -> None:
+    """Every row: exactly one message at the fake to its number whose OutId names its id, and
+    a provider id of its own; nothing else created."""
+    for row in sent:
+        national = (row.sent_to or "").removeprefix("+86")
+        mine = [
+            m for m in fake.messages if m.phone == national and reference_covers(m.out_id, row.id)
+        ]
+        assert len(mine) == 1, (row.id, mine)
+        assert row.status in ACCEPTED
+    assert len({r.provider_id for r in sent}) == len(sent)
+    assert len(fake.messages) == len(sent)
+
+
+def test_aliyun_identical_texts_are_one_send_batch_sms_with_an_id_per_member(
+    app_ctx: Flask, aliyun: FakeAliyun
+) -> None:
+    ids = add_due_messages(5, per_patient=1, body=BODY)
+
+    report = run(gateway_for(aliyun))
+
+    assert report.sent == 5
+    assert (aliyun.actions.count("SendBatchSms"), aliyun.actions.count("SendSms")) == (1, 0)
+    [biz_id] = {m.biz_id for m in aliyun.messages}
+    assert {m.out_id for m in aliyun.messages} == {f"{ids[0]}-{ids[-1]}"}
+    final = rows()
+    assert {r.provider_id for r in final} == {
+        f"{biz_id}:{(r.sent_to or '').removeprefix('+86')}" for r in final
+    }
+    assert_each_sent_once_at_aliyun(aliyun, final)
+
+
+def test_aliyun_receipts_of_a_batch_settle_each_member(
+    hooks: FlaskClient, aliyun: FakeAliyun
+) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    run(gateway_for(aliyun))
+
+    reports = [aliyun.report_payload(m) for m in aliyun.messages]
+    hooks.post(f"/webhooks/aliyun/{SECRET}/status", json=reports)
+
+    assert {r.status for r in rows()} == {"delivered"}
+
+
+@pytest.mark.parametrize("fault", ["timeout_created", "500_created", "drop_created"])
+def test_an_ambiguous_aliyun_batch_is_found_member_by_member_then_named_by_receipts(
+    hooks: FlaskClient, aliyun: FakeAliyun, fault: str
+) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    aliyun.fail_next(1, fault)
+
+    assert run(gateway_for(aliyun)).unknown == 4
+    result = reconcile(gateway=gateway_for(aliyun), settings=FAST)
+
+    assert (result.found, result.resend) == (4, 0)
+    found = rows()
+    assert all((r.provider_id or "").startswith("outid:") for r in found)
+    assert_each_sent_once_at_aliyun(aliyun, found)
+    assert run(gateway_for(aliyun)).claimed == 0
+    # The receipts name each member's BizId: the rows found by OutId take it.
+    reports = [aliyun.report_payload(m) for m in aliyun.messages]
+    hooks.post(f"/webhooks/aliyun/{SECRET}/status", json=reports)
+    final = rows()
+    assert {r.status for r in final} == {"delivered"}
+    [biz_id] = {m.biz_id for m in aliyun.messages}
+    assert all((r.provider_id or "").startswith(f"{biz_id}:") for r in final)
+    assert_each_sent_once_at_aliyun(aliyun, final)
+
+
+def test_an_aliyun_batch_that_created_nothing_is_resent_once(
+    app_ctx: Flask, aliyun: FakeAliyun
+) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    aliyun.fail_next(1, "timeout")
+
+    assert run(gateway_for(aliyun)).unknown == 4
+    assert reconcile(gateway=gateway_for(aliyun), settings=FAST).resend == 4
+    assert run(gateway_for(aliyun)).sent == 4
+
+    assert aliyun.actions.count("SendBatchSms") == 2
+    assert_each_sent_once_at_aliyun(aliyun, rows())
+
+
+def test_an_aliyun_batch_refused_for_one_number_sends_each_member_alone(
+    app_ctx: Flask, aliyun: FakeAliyun
+) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    bad = rows()[2]
+    aliyun.set_number_error(bad.patient.phone_e164.removeprefix("+86"), "isv.MOBILE_NUMBER_ILLEGAL")
+
+    report = run(gateway_for(aliyun))
+
+    assert (report.sent, report.failed) == (3, 1)
+    assert (aliyun.actions.count("SendBatchSms"), aliyun.actions.count("SendSms")) == (1, 4)
+    final = {r.id: r for r in rows()}
+    assert final[bad.id].error_reason == "invalid_number"
+    assert [p.phone_status for p in db.session.scalars(select(Patient))].count("invalid") == 1
+    assert_each_sent_once_at_aliyun(aliyun, [r for r in final.values() if r.id != bad.id])
+
+
+def test_an_aliyun_member_over_its_limit_waits_alone_and_the_others_go(
+    app_ctx: Flask, aliyun: FakeAliyun
+) -> None:
+    add_due_messages(4, per_patient=1, body=BODY)
+    limited = rows()[0]
+    gateway = gateway_for(aliyun)
+    gateway.send(limited.patient.phone_e164, BODY, reference="other")  # same text just before
+
+    report = run(gateway)
+
+    assert (report.sent, report.retried) == (3, 1)
+    final = {r.id: r for r in rows()}
+    assert (final[limited.id].status, final[limited.id].error_reason) == ("planned", "retrying")
+    others = [r for r in final.values() if r.id != limited.id]
+    assert all(r.status in ACCEPTED for r in others)
+    assert len(aliyun.messages) == 1 + 3
+
+
+def test_aliyun_pull_settles_batch_members_by_query(app_ctx: Flask, aliyun: FakeAliyun) -> None:
+    add_due_messages(3, per_patient=1, body=BODY)
+    gateway = gateway_for(aliyun)
+    run(gateway)
+
+    report = pull(gateway)
+
+    assert report.receipts == 3
+    assert {r.status for r in rows()} == {"delivered"}
+
+
+def test_random_faults_on_aliyun_batches_end_sent_exactly_once(
+    app_ctx: Flask, aliyun: FakeAliyun
+) -> None:
+    add_due_messages(24, per_patient=1, body=BODY)
+    add_due_messages(12, per_patient=1, body="【测试】提醒 8：请按时到院。")
+    for kind in ["500", "timeout", "500_created", "timeout_created", "drop_created", "drop"]:
+        aliyun.fail_next(1, kind)
+
+    for _round in range(12):
+        run(gateway_for(aliyun, timeout=1))
+        reconcile(gateway=gateway_for(aliyun), settings=FAST)
+        if not [r for r in rows() if r.status in ("planned", "claimed", "unknown")]:
+            break
+
+    assert_each_sent_once_at_aliyun(aliyun, rows())

@@ -5,7 +5,7 @@ receipt only moves a message forward (status_callbacks.apply_status_callback): a
 replayed push changes nothing. The provider's error text is kept for the Messages page.
 Tencent: ``sid`` (SerialNo), ``ext`` (our outbox id, or a batch's id list: the member is the
 one sent to ``mobile``), ``report_status`` SUCCESS/FAIL, ``errmsg``/``description``. Alibaba SmsReport: ``biz_id``, ``out_id``, ``success``,
-``err_code``/``err_msg``.
+``err_code``/``err_msg``, ``phone_number`` (a batch member is ``<biz_id>:<phone_number>``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from app.extensions import db
 from app.models import OutboxMessage, utcnow
 from app.services.messaging.status_callbacks import apply_status_callback
 from app.sms import reference_ids
+from app.sms.aliyun_gateway import found_id, is_batch_reference, member_id
 
 logger = logging.getLogger("cadence.provider_receipts")
 
 MAX_ITEMS = 100
 MAX_FIELD = 512
-MAX_BATCH = 200  # numbers in one provider request (Tencent SendSms)
+MAX_BATCH = 200  # numbers in one provider request (Tencent SendSms; Alibaba: 100)
 
 
 class ReceiptError(ValueError):
@@ -111,13 +112,19 @@ def parse_aliyun(payload: Any) -> list[Receipt]:
         if not isinstance(success, bool):
             raise ReceiptError("receipt field 'success' must be true or false")
         detail = " / ".join(x for x in (_text(item, "err_code"), _text(item, "err_msg")) if x)
+        out_id = _text(item, "out_id")
+        phone = _text(item, "phone_number")
+        biz_id = _text(item, "biz_id", required=True)
+        batch = is_batch_reference(out_id)
         receipts.append(
             Receipt(
                 provider="aliyun",
-                provider_id=_text(item, "biz_id", required=True),
+                provider_id=member_id(biz_id, phone) if batch and phone else biz_id,
                 delivered=success,
-                reference=_reference(_text(item, "out_id")),
+                reference=_reference(out_id),
                 error_text=None if success else detail or "failed",
+                batch=out_id or None,
+                phone=phone or None,
             )
         )
     return receipts
@@ -164,16 +171,19 @@ def _batch_member(receipt: Receipt) -> int | None:
 
 
 def _name_by_reference(receipt: Receipt) -> None:
-    """A row the reconciler found by OutId ("outid:<id>") gets the receipt's real BizId."""
-    if receipt.reference is None:
+    """A row the reconciler found by OutId ("outid:<id>", or a batch member's
+    "outid:<hash>:<number>") gets the receipt's real BizId."""
+    if receipt.reference is not None:
+        found_as = OutboxMessage.provider_id == f"outid:{receipt.reference}"
+        which = OutboxMessage.id == receipt.reference
+    elif receipt.provider == "aliyun" and receipt.batch and receipt.phone:
+        found_as = OutboxMessage.provider_id == found_id(receipt.batch, receipt.phone)
+        which = OutboxMessage.id.in_(reference_ids(receipt.batch, limit=MAX_BATCH))
+    else:
         return
     db.session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.id == receipt.reference,
-            OutboxMessage.provider_id == f"outid:{receipt.reference}",
-            OutboxMessage.provider == receipt.provider,
-        )
+        .where(which, found_as, OutboxMessage.provider == receipt.provider)
         .values(provider_id=receipt.provider_id)
     )
     db.session.commit()
