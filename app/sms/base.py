@@ -126,7 +126,8 @@ class SmsGateway(Protocol):
 
 @runtime_checkable
 class BatchSmsGateway(SmsGateway, Protocol):
-    """A gateway that can send one text to many numbers in one request (Tencent's SendSms).
+    """A gateway that can send one text to many numbers in one request (Tencent SendSms,
+    Alibaba SendBatchSms).
 
     ``send_batch`` answers one result per number, in order: a ``SentMessage`` with that
     number's own provider id, or the ``SmsError`` refusing that number (the others are sent).

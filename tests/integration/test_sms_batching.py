@@ -1,8 +1,9 @@
-"""Batched sends (issue 12): identical texts share one Tencent SendSms, each member exactly once.
+"""Batched sends (issue 12): identical texts share one Tencent SendSms or Alibaba SendBatchSms,
+each member exactly once.
 
-The real Tencent SDK talks to the loopback fake. Every member gets its own SerialNo and its own
-outcome; a whole-request failure is every member's; the batch's SessionContext names every
-member, so the reconciler finds each one by its number and id before any resend.
+The real SDKs talk to the loopback fakes. Every member gets its own provider id and outcome; a
+whole-request failure is every member's; the batch's SessionContext / OutId names every member,
+so the reconciler finds each one by its number and id before any resend.
 """
 
 from __future__ import annotations

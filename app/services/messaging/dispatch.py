@@ -17,10 +17,10 @@ How exactly-once holds (ARCHITECTURE.md, "Sending exactly once"):
 - ``reconcile``: claimed rows whose lease expired (a dispatcher died) become ``unknown``; an
   ``unknown`` row is looked up at the provider (``find_sent``: recipient + time window, matched
   on the exact body) and only resent when the provider does not have it.
-- Batches (``SMS_SEND_BATCH``): a gateway that can batch (Tencent) gets claimed messages with
-  the same text to distinct numbers in one request; each member keeps its own outcome and
-  provider id, a whole-request failure is every member's, and the shared reference names every
-  member so ``reconcile`` finds each one before any resend.
+- Batches (``SMS_SEND_BATCH``): a gateway that can batch (Tencent, Alibaba) gets claimed
+  messages with the same text to distinct numbers in one request; each member keeps its own
+  outcome and provider id, a whole-request failure is every member's, and the shared reference
+  names every member so ``reconcile`` finds each one before any resend.
 """
 
 from __future__ import annotations
