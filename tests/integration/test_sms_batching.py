@@ -377,29 +377,45 @@ def test_failover_never_resends_an_ambiguous_batch_elsewhere(
 # -- several dispatcher processes ----------------------------------------------------------------
 
 
-@pytest.fixture
-def tencent_provider() -> Iterator[Provider]:
-    with FakeTencent(daily_limit=10**6) as fake:
-        yield Provider("tencent", fake)
+@pytest.fixture(params=("tencent", "aliyun"))
+def batch_provider(request: pytest.FixtureRequest) -> Iterator[Provider]:
+    """Each batching provider's fake in turn (limits out of the way)."""
+    server: Any = FakeTencent(daily_limit=10**6) if request.param == "tencent" else None
+    server = server or FakeAliyun(daily_limit=10**6)
+    with server:
+        yield Provider(request.param, server)
+
+
+def assert_sent_once_at(provider: Provider, sent: list[OutboxMessage]) -> None:
+    if isinstance(provider.fake, FakeTencent):
+        assert_each_sent_once(provider.fake, sent)
+    else:
+        assert_each_sent_once_at_aliyun(provider.fake, sent)
+
+
+def batch_requests(provider: Provider) -> int:
+    if isinstance(provider.fake, FakeTencent):
+        return send_requests(provider.fake)
+    return provider.fake.actions.count("SendBatchSms") + provider.fake.actions.count("SendSms")
 
 
 @pytest.mark.slow
 def test_two_dispatcher_processes_send_batches_exactly_once(
-    app_ctx: Flask, database_url: str, tencent_provider: Provider
+    app_ctx: Flask, database_url: str, batch_provider: Provider
 ) -> None:
-    fake = tencent_provider.fake
+    fake = batch_provider.fake
     add_due_messages(400, per_patient=1, body=BODY)
     add_due_messages(200, per_patient=1, body="【测试】提醒 8：请按时到院。")
     fake.latency = 0.5  # batches are fast: keep the first process busy until the second starts
-    env = tencent_provider.env(database_url, SMS_DISPATCH_WORKERS="4", SMS_DISPATCH_BATCH="20")
+    env = batch_provider.env(database_url, SMS_DISPATCH_WORKERS="4", SMS_DISPATCH_BATCH="20")
 
     processes = [start_flask(env, "sms", "send-due") for _ in range(2)]
     outputs = [finish(p) for p in processes]
 
     final = all_rows()
     assert len(final) == 600
-    assert_each_sent_once(fake, final)
-    assert send_requests(fake) < 600 / 5  # batched: requests of up to 20 members
+    assert_sent_once_at(batch_provider, final)
+    assert batch_requests(batch_provider) < 600 / 5  # batched: requests of up to 20 members
     claimers = set(
         db.session.scalars(
             select(OutboxStatusChange.source).where(OutboxStatusChange.to_status == "claimed")
@@ -410,14 +426,14 @@ def test_two_dispatcher_processes_send_batches_exactly_once(
 
 @pytest.mark.slow
 def test_a_dispatcher_killed_with_batches_in_flight_sends_nothing_twice(
-    app_ctx: Flask, database_url: str, tencent_provider: Provider, clock: FrozenClock
+    app_ctx: Flask, database_url: str, batch_provider: Provider, clock: FrozenClock
 ) -> None:
-    fake = tencent_provider.fake
+    fake = batch_provider.fake
     add_due_messages(160, per_patient=1, body=BODY)
     fake.latency = 0.3
 
     def env() -> dict[str, str]:  # each child's clock starts at the test's clock now
-        return tencent_provider.env(
+        return batch_provider.env(
             database_url,
             SMS_DISPATCH_WORKERS="4",
             SMS_DISPATCH_BATCH="8",
@@ -444,7 +460,7 @@ def test_a_dispatcher_killed_with_batches_in_flight_sends_nothing_twice(
     finish(start_flask(env(), "sms", "send-due"))
 
     final = all_rows()
-    assert_each_sent_once(fake, final)
+    assert_sent_once_at(batch_provider, final)
     found = [r for r in final if any((h.detail or "").startswith("found at") for h in r.history)]
     assert found  # members of batches in flight at the kill were found, not resent
 
