@@ -238,6 +238,8 @@ class AliyunGateway:
             raise ValueError("send_batch needs one reference per number")
         if len(to_list) > self.max_batch or len(set(to_list)) != len(to_list):
             raise ValueError(f"a batch holds at most {self.max_batch} distinct numbers")
+        if len(to_list) == 1:  # one number: SendSms, known by its BizId alone
+            return [self._alone(to_list[0], body, references[0])]
         out_id = encode_references(references)
         if len(out_id) > self.reference_room:
             raise ValueError("the batch's references do not fit in OutId")

@@ -25,6 +25,7 @@ from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient
 from app.services.conversations.inbound.provider_pull import pull
 from app.services.messaging.dispatch import Dispatcher, reconcile
+from app.services.messaging.provider_receipts import apply_receipts, parse_aliyun
 from app.sms import CircuitBreaker, FailoverGateway, reference_covers
 from tests.fakes.fake_aliyun import FakeAliyun
 from tests.fakes.fake_tencent import FakeTencent
@@ -355,6 +356,10 @@ def test_failover_moves_only_the_member_the_primary_rejected(
     assert final[moved.id].provider == "aliyun"
     assert [m.out_id for m in aliyun.messages] == [str(moved.id)]
     assert_each_sent_once(tencent, [r for r in final.values() if r.id != moved.id])
+    # Its receipt finds it (known by its BizId, as any single Alibaba message).
+    report = apply_receipts(parse_aliyun([aliyun.report_payload(aliyun.messages[0])]), source="t")
+    assert report.updated == 1
+    assert db.session.get(OutboxMessage, moved.id, populate_existing=True).status == "delivered"
 
 
 def test_failover_never_resends_an_ambiguous_batch_elsewhere(
