@@ -24,7 +24,7 @@ from app.clock import FrozenClock
 from app.extensions import db
 from app.models import OutboxMessage, OutboxStatusChange, Patient
 from app.services.conversations.inbound.provider_pull import pull
-from app.services.messaging.dispatch import Dispatcher, reconcile
+from app.services.messaging.dispatch import Dispatcher, DispatchSettings, reconcile
 from app.services.messaging.provider_receipts import apply_receipts, parse_aliyun
 from app.sms import CircuitBreaker, FailoverGateway, reference_covers
 from tests.fakes.fake_aliyun import FakeAliyun
@@ -103,6 +103,11 @@ def test_texts_that_differ_are_not_batched(app_ctx: Flask, tencent: FakeTencent)
     contexts = sorted(m.session_context for m in tencent.messages)
     assert sum("-" in c for c in contexts) == 3  # the batch's members share "a-b"
     assert_each_sent_once(tencent, rows())
+
+
+def test_the_send_batch_setting_is_read(app_ctx: Flask) -> None:
+    assert DispatchSettings.from_config(app_ctx.config).send_batch == 200
+    assert DispatchSettings.from_config({**app_ctx.config, "SMS_SEND_BATCH": 1}).send_batch == 1
 
 
 def test_batching_off_sends_one_request_per_message(app_ctx: Flask, tencent: FakeTencent) -> None:
