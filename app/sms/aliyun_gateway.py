@@ -12,7 +12,8 @@ characters) that QuerySendDetails returns for every member, so the reconciler fi
 by its own number and its id in the list (found that way, a member is ``outid:<hash of
 OutId>:<number>`` until its receipt names it). A batch refused for a reason that may be one
 number's (invalid, unsubscribed, that number's frequency limit) created nothing: each member is
-then sent alone and gets its own answer.
+sent alone (``SendAloneError``: the dispatcher sends each member by itself) and gets its own
+answer.
 
 Error mapping (see app/sms/base.py): Code "OK" -> sent; frequency / daily limits, throttling, an
 empty balance and a connection never made -> RetryableSmsError; bad keys or signature ->
@@ -41,6 +42,7 @@ from app.sms.base import (
     AmbiguousSmsError,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsAuthError,
     SmsError,
@@ -248,7 +250,7 @@ class AliyunGateway:
         except _BatchRefused as refused:
             if refused.code not in PER_NUMBER_CODES:
                 raise refused.error from None
-            return [self._alone(to, body, ref) for to, ref in zip(to_list, references, strict=True)]
+            return [SendAloneError(f"batch refused: {refused.error}") for _ in to_list]
         return [
             SentMessage(member_id(biz_id, _national(to)), status="queued", provider=self.name)
             for to in to_list

@@ -57,6 +57,13 @@ class SmsAuthError(RetryableSmsError):
     """
 
 
+class SendAloneError(RetryableSmsError):
+    """A batch member the provider did not create because it refused the whole batch for a
+    reason that may be one member's (an invalid or unsubscribed number, a number's frequency
+    limit): send it again alone, now, to get its own answer. Retryable for any caller that
+    does not know it."""
+
+
 class TerminalSmsError(SmsError):
     """The provider refused this message for good; ``reason`` tells the caller why."""
 
@@ -130,7 +137,8 @@ class BatchSmsGateway(SmsGateway, Protocol):
     Alibaba SendBatchSms).
 
     ``send_batch`` answers one result per number, in order: a ``SentMessage`` with that
-    number's own provider id, or the ``SmsError`` refusing that number (the others are sent).
+    number's own provider id, or the ``SmsError`` refusing that number (the others are sent);
+    ``SendAloneError`` when the batch was refused for what may be one member's fault.
     A whole-request failure raises as ``send`` does, for every member. The batch's outbox ids
     travel as one reference (``encode_references``) that ``find_sent`` returns for each
     member, so the reconciler finds every member before any resend.

@@ -21,6 +21,7 @@ from app.sms.base import (
     BatchSmsGateway,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsError,
     SmsGateway,
@@ -191,7 +192,9 @@ class FailoverGateway:
         if not indexes:
             return []
         if not isinstance(self.secondary, BatchSmsGateway):
-            return [self._secondary_one(to_list, body, references, callbacks, i) for i in indexes]
+            # one by one is the dispatcher's to do (it checks its lease before each send)
+            alone = SendAloneError(f"{self.secondary.name} sends one message per request")
+            return [(i, alone) for i in indexes]
         out: list[tuple[int, SentMessage | SmsError]] = []
         refs = [references[i] for i in indexes]
         for chunk in batch_chunks(refs, self.secondary.max_batch, self.secondary.reference_room):
@@ -203,36 +206,10 @@ class FailoverGateway:
                     references=[references[i] for i in members],
                     status_callbacks=[callbacks[i] for i in members],
                 )
-            except TerminalSmsError as exc:
-                if exc.reason == "rejected" or len(members) == 1:
-                    answers = [exc] * len(members)
-                else:  # names a number but not whose: nothing was created, each alone
-                    out.extend(
-                        self._secondary_one(to_list, body, references, callbacks, i)
-                        for i in members
-                    )
-                    continue
             except SmsError as exc:
                 answers = [exc] * len(members)
             out.extend(zip(members, answers, strict=True))
         return out
-
-    def _secondary_one(
-        self,
-        to_list: Sequence[str],
-        body: str,
-        references: Sequence[str],
-        callbacks: Sequence[str | None],
-        i: int,
-    ) -> tuple[int, SentMessage | SmsError]:
-        """One member through the secondary alone: its answer or its error."""
-        try:
-            sent = self.secondary.send(
-                to_list[i], body, status_callback=callbacks[i], reference=references[i]
-            )
-        except SmsError as exc:
-            return i, exc
-        return i, sent
 
     def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
         """What either provider has for ``to`` (an ambiguous send may be at either)."""
@@ -255,7 +232,10 @@ def _carried_by(sent: SentMessage, name: str) -> SentMessage:
 
 
 def _moves_on(answer: SentMessage | SmsError) -> bool:
-    """A member the primary certainly did not create and may be sent elsewhere."""
+    """A member the primary certainly did not create and may be sent elsewhere (one to send
+    alone goes back to the dispatcher: a refusal of its own may follow)."""
+    if isinstance(answer, SendAloneError):
+        return False
     if isinstance(answer, RetryableSmsError):
         return True
     return isinstance(answer, TerminalSmsError) and answer.reason == "rejected"

@@ -33,6 +33,7 @@ from app.sms.base import (
     AmbiguousSmsError,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsAuthError,
     SmsError,
@@ -172,7 +173,13 @@ class TencentGateway:
         context = encode_references(references)
         if len(context.encode()) > self.reference_room:
             raise ValueError("the batch's references do not fit in SessionContext")
-        response = self._send_sms(list(to_list), body, context)
+        try:
+            response = self._send_sms(list(to_list), body, context)
+        except TerminalSmsError as error:
+            if error.reason == "rejected":
+                raise
+            # names a number but not whose: nothing was created, each member goes alone
+            return [SendAloneError(f"batch refused: {error}") for _ in to_list]
         by_number = {status.PhoneNumber: status for status in response.SendStatusSet or []}
         return [self._member(to, by_number.get(to)) for to in to_list]
 

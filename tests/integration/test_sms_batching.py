@@ -628,3 +628,24 @@ def test_random_faults_on_aliyun_batches_end_sent_exactly_once(
             break
 
     assert_each_sent_once_at_aliyun(aliyun, rows())
+
+
+def test_failover_hands_back_a_batch_refused_for_one_number_to_be_sent_alone(
+    app_ctx: Flask, both: tuple[FakeTencent, FakeAliyun]
+) -> None:
+    tencent, aliyun = both
+    gateway = FailoverGateway(gateway_for(tencent), gateway_for(aliyun))
+    add_due_messages(3, per_patient=1, body=BODY)
+    bad = rows()[0]
+    code = "InvalidParameterValue.IncorrectPhoneNumber"
+    tencent.batch_error = code
+    tencent.set_number_error(bad.patient.phone_e164, code)
+
+    report = run(gateway)
+
+    # An invalid number is the patient's fact, not the provider's: no failover for anyone.
+    assert (report.sent, report.failed) == (2, 1)
+    assert aliyun.messages == [] and send_requests(tencent) == 4
+    final = {r.id: r for r in rows()}
+    assert final[bad.id].error_reason == "invalid_number"
+    assert_each_sent_once(tencent, [r for r in final.values() if r.id != bad.id])

@@ -62,6 +62,7 @@ from app.sms import (
     BatchSmsGateway,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsError,
     SmsGateway,
@@ -405,9 +406,9 @@ class Dispatcher:
         """Send one text to every member of ``group`` in one provider request (worker thread).
 
         Each member's answer is its own outcome; a whole-request failure is every member's
-        (ambiguous: all ``unknown``, reconciled one by one; retryable: all retried), except a
-        request refused for an opted-out or invalid number without saying whose: nothing was
-        created, so each member is then sent alone and gets its own answer.
+        (ambiguous: all ``unknown``, reconciled one by one; retryable: all retried). A member
+        answered ``SendAloneError`` (the batch was refused for what may be one number's fault,
+        nothing created) is sent alone here, each send checking the lease as ``attempt`` does.
         """
         now = self.clock()
         lease_left = min(c.claimed_until for c in group) - now
@@ -422,15 +423,19 @@ class Dispatcher:
                 references=[str(c.id) for c in group],
                 status_callbacks=[self.settings.callback_url(c.id) for c in group],
             )
-        except TerminalSmsError as exc:
-            if exc.reason in TERMINAL_PATIENT_ACTIONS:  # names a number, but not which one
-                return [(c, self.attempt(c, should_stop)) for c in group]
-            return [(c, self._failed(exc, [c.id for c in group])) for c in group]
         except Exception as exc:
             failed = self._failed(exc, [c.id for c in group])
             return [(c, failed) for c in group]
         at = self.clock()
-        return [(c, _answer_outcome(a, at)) for c, a in zip(group, answers, strict=True)]
+        return [
+            (
+                c,
+                self.attempt(c, should_stop)
+                if isinstance(a, SendAloneError)
+                else _answer_outcome(a, at),
+            )
+            for c, a in zip(group, answers, strict=True)
+        ]
 
     def _failed(self, exc: Exception, ids: list[int]) -> Outcome:
         """The outcome of a request that raised (unexpected errors count as ambiguous)."""
