@@ -159,6 +159,8 @@ class Config:
     SMS_STATUS_CALLBACK_URL = _env("SMS_STATUS_CALLBACK_URL")
     SMS_DISPATCH_WORKERS = _env_int("SMS_DISPATCH_WORKERS", 8)
     SMS_DISPATCH_BATCH = _env_int("SMS_DISPATCH_BATCH", 50)
+    # Most numbers sharing one provider request for an identical text; 1: no batches.
+    SMS_SEND_BATCH = _env_int("SMS_SEND_BATCH", 200)
     SMS_LEASE_SECONDS = _env_int("SMS_LEASE_SECONDS", 300)
     SMS_MAX_ATTEMPTS = _env_int("SMS_MAX_ATTEMPTS", 8)
     SMS_RETRY_BASE_SECONDS = _env_int("SMS_RETRY_BASE_SECONDS", 30)

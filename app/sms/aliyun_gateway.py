@@ -5,6 +5,16 @@ plus TemplateParam (JSON); the outbox id travels as OutId, which comes back in r
 ``QuerySendDetails``. Alibaba has no idempotency key: the outbox is the only guard, and the
 reconciler looks a message up by OutId before any resend. SDK retries are off.
 
+``send_batch`` sends one text to up to 100 numbers in one SendBatchSms. Alibaba answers one
+BizId for the batch and no status per number, so each member is known as ``<BizId>:<number>``
+(receipts carry both); the batch's outbox ids go as one OutId (``"12-40,57"``, under 256
+characters) that QuerySendDetails returns for every member, so the reconciler finds each member
+by its own number and its id in the list (found that way, a member is ``outid:<hash of
+OutId>:<number>`` until its receipt names it). A batch refused for a reason that may be one
+number's (invalid, unsubscribed, that number's frequency limit) created nothing: each member is
+sent alone (``SendAloneError``: the dispatcher sends each member by itself) and gets its own
+answer.
+
 Error mapping (see app/sms/base.py): Code "OK" -> sent; frequency / daily limits, throttling, an
 empty balance and a connection never made -> RetryableSmsError; bad keys or signature ->
 SmsAuthError; an illegal number -> invalid_number; template / signature / parameter refusals
@@ -13,9 +23,11 @@ SmsAuthError; an illegal number -> invalid_number; template / signature / parame
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,10 +42,13 @@ from app.sms.base import (
     AmbiguousSmsError,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsAuthError,
     SmsError,
     TerminalSmsError,
+    encode_references,
+    reference_ids,
 )
 from app.sms.privacy import mask_phone
 from app.sms.templates import TemplateCatalogue, TemplateError
@@ -64,6 +79,16 @@ AUTH_CODES = frozenset(
 INVALID_NUMBER_CODES = frozenset({"isv.MOBILE_NUMBER_ILLEGAL", "isv.INVALID_PHONE_NUMBER"})
 OPTED_OUT_CODES = frozenset({"isv.MOBILE_IN_BLACK", "isv.USER_UNSUBSCRIBED"})
 CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeout", "Connection refused")
+PER_NUMBER_CODES = (
+    INVALID_NUMBER_CODES
+    | OPTED_OUT_CODES
+    | {
+        "isv.BUSINESS_LIMIT_CONTROL",
+        "isv.DAY_LIMIT_CONTROL",
+    }
+)
+MAX_BATCH = 100  # numbers in one SendBatchSms
+MAX_OUT_ID = 256  # OutId must be shorter
 PAGE_SIZE = 50
 MAX_QUERY_DAYS = 30
 SEND_STATUS = {1: "sent", 2: "undelivered", 3: "delivered"}
@@ -104,10 +129,21 @@ def translate_exception(exc: Exception) -> SmsError:
     )
 
 
+class _BatchRefused(Exception):
+    """SendBatchSms answered a refusal ``code`` (``error``: what it means for every member)."""
+
+    def __init__(self, code: str, error: SmsError) -> None:
+        super().__init__(code)
+        self.code = code
+        self.error = error
+
+
 class AliyunGateway:
     """Sends approved templates through Alibaba Cloud SMS; thread-safe (one client per thread)."""
 
     name = "aliyun"
+    max_batch = MAX_BATCH
+    reference_room = MAX_OUT_ID - 1
 
     def __init__(
         self,
@@ -191,6 +227,72 @@ class AliyunGateway:
             raise AmbiguousSmsError("Alibaba accepted the request but returned no BizId")
         return SentMessage(provider_id=answer.biz_id, status="queued", provider=self.name)
 
+    def send_batch(
+        self,
+        to_list: Sequence[str],
+        body: str,
+        *,
+        references: Sequence[str],
+        status_callbacks: Sequence[str | None] | None = None,
+    ) -> list[SentMessage | SmsError]:
+        """One SendBatchSms to every number; each member as ``<BizId>:<number>`` or its error."""
+        if not to_list or len(to_list) != len(references):
+            raise ValueError("send_batch needs one reference per number")
+        if len(to_list) > self.max_batch or len(set(to_list)) != len(to_list):
+            raise ValueError(f"a batch holds at most {self.max_batch} distinct numbers")
+        if len(to_list) == 1:  # one number: SendSms, known by its BizId alone
+            return [self._alone(to_list[0], body, references[0])]
+        out_id = encode_references(references)
+        if len(out_id) > self.reference_room:
+            raise ValueError("the batch's references do not fit in OutId")
+        try:
+            biz_id = self._send_batch(to_list, body, out_id)
+        except _BatchRefused as refused:
+            if refused.code not in PER_NUMBER_CODES:
+                raise refused.error from None
+            return [SendAloneError(f"batch refused: {refused.error}") for _ in to_list]
+        return [
+            SentMessage(member_id(biz_id, _national(to)), status="queued", provider=self.name)
+            for to in to_list
+        ]
+
+    def _send_batch(self, to_list: Sequence[str], body: str, out_id: str) -> str:
+        """The SendBatchSms request; its BizId, or the request's ``SmsError``."""
+        try:
+            resolved = self.templates.resolve(body, self.name)
+        except TemplateError as exc:
+            raise TerminalSmsError(str(exc), reason="rejected") from exc
+        named = json.dumps(resolved.named, ensure_ascii=False)
+        request = models.SendBatchSmsRequest(
+            phone_number_json=json.dumps([_national(to) for to in to_list]),
+            sign_name_json=json.dumps([self.sign_name] * len(to_list), ensure_ascii=False),
+            template_code=resolved.template_id,
+            template_param_json="[" + ",".join([named] * len(to_list)) + "]",
+            out_id=out_id,
+        )
+        try:
+            response = self._client().send_batch_sms_with_options(request, self._runtime())
+        except Exception as exc:
+            error = translate_exception(exc)
+            _logger.warning("Alibaba batch of %d failed: %s", len(to_list), error)
+            raise error from exc
+        answer = response.body
+        if answer is None or answer.code != "OK":
+            code = answer.code if answer is not None else "NoBody"
+            error = classify(code or "", answer.message if answer is not None else "")
+            _logger.warning("Alibaba refused a batch of %d: %s", len(to_list), error)
+            raise _BatchRefused(code or "", error)
+        if not answer.biz_id:
+            raise AmbiguousSmsError("Alibaba accepted the batch but returned no BizId")
+        return str(answer.biz_id)
+
+    def _alone(self, to: str, body: str, reference: str) -> SentMessage | SmsError:
+        """One member sent by itself after its batch was refused (nothing was created)."""
+        try:
+            return self.send(to, body, reference=reference)
+        except SmsError as error:
+            return error
+
     def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
         """Messages to ``to`` sent in [since, until] (one QuerySendDetails per China day)."""
         if since.tzinfo is None or until.tzinfo is None:
@@ -236,7 +338,7 @@ class AliyunGateway:
         sent = datetime.strptime(item.send_date, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
         # QuerySendDetails has no BizId: the row is known by its OutId until a receipt names it.
         return ProviderMessage(
-            provider_id=f"outid:{item.out_id}" if item.out_id else "",
+            provider_id=found_id(item.out_id, _national(to)) if item.out_id else "",
             to=to,
             body=item.content or "",
             status=SEND_STATUS.get(int(item.send_status or 1), "sent"),
@@ -244,6 +346,32 @@ class AliyunGateway:
             reference=item.out_id or None,
             provider=self.name,
         )
+
+
+def member_id(biz_id: str, national: str) -> str:
+    """A batch member's provider id: the batch's BizId and the member's number."""
+    return f"{biz_id}:{national}"
+
+
+def biz_id_of(provider_id: str | None) -> str | None:
+    """The BizId in a stored provider id (None for one known only by its OutId)."""
+    if not provider_id or provider_id.startswith("outid:"):
+        return None
+    return provider_id.split(":", 1)[0]
+
+
+def is_batch_reference(out_id: str | None) -> bool:
+    """True for an OutId naming several outbox ids (a batch's)."""
+    return len(reference_ids(out_id, limit=MAX_BATCH)) > 1
+
+
+def found_id(out_id: str, national: str) -> str:
+    """How a message found by QuerySendDetails is known until a receipt names its BizId:
+    ``outid:<id>``, or for a batch member ``outid:<hash of the OutId>:<number>``."""
+    if not is_batch_reference(out_id):
+        return f"outid:{out_id}"
+    digest = hashlib.sha256(out_id.encode()).hexdigest()[:16]
+    return f"outid:{digest}:{national}"
 
 
 def _national(number: str) -> str:

@@ -13,6 +13,7 @@ How a caller must treat each error (see ARCHITECTURE.md, "Sending exactly once")
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -54,6 +55,13 @@ class SmsAuthError(RetryableSmsError):
 
     Nothing was sent, so it is retryable; the message stays due until the settings are fixed.
     """
+
+
+class SendAloneError(RetryableSmsError):
+    """A batch member the provider did not create because it refused the whole batch for a
+    reason that may be one member's (an invalid or unsubscribed number, a number's frequency
+    limit): send it again alone, now, to get its own answer. Retryable for any caller that
+    does not know it."""
 
 
 class TerminalSmsError(SmsError):
@@ -121,3 +129,98 @@ class SmsGateway(Protocol):
     def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
         """Messages to ``to`` created in [since, until] (aware datetimes), newest first."""
         ...
+
+
+@runtime_checkable
+class BatchSmsGateway(SmsGateway, Protocol):
+    """A gateway that can send one text to many numbers in one request (Tencent SendSms,
+    Alibaba SendBatchSms).
+
+    ``send_batch`` answers one result per number, in order: a ``SentMessage`` with that
+    number's own provider id, or the ``SmsError`` refusing that number (the others are sent);
+    ``SendAloneError`` when the batch was refused for what may be one member's fault.
+    A whole-request failure raises as ``send`` does, for every member. The batch's outbox ids
+    travel as one reference (``encode_references``) that ``find_sent`` returns for each
+    member, so the reconciler finds every member before any resend.
+    """
+
+    max_batch: int  # numbers per request
+    reference_room: int  # characters the provider keeps of the reference
+
+    def send_batch(
+        self,
+        to_list: Sequence[str],
+        body: str,
+        *,
+        references: Sequence[str],
+        status_callbacks: Sequence[str | None] | None = None,
+    ) -> list[SentMessage | SmsError]:
+        """Send ``body`` to every number of ``to_list`` (distinct) in one request
+        (``status_callbacks``: each member's, for a provider that takes one per message)."""
+        ...
+
+
+def encode_references(references: Sequence[str]) -> str:
+    """Outbox ids as one compact reference: ``"7"``, ``"7,9"``, runs as ``"12-40"``."""
+    numbers = sorted({int(r) for r in references})
+    parts: list[str] = []
+    start = previous = None
+    for number in [*numbers, None]:
+        if previous is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None and previous is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = number
+    return ",".join(parts)
+
+
+def reference_covers(reference: str | None, outbox_id: int | str) -> bool:
+    """True when ``reference`` (one id or an ``encode_references`` list) names ``outbox_id``."""
+    if not reference:
+        return False
+    wanted = str(outbox_id)
+    if reference == wanted:
+        return True
+    if not wanted.isdigit():
+        return False
+    number = int(wanted)
+    for part in reference.split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return False  # not a list we wrote: only an exact match counts
+        if int(low) <= number <= int(high or low):
+            return True
+    return False
+
+
+def reference_ids(reference: str | None, limit: int = 1000) -> list[int]:
+    """The outbox ids an ``encode_references`` list names (empty when it is not one, or when
+    it names more than ``limit``: a pushed value is not trusted to be small)."""
+    ids: list[int] = []
+    for part in (reference or "").split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return []
+        first, last = int(low), int(high or low)
+        if last < first or len(ids) + last - first + 1 > limit:
+            return []
+        ids.extend(range(first, last + 1))
+    return ids
+
+
+def batch_chunks(references: Sequence[str], max_batch: int, room: int) -> list[list[int]]:
+    """Indexes of ``references`` in consecutive chunks of at most ``max_batch`` members whose
+    ``encode_references`` fits in ``room`` characters (a chunk of one always goes alone)."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for index in range(len(references)):
+        candidate = [*current, index]
+        fits = len(encode_references([references[i] for i in candidate])) <= room
+        if current and (len(candidate) > max_batch or not fits):
+            chunks.append(current)
+            candidate = [index]
+        current = candidate
+    if current:
+        chunks.append(current)
+    return chunks

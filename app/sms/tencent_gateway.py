@@ -3,6 +3,9 @@
 Each text is matched to its approved template (app/sms/templates.py) and sent as TemplateId
 plus TemplateParamSet; the outbox id travels as SessionContext, which comes back in receipts and
 in ``PullSmsSendStatusByPhoneNumber``, so the reconciler finds a message by it before any resend.
+``send_batch`` sends one text to up to 200 numbers in one SendSms (PhoneNumberSet); each number
+gets its own SendStatus (SerialNo or Code), and the batch's outbox ids share one SessionContext
+(``"12-40,57"``) that every member carries, so reconciliation by number + id stays exact.
 
 Error mapping (see app/sms/base.py): per-number ``Code`` "Ok" -> sent; frequency limits,
 RequestLimitExceeded, an empty package and a connection never made -> RetryableSmsError;
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +33,12 @@ from app.sms.base import (
     AmbiguousSmsError,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsAuthError,
     SmsError,
     TerminalSmsError,
+    encode_references,
 )
 from app.sms.privacy import mask_phone
 from app.sms.templates import TemplateCatalogue, TemplateError
@@ -51,6 +57,7 @@ INVALID_NUMBER_CODES = frozenset(
 )
 CONNECT_FAILURES = ("ConnectTimeout", "NewConnectionError", "Connection refused")
 MAX_SESSION_CONTEXT = 512
+MAX_BATCH = 200  # numbers in one SendSms PhoneNumberSet
 PULL_LIMIT = 100
 
 
@@ -85,6 +92,8 @@ class TencentGateway:
     """Sends approved templates through Tencent Cloud SMS; thread-safe (one client per thread)."""
 
     name = "tencent"
+    max_batch = MAX_BATCH
+    reference_room = MAX_SESSION_CONTEXT - 1  # "under 512 bytes"
 
     def __init__(
         self,
@@ -137,6 +146,45 @@ class TencentGateway:
         reference: str | None = None,
     ) -> SentMessage:
         """Send ``body`` as its approved template; return the SerialNo or raise ``SmsError``."""
+        context = reference[:MAX_SESSION_CONTEXT] if reference else None
+        response = self._send_sms([to], body, context)
+        return self._sent(to, response)
+
+    def send_batch(
+        self,
+        to_list: Sequence[str],
+        body: str,
+        *,
+        references: Sequence[str],
+        status_callbacks: Sequence[str | None] | None = None,
+    ) -> list[SentMessage | SmsError]:
+        """One SendSms to every number (PhoneNumberSet); each number's SerialNo or error.
+
+        The outbox ids go as one SessionContext (``encode_references``), which Tencent keeps
+        with every member, so ``find_sent`` finds each member by its number and its id.
+        Receipts go where the SMS console says (``status_callbacks`` is not used).
+        """
+        if not to_list or len(to_list) != len(references):
+            raise ValueError("send_batch needs one reference per number")
+        if len(to_list) > self.max_batch or len(set(to_list)) != len(to_list):
+            raise ValueError(f"a batch holds at most {self.max_batch} distinct numbers")
+        if len({to.startswith("+86") for to in to_list}) > 1:
+            raise ValueError("a batch is all mainland or all international numbers")
+        context = encode_references(references)
+        if len(context.encode()) > self.reference_room:
+            raise ValueError("the batch's references do not fit in SessionContext")
+        try:
+            response = self._send_sms(list(to_list), body, context)
+        except TerminalSmsError as error:
+            if error.reason == "rejected":
+                raise
+            # names a number but not whose: nothing was created, each member goes alone
+            return [SendAloneError(f"batch refused: {error}") for _ in to_list]
+        by_number = {status.PhoneNumber: status for status in response.SendStatusSet or []}
+        return [self._member(to, by_number.get(to)) for to in to_list]
+
+    def _send_sms(self, phones: list[str], body: str, context: str | None) -> Any:
+        """One SendSms request for ``phones``; its response, or the request's ``SmsError``."""
         try:
             resolved = self.templates.resolve(body, self.name)
         except TemplateError as exc:
@@ -146,25 +194,37 @@ class TencentGateway:
         request.SignName = self.sign_name
         request.TemplateId = resolved.template_id
         request.TemplateParamSet = resolved.values
-        request.PhoneNumberSet = [to]
-        if reference:
-            request.SessionContext = reference[:MAX_SESSION_CONTEXT]
+        request.PhoneNumberSet = phones
+        if context:
+            request.SessionContext = context
         try:
-            response = self._client().SendSms(request)
+            return self._client().SendSms(request)
         except TencentCloudSDKException as exc:
             error = classify(exc.get_code() or "", exc.get_message() or "")
-            _logger.warning("Tencent send to %s failed: %s", mask_phone(to), error)
+            masked = ", ".join(mask_phone(p) for p in phones[:3])
+            _logger.warning("Tencent send to %s (%d) failed: %s", masked, len(phones), error)
             raise error from exc
         except Exception as exc:
             raise AmbiguousSmsError(f"unexpected error from the Tencent SDK: {exc!r}") from exc
-        return self._sent(to, response)
+
+    def _member(self, to: str, status: Any) -> SentMessage | SmsError:
+        """One member's outcome in a batch answer (no status for it: it may exist)."""
+        if status is None:
+            return AmbiguousSmsError("Tencent answered no status for this number")
+        try:
+            return self._status(to, status)
+        except SmsError as error:
+            return error
 
     def _sent(self, to: str, response: Any) -> SentMessage:
         """The one SendStatus of our number, as SentMessage or an SmsError."""
         statuses = list(response.SendStatusSet or [])
         if len(statuses) != 1:
             raise AmbiguousSmsError(f"Tencent answered {len(statuses)} statuses for one number")
-        status = statuses[0]
+        return self._status(to, statuses[0])
+
+    def _status(self, to: str, status: Any) -> SentMessage:
+        """One number's SendStatus as SentMessage, or raise its SmsError."""
         if status.Code != "Ok":
             error = classify(status.Code or "", status.Message or "")
             _logger.warning("Tencent refused %s: %s", mask_phone(to), error)

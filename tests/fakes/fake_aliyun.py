@@ -4,7 +4,9 @@
         gateway = AliyunGateway("id", "secret", sign_name=..., endpoint=fake.endpoint)
 
 The real SDK talks to it (the ACS3 Authorization header is checked for presence). It answers
-SendSms (Code/BizId) and QuerySendDetails like Alibaba, enforces approved templates and their
+SendSms (Code/BizId), SendBatchSms (one BizId for up to 100 numbers, every member keeping the
+request's OutId; one number refused refuses the whole request, as Alibaba answers no status per
+number) and QuerySendDetails like Alibaba, enforces approved templates and their
 parameters, 50 a day per signature + template + number (UTC+8 days) and the business limit on
 the same content within 30 s; it produces SmsReport receipts and SmsUp replies for push.
 """
@@ -24,6 +26,8 @@ from app.sms.templates import TemplateCatalogue
 from tests.fakes.loopback import CREATING, LoopbackFake, _Handler
 
 DAILY_LIMIT = 50
+MAX_BATCH = 100  # numbers in one SendBatchSms
+MAX_OUT_ID = 256  # OutId must be shorter
 
 
 @dataclass
@@ -130,6 +134,8 @@ class FakeAliyun(LoopbackFake):
             return
         if action == "SendSms":
             self._send(handler, query)
+        elif action == "SendBatchSms":
+            self._send_batch(handler, query)
         elif action == "QuerySendDetails":
             self._details(handler, query)
         else:
@@ -168,12 +174,82 @@ class FakeAliyun(LoopbackFake):
             {"Code": "OK", "Message": "OK", "BizId": message.biz_id, "RequestId": _rid()},
         )
 
+    def _send_batch(self, handler: _Handler, query: dict[str, str]) -> None:
+        fault = self.draw_fault()
+        if fault is not None and fault not in CREATING:
+            self.apply_fault(handler, fault)
+            return
+        members = self._batch_members(query)
+        if isinstance(members, str):
+            handler.send_json(200, _error(members, members))
+            return
+        biz_id = _biz_id()
+        with self._admission:
+            refused = [
+                self.number_errors.get(phone) or self._limit(phone, member, content)
+                for phone, member, _params, content in members
+            ]
+            code = next((c for c in refused if c is not None), None)
+            if code is None:
+                for phone, member, params, content in members:
+                    self._create(phone, member, params, content, biz_id=biz_id)
+        if code is not None:
+            handler.send_json(200, _error(code, code))
+            return
+        if fault is not None:
+            self.apply_fault(handler, fault)
+            return
+        handler.send_json(
+            200, {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": _rid()}
+        )
+
+    def _batch_members(
+        self, query: dict[str, str]
+    ) -> str | list[tuple[str, dict[str, str], dict[str, Any], str]]:
+        """(phone, its query, its parameters, its text) per member, or the refusal's code."""
+        template = self.templates.get(query.get("TemplateCode", ""))
+        if template is None:
+            return "isv.SMS_TEMPLATE_ILLEGAL"
+        try:
+            phones = json.loads(query.get("PhoneNumberJson") or "[]")
+            signs = json.loads(query.get("SignNameJson") or "[]")
+            values = json.loads(query.get("TemplateParamJson") or "[]")
+        except ValueError:
+            return "isv.INVALID_JSON_PARAM"
+        if not phones or not all(isinstance(x, list) for x in (phones, signs, values)):
+            return "isv.INVALID_PARAMETERS"
+        if len(phones) > MAX_BATCH:
+            return "isv.MOBILE_COUNT_OVER_LIMIT"
+        if len(signs) != len(phones) or len(values) != len(phones):
+            return "isv.INVALID_PARAMETERS"
+        if len(query.get("OutId", "")) >= MAX_OUT_ID:
+            return "isv.INVALID_PARAMETERS"
+        if any(not isinstance(v, dict) or set(v) != set(template.names) for v in values):
+            return "isv.TEMPLATE_MISSING_PARAMETERS"
+        code = query["TemplateCode"]
+        out_id = query.get("OutId", "")
+        return [
+            (
+                str(phone),
+                {"TemplateCode": code, "SignName": str(sign), "OutId": out_id},
+                params,
+                template.render(params),
+            )
+            for phone, sign, params in zip(phones, signs, values, strict=True)
+        ]
+
     def _create(
-        self, phone: str, query: dict[str, str], params: dict[str, Any], content: str
+        self,
+        phone: str,
+        query: dict[str, str],
+        params: dict[str, Any],
+        content: str,
+        *,
+        biz_id: str | None = None,
     ) -> AliyunMessage:
         """Record one accepted message."""
         message = AliyunMessage(
-            biz_id=f"{uuid.uuid4().int % 10**18}^0",
+            biz_id=biz_id or _biz_id(),
             phone=phone,
             template_code=query["TemplateCode"],
             params=params,
@@ -242,6 +318,10 @@ class FakeAliyun(LoopbackFake):
 
 def _local(moment: datetime) -> str:
     return (moment + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _biz_id() -> str:
+    return f"{uuid.uuid4().int % 10**18}^0"
 
 
 def _rid() -> str:

@@ -5,7 +5,8 @@
 
 The real SDK talks to it (TC3 headers are checked for presence, not verified). It answers
 SendSms, PullSmsSendStatus, PullSmsReplyStatus and PullSmsSendStatusByPhoneNumber like Tencent
-(per-number SendStatusSet codes, request-level Error), enforces approved templates and their
+(per-number SendStatusSet codes, request-level Error; a SendSms to up to 200 numbers creates one
+message per number, each with its own SerialNo and the request's SessionContext), enforces approved templates and their
 parameter count, the 30-second same-content limit and a daily limit per number, and produces
 delivery receipts and replies for pull or push (``push_receipts``, ``push_reply``).
 """
@@ -24,6 +25,8 @@ from app.sms.templates import TemplateCatalogue
 from tests.fakes.loopback import CREATING, LoopbackFake, _Handler
 
 APP_ID = "1400000001"
+MAX_NUMBERS = 200  # PhoneNumberSet per SendSms
+MAX_SESSION_CONTEXT = 512  # bytes; SessionContext must be shorter
 
 
 @dataclass
@@ -66,6 +69,7 @@ class FakeTencent(LoopbackFake):
         self.state = TencentState()
         self.number_errors: dict[str, str] = {}
         self.request_error: str | None = None
+        self.batch_error: str | None = None  # refuses requests to more than one number
         self._state_lock = threading.Lock()
         # Held from the limit check to the append, so concurrent sends cannot both pass a limit
         self._admission = threading.Lock()
@@ -188,6 +192,9 @@ class FakeTencent(LoopbackFake):
         if self.request_error:
             handler.send_json(200, _error(self.request_error, "request refused"))
             return
+        if self.batch_error and len(params.get("PhoneNumberSet") or []) > 1:
+            handler.send_json(200, _error(self.batch_error, "batch refused"))
+            return
         template = self.templates.get(str(params.get("TemplateId")))
         values = list(params.get("TemplateParamSet") or [])
         if template is None:
@@ -197,6 +204,10 @@ class FakeTencent(LoopbackFake):
         if len(values) != len(template.names):
             code = "InvalidParameterValue.TemplateParameterFormatError"
             handler.send_json(200, _error(code, "parameter count"))
+            return
+        refused = _batch_refusal(params)
+        if refused is not None:
+            handler.send_json(200, _error(*refused))
             return
         statuses = [
             self._one(phone, template, values, params) for phone in params["PhoneNumberSet"]
@@ -254,6 +265,23 @@ class FakeTencent(LoopbackFake):
         if sum((m.created + timedelta(hours=8)).date() == day for m in mine) >= self.daily_limit:
             return "LimitExceeded.PhoneNumberDailyLimit"
         return None
+
+
+def _batch_refusal(params: dict[str, Any]) -> tuple[str, str] | None:
+    """The request-level refusal of a SendSms whose number set or SessionContext breaks the
+    API's rules (at most 200 numbers, all domestic or all international, SessionContext under
+    512 bytes; Tencent documents no code for the last: the fake answers InvalidParameterValue)."""
+    phones = list(params.get("PhoneNumberSet") or [])
+    if not phones:
+        return ("MissingParameter", "PhoneNumberSet is empty")
+    if len(phones) > MAX_NUMBERS:
+        return ("LimitExceeded.PhoneNumberCountLimit", "more than 200 numbers")
+    if len({str(p).startswith("+86") for p in phones}) > 1:
+        code = "UnsupportedOperation.ContainDomesticAndInternationalPhoneNumber"
+        return (code, "domestic and international numbers in one request")
+    if len(str(params.get("SessionContext", "")).encode()) >= MAX_SESSION_CONTEXT:
+        return ("InvalidParameterValue", "SessionContext must be under 512 bytes")
+    return None
 
 
 def _status_item(message: TencentMessage) -> dict[str, Any]:

@@ -148,9 +148,10 @@ def add_patients(count: int, *, prefix: str = "P") -> list[tuple[int, str]]:
 
 
 def add_due_messages(
-    count: int, *, per_patient: int = 10, due: datetime | None = None
+    count: int, *, per_patient: int = 10, due: datetime | None = None, body: str | None = None
 ) -> list[int]:
-    """Insert ``count`` planned messages due at ``due`` (default a minute ago), unique bodies."""
+    """Insert ``count`` planned messages due at ``due`` (default a minute ago), unique bodies
+    (or all ``body``)."""
     due = due or utcnow() - timedelta(minutes=1)
     patients = add_patients((count + per_patient - 1) // per_patient)
     rows = []
@@ -165,7 +166,7 @@ def add_due_messages(
                 "send_after": due,
                 "due_at": due,
                 "expires_at": due + timedelta(days=2),
-                "body": f"【测试】提醒 {i}：请按时到院。",
+                "body": body or f"【测试】提醒 {i}：请按时到院。",
                 "locale": "zh",
                 "segments": 1,
                 "encoding": "UCS-2",

@@ -17,6 +17,10 @@ How exactly-once holds (ARCHITECTURE.md, "Sending exactly once"):
 - ``reconcile``: claimed rows whose lease expired (a dispatcher died) become ``unknown``; an
   ``unknown`` row is looked up at the provider (``find_sent``: recipient + time window, matched
   on the exact body) and only resent when the provider does not have it.
+- Batches (``SMS_SEND_BATCH``): a gateway that can batch (Tencent, Alibaba) gets claimed
+  messages with the same text to distinct numbers in one request; each member keeps its own
+  outcome and provider id, a whole-request failure is every member's, and the shared reference
+  names every member so ``reconcile`` finds each one before any resend.
 """
 
 from __future__ import annotations
@@ -55,13 +59,17 @@ from app.services.messaging.reminders import (
 from app.services.shared import audit
 from app.sms import (
     AmbiguousSmsError,
+    BatchSmsGateway,
     ProviderMessage,
     RetryableSmsError,
+    SendAloneError,
     SentMessage,
     SmsError,
     SmsGateway,
     TerminalSmsError,
+    batch_chunks,
     make_gateway,
+    reference_covers,
 )
 
 logger = logging.getLogger("cadence.dispatch")
@@ -109,6 +117,7 @@ class DispatchSettings:
     quiet_hours: tuple[time, time] | None = None
     max_lateness: timedelta | None = None
     limits: FrequencyLimits | None = None  # the provider's per-number limits, planned for
+    send_batch: int = 200  # most numbers in one provider request (identical texts); 1: never
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DispatchSettings:
@@ -134,6 +143,7 @@ class DispatchSettings:
             quiet_hours=quiet,
             max_lateness=timedelta(hours=_setting(config, "SMS_MAX_LATENESS_HOURS", 12)),
             limits=limits_from_config(config),
+            send_batch=int(_setting(config, "SMS_SEND_BATCH", 200)),
         )
 
     def backoff(self, attempts: int) -> timedelta:
@@ -386,16 +396,84 @@ class Dispatcher:
                 status_callback=self.settings.callback_url(claimed.id),
                 reference=str(claimed.id),
             )
-        except RetryableSmsError as exc:
-            return Outcome("retry", error=exc, at=self.clock())
-        except TerminalSmsError as exc:
-            return Outcome("terminal", error=exc, at=self.clock())
-        except AmbiguousSmsError as exc:
-            return Outcome("ambiguous", error=exc, at=self.clock())
         except Exception as exc:
-            logger.exception("unexpected error sending message %s", claimed.id)
-            return Outcome("ambiguous", error=exc, at=self.clock())
+            return self._failed(exc, [claimed.id])
         return Outcome("sent", sent=sent, at=self.clock())
+
+    def attempt_batch(
+        self, group: list[Claimed], should_stop: Callable[[], bool]
+    ) -> list[tuple[Claimed, Outcome]]:
+        """Send one text to every member of ``group`` in one provider request (worker thread).
+
+        Each member's answer is its own outcome; a whole-request failure is every member's
+        (ambiguous: all ``unknown``, reconciled one by one; retryable: all retried). A member
+        answered ``SendAloneError`` (the batch was refused for what may be one number's fault,
+        nothing created) is sent alone here, each send checking the lease as ``attempt`` does.
+        """
+        now = self.clock()
+        lease_left = min(c.claimed_until for c in group) - now
+        if should_stop() or lease_left < self.settings.min_lease_left:
+            return [(c, Outcome("release", at=now)) for c in group]
+        gateway = self.gateway
+        assert isinstance(gateway, BatchSmsGateway)
+        try:
+            answers = gateway.send_batch(
+                [c.to for c in group],
+                group[0].body,
+                references=[str(c.id) for c in group],
+                status_callbacks=[self.settings.callback_url(c.id) for c in group],
+            )
+        except Exception as exc:
+            failed = self._failed(exc, [c.id for c in group])
+            return [(c, failed) for c in group]
+        at = self.clock()
+        return [
+            (
+                c,
+                self.attempt(c, should_stop)
+                if isinstance(a, SendAloneError)
+                else _answer_outcome(a, at),
+            )
+            for c, a in zip(group, answers, strict=True)
+        ]
+
+    def _failed(self, exc: Exception, ids: list[int]) -> Outcome:
+        """The outcome of a request that raised (unexpected errors count as ambiguous)."""
+        at = self.clock()
+        if isinstance(exc, RetryableSmsError):
+            return Outcome("retry", error=exc, at=at)
+        if isinstance(exc, TerminalSmsError):
+            return Outcome("terminal", error=exc, at=at)
+        if not isinstance(exc, AmbiguousSmsError):
+            logger.exception("unexpected error sending message(s) %s", ids)
+        return Outcome("ambiguous", error=exc, at=at)
+
+    def _send_groups(self, batch: list[Claimed]) -> list[list[Claimed]]:
+        """Claimed messages in groups of one request each: identical texts to distinct numbers
+        share a request when the gateway can batch (everything not to be sent goes alone)."""
+        gateway = self.gateway
+        size = min(batch_capacity(gateway), self.settings.send_batch)
+        if size <= 1 or not isinstance(gateway, BatchSmsGateway):
+            return [[c] for c in batch]
+        groups: list[list[Claimed]] = []
+        by_text: dict[tuple[str, bool], list[list[Claimed]]] = {}
+        for claimed in batch:
+            if not _goes_to_provider(claimed):
+                groups.append([claimed])
+                continue
+            # Tencent refuses a request mixing mainland and international numbers
+            rounds = by_text.setdefault((claimed.body, claimed.to.startswith("+86")), [])
+            free = next((r for r in rounds if all(c.to != claimed.to for c in r)), None)
+            if free is None:
+                rounds.append([claimed])
+            else:
+                free.append(claimed)
+        for rounds in by_text.values():
+            for members in rounds:
+                refs = [str(c.id) for c in members]
+                for chunk in batch_chunks(refs, size, gateway.reference_room):
+                    groups.append([members[i] for i in chunk])
+        return groups
 
     def run(
         self,
@@ -407,13 +485,15 @@ class Dispatcher:
     ) -> DispatchReport:
         """Send every message due at ``now`` (default: the clock at each claim), then return."""
         report = DispatchReport()
-        window = max(self.settings.workers * 2, 1)
-        inflight: dict[Future[Outcome], Claimed] = {}
+        window = max(self.settings.workers * 2, 1)  # requests in flight or queued
+        per_request = min(batch_capacity(self.gateway), max(self.settings.send_batch, 1))
+        inflight: dict[Future[list[tuple[Claimed, Outcome]]], int] = {}
         exhausted = False
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sms-send") as pool:
             while True:
                 while not exhausted and not should_stop() and len(inflight) < window:
-                    want = min(self.settings.batch_size, window - len(inflight))
+                    room = (window - len(inflight)) * per_request
+                    want = min(self.settings.batch_size, room)
                     if limit is not None:
                         want = min(want, limit - report.claimed)
                     batch = self.claim(now or self.clock(), want) if want > 0 else []
@@ -421,16 +501,25 @@ class Dispatcher:
                         exhausted = True
                         break
                     report.claimed += len(batch)
-                    for claimed in batch:
-                        inflight[pool.submit(self.attempt, claimed, should_stop)] = claimed
+                    for group in self._send_groups(batch):
+                        inflight[self._submit(pool, group, should_stop)] = len(group)
                 if not inflight:
                     break
                 done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                self.record_many([(inflight.pop(f), f.result()) for f in done], report)
+                finished = sum(inflight.pop(f) for f in done)
+                self.record_many([pair for f in done for pair in f.result()], report)
                 db.session.commit()
                 if progress is not None:
-                    progress(len(done))
+                    progress(finished)
         return report
+
+    def _submit(
+        self, pool: ThreadPoolExecutor, group: list[Claimed], should_stop: Callable[[], bool]
+    ) -> Future[list[tuple[Claimed, Outcome]]]:
+        """One worker task: a batch request, or one message as ``attempt``."""
+        if len(group) > 1:
+            return pool.submit(self.attempt_batch, group, should_stop)
+        return pool.submit(lambda: [(group[0], self.attempt(group[0], should_stop))])
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -699,6 +788,32 @@ def _blocked(
 def _quiet(dispatcher: Dispatcher, patient: Patient | None, now: datetime) -> datetime | None:
     """Quiet hours are the patient's; pages to staff go out at any hour."""
     return dispatcher._quiet_until(patient, now) if patient is not None else None
+
+
+def batch_capacity(gateway: SmsGateway) -> int:
+    """How many numbers ``gateway`` takes in one request (1: it cannot batch)."""
+    return max(gateway.max_batch, 1) if isinstance(gateway, BatchSmsGateway) else 1
+
+
+def _goes_to_provider(claimed: Claimed) -> bool:
+    """False for a claimed message that will be left unsent (blocked, late, quiet, limited)."""
+    return not (
+        claimed.blocked
+        or claimed.expired
+        or claimed.quiet_until is not None
+        or claimed.limit_until is not None
+    )
+
+
+def _answer_outcome(answer: SentMessage | SmsError, at: datetime) -> Outcome:
+    """One batch member's answer as an outcome (a per-number refusal is that member's)."""
+    if isinstance(answer, SentMessage):
+        return Outcome("sent", sent=answer, at=at)
+    if isinstance(answer, RetryableSmsError):
+        return Outcome("retry", error=answer, at=at)
+    if isinstance(answer, TerminalSmsError):
+        return Outcome("terminal", error=answer, at=at)
+    return Outcome("ambiguous", error=answer, at=at)
 
 
 def _among(due: Select[Any]) -> ColumnElement[bool]:
@@ -1008,11 +1123,14 @@ def _reconcile_one(
 
 def _match(row: OutboxMessage, candidates: list[ProviderMessage]) -> ProviderMessage | None:
     """The provider's copy of ``row``: by our reference where the provider keeps one (Tencent
-    SessionContext, Alibaba OutId), else by the exact body; never one another row owns."""
+    SessionContext, Alibaba OutId; a batch's reference names every member, and the lookup is
+    by the member's own number), else by the exact body; never one another row owns."""
     same_body = [
         c
         for c in candidates
-        if (c.reference == str(row.id) if c.reference is not None else c.body == row.body)
+        if (
+            reference_covers(c.reference, row.id) if c.reference is not None else c.body == row.body
+        )
     ]
     if not same_body:
         return None

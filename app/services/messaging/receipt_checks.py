@@ -26,7 +26,7 @@ from app.models import OutboxMessage, OutboxStatusChange, utcnow
 from app.services.messaging.outbox import add_history, transition
 from app.services.messaging.status_callbacks import apply_status_callback
 from app.services.shared import audit
-from app.sms import FailoverGateway, ProviderMessage, SmsError, SmsGateway
+from app.sms import FailoverGateway, ProviderMessage, SmsError, SmsGateway, reference_covers
 
 logger = logging.getLogger("cadence.receipt_checks")
 
@@ -145,7 +145,7 @@ def _find(gateway: SmsGateway, row: OutboxMessage, now: datetime) -> ProviderMes
     since = (row.sent_at or now) - MARGIN
     candidates = gateway.find_sent(row.sent_to or "", since, now)
     for message in candidates:
-        if message.reference == str(row.id) or (
+        if reference_covers(message.reference, row.id) or (
             row.provider_id and message.provider_id == row.provider_id
         ):
             return message

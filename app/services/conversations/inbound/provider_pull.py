@@ -20,7 +20,15 @@ from app.extensions import db
 from app.models import OutboxMessage, utcnow
 from app.services.conversations.inbound import provider_replies
 from app.services.messaging import provider_receipts, receipt_checks
-from app.sms import AliyunGateway, FailoverGateway, SmsError, SmsGateway, TencentGateway
+from app.sms import (
+    AliyunGateway,
+    FailoverGateway,
+    SmsError,
+    SmsGateway,
+    TencentGateway,
+    reference_covers,
+)
+from app.sms.aliyun_gateway import biz_id_of
 
 logger = logging.getLogger("cadence.provider_pull")
 
@@ -100,20 +108,18 @@ def _pull_aliyun(gateway: AliyunGateway, now: datetime, report: PullReport) -> N
     ).all()
     for row in rows:
         day = (row.sent_at + timedelta(hours=8)).strftime("%Y%m%d")
-        biz_id = (
-            row.provider_id
-            if row.provider_id and not row.provider_id.startswith("outid:")
-            else None
-        )
+        biz_id = biz_id_of(row.provider_id)
         found = [
-            m for m in gateway.details(row.sent_to or "", day, biz_id) if m.reference == str(row.id)
+            m
+            for m in gateway.details(row.sent_to or "", day, biz_id)
+            if reference_covers(m.reference, row.id)
         ]
         final = [m for m in found if m.status in ("delivered", "undelivered")]
         if not final:
             continue
         receipt = provider_receipts.Receipt(
             provider="aliyun",
-            provider_id=biz_id or f"outid:{row.id}",
+            provider_id=row.provider_id or f"outid:{row.id}",
             delivered=final[0].status == "delivered",
             reference=row.id,
             error_text=None if final[0].status == "delivered" else "undelivered (QuerySendDetails)",
