@@ -39,7 +39,11 @@ from app import create_app  # noqa: E402
 from app.domain.patients import EnrolmentRequest  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import OutboxMessage  # noqa: E402
-from app.services.messaging.dispatch import Dispatcher, DispatchSettings  # noqa: E402
+from app.services.messaging.dispatch import (  # noqa: E402
+    Dispatcher,
+    DispatchSettings,
+    DispatchTimings,
+)
 from app.services.schedule.patients import enrol_patient  # noqa: E402
 from app.sms import TwilioGateway  # noqa: E402
 from tests.fakes.fake_twilio import FakeTwilio  # noqa: E402
@@ -228,6 +232,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def phases(t: DispatchTimings, wall: float, n: int, threads: int) -> str:
+    """The run's phases: the main thread's (claim, record, waiting) and the workers' (provider
+    calls, the rest of an attempt, idle: nothing queued for them)."""
+    pool = wall * threads
+    idle = max(pool - t.attempts, 0.0)
+    rows = [
+        ("main thread: claim (+ commit)", t.claim, wall, f"{t.claims} claims"),
+        ("main thread: record outcomes (+ commit)", t.record, wall, f"{t.waves} waves"),
+        ("main thread: waiting for workers", t.wait, wall, ""),
+        ("workers: provider calls", t.provider, pool, f"{1000 * t.provider / n:.1f} ms each"),
+        ("workers: rest of attempts", t.attempts - t.provider, pool, ""),
+        ("workers: idle (nothing queued)", idle, pool, ""),
+    ]
+    lines = [f"  {'phase':<42}{'seconds':>9}{'share':>8}  note"]
+    for name, seconds, whole, note in rows:
+        lines.append(f"  {name:<42}{seconds:>9.2f}{100 * seconds / whole:>7.1f}%  {note}")
+    lines.append(
+        f"  (main-thread shares are of the wall time {wall:.1f} s; workers' of "
+        f"{threads} threads x wall = {pool:.0f} thread-seconds; {n / max(t.waves, 1):.0f} "
+        f"messages per wave, {n / max(t.claims, 1):.0f} per claim)"
+    )
+    return "\n".join(lines)
+
+
 def dispatch_all(fake: FakeTwilio, n: int, threads: int) -> tuple[float, list[tuple[str, str]]]:
     """Send the n due rows with the real dispatcher; seconds taken and what the fake received."""
     gateway = TwilioGateway(
@@ -243,7 +271,11 @@ def dispatch_all(fake: FakeTwilio, n: int, threads: int) -> tuple[float, list[tu
     with SqlProfile(db.engine) as profile:
         report = dispatcher.run()
     seconds = time.perf_counter() - started
-    PROFILES.append(profile.table(seconds, per=n, unit="message"))
+    PROFILES.append(
+        phases(report.timings, seconds, n, threads)
+        + "\n"
+        + profile.table(seconds, per=n, unit="message")
+    )
     sent = [(m.to, m.body) for m in fake.messages]
     provider_ids = set(
         db.session.scalars(
