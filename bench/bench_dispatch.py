@@ -239,7 +239,14 @@ def phases(t: DispatchTimings, wall: float, n: int, threads: int) -> str:
     idle = max(pool - t.attempts, 0.0)
     rows = [
         ("main thread: claim (+ commit)", t.claim, wall, f"{t.claims} claims"),
-        ("main thread: record outcomes (+ commit)", t.record, wall, f"{t.waves} waves"),
+        (
+            "recorder thread: store outcomes (+ commit)"
+            if t.recorder
+            else "main thread: record outcomes (+ commit)",
+            t.record,
+            wall,
+            f"{t.waves} waves",
+        ),
         ("main thread: waiting for workers", t.wait, wall, ""),
         ("workers: provider calls", t.provider, pool, f"{1000 * t.provider / n:.1f} ms each"),
         ("workers: rest of attempts", t.attempts - t.provider, pool, ""),
@@ -265,7 +272,7 @@ def dispatch_all(fake: FakeTwilio, n: int, threads: int) -> tuple[float, list[tu
         timeout=10,
         base_url=fake.base_url,
     )
-    settings = DispatchSettings(workers=threads, batch_size=max(threads * 2, 50))
+    settings = DispatchSettings(workers=threads, batch_size=max(threads * 4, 50))
     dispatcher = Dispatcher(gateway, settings, actor="bench")
     started = time.perf_counter()
     with SqlProfile(db.engine) as profile:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
+from queue import Queue
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -185,6 +186,7 @@ class DispatchTimings:
     attempts: float = 0.0
     claims: int = 0
     waves: int = 0
+    recorder: bool = False  # outcomes stored by a recorder thread (``record`` is its busy time)
 
 
 @dataclass
@@ -252,6 +254,76 @@ class Outcome:
 
 UNSENT_OUTCOMES = frozenset({"release", "quiet", "limited", "blocked", "expired"})
 """Outcomes where nothing reached the provider: a lease lost meanwhile loses no message."""
+
+
+class _Recorder:
+    """Stores outcomes on its own thread and database session (PostgreSQL), one commit per wave
+    (all the waves queued meanwhile together), while the main thread claims.
+
+    Claims and outcomes touch different rows (``planned`` vs ``claimed`` ones), and a claim
+    never waits for a row lock (SKIP LOCKED), so the two sessions cannot deadlock. An error
+    here stops the run: ``put`` raises it in the main thread.
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.app = current_app._get_current_object()  # type: ignore[attr-defined]
+        self.report = DispatchReport()
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.queue: Queue[list[tuple[Claimed, Outcome]] | None] = Queue()
+        self.thread = threading.Thread(target=self._loop, name="sms-record", daemon=True)
+        self.thread.start()
+
+    def put(self, results: list[tuple[Claimed, Outcome]]) -> None:
+        """Queue one wave of outcomes (main thread); raise the recorder's error, if any."""
+        if self.error is not None:
+            raise self.error
+        if results:
+            self.queue.put(results)
+
+    def close(self, report: DispatchReport) -> None:
+        """Store what is queued, stop the thread, add its counts to ``report``; raise its error."""
+        self.queue.put(None)
+        self.thread.join()
+        mine = self.report
+        for name in ("sent", "retried", "unknown", "failed", "blocked", "expired", "deferred",
+                     "limited", "released", "lost"):  # fmt: skip
+            setattr(report, name, getattr(report, name) + getattr(mine, name))
+        report.errors.extend(mine.errors)
+        report.timings.record = mine.timings.record
+        report.timings.waves = mine.timings.waves
+        if self.error is not None:
+            raise self.error
+
+    def _loop(self) -> None:
+        with self.app.app_context():
+            try:
+                while self._store_next():
+                    pass
+            except BaseException as exc:
+                self.error = exc
+                logger.exception("dispatch: storing outcomes failed")
+                db.session.rollback()
+                while not self.stopped:  # take what is still queued, until close()
+                    self.stopped = self.queue.get() is None
+            finally:
+                db.session.remove()
+
+    def _store_next(self) -> bool:
+        """Store every wave queued now in one transaction; False once told to stop."""
+        waves = [self.queue.get()]
+        while not self.queue.empty():
+            waves.append(self.queue.get())
+        self.stopped = None in waves
+        results = [pair for wave in waves if wave is not None for pair in wave]
+        if results:
+            started = timer.perf_counter()
+            self.dispatcher.record_many(results, self.report)
+            db.session.commit()
+            self.report.timings.record += timer.perf_counter() - started
+            self.report.timings.waves += 1
+        return not self.stopped
 
 
 def worker_name() -> str:
@@ -457,65 +529,75 @@ class Dispatcher:
     ) -> DispatchReport:
         """Send every message due at ``now`` (default: the clock at each claim), then return.
 
-        The main thread alternates one round of database work (store the outcomes that came
-        in, claim more when a whole batch fits in the window, one commit) with waiting for the
-        workers. The window holds up to ``window_size`` claimed messages, so the workers still
-        have queued sends while the main thread is in the database, and claims come in whole
-        batches: the cost of a round (a few statements and one commit) is shared by many
-        messages. A claim always commits before its messages are handed to a worker.
+        The main thread claims (whole batches, when one fits in the window) and hands claimed
+        messages to the workers; the window holds up to ``window_size`` claimed messages, so
+        the workers still have queued sends while the main thread is in the database, and a
+        round's cost (a few statements, one commit) is shared by many messages. A claim always
+        commits before its messages go to a worker. Outcomes are stored on PostgreSQL by a
+        recorder thread with its own session (``_Recorder``), while the main thread claims; on
+        SQLite (one writer at a time) by the main thread, committed with the next claim.
         """
         report = DispatchReport()
         timings = report.timings
         window = self.window_size()
         inflight: dict[Future[Outcome], Claimed] = {}
         exhausted = False
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sms-send") as pool:
-            done: set[Future[Outcome]] = set()
-            while True:
-                started = timer.perf_counter()
-                results = [(inflight.pop(f), f.result()) for f in done]
-                if results:
-                    self.record_many(results, report)
-                    timings.waves += 1
-                recorded = timer.perf_counter()
-                timings.record += recorded - started
-                batches: list[list[Claimed]] = []
-                committed = False
-                while not exhausted and not should_stop():
-                    held = len(inflight) + sum(map(len, batches))
-                    want = self._want(window, held, limit, report)
-                    if want <= 0:
+        recorder = _Recorder(self) if _postgres() else None
+        timings.recorder = recorder is not None
+        try:
+            with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sms-send") as pool:
+                done: set[Future[Outcome]] = set()
+                while True:
+                    started = timer.perf_counter()
+                    results = [(inflight.pop(f), f.result()) for f in done]
+                    if recorder is not None:
+                        recorder.put(results)
+                    elif results:
+                        self.record_many(results, report)
+                        timings.waves += 1
+                    recorded = timer.perf_counter()
+                    timings.record += recorded - started
+                    batches: list[list[Claimed]] = []
+                    committed = False
+                    while not exhausted and not should_stop():
+                        held = len(inflight) + sum(map(len, batches))
+                        want = self._want(window, held, limit, report)
+                        if want <= 0:
+                            break
+                        batch = self.claim(now or self.clock(), want)  # commits outcomes too
+                        committed = True
+                        timings.claims += 1
+                        if not batch:
+                            exhausted = True
+                            break
+                        report.claimed += len(batch)
+                        batches.append(batch)
+                    if results and not committed and recorder is None:
+                        db.session.commit()
+                    timings.claim += timer.perf_counter() - recorded
+                    for batch in batches:
+                        for claimed in batch:
+                            future = pool.submit(self._timed_attempt, claimed, should_stop)
+                            inflight[future] = claimed
+                    if progress is not None and results:
+                        progress(len(results))
+                    if not inflight:
                         break
-                    batch = self.claim(now or self.clock(), want)  # commits the outcomes too
-                    committed = True
-                    timings.claims += 1
-                    if not batch:
-                        exhausted = True
-                        break
-                    report.claimed += len(batch)
-                    batches.append(batch)
-                if results and not committed:
-                    db.session.commit()
-                timings.claim += timer.perf_counter() - recorded
-                for batch in batches:
-                    for claimed in batch:
-                        inflight[pool.submit(self._timed_attempt, claimed, should_stop)] = claimed
-                if progress is not None and results:
-                    progress(len(results))
-                if not inflight:
-                    break
-                started = timer.perf_counter()
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                timings.wait += timer.perf_counter() - started
-                for future in done:
-                    outcome = future.result()
-                    timings.provider += outcome.provider_seconds
-                    timings.attempts += outcome.seconds
+                    started = timer.perf_counter()
+                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    timings.wait += timer.perf_counter() - started
+                    for future in done:
+                        outcome = future.result()
+                        timings.provider += outcome.provider_seconds
+                        timings.attempts += outcome.seconds
+        finally:
+            if recorder is not None:
+                recorder.close(report)
         return report
 
     def window_size(self) -> int:
         """How many claimed messages a run keeps in hand (queued or being sent)."""
-        return max(self.settings.workers * 4, self.settings.batch_size, 1)
+        return max(self.settings.workers * 4, 2 * self.settings.batch_size, 1)
 
     def _want(self, window: int, held: int, limit: int | None, report: DispatchReport) -> int:
         """How many to claim now: a whole batch when one fits in the window (or the workers
