@@ -21,6 +21,7 @@ How exactly-once holds (ARCHITECTURE.md, "Sending exactly once"):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -29,10 +30,10 @@ import threading
 import time as timer
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
-from queue import Queue
+from queue import Queue, SimpleQueue
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -513,11 +514,18 @@ class Dispatcher:
             )
         return Outcome("sent", sent=sent, at=self.clock(), provider_seconds=_since(started))
 
-    def _timed_attempt(self, claimed: Claimed, should_stop: Callable[[], bool]) -> Outcome:
-        """``attempt``, with its duration in the outcome (worker thread)."""
+    def _attempt_into(
+        self, claimed: Claimed, should_stop: Callable[[], bool], finished: SimpleQueue[Any]
+    ) -> None:
+        """``attempt`` (worker thread), its outcome and duration put on ``finished``: the main
+        thread takes outcomes as they come, at no cost per message in flight."""
         started = timer.perf_counter()
-        outcome = self.attempt(claimed, should_stop)
-        return replace(outcome, seconds=_since(started))
+        try:
+            outcome = self.attempt(claimed, should_stop)
+        except BaseException as exc:
+            finished.put((claimed, exc))
+            raise
+        finished.put((claimed, replace(outcome, seconds=_since(started))))
 
     def run(
         self,
@@ -540,16 +548,16 @@ class Dispatcher:
         report = DispatchReport()
         timings = report.timings
         window = self.window_size()
-        inflight: dict[Future[Outcome], Claimed] = {}
+        finished: SimpleQueue[tuple[Claimed, Outcome | BaseException]] = SimpleQueue()
+        held = 0  # claimed and not yet finished
         exhausted = False
         recorder = _Recorder(self) if _postgres() else None
         timings.recorder = recorder is not None
         try:
             with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sms-send") as pool:
-                done: set[Future[Outcome]] = set()
+                results: list[tuple[Claimed, Outcome]] = []
                 while True:
                     started = timer.perf_counter()
-                    results = [(inflight.pop(f), f.result()) for f in done]
                     if recorder is not None:
                         recorder.put(results)
                     elif results:
@@ -560,7 +568,6 @@ class Dispatcher:
                     batches: list[list[Claimed]] = []
                     committed = False
                     while not exhausted and not should_stop():
-                        held = len(inflight) + sum(map(len, batches))
                         want = self._want(window, held, limit, report)
                         if want <= 0:
                             break
@@ -571,23 +578,23 @@ class Dispatcher:
                             exhausted = True
                             break
                         report.claimed += len(batch)
+                        held += len(batch)
                         batches.append(batch)
                     if results and not committed and recorder is None:
                         db.session.commit()
                     timings.claim += timer.perf_counter() - recorded
                     for batch in batches:
                         for claimed in batch:
-                            future = pool.submit(self._timed_attempt, claimed, should_stop)
-                            inflight[future] = claimed
+                            pool.submit(self._attempt_into, claimed, should_stop, finished)
                     if progress is not None and results:
                         progress(len(results))
-                    if not inflight:
+                    if not held:
                         break
                     started = timer.perf_counter()
-                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    results = _take_finished(finished)
                     timings.wait += timer.perf_counter() - started
-                    for future in done:
-                        outcome = future.result()
+                    held -= len(results)
+                    for _, outcome in results:
                         timings.provider += outcome.provider_seconds
                         timings.attempts += outcome.seconds
         finally:
@@ -659,38 +666,19 @@ class Dispatcher:
                 )
 
     def _update_sent(self, values: dict[int, dict[str, Any]]) -> list[tuple[int, Any]]:
-        """One conditional UPDATE for all the accepted rows; (id, invites) of those moved."""
-        ids = list(values)
-
-        def per_row(key: str) -> Any:
-            column = OutboxMessage.__table__.c["sent_at" if key == "at" else key]
-            whens = {mid: literal(v[key], column.type) for mid, v in values.items()}
-            return case(whens, value=OutboxMessage.id)
-
-        stmt = (
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id.in_(ids),
-                OutboxMessage.status == "claimed",
-                OutboxMessage.claimed_by == self.name,
-            )
-            .values(
-                status=per_row("status"),
-                provider=per_row("provider"),
-                provider_id=per_row("provider_id"),
-                provider_status=per_row("provider_status"),
-                sent_at=per_row("at"),
-                updated_at=per_row("at"),
-                claimed_by=None,
-                claimed_until=None,
-                error_code=None,
-                error_reason=None,
-                error_message=None,
-            )
-            .returning(OutboxMessage.id, OutboxMessage.invites)
-            .execution_options(synchronize_session=False)
-        )
-        return [(row.id, row.invites) for row in db.session.execute(stmt)]
+        """SQLite: one conditional UPDATE for all the accepted rows, their values passed as one
+        JSON array (the same SQL text for any number of rows: nothing compiled per wave);
+        (id, invites) of the rows moved."""
+        dialect = db.session.get_bind().dialect
+        to_db = OutboxMessage.__table__.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
+        payload = [
+            {"id": mid, "status": v["status"], "provider": v["provider"],
+             "provider_id": v["provider_id"], "provider_status": v["provider_status"],
+             "at": to_db(v["at"]) if to_db else v["at"]}
+            for mid, v in values.items()
+        ]  # fmt: skip
+        params = {"rows": json.dumps(payload), "me": self.name}
+        return [(row.id, row.invites) for row in db.session.execute(_STORE_SENT_SQLITE, params)]
 
     def _store_sent_postgres(
         self, values: dict[int, dict[str, Any]], source: str
@@ -945,6 +933,30 @@ _STORE_SENT_PG = text(
 """Accepted sends on PostgreSQL (``Dispatcher._store_sent_postgres``)."""
 
 
+_STORE_SENT_SQLITE = text(
+    """
+    UPDATE outbox_message
+    SET status = v.status, provider = v.provider, provider_id = v.provider_id,
+        provider_status = v.provider_status, sent_at = v.at, updated_at = v.at,
+        claimed_by = NULL, claimed_until = NULL,
+        error_code = NULL, error_reason = NULL, error_message = NULL
+    FROM (
+        SELECT value ->> '$.id' AS id, value ->> '$.status' AS status,
+               value ->> '$.provider' AS provider, value ->> '$.provider_id' AS provider_id,
+               value ->> '$.provider_status' AS provider_status, value ->> '$.at' AS at
+        FROM json_each(:rows)
+    ) AS v
+    WHERE outbox_message.id = v.id AND outbox_message.status = 'claimed'
+        AND outbox_message.claimed_by = :me
+    RETURNING outbox_message.id, outbox_message.invites
+    """
+).columns(
+    OutboxMessage.__table__.c.id,
+    OutboxMessage.__table__.c.invites,
+)
+"""Accepted sends on SQLite (``Dispatcher._update_sent``); the history rows follow."""
+
+
 def _with_claim_history(claim: Any, at: datetime, source: str) -> Select[Any]:
     """PostgreSQL: the claim's UPDATE ... RETURNING with its history rows written by the same
     statement (a data-modifying CTE), one round trip instead of two."""
@@ -971,6 +983,22 @@ def _accepted_detail(values: Mapping[str, Any]) -> str:
 def _postgres() -> bool:
     """True when the session's database is PostgreSQL."""
     return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _take_finished(
+    finished: SimpleQueue[tuple[Claimed, Outcome | BaseException]],
+) -> list[tuple[Claimed, Outcome]]:
+    """Wait for one finished attempt, then take every other one already finished; an error
+    a worker raised is raised here."""
+    items = [finished.get()]
+    while not finished.empty():
+        items.append(finished.get())
+    results: list[tuple[Claimed, Outcome]] = []
+    for claimed, outcome in items:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        results.append((claimed, outcome))
+    return results
 
 
 def _since(started: float) -> float:
