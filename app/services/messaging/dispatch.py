@@ -419,8 +419,7 @@ class Dispatcher:
             db.session.commit()
             return []
         patient_ids = {row.patient_id for row in rows if row.patient_id is not None}
-        patients = self._patients(patient_ids)
-        contacts = recipients.contacts_of(patient_ids)
+        patients, contacts = recipients.patients_and_contacts(patient_ids)
         waits = limit_waits(
             [ClaimedRow(r.id, r.sent_to or "", r.body, r.kind) for r in rows],
             now,
@@ -450,11 +449,6 @@ class Dispatcher:
         ]
         db.session.commit()
         return claimed
-
-    @staticmethod
-    def _patients(patient_ids: set[int]) -> dict[int, Patient]:
-        patients = db.session.scalars(select(Patient).where(Patient.id.in_(patient_ids)))
-        return {p.id: p for p in patients}
 
     def _too_late(self, row: Any, now: datetime) -> str | None:
         """'expired' when the event is over, 'late' when a reminder is long overdue, else None."""
@@ -543,7 +537,9 @@ class Dispatcher:
         round's cost (a few statements, one commit) is shared by many messages. A claim always
         commits before its messages go to a worker. Outcomes are stored on PostgreSQL by a
         recorder thread with its own session (``_Recorder``), while the main thread claims; on
-        SQLite (one writer at a time) by the main thread, committed with the next claim.
+        SQLite (one writer at a time) by the main thread, committed with the next claim. A
+        claim that comes back short ends the claiming: what becomes due meanwhile (a retry
+        without backoff, a new reminder) waits for the next run, so a run tries a message once.
         """
         report = DispatchReport()
         timings = report.timings
@@ -574,12 +570,12 @@ class Dispatcher:
                         batch = self.claim(now or self.clock(), want)  # commits outcomes too
                         committed = True
                         timings.claims += 1
-                        if not batch:
-                            exhausted = True
-                            break
                         report.claimed += len(batch)
                         held += len(batch)
-                        batches.append(batch)
+                        if batch:
+                            batches.append(batch)
+                        if len(batch) < want:  # nothing more due now: finish what is held
+                            exhausted = True
                     if results and not committed and recorder is None:
                         db.session.commit()
                     timings.claim += timer.perf_counter() - recorded
@@ -603,12 +599,14 @@ class Dispatcher:
         return report
 
     def window_size(self) -> int:
-        """How many claimed messages a run keeps in hand (queued or being sent)."""
-        return max(self.settings.workers * 4, 2 * self.settings.batch_size, 1)
+        """How many claimed messages a run keeps in hand (queued or being sent): four per
+        worker and two batches at least, so the workers still have queued sends while the
+        main thread claims the next batch."""
+        return max(self.settings.workers * 4, self.settings.batch_size * 2, 1)
 
     def _want(self, window: int, held: int, limit: int | None, report: DispatchReport) -> int:
-        """How many to claim now: a whole batch when one fits in the window (or the workers
-        would run dry), never more than the window or ``limit`` allows; else 0."""
+        """How many to claim now: a whole batch when one fits in the window, or what fits when
+        the workers would run dry; never more than ``limit`` allows; else 0."""
         room = window - held
         batch = self.settings.batch_size
         if room < batch and held >= self.settings.workers:
