@@ -538,8 +538,8 @@ class Dispatcher:
         commits before its messages go to a worker. Outcomes are stored on PostgreSQL by a
         recorder thread with its own session (``_Recorder``), while the main thread claims; on
         SQLite (one writer at a time) by the main thread, committed with the next claim. A
-        claim that comes back short ends the claiming: what becomes due meanwhile (a retry
-        without backoff, a new reminder) waits for the next run, so a run tries a message once.
+        claim that comes back short ends the claiming: what becomes due after it (a retry
+        without backoff, a new reminder) waits for the next run.
         """
         report = DispatchReport()
         timings = report.timings
