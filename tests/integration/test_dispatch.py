@@ -141,6 +141,24 @@ def test_a_run_reports_where_its_time_went(app_ctx: Flask, fake: FakeTwilio) -> 
     assert timings.recorder == (db.engine.dialect.name == "postgresql")
 
 
+def test_an_error_storing_outcomes_stops_the_run_and_is_raised(
+    app_ctx: Flask, fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL the recorder thread stores outcomes: its error must reach the caller (and
+    # the run end), not vanish in the thread or leave the run waiting.
+    add_due_messages(30)
+
+    def broken(self: Dispatcher, results: list, report: object) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(Dispatcher, "record_many", broken)
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        dispatcher(fake).run()
+    db.session.rollback()
+    assert {r.status for r in rows()} <= {"claimed", "planned"}  # sent, not stored: reconciled
+
+
 def test_retries_stop_after_max_attempts_with_a_clear_reason(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:
