@@ -124,6 +124,41 @@ def test_rate_limited_messages_are_retried_with_backoff(app_ctx: Flask, fake: Fa
     assert row.id == message_id
 
 
+def test_a_run_reports_where_its_time_went(app_ctx: Flask, fake: FakeTwilio) -> None:
+    add_due_messages(30)
+    fake.latency = 0.02
+
+    report = dispatcher(fake).run()
+
+    timings = report.timings
+    assert report.sent == 30
+    # Batches of 10 into a window of 20: 10 + 10, 10 more once 10 are done, then an empty
+    # claim ends the claiming.
+    assert timings.claims == 4
+    assert timings.waves >= 1
+    assert timings.provider >= 30 * 0.02
+    assert timings.attempts >= timings.provider
+    assert timings.recorder == (db.engine.dialect.name == "postgresql")
+
+
+def test_an_error_storing_outcomes_stops_the_run_and_is_raised(
+    app_ctx: Flask, fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL the recorder thread stores outcomes: its error must reach the caller (and
+    # the run end), not vanish in the thread or leave the run waiting.
+    add_due_messages(30)
+
+    def broken(self: Dispatcher, results: list, report: object) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(Dispatcher, "record_many", broken)
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        dispatcher(fake).run()
+    db.session.rollback()
+    assert {r.status for r in rows()} <= {"claimed", "planned"}  # sent, not stored: reconciled
+
+
 def test_retries_stop_after_max_attempts_with_a_clear_reason(
     app_ctx: Flask, fake: FakeTwilio
 ) -> None:

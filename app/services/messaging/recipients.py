@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.extensions import db
 from app.models import Contact, Patient
@@ -72,6 +72,30 @@ def contacts_of(patient_ids: Iterable[int]) -> dict[int, list[Contact]]:
     for contact in rows:
         found.setdefault(contact.patient_id, []).append(contact)
     return found
+
+
+def patients_and_contacts(
+    patient_ids: Iterable[int],
+) -> tuple[dict[int, Patient], dict[int, list[Contact]]]:
+    """These patients, and every contact of theirs (active or not) with its consents in
+    fallback order, in one query (the dispatcher's claim: one round trip, not three)."""
+    ids = set(patient_ids)
+    if not ids:
+        return {}, {}
+    rows = db.session.execute(
+        select(Patient, Contact)
+        .outerjoin(Contact, Contact.patient_id == Patient.id)
+        .where(Patient.id.in_(ids))
+        .options(joinedload(Contact.consents))
+        .order_by(Patient.id, Contact.position, Contact.id)
+    ).unique()
+    patients: dict[int, Patient] = {}
+    contacts: dict[int, list[Contact]] = {}
+    for patient, contact in rows:
+        patients[patient.id] = patient
+        if contact is not None:
+            contacts.setdefault(patient.id, []).append(contact)
+    return patients, contacts
 
 
 def has_contacts(patient_id: int) -> bool:
