@@ -139,6 +139,7 @@ def assert_each_sent_exactly_once(provider: Provider, rows: list[OutboxMessage])
 
 # Twilio's fake answers fastest; the domestic SDKs sign every request (fewer messages, same race).
 COUNTS = {"twilio": 2000, "tencent": 600, "aliyun": 600}
+SPREAD_SECONDS = 8.0  # what one process alone would take to send them all, at 6 workers
 
 
 def test_two_dispatcher_processes_send_every_message_exactly_once(
@@ -146,6 +147,9 @@ def test_two_dispatcher_processes_send_every_message_exactly_once(
 ) -> None:
     count = COUNTS[provider.name]
     add_due_messages(count, per_patient=10)
+    # Sending takes one process alone several seconds (more than the two start-ups differ by
+    # on a loaded machine), so both really take part however fast the dispatcher gets.
+    provider.fake.latency = SPREAD_SECONDS * 6 / count
     env = provider.env(database_url, SMS_DISPATCH_WORKERS="6", SMS_DISPATCH_BATCH="20")
 
     processes = [start_flask(env, "sms", "send-due") for _ in range(2)]
