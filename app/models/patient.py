@@ -88,7 +88,9 @@ class CalendarEvent(db.Model):
     __tablename__ = "calendar_event"
     __table_args__ = (
         UniqueConstraint("patient_id", "key"),
-        Index("ix_calendar_event_date_status", "date", "status"),
+        # Events of some days (calendars, Today): the month and week views count events by
+        # day, kind and patient from this index alone (it replaced (date, status)).
+        Index("ix_calendar_event_date_status_kind_patient", "date", "status", "kind", "patient_id"),
         # Open events in a date range (Today's flagged events, calendars): status IN (...) then
         # a date range; at 10,000 patients SQLite otherwise scanned every open event.
         Index("ix_calendar_event_status_date", "status", "date"),
@@ -105,6 +107,17 @@ class CalendarEvent(db.Model):
             postgresql_where=text(ATTENTION_SQL),
             sqlite_where=text(ATTENTION_SQL),
         ),
+        # SQLite only (no statistics, so its planner does not prefer the partial index above
+        # to the full (status, date) one): the same rows, covering the Today page's counts
+        # (flags, patient), which SQLite then picks; PostgreSQL cannot index a json column.
+        Index(
+            "ix_calendar_event_attention_cover",
+            "status",
+            "date",
+            "patient_id",
+            "flags",
+            sqlite_where=text(ATTENTION_SQL),
+        ).ddl_if(dialect="sqlite"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -22,6 +22,9 @@ from app.services.messaging.invitations import follow_status
 from app.services.shared.pagination import Page, paginate
 
 PAGE_SIZE = 50
+# The message log counts at most this many messages ("10,000+"): an exact count of every SMS
+# ever planned reads the whole outbox.
+LOG_COUNT_CAP = 10_000
 
 
 def transition(
@@ -119,7 +122,7 @@ def message_log(
         ordered = stmt.order_by(OutboxMessage.send_after, OutboxMessage.id)
     else:
         ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
-    return paginate(ordered, page, per_page, count_query=counted)
+    return paginate(ordered, page, per_page, count_query=counted, count_cap=LOG_COUNT_CAP)
 
 
 def _log_conditions(filters: MessageFilter, tz: ZoneInfo) -> list[Any]:
