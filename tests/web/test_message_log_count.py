@@ -7,7 +7,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
+from app.extensions import db
+from app.models import OutboxMessage
 from app.services.messaging import outbox
 from tests.integration.sms_support import add_due_messages
 
@@ -57,3 +60,25 @@ def test_below_the_cap_the_count_is_exact(english_nurse: FlaskClient) -> None:
     add_due_messages(3)
     english = english_nurse.get("/messages/").get_data(as_text=True)
     assert "1–3 of 3" in english and "of 3+" not in english
+
+
+def test_the_summary_counts_each_status_up_to_the_cap(
+    english_nurse: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = add_due_messages(6)
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id.in_(ids[:2])).values(status="delivered")
+    )
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == ids[2]).values(status="failed")
+    )
+    db.session.commit()  # 3 planned, 2 delivered, 1 failed
+    summary = outbox.log_summary(cap=2)
+    assert (str(summary.planned), str(summary.sent), str(summary.problems)) == ("2+", "2", "1")
+    assert summary.by_status["delivered"] == outbox.CappedCount(2, False)
+    exact = outbox.log_summary()
+    assert (str(exact.planned), str(exact.sent), str(exact.problems)) == ("3", "2", "1")
+
+    monkeypatch.setattr(outbox, "LOG_COUNT_CAP", 2)
+    page = english_nurse.get("/messages/?tab=attention").get_data(as_text=True)
+    assert '<div class="n">2+</div>' in page and "(2+)</option>" in page
