@@ -337,6 +337,7 @@ def describe_size(app: Flask, args: argparse.Namespace) -> str:
 def time_and_print(small: Flask, large: Flask, args: argparse.Namespace) -> int:
     """Time every page in both databases and print the table; 0 when every page answered 200."""
     small_client, large_client = signed_in_client(small), signed_in_client(large)
+    load_before = load_average()
     small_pages, large_pages = pages(small), pages(large)
     baseline = {
         name: time_page(small_client, path, args.repeat) for name, path in small_pages.items()
@@ -347,7 +348,7 @@ def time_and_print(small: Flask, large: Flask, args: argparse.Namespace) -> int:
     size = describe_size(large, args)
     print(f"\nmeasured: each page {args.repeat} times with {size} against the same page with "
           f"{args.baseline_patients} patients built the same way (patient B-0000 is the same "
-          f"patient in both); load average before: {load_average()}")  # fmt: skip
+          f"patient in both); load average before: {load_before}")  # fmt: skip
     print(f"\n{'page':<30} {'status':>6} {'p50 ms':>8} {'p90 ms':>8} {'target':>7} {'KB':>7} "
           f"{'base ms':>8} {'x base':>7}")  # fmt: skip
     print("-" * 88)

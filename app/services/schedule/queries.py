@@ -205,13 +205,21 @@ def events_between(
     first: date, last: date, filters: Filters | None = None, *, limit: int | None = None
 ) -> list[EventRow]:
     """Events from `first` to `last` (inclusive), by date, kind and study id."""
-    query = (filters or Filters()).apply(_base().where(_on_days(first, last)))
-    query = query.order_by(
-        CalendarEvent.date, _case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id
+    order = (CalendarEvent.date, _case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id)
+    if limit is None:
+        return _rows(
+            (filters or Filters()).apply(_base().where(_on_days(first, last))).order_by(*order)
+        )
+    # The first `limit` ids sorted from the index alone, then only those rows in full: a day
+    # has 3,500 events at 10,000 patients, and sorting them whole took 3 times as long.
+    ids = (filters or Filters()).apply(
+        select(CalendarEvent.id)
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(_on_days(first, last))
     )
-    if limit is not None:
-        query = query.limit(limit)
-    return _rows(query)
+    return _rows(
+        _base().where(CalendarEvent.id.in_(ids.order_by(*order).limit(limit))).order_by(*order)
+    )
 
 
 def patient_id_of(study_id: str) -> int | None:
@@ -260,23 +268,22 @@ def week_events(
     """Seven days from `first`: up to `per_day` events of each day and the day's total."""
     days = [first + timedelta(days=i) for i in range(7)]
     totals = _counts_by_day(first, days[-1], filters)
+    order = (_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id)
+    # Numbered on ids only (the (date, status, kind, patient) index covers it), then the chosen
+    # rows in full: numbering whole rows sorted 25,000 wide rows at 10,000 patients (0.45 s).
     numbered = filters.apply(
         select(
-            *_EVENT_COLUMNS,
-            func.row_number()
-            .over(
-                partition_by=CalendarEvent.date,
-                order_by=(_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id),
-            )
-            .label("n"),
+            CalendarEvent.id,
+            func.row_number().over(partition_by=CalendarEvent.date, order_by=order).label("n"),
         )
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(_on_days(first, days[-1]))
     ).subquery()
-    query = select(numbered).where(numbered.c.n <= per_day).order_by(numbered.c.date, numbered.c.n)
+    chosen = select(numbered.c.id).where(numbered.c.n <= per_day)
+    query = _base().where(CalendarEvent.id.in_(chosen)).order_by(CalendarEvent.date, *order)
     by_day: dict[date, list[EventRow]] = {d: [] for d in days}
-    for r in db.session.execute(query).all():
-        by_day[r.date].append(_to_row(r))
+    for row in _rows(query):
+        by_day[row.date].append(row)
     return {d: (by_day[d], totals.get(d, 0)) for d in days}
 
 
@@ -412,7 +419,10 @@ def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
 def flagged(today: date, *, horizon_days: int = 42, limit: int = 50) -> tuple[list[EventRow], int]:
     """Open events from today to the horizon that the calendar engine flagged for attention."""
     condition = and_(
-        _on_days(today, today + timedelta(days=horizon_days)),
+        # A range, not _on_days' list of days: SQLite then reads the attention index (a few
+        # percent of the events: 20 ms at 10,000 patients) instead of every open event.
+        CalendarEvent.date >= today,
+        CalendarEvent.date <= today + timedelta(days=horizon_days),
         CalendarEvent.status.in_(OPEN_STATUSES),
         Patient.status.notin_(("withdrawn", "off_study")),
         _warning_condition(),
