@@ -100,24 +100,17 @@ class CalendarEvent(db.Model):
         Index("ix_calendar_event_status_window_end", "status", "window_end"),
         # Events whose flags may ask for attention (Today's flagged events and decisions):
         # most events have no flag or only "moved", so this index holds a few percent of them.
+        # With the patient (and, on PostgreSQL, the flags) SQLite prefers it, statistics or not,
+        # to the full (status, date) index; it replaced the (status, date) one of 0009.
         Index(
-            "ix_calendar_event_attention_date",
-            "status",
-            "date",
-            postgresql_where=text(ATTENTION_SQL),
-            sqlite_where=text(ATTENTION_SQL),
-        ),
-        # SQLite only (no statistics, so its planner does not prefer the partial index above
-        # to the full (status, date) one): the same rows, covering the Today page's counts
-        # (flags, patient), which SQLite then picks; PostgreSQL cannot index a json column.
-        Index(
-            "ix_calendar_event_attention_cover",
+            "ix_calendar_event_attention_patient",
             "status",
             "date",
             "patient_id",
-            "flags",
+            postgresql_where=text(ATTENTION_SQL),
+            postgresql_include=["flags"],
             sqlite_where=text(ATTENTION_SQL),
-        ).ddl_if(dialect="sqlite"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,15 +1,16 @@
-"""pages at 10,000 patients: covering indexes for the Today page (SQLite) and the calendars
+"""pages at 10,000 patients: indexes the Today page and the calendars read alone
 
 Revision ID: 0010_pages10k2
 Revises: 0009_pages10k
 Create Date: 2026-12-07 20:00:00
 
-``ix_calendar_event_attention_cover`` (SQLite only): the events whose flags may ask for
-attention, with patient and flags, so that SQLite (no table statistics) reads it for the Today
-page's flagged events and decisions instead of every open event of the next four months.
-``ix_calendar_event_date_status_kind_patient``: the month and week calendars count events by
-day, kind and patient from the index alone; it replaces ``ix_calendar_event_date_status`` (its
-first two columns).
+``ix_calendar_event_attention_patient`` replaces ``ix_calendar_event_attention_date`` (same
+rows: events whose flags may ask for attention): with the patient (and on PostgreSQL the flags,
+included), SQLite, which has no table statistics, prefers it to the full (status, date) index
+for the Today page's flagged events and decisions (0.3 s -> 20 ms at 2,000 patients).
+``ix_calendar_event_date_status_kind_patient`` replaces ``ix_calendar_event_date_status`` (its
+first two columns): the month and week calendars count and pick events by day, kind and patient
+from the index alone.
 """
 
 from alembic import op
@@ -33,18 +34,26 @@ def upgrade():
             unique=False,
         )
         batch_op.drop_index("ix_calendar_event_date_status")
-        if op.get_bind().dialect.name == "sqlite":
-            batch_op.create_index(
-                "ix_calendar_event_attention_cover",
-                ["status", "date", "patient_id", "flags"],
-                unique=False,
-                sqlite_where=ATTENTION,
-            )
+        batch_op.create_index(
+            "ix_calendar_event_attention_patient",
+            ["status", "date", "patient_id"],
+            unique=False,
+            postgresql_where=ATTENTION,
+            postgresql_include=["flags"],
+            sqlite_where=ATTENTION,
+        )
+        batch_op.drop_index("ix_calendar_event_attention_date")
 
 
 def downgrade():
     with op.batch_alter_table("calendar_event", schema=None) as batch_op:
-        if op.get_bind().dialect.name == "sqlite":
-            batch_op.drop_index("ix_calendar_event_attention_cover")
+        batch_op.create_index(
+            "ix_calendar_event_attention_date",
+            ["status", "date"],
+            unique=False,
+            postgresql_where=ATTENTION,
+            sqlite_where=ATTENTION,
+        )
+        batch_op.drop_index("ix_calendar_event_attention_patient")
         batch_op.create_index("ix_calendar_event_date_status", ["date", "status"], unique=False)
         batch_op.drop_index("ix_calendar_event_date_status_kind_patient")

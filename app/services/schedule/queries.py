@@ -368,7 +368,7 @@ def _warning_condition() -> Any:
 
 
 def _attention() -> Any:
-    """The partial index's predicate (ix_calendar_event_attention_date), word for word."""
+    """The partial index's predicate (ix_calendar_event_attention_patient), word for word."""
     return sql_text(ATTENTION_SQL)
 
 
