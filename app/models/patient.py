@@ -112,7 +112,18 @@ class CalendarEvent(db.Model):
         # a date range; at 10,000 patients SQLite otherwise scanned every open event.
         Index("ix_calendar_event_status_date", "status", "date"),
         # Next visit and current phase per patient (patients list), one patient's timeline.
-        Index("ix_calendar_event_patient_date", "patient_id", "date"),
+        # Covering: the patients list's next visit and phase per patient are read from the
+        # index alone (sorted by phase at 10,000 patients: 5.3 s on PostgreSQL, which had read
+        # every event of each patient through a patient_id-only index, now dropped).
+        Index(
+            "ix_calendar_event_patient_date_status_kind_phase",
+            "patient_id",
+            "date",
+            "status",
+            "kind",
+            "phase",
+            postgresql_include=["id"],
+        ),
         # Overdue events: open events whose window has passed (Today page), counted and picked
         # from the index alone (PostgreSQL otherwise read the whole table: 1 s at 10,000).
         Index(
@@ -148,7 +159,7 @@ class CalendarEvent(db.Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
     key: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     phase: Mapped[str] = mapped_column(String(32))

@@ -17,6 +17,9 @@ from the index alone. ``ix_calendar_event_open_window_end`` replaces
 ``ix_calendar_event_status_window_end`` likewise for Today's overdue events. The Today page's
 queries count and pick ids from these indexes alone and read only the 50 rows shown: PostgreSQL
 read the whole table for each (1 s per query at 10,000 patients).
+``ix_calendar_event_patient_date_status_kind_phase`` replaces (patient_id, date) and
+(patient_id): the patients list's next visit and phase come from the index alone (sorted by
+phase at 10,000 patients on PostgreSQL: 5.3 s through the patient_id index).
 """
 
 from alembic import op
@@ -63,10 +66,23 @@ def upgrade():
             postgresql_include=["date", "id"],
         )
         batch_op.drop_index("ix_calendar_event_status_window_end")
+        batch_op.create_index(
+            "ix_calendar_event_patient_date_status_kind_phase",
+            ["patient_id", "date", "status", "kind", "phase"],
+            unique=False,
+            postgresql_include=["id"],
+        )
+        batch_op.drop_index("ix_calendar_event_patient_date")
+        batch_op.drop_index("ix_calendar_event_patient_id")
 
 
 def downgrade():
     with op.batch_alter_table("calendar_event", schema=None) as batch_op:
+        batch_op.create_index("ix_calendar_event_patient_id", ["patient_id"], unique=False)
+        batch_op.create_index(
+            "ix_calendar_event_patient_date", ["patient_id", "date"], unique=False
+        )
+        batch_op.drop_index("ix_calendar_event_patient_date_status_kind_phase")
         batch_op.create_index(
             "ix_calendar_event_status_window_end", ["status", "window_end"], unique=False
         )
