@@ -211,6 +211,7 @@ def test_week_and_day_lists_keep_the_first_events_of_each_day_in_order(
     assert [r.study_id for r in whole if r.kind == "infusion"][:3] == ["JSCH-001", "JSCH-002",
                                                                        "JSCH-003"]  # fmt: skip
     assert sq.events_between(first, first + timedelta(days=6), limit=5) == whole[:5]
+    assert sq.count_between(first, first + timedelta(days=6)) == len(whole)
 
     week = sq.week_events(first, sq.Filters(), per_day=2)
     for day, (rows, total) in week.items():

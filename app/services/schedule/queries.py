@@ -241,7 +241,8 @@ def event_details(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
 def count_between(first: date, last: date, filters: Filters | None = None) -> int:
     """How many events `events_between` would return without a limit."""
     query = (filters or Filters()).apply(
-        select(func.count(CalendarEvent.id))
+        select(func.count())
+        .select_from(CalendarEvent)
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(_on_days(first, last))
     )
@@ -289,7 +290,7 @@ def week_events(
 
 def _counts_by_day(first: date, last: date, filters: Filters) -> dict[date, int]:
     query = filters.apply(
-        select(CalendarEvent.date, func.count(CalendarEvent.id))
+        select(CalendarEvent.date, func.count())
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(_on_days(first, last))
         .group_by(CalendarEvent.date)
@@ -306,7 +307,7 @@ def load_by_day(first: date, last: date, filters: Filters) -> dict[date, DayLoad
         loads[day] = DayLoad(day=day, working_day=working.is_working_day(day))
         day += timedelta(days=1)
     by_kind = filters.apply(
-        select(CalendarEvent.date, CalendarEvent.kind, func.count(CalendarEvent.id))
+        select(CalendarEvent.date, CalendarEvent.kind, func.count())
         .where(_on_days(first, last))
         .group_by(CalendarEvent.date, CalendarEvent.kind)
     )
@@ -344,7 +345,7 @@ def clash_counts(first: date, last: date, *, patient_id: int | None = None) -> d
         select(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
         .where(*conditions)
         .group_by(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
-        .having(func.count(CalendarEvent.id) > 1)
+        .having(func.count() > 1)
         .subquery()
     )
     query = select(pairs.c.date, func.count(func.distinct(pairs.c.patient_id))).group_by(
