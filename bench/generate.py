@@ -456,16 +456,17 @@ def _audit() -> Any:
 
 
 def analyze() -> None:
-    """PostgreSQL: table statistics now, as autovacuum would gather them after a bulk load.
+    """PostgreSQL: VACUUM and table statistics now, as autovacuum would after a bulk load.
 
-    Without them the planner guesses: at 2,000 fresh patients the patients list sorted by next
-    visit took 127 s, and 0.2 s once analysed.
+    Without statistics the planner guesses: at 2,000 fresh patients the patients list sorted by
+    next visit took 127 s, and 0.2 s once analysed. VACUUM sets the visibility map, without
+    which the covering indexes' index-only scans still read the table.
     """
     if db.session.get_bind().dialect.name != "postgresql":
         return
     db.session.commit()
-    db.session.execute(text("ANALYZE"))
-    db.session.commit()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE"))
 
 
 def _fix_sequences() -> None:

@@ -5,6 +5,8 @@ from flask import current_app
 
 from alembic import context
 
+from app.models.patient import compared_on
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -92,6 +94,9 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if conf_args.get("include_object") is None:
+            # Indexes made on one database only are compared there only.
+            conf_args["include_object"] = compared_on(connection.dialect.name)
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -229,7 +229,7 @@ def index() -> Any:
         tab=tab,
         tabs=TABS,
         filters=filters,
-        counts=outbox.status_counts(),
+        counts=outbox.log_summary(),
         statuses=OUTBOX_STATUSES,
         kinds=MESSAGE_KINDS,
     )

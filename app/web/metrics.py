@@ -15,7 +15,7 @@ from app.models import utcnow
 from app.services.conversations import inbox as inbox_service
 from app.services.conversations.checkins import metrics as checkin_metrics
 from app.web import labels
-from app.web.helpers import clinic_tz, parse_iso_date
+from app.web.helpers import clinic_tz, page_number, parse_iso_date
 from app.web.inbox import CATEGORY_LABELS
 from app.web.security import current_actor, require_login, requires
 
@@ -43,7 +43,7 @@ def index() -> Any:
     """Response rates, inbox items by category, median and 90th percentile response times, charts."""
     period = request.args.get("days", "90")
     period = period if period in PERIODS else "90"
-    data = checkin_metrics.overview(utcnow(), days=PERIODS[period])
+    data = checkin_metrics.overview(utcnow(), days=PERIODS[period], page=page_number())
     level_names = {lv: labels.level_label(lv) for lv in ("red", "amber", "green")}
     to_acknowledge, to_resolve = _("time to acknowledge"), _("time to resolve")
     raised = inbox_service.raised_counts(data.since)

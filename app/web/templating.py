@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 
 from babel.dates import format_interval, format_skeleton
@@ -19,8 +19,20 @@ from app.web.nav import nav_links
 from app.web.security import can
 
 
-def _locale() -> Any:
-    return get_locale() or "zh"
+def _locale() -> str:
+    return str(get_locale() or "zh")
+
+
+@lru_cache(maxsize=8192)
+def _skeleton(skeleton: str, value: date, locale: str) -> str:
+    """Babel's format_skeleton, remembered: a patient's calendar formats hundreds of dates."""
+    return format_skeleton(skeleton, value, locale=locale)
+
+
+@lru_cache(maxsize=8192)
+def _interval(start: date, end: date, skeleton: str, locale: str) -> str:
+    """Babel's format_interval, remembered (as _skeleton)."""
+    return format_interval(start, end, skeleton, locale=locale)
 
 
 def fmt_date(value: date | None, fmt: str = "medium") -> str:
@@ -30,12 +42,12 @@ def fmt_date(value: date | None, fmt: str = "medium") -> str:
 
 def fmt_day(value: date | None) -> str:
     """Month and day ('3月1日' / 'Mar 1')."""
-    return format_skeleton("MMMd", value, locale=_locale()) if value else ""
+    return _skeleton("MMMd", value, _locale()) if value else ""
 
 
 def fmt_day_weekday(value: date | None) -> str:
     """Weekday, month and day ('3月1日周日' / 'Sun, Mar 1')."""
-    return format_skeleton("MMMEd", value, locale=_locale()) if value else ""
+    return _skeleton("MMMEd", value, _locale()) if value else ""
 
 
 def fmt_weekday(value: date | None) -> str:
@@ -45,7 +57,7 @@ def fmt_weekday(value: date | None) -> str:
 
 def fmt_month(value: date | None) -> str:
     """Month and year ('2026年3月' / 'March 2026')."""
-    return format_skeleton("yMMMM", value, locale=_locale()) if value else ""
+    return _skeleton("yMMMM", value, _locale()) if value else ""
 
 
 def fmt_datetime(value: datetime | None, fmt: str = "medium") -> str:
@@ -60,8 +72,8 @@ def fmt_window(start: date | None, end: date | None) -> str:
     this_year = clinic_today().year
     skeleton = "MMMd" if start.year == end.year == this_year else "yMMMd"
     if start == end:
-        return format_skeleton(skeleton, start, locale=_locale())
-    return format_interval(start, end, skeleton, locale=_locale())
+        return _skeleton(skeleton, start, _locale())
+    return _interval(start, end, skeleton, _locale())
 
 
 def days_between(a: date | None, b: date | None) -> int | None:

@@ -11,11 +11,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from app.domain import metrics as dm
 from app.extensions import db
 from app.models import AuditEntry, CheckinSession, utcnow
 from app.services.alerts.alerts import NewAlert, acknowledge, create_alert, resolve
 from app.services.conversations.checkins import metrics as checkin_metrics
-from app.services.conversations.checkins.queries import metrics_status, symptom_reports_csv
+from app.services.conversations.checkins.queries import (
+    checkin_records,
+    metrics_status,
+    response_rates_page,
+    symptom_reports_csv,
+)
 from app.services.conversations.checkins.sessions import record_answers, session_items
 from tests.checkins.conftest import SHANGHAI, days, enrol, fresh, full_answers, post, start
 from tests.support import sign_in
@@ -163,3 +169,52 @@ def test_the_metrics_page_counts_inbox_categories_with_links(
     assert opt_out is not None and re.findall(r"<td>(?:<a [^>]*>)?(\d+)", opt_out.group(1)) == [
         "1", "0",
     ]  # fmt: skip
+
+
+def test_response_rates_are_counted_in_sql_as_the_metrics_define(app_ctx: Flask) -> None:
+    """Every status mapping (answered, partial closed / open, missed, pending, call task with
+    and without answers), hand-counted; the SQL counts equal metrics_status over each session."""
+    first, second, third = enrol("JSCH-101"), enrol("JSCH-102"), enrol("JSCH-103")
+    a = [start(first, index=0)]
+    _answer(a[0], {})  # answered
+    a.append(start(first, index=1))
+    _answer(a[1], {"F": 36.9}, complete=False)  # partial, closed when superseded: partial
+    a.append(start(first, index=2))  # open: pending
+    b = [start(second, index=0), start(second, index=1)]  # b[0] superseded unanswered: missed
+    _answer(b[1], {"E": 1, "EI": 1})  # answered
+    c = [start(third, index=0)]
+    _answer(c[0], {"F": 36.9}, complete=False)
+    c.append(start(third, index=1))
+    for session, answers in ((c[0], None), (c[1], {})):  # call tasks: with / without answers
+        row = fresh(session)
+        row.status = "call_task"
+        if answers is not None:
+            row.answers = answers
+    db.session.commit()
+    now = a[2].sent_at + days(1)
+
+    expected = {"JSCH-101": (2, 2, 1), "JSCH-102": (2, 1, 1), "JSCH-103": (2, 1, 0)}
+    by_python = dm.response_rates(checkin_records(now))
+    assert {k: (r.due, r.responded, r.completed) for k, r in by_python.items()} == expected
+    page, overall = response_rates_page(now, per_page=50)
+    assert {r.patient_id: (r.due, r.responded, r.completed) for r in page.items} == expected
+    assert (overall.due, overall.responded, overall.completed) == (6, 4, 2)
+    assert [r.patient_id for r in page.items] == ["JSCH-101", "JSCH-102", "JSCH-103"]
+
+
+def test_response_rates_come_one_page_of_patients_at_a_time(
+    app_ctx: Flask, nurse: FlaskClient
+) -> None:
+    for study_id in ("JSCH-101", "JSCH-102", "JSCH-103"):
+        _answer(start(enrol(study_id)), {})
+    now = utcnow() + days(30)
+    second, overall = response_rates_page(now, page=2, per_page=2)
+    assert [r.patient_id for r in second.items] == ["JSCH-103"]
+    assert (second.total, second.pages, second.has_next) == (3, 2, False)
+    assert (overall.due, overall.responded) == (3, 3)  # every patient, not only the page's
+    data = checkin_metrics.overview(now, page=1, per_page=2)
+    assert [r.patient_id for r in data.per_patient] == ["JSCH-101", "JSCH-102"]
+    assert data.overall.due == 3 and data.rates_page.has_next
+
+    html = nurse.get("/metrics/?days=all&page=1").get_data(as_text=True)
+    assert all(s in html for s in ("JSCH-101", "JSCH-102", "JSCH-103"))  # 50 a page

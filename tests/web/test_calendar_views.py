@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import CalendarEvent
+from app.services.schedule import queries as sq
 from app.services.shared.protocols import clinic_working_days
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol
@@ -193,3 +194,27 @@ def test_a_day_without_fasting_tests_says_so(english_nurse: FlaskClient) -> None
     html = english_nurse.get("/calendar/clinic-list").get_data(as_text=True)
     row = re.search(r'<tr id="clinic-JSCH-304">(.*?)</tr>', html, re.S)
     assert "No fasting" in row.group(1)
+
+
+def test_week_and_day_lists_keep_the_first_events_of_each_day_in_order(
+    english_nurse: FlaskClient,
+) -> None:
+    """The per-day cut (ids first, then the rows) keeps date, kind order, study id."""
+    start = clinic_today() + timedelta(days=3)
+    for study_id in ("JSCH-003", "JSCH-001", "JSCH-002"):
+        enrol(study_id, start=start)
+    first = _first_infusion_day() - timedelta(days=3)
+    whole = sq.events_between(first, first + timedelta(days=6))
+    rank = {kind: i for i, kind in enumerate(sq.KIND_DISPLAY_ORDER)}
+    keys = [(r.date, rank.get(r.kind, len(rank)), r.study_id, r.id) for r in whole]
+    assert keys == sorted(keys) and len({r.kind for r in whole}) > 1
+    assert [r.study_id for r in whole if r.kind == "infusion"][:3] == ["JSCH-001", "JSCH-002",
+                                                                       "JSCH-003"]  # fmt: skip
+    assert sq.events_between(first, first + timedelta(days=6), limit=5) == whole[:5]
+    assert sq.count_between(first, first + timedelta(days=6)) == len(whole)
+
+    week = sq.week_events(first, sq.Filters(), per_day=2)
+    for day, (rows, total) in week.items():
+        of_day = [r for r in whole if r.date == day]
+        assert rows == of_day[:2] and total == len(of_day)
+    assert any(total > 2 for _rows, total in week.values())

@@ -17,11 +17,14 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
-from app.models import OutboxMessage, OutboxStatusChange, Patient, utcnow
+from app.models import OUTBOX_STATUSES, OutboxMessage, OutboxStatusChange, Patient, utcnow
 from app.services.messaging.invitations import follow_status
 from app.services.shared.pagination import Page, paginate
 
 PAGE_SIZE = 50
+# The message log counts at most this many messages ("10,000+"): an exact count of every SMS
+# ever planned reads the whole outbox.
+LOG_COUNT_CAP = 10_000
 
 
 def transition(
@@ -119,7 +122,7 @@ def message_log(
         ordered = stmt.order_by(OutboxMessage.send_after, OutboxMessage.id)
     else:
         ordered = stmt.order_by(OutboxMessage.send_after.desc(), OutboxMessage.id.desc())
-    return paginate(ordered, page, per_page, count_query=counted)
+    return paginate(ordered, page, per_page, count_query=counted, count_cap=LOG_COUNT_CAP)
 
 
 def _log_conditions(filters: MessageFilter, tz: ZoneInfo) -> list[Any]:
@@ -153,6 +156,66 @@ def status_counts() -> dict[str, int]:
         select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
     ).all()
     return {status: int(count) for status, count in rows}
+
+
+@dataclass(frozen=True)
+class CappedCount:
+    """A count that stopped at a cap: ``n`` messages, or more when ``capped`` ("10,000+")."""
+
+    n: int
+    capped: bool = False
+
+    def __add__(self, other: CappedCount) -> CappedCount:
+        return CappedCount(self.n + other.n, self.capped or other.capped)
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def __str__(self) -> str:
+        return f"{self.n:,}+" if self.capped else str(self.n)
+
+
+SENT_STATUSES = ("queued", "sending", "sent", "delivered")
+PROBLEM_STATUSES = ("failed", "undelivered", "blocked", "expired", "unknown")
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """The message log's figures: messages per status and the three totals, each capped."""
+
+    by_status: dict[str, CappedCount]
+
+    def total(self, statuses: Iterable[str]) -> CappedCount:
+        """The sum over ``statuses`` (capped when one of them is)."""
+        return sum((self.by_status.get(s, CappedCount(0)) for s in statuses), CappedCount(0))
+
+    @property
+    def planned(self) -> CappedCount:
+        """Planned, not yet handed to the provider."""
+        return self.by_status.get("planned", CappedCount(0))
+
+    @property
+    def sent(self) -> CappedCount:
+        """Queued, sending, sent or delivered."""
+        return self.total(SENT_STATUSES)
+
+    @property
+    def problems(self) -> CappedCount:
+        """Failed, undelivered, blocked, expired or unknown."""
+        return self.total(PROBLEM_STATUSES)
+
+
+def log_summary(*, cap: int | None = None) -> LogSummary:
+    """Messages per status, each counted up to ``cap`` (LOG_COUNT_CAP) on the status indexes
+    (an exact GROUP BY reads the whole outbox: 1.4 million rows at 10,000 patients)."""
+    cap = LOG_COUNT_CAP if cap is None else cap
+    by_status = {}
+    for status in OUTBOX_STATUSES:
+        some = select(OutboxMessage.id).where(OutboxMessage.status == status).limit(cap + 1)
+        n = int(db.session.scalar(select(func.count()).select_from(some.subquery())) or 0)
+        if n:
+            by_status[status] = CappedCount(min(n, cap), n > cap)
+    return LogSummary(by_status)
 
 
 def next_planned(patient_id: int, *, limit: int = 5) -> list[OutboxMessage]:

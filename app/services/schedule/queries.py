@@ -205,13 +205,21 @@ def events_between(
     first: date, last: date, filters: Filters | None = None, *, limit: int | None = None
 ) -> list[EventRow]:
     """Events from `first` to `last` (inclusive), by date, kind and study id."""
-    query = (filters or Filters()).apply(_base().where(_on_days(first, last)))
-    query = query.order_by(
-        CalendarEvent.date, _case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id
+    order = (CalendarEvent.date, _case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id)
+    if limit is None:
+        return _rows(
+            (filters or Filters()).apply(_base().where(_on_days(first, last))).order_by(*order)
+        )
+    # The first `limit` ids sorted from the index alone, then only those rows in full: a day
+    # has 3,500 events at 10,000 patients, and sorting them whole took 3 times as long.
+    ids = (filters or Filters()).apply(
+        select(CalendarEvent.id)
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(_on_days(first, last))
     )
-    if limit is not None:
-        query = query.limit(limit)
-    return _rows(query)
+    return _rows(
+        _base().where(CalendarEvent.id.in_(ids.order_by(*order).limit(limit))).order_by(*order)
+    )
 
 
 def patient_id_of(study_id: str) -> int | None:
@@ -233,7 +241,8 @@ def event_details(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
 def count_between(first: date, last: date, filters: Filters | None = None) -> int:
     """How many events `events_between` would return without a limit."""
     query = (filters or Filters()).apply(
-        select(func.count(CalendarEvent.id))
+        select(func.count())
+        .select_from(CalendarEvent)
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(_on_days(first, last))
     )
@@ -260,29 +269,28 @@ def week_events(
     """Seven days from `first`: up to `per_day` events of each day and the day's total."""
     days = [first + timedelta(days=i) for i in range(7)]
     totals = _counts_by_day(first, days[-1], filters)
+    order = (_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id)
+    # Numbered on ids only (the (date, status, kind, patient) index covers it), then the chosen
+    # rows in full: numbering whole rows sorted 25,000 wide rows at 10,000 patients (0.45 s).
     numbered = filters.apply(
         select(
-            *_EVENT_COLUMNS,
-            func.row_number()
-            .over(
-                partition_by=CalendarEvent.date,
-                order_by=(_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id),
-            )
-            .label("n"),
+            CalendarEvent.id,
+            func.row_number().over(partition_by=CalendarEvent.date, order_by=order).label("n"),
         )
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(_on_days(first, days[-1]))
     ).subquery()
-    query = select(numbered).where(numbered.c.n <= per_day).order_by(numbered.c.date, numbered.c.n)
+    chosen = select(numbered.c.id).where(numbered.c.n <= per_day)
+    query = _base().where(CalendarEvent.id.in_(chosen)).order_by(CalendarEvent.date, *order)
     by_day: dict[date, list[EventRow]] = {d: [] for d in days}
-    for r in db.session.execute(query).all():
-        by_day[r.date].append(_to_row(r))
+    for row in _rows(query):
+        by_day[row.date].append(row)
     return {d: (by_day[d], totals.get(d, 0)) for d in days}
 
 
 def _counts_by_day(first: date, last: date, filters: Filters) -> dict[date, int]:
     query = filters.apply(
-        select(CalendarEvent.date, func.count(CalendarEvent.id))
+        select(CalendarEvent.date, func.count())
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(_on_days(first, last))
         .group_by(CalendarEvent.date)
@@ -299,7 +307,7 @@ def load_by_day(first: date, last: date, filters: Filters) -> dict[date, DayLoad
         loads[day] = DayLoad(day=day, working_day=working.is_working_day(day))
         day += timedelta(days=1)
     by_kind = filters.apply(
-        select(CalendarEvent.date, CalendarEvent.kind, func.count(CalendarEvent.id))
+        select(CalendarEvent.date, CalendarEvent.kind, func.count())
         .where(_on_days(first, last))
         .group_by(CalendarEvent.date, CalendarEvent.kind)
     )
@@ -337,7 +345,7 @@ def clash_counts(first: date, last: date, *, patient_id: int | None = None) -> d
         select(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
         .where(*conditions)
         .group_by(CalendarEvent.date, CalendarEvent.patient_id, CalendarEvent.kind)
-        .having(func.count(CalendarEvent.id) > 1)
+        .having(func.count() > 1)
         .subquery()
     )
     query = select(pairs.c.date, func.count(func.distinct(pairs.c.patient_id))).group_by(
@@ -361,7 +369,7 @@ def _warning_condition() -> Any:
 
 
 def _attention() -> Any:
-    """The partial index's predicate (ix_calendar_event_attention_date), word for word."""
+    """The partial index's predicate (ix_calendar_event_attention_patient), word for word."""
     return sql_text(ATTENTION_SQL)
 
 
@@ -377,15 +385,8 @@ def decisions_waiting(
         _attention(),
         or_(*[text.like(f'%"{flag}"%') for flag in DECISION_FLAGS]),
     )
-    rows = _rows(
-        _base().where(condition).order_by(CalendarEvent.date, Patient.study_id).limit(limit)
-    )
-    total = db.session.scalar(
-        select(func.count(CalendarEvent.id))
-        .join(Patient, Patient.id == CalendarEvent.patient_id)
-        .where(condition)
-    )
-    return rows, int(total or 0)
+    rows = _first_rows(condition, (CalendarEvent.date, Patient.study_id), limit)
+    return rows, _count(condition)
 
 
 def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
@@ -400,29 +401,43 @@ def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
     # backwards hoping to meet overdue rows early and reads every event when there are few
     # (0.5 s at 2,000 patients); this way it reads the open events whose window has passed.
     latest_first = func.coalesce(CalendarEvent.date, CalendarEvent.date).desc()
-    rows = _rows(_base().where(condition).order_by(latest_first, Patient.study_id).limit(limit))
-    total = db.session.scalar(
-        select(func.count(CalendarEvent.id))
+    return _first_rows(condition, (latest_first, Patient.study_id), limit), _count(condition)
+
+
+def _first_rows(condition: Any, order: Sequence[Any], limit: int) -> list[EventRow]:
+    """The first ``limit`` events meeting ``condition``: their ids picked from an index alone
+    (no wide rows read), then only those rows in full."""
+    ids = (
+        select(CalendarEvent.id)
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(condition)
+        .order_by(*order)
+        .limit(limit)
+    )
+    return _rows(_base().where(CalendarEvent.id.in_(ids)).order_by(*order))
+
+
+def _count(condition: Any) -> int:
+    """How many events meet ``condition`` (COUNT(*): an index-only scan can answer it)."""
+    query = (
+        select(func.count())
+        .select_from(CalendarEvent)
         .join(Patient, Patient.id == CalendarEvent.patient_id)
         .where(condition)
     )
-    return rows, int(total or 0)
+    return int(db.session.scalar(query) or 0)
 
 
 def flagged(today: date, *, horizon_days: int = 42, limit: int = 50) -> tuple[list[EventRow], int]:
     """Open events from today to the horizon that the calendar engine flagged for attention."""
     condition = and_(
-        _on_days(today, today + timedelta(days=horizon_days)),
+        # A range, not _on_days' list of days: SQLite then reads the attention index (a few
+        # percent of the events: 20 ms at 10,000 patients) instead of every open event.
+        CalendarEvent.date >= today,
+        CalendarEvent.date <= today + timedelta(days=horizon_days),
         CalendarEvent.status.in_(OPEN_STATUSES),
         Patient.status.notin_(("withdrawn", "off_study")),
         _warning_condition(),
     )
-    rows = _rows(
-        _base().where(condition).order_by(CalendarEvent.date, Patient.study_id).limit(limit)
-    )
-    total = db.session.scalar(
-        select(func.count(CalendarEvent.id))
-        .join(Patient, Patient.id == CalendarEvent.patient_id)
-        .where(condition)
-    )
-    return rows, int(total or 0)
+    rows = _first_rows(condition, (CalendarEvent.date, Patient.study_id), limit)
+    return rows, _count(condition)

@@ -19,6 +19,8 @@ class Page:
     page: int
     per_page: int
     total: int
+    capped: bool = False
+    """True when counting stopped at ``total``: there are more (shown as "10,000+")."""
 
     @property
     def pages(self) -> int:
@@ -33,7 +35,7 @@ class Page:
     @property
     def has_next(self) -> bool:
         """True when there is a next page."""
-        return self.page < self.pages
+        return self.page < self.pages or self.capped
 
     @property
     def first_index(self) -> int:
@@ -53,17 +55,26 @@ def paginate(
     *,
     scalars: bool = True,
     count_query: Select[Any] | None = None,
+    count_cap: int | None = None,
 ) -> Page:
     """Run one page of a query in SQL (LIMIT/OFFSET) plus a COUNT; clamp the page number.
 
     `count_query` is a cheaper query with the same rows (no computed columns) to count.
+    `count_cap`: count at most this many rows (or up to the page asked for and one more), so a
+    long list is not read to the end to count it; the page is then ``capped`` ("10,000+").
     """
-    counted = (count_query if count_query is not None else query).order_by(None).subquery()
-    total = db.session.scalar(select(func.count()).select_from(counted))
-    total = int(total or 0)
+    page = max(1, page)
+    counted = (count_query if count_query is not None else query).order_by(None)
+    limit = None if count_cap is None else max(count_cap, page * per_page) + 1
+    if limit is not None:
+        counted = counted.limit(limit)
+    total = int(db.session.scalar(select(func.count()).select_from(counted.subquery())) or 0)
+    capped = limit is not None and total >= limit
+    if capped:
+        total = limit - 1
     pages = max(1, math.ceil(total / per_page))
-    page = min(max(1, page), pages)
+    page = min(page, pages)
     limited = query.limit(per_page).offset((page - 1) * per_page)
     result = db.session.execute(limited)
     items = list(result.scalars()) if scalars else list(result.all())
-    return Page(items=items, page=page, per_page=per_page, total=total)
+    return Page(items=items, page=page, per_page=per_page, total=total, capped=capped)

@@ -11,15 +11,22 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, String, and_, case, cast, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from app.domain import charts
 from app.domain import checkins as ck
-from app.domain.metrics import AlertRecord, CheckinRecord
+from app.domain.metrics import (
+    DUE_STATUSES,
+    RESPONDED_STATUSES,
+    AlertRecord,
+    CheckinRecord,
+    ResponseRate,
+)
 from app.extensions import db
 from app.models import Alert, CalendarEvent, CheckinSession, Patient
 from app.services.conversations.checkins.sessions import questionnaire
+from app.services.shared.pagination import Page, paginate
 
 TREND_DAYS = 120
 NON_ALERT_KINDS = ("call_task", "opt_out")
@@ -179,23 +186,84 @@ def checkin_records(now: datetime, *, since: datetime | None = None) -> list[Che
     ]
 
 
+def metrics_status_sql(now: datetime) -> Any:
+    """SQL: ``metrics_status`` of each check-in session, word for word (for aggregates)."""
+    over = or_(CheckinSession.closed_at.is_not(None), CheckinSession.expires_at <= now)
+    answers = cast(CheckinSession.answers, String)
+    answered_some = and_(CheckinSession.answers.is_not(None), answers.not_in(("{}", "null")))
+    status = CheckinSession.status
+    return case(
+        (status == "answered", "answered"),
+        (status == "call_task", case((answered_some, "partial"), else_="missed")),
+        (status == "partial", case((over, "partial"), else_="pending")),
+        (status.in_(("scheduled", "sent")), case((over, "missed"), else_="pending")),
+        else_="missed",
+    )
+
+
+def _rate_columns(status: Any) -> tuple[Any, Any, Any]:
+    """SUMs of check-ins due, responded to and completed, over a column of metrics statuses."""
+
+    def share(statuses: Sequence[str]) -> Any:
+        return func.coalesce(func.sum(case((status.in_(sorted(statuses)), 1), else_=0)), 0)
+
+    return share(DUE_STATUSES), share(RESPONDED_STATUSES), share(("answered",))
+
+
+def _sessions_with_status(now: datetime, since: datetime | None) -> Any:
+    stmt = select(CheckinSession.patient_id, metrics_status_sql(now).label("status"))
+    if since is not None:
+        stmt = stmt.where(CheckinSession.sent_at >= since)
+    return stmt.subquery()
+
+
+def response_rates_page(
+    now: datetime, *, since: datetime | None = None, page: int = 1, per_page: int = 50
+) -> tuple[Page, ResponseRate]:
+    """One page of response rates per patient (by study id) and the pooled rate, counted in SQL
+    as app.domain.metrics.response_rates / overall_response_rate count them in Python."""
+    sessions = _sessions_with_status(now, since)
+    due, responded, completed = _rate_columns(sessions.c.status)
+    per_patient: Select[Any] = (
+        select(Patient.study_id, due, responded, completed)
+        .join(sessions, sessions.c.patient_id == Patient.id)
+        .group_by(Patient.study_id)
+        .order_by(Patient.study_id)
+    )
+    counted = select(sessions.c.patient_id).distinct()
+    result = paginate(per_patient, page, per_page, scalars=False, count_query=counted)
+    rates = [ResponseRate(sid, int(d), int(r), int(c)) for sid, d, r, c in result.items]
+    pooled = db.session.execute(select(due, responded, completed).select_from(sessions)).one()
+    overall = ResponseRate(None, *(int(n) for n in pooled))
+    return Page(items=rates, page=result.page, per_page=per_page, total=result.total), overall
+
+
 def alert_records(*, since: datetime | None = None) -> list[AlertRecord]:
     """Alerts (not call tasks or opt-out notes) raised since ``since`` as metrics records."""
     stmt = (
-        select(Alert).options(selectinload(Alert.patient)).where(Alert.kind.not_in(NON_ALERT_KINDS))
+        select(
+            Alert.id,
+            Patient.study_id,
+            Alert.level,
+            Alert.created_at,
+            Alert.acknowledged_at,
+            Alert.resolved_at,
+        )
+        .outerjoin(Patient, Patient.id == Alert.patient_id)
+        .where(Alert.kind.not_in(NON_ALERT_KINDS))
     )
     if since is not None:
         stmt = stmt.where(Alert.created_at >= since)
     return [
         AlertRecord(
             alert_id=a.id,
-            patient_id=a.patient.study_id if a.patient else "",
+            patient_id=a.study_id or "",
             level=a.level,
             created_at=a.created_at,
             acknowledged_at=a.acknowledged_at,
             resolved_at=a.resolved_at,
         )
-        for a in db.session.scalars(stmt)
+        for a in db.session.execute(stmt)
     ]
 
 
