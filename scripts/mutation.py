@@ -92,7 +92,7 @@ GROUPS: dict[str, Group] = {
                 "_whole_set",
                 "_build_intents",
             ),
-            tests=_unit("opt_out_phrases", "replies", "reply_cases"),
+            tests=_unit("opt_out_phrases", "opt_out_mechanics", "replies", "reply_cases"),
         ),
         Group(
             "reminders-quiet-hours-budget",
