@@ -49,12 +49,13 @@ def intent(text: str, context: ReplyContext | None = None, **kwargs: Any) -> str
         "取消短信，谢谢",
         "T.D.",  # punctuation between the letters of a keyword
     ],
+    ids=["after", "before", "two-before", "two-after", "zh-before", "zh-after", "dotted"],
 )
 def test_polite_words_and_punctuation_around_a_whole_message_keyword(text: str) -> None:
     assert intent(text) == "opt_out"
 
 
-@pytest.mark.parametrize("text", ["tdplease", "pleasetd", "Hin", "okt"])
+@pytest.mark.parametrize("text", ["tdplease", "pleasetd", "Hin", "okt"], ids=str.lower)
 def test_an_english_polite_word_glued_to_other_letters_is_not_stripped(text: str) -> None:
     # "Hin" is not "hi" + "n" (an opt-out letter), "okt" not "ok" + "t"
     assert intent(text) == "unknown"
@@ -94,6 +95,7 @@ def test_a_confirmation_is_at_most_60_characters() -> None:
         ("cannot say, ok", "confirm"),  # "not" inside another word is no negator
         ("好的，不用谢", "confirm"),  # a negator after the confirm word does not cancel it
     ],
+    ids=["zh", "zh-two", "zh-inside", "en", "en-sentence", "en-inside-a-word", "zh-after"],
 )
 def test_a_negator_just_before_a_confirm_word_cancels_it(text: str, expected: str) -> None:
     assert intent(text) == expected
@@ -208,6 +210,12 @@ def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def _field_id(message: str) -> str:
+    """A plain test id from an error message: the field it names."""
+    field = message.split(":")[0].replace("(top level)", "top")
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in field)
+
+
 NOT_A_STRING = (
     ': expected a non-empty string, got 5 (quote words YAML reads as booleans or numbers: "no",'
     ' "yes", "on", "1")'
@@ -248,6 +256,7 @@ NOT_A_STRING = (
         (_set("confirm", "emoji", value="👍"), "confirm.emoji: expected a list of strings"),
         (_set("confirm", "max_chars", value=0), "confirm.max_chars: expected an integer >= 1"),
     ],
+    ids=lambda value: _field_id(value) if isinstance(value, str) else None,
 )
 def test_a_malformed_intents_file_names_the_field(
     tmp_path: Path, change: Callable[[dict[str, Any]], Any], message: str
