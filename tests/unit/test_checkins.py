@@ -609,6 +609,23 @@ def test_grades_by_symptom_keeps_the_worst_of_several_check_ins(
     assert ck.grades_by_symptom([*thursday, *monday]) == expected
 
 
+def test_a_no_to_a_custom_item_is_complete_grade_0(every_item: list[ck.CheckinItem]) -> None:
+    graded = {g.item.code: g for g in ck.grade_answers(every_item, {"HB": 0, "K": 0})}
+    assert (graded["HB"].grade, graded["HB"].present, graded["HB"].complete) == (0, False, True)
+    # no follow-up (KB, bleeding) is asked after "no nodules": the item is complete
+    assert (graded["K"].grade, graded["K"].present, graded["K"].complete) == (0, False, True)
+    assert graded["HB"].complete is True and graded["K"].complete is True
+
+
+def test_an_answer_level_needs_a_whole_number(questionnaire: ck.Questionnaire) -> None:
+    swallowing = item(questionnaire, "S").question("S")
+    assert swallowing is not None
+    assert swallowing.level(4) == "cannot_swallow_liquids"
+    assert swallowing.level(4.0) == "cannot_swallow_liquids"
+    assert swallowing.level(4.5) is None
+    assert swallowing.level(3) is None
+
+
 @pytest.mark.parametrize(
     ("answer", "grade", "present"),
     [

@@ -106,6 +106,7 @@ def test_intent_order_opt_out_before_opt_in_help_numbers_and_confirm() -> None:
     assert intent("START") == "opt_in"
     assert intent("yes") == "confirm"
     assert intent("yes", OPTED_OUT) == "opt_in"
+    assert intent("yes please", OPTED_OUT) == "opt_in"  # polite words go here too
     assert intent("?") == "help"
     assert intent("") == "unknown"
     assert intent("1") == "confirm"
