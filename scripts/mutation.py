@@ -34,6 +34,9 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 # mutmut's verdicts that count as killed (mutmut.stats.status_by_exit_code names them). A mutant
 # no test covers ("no tests") counts against the score, like a survivor.
 KILLED = {"killed", "timeout", "caught by type check"}
+# mutmut's child exits 255 when its test runner raised (e.g. pytest could not select a test id):
+# mutmut calls that a "timeout", but no test ran, so it is no kill; reported as an error.
+RUNNER_ERROR = 255
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ GROUPS: dict[str, Group] = {
                 "_whole_set",
                 "_build_intents",
             ),
-            tests=_unit("opt_out_phrases", "replies", "reply_cases"),
+            tests=_unit("opt_out_phrases", "opt_out_mechanics", "replies", "reply_cases"),
         ),
         Group(
             "reminders-quiet-hours-budget",
@@ -140,7 +143,9 @@ def score(group: Group) -> Score:
         if not any(fnmatch.fnmatch(key, p) for p in patterns):
             continue
         status = status_by_exit_code[code]
-        if status in KILLED:
+        if code == RUNNER_ERROR:
+            result.survivors.append((key, "error (no test ran)"))
+        elif status in KILLED:
             result.killed += 1
         elif status == "not checked":
             result.not_run += 1

@@ -599,6 +599,51 @@ def test_grades_by_symptom_feed_previous_grades(every_item: list[ck.CheckinItem]
     assert ck.grades_by_symptom(graded) == {"nausea": 2, "diarrhea": 0, "fever": 1}
 
 
+def test_grades_by_symptom_keeps_the_worst_of_several_check_ins(
+    every_item: list[ck.CheckinItem],
+) -> None:
+    monday = ck.grade_answers(every_item, {"N": 3, "NS": 3, "D": 1})  # nausea 3, diarrhoea 1
+    thursday = ck.grade_answers(every_item, {"N": 1, "NS": 1, "D": 3})  # nausea 1, diarrhoea 2
+    expected = {"nausea": 3, "diarrhea": 2}
+    assert ck.grades_by_symptom([*monday, *thursday]) == expected
+    assert ck.grades_by_symptom([*thursday, *monday]) == expected
+
+
+def test_a_no_to_a_custom_item_is_complete_grade_0(every_item: list[ck.CheckinItem]) -> None:
+    graded = {g.item.code: g for g in ck.grade_answers(every_item, {"HB": 0, "K": 0})}
+    assert (graded["HB"].grade, graded["HB"].present, graded["HB"].complete) == (0, False, True)
+    # no follow-up (KB, bleeding) is asked after "no nodules": the item is complete
+    assert (graded["K"].grade, graded["K"].present, graded["K"].complete) == (0, False, True)
+    assert graded["HB"].complete is True and graded["K"].complete is True
+
+
+def test_an_answer_level_needs_a_whole_number(questionnaire: ck.Questionnaire) -> None:
+    swallowing = item(questionnaire, "S").question("S")
+    assert swallowing is not None
+    assert swallowing.level(4) == "cannot_swallow_liquids"
+    assert swallowing.level(4.0) == "cannot_swallow_liquids"
+    assert swallowing.level(4.5) is None
+    assert swallowing.level(3) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "grade", "present"),
+    [
+        (0, 0, False),  # no thermometer, no fever: absent, grade 0 (counts for worsening)
+        (1, None, True),  # feels feverish without a reading: present, graded by a person
+        (38.2, 1, True),  # CTCAE fever grade 1: 38.0-39.0 C
+    ],
+)
+def test_temperature_answers_are_complete_on_their_own(
+    every_item: list[ck.CheckinItem], answer: ck.Answer, grade: int | None, present: bool
+) -> None:
+    (fever,) = ck.grade_answers(every_item, {"F": answer})
+    assert (fever.grade, fever.present, fever.complete) == (grade, present, True)
+    assert fever.complete is True
+    expected = {} if grade is None else {"fever": grade}
+    assert ck.grades_by_symptom([fever]) == expected
+
+
 # --------------------------------------------------------------------------- triage
 
 
