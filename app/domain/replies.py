@@ -1575,13 +1575,18 @@ def _whole_match(whole: WholeSet, spaced: str, polite: tuple[str, ...]) -> bool:
     return whole.matches(spaced) or whole.matches(_strip_polite(spaced, polite))
 
 
+# Characters before a confirm word searched for a negator: the longest one the vocabulary has
+# ("shouldnt really ", "不太") with room to spare.
+NEGATOR_WINDOW = 24
+
+
 def _is_confirmation(text: str, spaced: str, lex: IntentLexicon) -> bool:
     if "?" in text or len(spaced) > lex.confirm_max_chars:
         return False
     if any(e in text for e in lex.confirm_emoji):
         return True
     for match in lex.confirm.finditer(text):
-        before = text[max(0, match.start() - 12) : match.start()]
+        before = text[max(0, match.start() - NEGATOR_WINDOW) : match.start()]
         if lex.confirm_negators is None or not lex.confirm_negators.search(before):
             return True
     return False

@@ -101,6 +101,36 @@ def test_a_negator_just_before_a_confirm_word_cancels_it(text: str, expected: st
     assert intent(text) == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't confirm",
+        "I can’t confirm",  # a typographic apostrophe
+        "I cant confirm",  # no apostrophe, as phones often send it
+        "isn't fine",
+        "isnt fine",
+        "won't be fine",
+        "I don't feel good",
+        "dont feel good",
+        "not feeling good",
+        "not really fine",
+        "didn't receive",
+        "I couldn't confirm",
+    ],
+)
+def test_an_english_contraction_or_negated_phrase_does_not_confirm(text: str) -> None:
+    # Before, "n't" sat behind the word-start look-behind and never matched: these confirmed.
+    assert intent(text) != "confirm"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["appointment confirmed", "Patient fine", "I want to confirm", "can confirm", "ok thanks"],
+)
+def test_words_merely_ending_in_nt_or_t_still_confirm(text: str) -> None:
+    assert intent(text) == "confirm"
+
+
 def test_intent_order_opt_out_before_opt_in_help_numbers_and_confirm() -> None:
     assert intent("TD") == "opt_out"
     assert intent("START") == "opt_in"
