@@ -72,6 +72,7 @@ class LoopbackFake:
         self._stopping = threading.Event()
         self._faults: deque[str] = deque()
         self.latency = 0.0
+        self._in_flight = 0  # requests being answered now (in their latency wait or handled)
 
     def start(self) -> LoopbackFake:
         """Bind a free port and serve in a background thread."""
@@ -134,14 +135,25 @@ class LoopbackFake:
             return
         handler.send_json(500, {"error": "internal"})
 
+    @property
+    def in_flight(self) -> int:
+        """How many requests the fake is answering now (a test can kill a client mid-request)."""
+        with self._lock:
+            return self._in_flight
+
     def _dispatch(self, handler: _Handler) -> None:
-        if self.latency:
-            self._stopping.wait(self.latency)
+        with self._lock:
+            self._in_flight += 1
         try:
+            if self.latency:
+                self._stopping.wait(self.latency)
             self.handle(handler)
         except IncompleteRequest:
             # A client killed mid-request: like the providers, nothing is done, nothing counted.
             handler.close_connection = True
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def handle(self, handler: _Handler) -> None:  # pragma: no cover - abstract
         """Answer one request."""
