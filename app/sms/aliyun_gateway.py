@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -129,13 +129,31 @@ def translate_exception(exc: Exception) -> SmsError:
     )
 
 
-class _BatchRefused(Exception):
-    """SendBatchSms answered a refusal ``code`` (``error``: what it means for every member)."""
+class _Refused(Exception):
+    """SendSms / SendBatchSms answered a refusal ``code`` (``error``: what it means)."""
 
     def __init__(self, code: str, error: SmsError) -> None:
         super().__init__(code)
         self.code = code
         self.error = error
+
+
+def _answer(call: Callable[[], Any], whom: str) -> Any:
+    """The body of an accepted SendSms / SendBatchSms answer (``whom``: for the log, masked);
+    the SDK's failure as its ``SmsError``, a refusal as ``_Refused``."""
+    try:
+        response = call()
+    except Exception as exc:
+        error = translate_exception(exc)
+        _logger.warning("Alibaba send to %s failed: %s", whom, error)
+        raise error from exc
+    answer = response.body
+    if answer is None or answer.code != "OK":
+        code = answer.code if answer is not None else "NoBody"
+        error = classify(code or "", answer.message if answer is not None else "")
+        _logger.warning("Alibaba refused %s: %s", whom, error)
+        raise _Refused(code or "", error)
+    return answer
 
 
 class AliyunGateway:
@@ -211,18 +229,13 @@ class AliyunGateway:
             template_param=json.dumps(resolved.named, ensure_ascii=False),
             out_id=reference,
         )
+        client = self._client()
         try:
-            response = self._client().send_sms_with_options(request, self._runtime())
-        except Exception as exc:
-            error = translate_exception(exc)
-            _logger.warning("Alibaba send to %s failed: %s", mask_phone(to), error)
-            raise error from exc
-        answer = response.body
-        if answer is None or answer.code != "OK":
-            code = answer.code if answer is not None else "NoBody"
-            error = classify(code or "", answer.message if answer is not None else "")
-            _logger.warning("Alibaba refused %s: %s", mask_phone(to), error)
-            raise error
+            answer = _answer(
+                lambda: client.send_sms_with_options(request, self._runtime()), mask_phone(to)
+            )
+        except _Refused as refused:
+            raise refused.error from None
         if not answer.biz_id:
             raise AmbiguousSmsError("Alibaba accepted the request but returned no BizId")
         return SentMessage(provider_id=answer.biz_id, status="queued", provider=self.name)
@@ -247,7 +260,7 @@ class AliyunGateway:
             raise ValueError("the batch's references do not fit in OutId")
         try:
             biz_id = self._send_batch(to_list, body, out_id)
-        except _BatchRefused as refused:
+        except _Refused as refused:
             if refused.code not in PER_NUMBER_CODES:
                 raise refused.error from None
             return [SendAloneError(f"batch refused: {refused.error}") for _ in to_list]
@@ -270,18 +283,11 @@ class AliyunGateway:
             template_param_json="[" + ",".join([named] * len(to_list)) + "]",
             out_id=out_id,
         )
-        try:
-            response = self._client().send_batch_sms_with_options(request, self._runtime())
-        except Exception as exc:
-            error = translate_exception(exc)
-            _logger.warning("Alibaba batch of %d failed: %s", len(to_list), error)
-            raise error from exc
-        answer = response.body
-        if answer is None or answer.code != "OK":
-            code = answer.code if answer is not None else "NoBody"
-            error = classify(code or "", answer.message if answer is not None else "")
-            _logger.warning("Alibaba refused a batch of %d: %s", len(to_list), error)
-            raise _BatchRefused(code or "", error)
+        client = self._client()
+        answer = _answer(
+            lambda: client.send_batch_sms_with_options(request, self._runtime()),
+            f"a batch of {len(to_list)}",
+        )
         if not answer.biz_id:
             raise AmbiguousSmsError("Alibaba accepted the batch but returned no BizId")
         return str(answer.biz_id)

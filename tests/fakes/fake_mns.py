@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from xml.sax.saxutils import escape
 
 from app.clock import utcnow
-from tests.fakes.serving import TrackedHandler, TrackedServer, stop_serving
+from tests.fakes.serving import ServedFake, TrackedHandler
 
 NAMESPACE = "http://mns.aliyuncs.com/doc/v1/"
 VISIBILITY_TIMEOUT = 30.0
@@ -76,8 +76,11 @@ class _Handler(TrackedHandler):
         self.wfile.flush()
 
 
-class FakeMns:
+class FakeMns(ServedFake):
     """Fake MNS (see the module docstring): keys, queues, signed requests, visibility."""
+
+    handler_class = _Handler
+    thread_name = "fake-mns"
 
     def __init__(
         self,
@@ -85,6 +88,7 @@ class FakeMns:
         queues: tuple[str, ...] = ("Alicom-Queue-1-SmsReport", "Alicom-Queue-1-SmsUp"),
         visibility_timeout: float = VISIBILITY_TIMEOUT,
     ) -> None:
+        super().__init__()
         self.keys = dict(keys or {"LTAImns": "mns-secret"})  # long-term keys
         self.tokens: dict[str, tuple[str, str]] = {}  # STS key id -> (secret, security token)
         self.token_requests: list[tuple[str, str]] = []  # (MessageType, QueueName) asked for
@@ -94,52 +98,14 @@ class FakeMns:
         self._offset = 0.0
         self._lost_deletes = 0
         self.requests: deque[tuple[str, str, int]] = deque(maxlen=1000)  # method, path, status
-        self._lock = threading.RLock()
-        self._server: TrackedServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: dict[Any, threading.Thread] = {}
-        self._stopping = threading.Event()
 
     # -- serving ------------------------------------------------------------------------------
-
-    def start(self) -> FakeMns:
-        """Bind a free loopback port and serve in a background thread."""
-        self._stopping.clear()
-        self._server = TrackedServer(("127.0.0.1", 0), self, _Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-mns",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         """Stop serving; a long poll in progress ends at once."""
         with self._changed:
             self._changed.notify_all()
-        stop_serving(self)
-
-    def __enter__(self) -> FakeMns:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """http://127.0.0.1:<port> (ALIYUN_MNS_ENDPOINT)."""
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def _track(self, connection: Any, thread: threading.Thread) -> None:
-        with self._lock:
-            self._connections[connection] = thread
-
-    def _untrack(self, connection: Any) -> None:
-        with self._lock:
-            self._connections.pop(connection, None)
+        super().stop()
 
     # -- programming ------------------------------------------------------------------------
 

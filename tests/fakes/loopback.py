@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import requests
 
-from tests.fakes.serving import TrackedHandler, TrackedServer, stop_serving
+from tests.fakes.serving import ServedFake, TrackedHandler
 
 FAULT_KINDS = frozenset(
     {"500", "500_created", "timeout", "timeout_created", "drop", "drop_created"}
@@ -58,58 +57,18 @@ class _Handler(TrackedHandler):
         self.wfile.flush()
 
 
-class LoopbackFake:
+class LoopbackFake(ServedFake):
     """Serving, stopping, fault queue; subclasses implement ``handle(handler)``."""
 
     thread_name = "fake-provider"
+    handler_class = _Handler
     content_type = "application/json; charset=utf-8"
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._server: TrackedServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._stopping = threading.Event()
+        super().__init__()
         self._faults: deque[str] = deque()
         self.latency = 0.0
         self._in_flight = 0  # requests being answered now (in their latency wait or handled)
-
-    def start(self) -> LoopbackFake:
-        """Bind a free port and serve in a background thread."""
-        self._stopping.clear()
-        self._server = TrackedServer(("127.0.0.1", 0), self, _Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=self.thread_name,
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, end stalled handlers, close connections, join threads."""
-        stop_serving(self)
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """http://127.0.0.1:<port> (the gateways' endpoint override)."""
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def _track(self, connection: socket.socket, thread: threading.Thread) -> None:
-        with self._lock:
-            self._connections[connection] = thread
-
-    def _untrack(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._connections.pop(connection, None)
 
     def fail_next(self, n: int = 1, kind: str = "500") -> None:
         """Make the next ``n`` sends fail with ``kind`` (see the module docstring)."""

@@ -71,3 +71,56 @@ def stop_serving(fake: Any, join_timeout: float = 5.0) -> None:
     for thread in {*open_connections.values(), fake._thread}:
         if thread is not None and thread is not threading.current_thread():
             thread.join(join_timeout)
+
+
+class ServedFake:
+    """A fake served on a free loopback port in a background thread: start, stop, endpoint and
+    the connection tracking ``stop()`` needs. Subclasses set ``handler_class`` and
+    ``thread_name``."""
+
+    handler_class: type[BaseHTTPRequestHandler]
+    thread_name = "fake-server"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._server: TrackedServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._stopping = threading.Event()
+
+    def start(self) -> Any:
+        """Bind a free port and serve in a background thread."""
+        self._stopping.clear()
+        self._server = TrackedServer(("127.0.0.1", 0), self, self.handler_class)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end stalled handlers, close connections, join threads."""
+        stop_serving(self)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """http://127.0.0.1:<port> (the clients' endpoint override)."""
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _track(self, connection: socket.socket, thread: threading.Thread) -> None:
+        with self._lock:
+            self._connections[connection] = thread
+
+    def _untrack(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.pop(connection, None)
