@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
 
 BASE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = BASE_DIR / "templates"
@@ -56,6 +58,27 @@ def pool_options() -> dict[str, int]:
     return options
 
 
+JIT_OFF = "-c jit=off"
+
+
+def engine_options(url: str, options: dict[str, Any], *, jit_off: bool) -> dict[str, Any]:
+    """The engine options for ``url``: PostgreSQL sessions start with ``jit = off`` when asked.
+
+    Sent as the libpq ``options`` startup parameter, after any ``options`` already in the URL
+    (the tests' ``-csearch_path=...``). PgBouncer refuses that parameter (unless listed in
+    ``ignore_startup_parameters``): behind it set DB_JIT_OFF=false and ``ALTER ROLE/DATABASE ...
+    SET jit = off`` instead (README "Scaling").
+    """
+    if not jit_off or not url.startswith("postgresql"):
+        return options
+    connect_args = dict(options.get("connect_args", {}))
+    given = connect_args.get("options") or make_url(url).query.get("options") or ""
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    connect_args["options"] = f"{given} {JIT_OFF}".strip()
+    return {**options, "connect_args": connect_args}
+
+
 class Config:
     """Settings shared by every environment; each one can be overridden from the environment."""
 
@@ -64,6 +87,9 @@ class Config:
         _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'cadence.sqlite3'}")
     )
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, **pool_options()}
+    # PostgreSQL's JIT compiles queries it estimates expensive (~150 ms each at 10,000 patients):
+    # an analytics feature that only slows these short page queries (create_app applies it).
+    DB_JIT_OFF = _env_bool("DB_JIT_OFF", True)
     PROTOCOL_PATH = _env("PROTOCOL_PATH", str(BASE_DIR / "app" / "protocols" / "nct07016737.yaml"))
     CLINIC_TIMEZONE = _env("CLINIC_TIMEZONE", "Asia/Shanghai")
     CLINIC_COUNTRY = _env("CLINIC_COUNTRY", "CN")

@@ -15,7 +15,7 @@ from app import clock
 from app.configuration import check_production
 from app.logging_setup import configure_logging
 from app.request_limits import BoundedChunkedBody
-from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config
+from config import CONFIGS, INSTANCE_DIR, TEMPLATES_DIR, Config, engine_options
 
 
 def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Flask:
@@ -29,6 +29,11 @@ def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Fl
     )
     app.config.from_object(_config_class(config))
     app.config.update(overrides)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"],
+        app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+        jit_off=app.config.get("DB_JIT_OFF", True),
+    )
     configure_logging(app.config.get("LOG_LEVEL"))
     if app.config.get("CADENCE_ENV") == "production":
         check_production(app.config, os.environ, sys.argv)

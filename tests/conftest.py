@@ -59,7 +59,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if base is not None and base.startswith("postgresql"):
         return
     reason = (
-        "needs PostgreSQL (advisory locks, several job processes on one database): "
+        "needs PostgreSQL (advisory locks, several job processes on one database, its settings): "
         "runs in the PostgreSQL pass, `make test-postgres`"
     )
     for item in items:
