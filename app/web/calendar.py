@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar as pycal
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,11 +11,10 @@ from flask_babel import gettext as _
 
 from app.domain.calendar import KINDS, PHASES
 from app.domain.dates import DateInputError
-from app.domain.reminders import ReminderEvent
 from app.services.messaging.reminders import reminder_policy
 from app.services.schedule import queries as sq
 from app.services.shared.date_inputs import any_date_range, parse_date_input
-from app.web import preparation as prep
+from app.web import clinic_list as cl
 from app.web.helpers import clinic_today, flash_out_of_range, page_number, parse_iso_date
 from app.web.labels import ATTENDANCE_KINDS, is_zh
 from app.web.security import require_login
@@ -188,19 +186,6 @@ def day(day: str) -> Any:
     )
 
 
-@dataclass(frozen=True)
-class ClinicVisit:
-    """One patient's visits on the clinic day, with arrival time and preparation."""
-
-    study_id: str
-    initials: str
-    events: list[sq.EventRow]
-    arrive_at: str
-    preparation: list[str]
-    fasting: list[prep.FastingLine]
-    last_intake: list[str]
-
-
 @bp.get("/clinic-list")
 def clinic_list() -> Any:
     """The day's clinic list to print: who comes (tomorrow by default), visits, preparation."""
@@ -209,61 +194,11 @@ def clinic_list() -> Any:
     except DateInputError:
         abort(404)
     when = when or clinic_today() + timedelta(days=1)
-    rows = sq.events_between(
-        when, when, sq.Filters(kinds=(*ATTENDANCE_KINDS, "premedication"), include_done=False)
-    )
+    rows = sq.clinic_day(when, (*ATTENDANCE_KINDS, "premedication"))
+    words = cl.ClinicWords(reminder_policy(), zh=is_zh())
     return render_template(
-        "calendar/clinic_list.html", day=when, visits=clinic_visits(rows), today=clinic_today()
+        "calendar/clinic_list.html",
+        day=when,
+        visits=cl.clinic_visits(rows, words),
+        today=clinic_today(),
     )
-
-
-def clinic_visits(rows: list[sq.EventRow]) -> list[ClinicVisit]:
-    """Group the day's events by patient, with the earliest arrival and every preparation."""
-    policy = reminder_policy()
-    lang = "zh" if is_zh() else "en"
-    details = sq.event_details(row.id for row in rows)
-    by_patient: dict[str, list[sq.EventRow]] = {}
-    for row in rows:
-        by_patient.setdefault(row.study_id, []).append(row)
-    visits = []
-    for study_id, events in by_patient.items():
-        arrivals, preparation = [], []
-        fasting, rules = _fasting_of(events, details)
-        for row in events:
-            reminder = ReminderEvent(key=row.key, kind=row.kind, date=row.date)
-            for rule in policy.rules_for(reminder):
-                if rule.arrive_at:
-                    arrivals.append(rule.arrive_at)
-                text = _preparation(rule, row.key)
-                if text and text.get(lang) not in preparation:
-                    preparation.append(text.get(lang))
-        first = min(arrivals) if arrivals else None
-        arrive = first.strftime("%H:%M") if first else ""
-        intake = prep.last_intake(events[0].date, first, prep.strictest(rules))
-        visits.append(
-            ClinicVisit(study_id, events[0].initials, events, arrive, preparation, fasting, intake)
-        )
-    return visits
-
-
-def _fasting_of(
-    events: list[sq.EventRow], details: dict[int, dict[str, Any]]
-) -> tuple[list[prep.FastingLine], list[Any]]:
-    """The tests that need fasting or a contrast (in words) and their fasting rules."""
-    lines, rules = [], []
-    for row in events:
-        fasting, words = prep.event_rules(details.get(row.id, {}))
-        rules.append(fasting)
-        if words:
-            title = row.title_zh if is_zh() and row.title_zh else row.title_en
-            lines.append(prep.FastingLine(title, words))
-    return lines, rules
-
-
-def _preparation(rule: Any, key: str) -> Any:
-    """The rule's preparation for the event (by a code in its key, else the default one)."""
-    for part in key.split("."):
-        text = rule.preparation.get(part)
-        if text:
-            return text
-    return rule.preparation_for(None)

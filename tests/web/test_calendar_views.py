@@ -147,6 +147,26 @@ def test_the_clinic_list_shows_tomorrows_patients_with_visits_and_preparation(
     assert nurse.get("/calendar/clinic-list?day=not-a-date").status_code == 404
 
 
+def test_the_clinic_list_rows_share_texts_but_keep_their_own_patient(
+    english_nurse: FlaskClient,
+) -> None:
+    """Texts worked out once a page (kind labels, fasting lines) still land on every row."""
+    start = clinic_today() + timedelta(days=5)
+    for study_id in ("JSCH-312", "JSCH-311"):
+        enrol(study_id, start=start)
+    labs = _open_event("labs")
+    html = english_nurse.get(f"/calendar/clinic-list?day={labs.date.isoformat()}").get_data(
+        as_text=True
+    )
+    rows = re.findall(r'<tr id="clinic-(JSCH-31\d)">(.*?)</tr>', html, re.S)
+    assert [study_id for study_id, _row in rows] == ["JSCH-311", "JSCH-312"]
+    for study_id, row in rows:
+        assert f'href="/patients/{study_id}"' in row
+        assert '<span class="chip kind kind-labs">Blood tests</span>' in row
+        assert f"{labs.title_en}: Nothing to eat for 8 h before (water allowed)" in row
+        assert "Last meal by 23:30 the day before" in row
+
+
 def _open_event(code: str) -> CalendarEvent:
     return db.session.scalars(
         select(CalendarEvent)

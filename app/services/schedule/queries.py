@@ -222,6 +222,48 @@ def events_between(
     )
 
 
+@dataclass(frozen=True)
+class ClinicEventRow:
+    """One open event of the clinic day with its details and its patient (the clinic list)."""
+
+    key: str
+    kind: str
+    date: date
+    title_en: str
+    title_zh: str
+    details: dict[str, Any]
+    study_id: str
+    initials: str
+
+
+def clinic_day(day: date, kinds: Sequence[str]) -> list[ClinicEventRow]:
+    """The open events of these kinds on ``day``, by kind and study id, with their details.
+
+    One query of only the columns the list shows (about 1,300 rows at 10,000 patients), read
+    through the Core connection: the ORM's row handling cost more than the query.
+    """
+    query = (
+        select(
+            CalendarEvent.key,
+            CalendarEvent.kind,
+            CalendarEvent.date,
+            CalendarEvent.title_en,
+            CalendarEvent.title_zh,
+            CalendarEvent.details,
+            Patient.study_id,
+            Patient.initials,
+        )
+        .join(Patient, Patient.id == CalendarEvent.patient_id)
+        .where(_on_days(day, day), CalendarEvent.status.in_(OPEN_STATUSES))
+        .where(CalendarEvent.kind.in_(kinds))
+        .order_by(_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id)
+    )
+    return [
+        ClinicEventRow(r[0], r[1], r[2], r[3], r[4], dict(r[5] or {}), r[6], r[7])
+        for r in db.session.connection().execute(query)
+    ]
+
+
 def patient_id_of(study_id: str) -> int | None:
     """The database id of the patient with this study id, or None."""
     return db.session.scalar(select(Patient.id).where(Patient.study_id == study_id))
