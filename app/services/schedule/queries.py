@@ -269,17 +269,6 @@ def patient_id_of(study_id: str) -> int | None:
     return db.session.scalar(select(Patient.id).where(Patient.study_id == study_id))
 
 
-def event_details(ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """The stored details (fasting, contrast, ...) of the given events, by event id."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = db.session.execute(
-        select(CalendarEvent.id, CalendarEvent.details).where(CalendarEvent.id.in_(wanted))
-    ).all()
-    return {event_id: dict(details or {}) for event_id, details in rows}
-
-
 def count_between(first: date, last: date, filters: Filters | None = None) -> int:
     """How many events `events_between` would return without a limit."""
     query = (filters or Filters()).apply(
