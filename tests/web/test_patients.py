@@ -91,6 +91,24 @@ def test_list_sorts_by_each_column(english_nurse: FlaskClient) -> None:
     assert order("sort=nonsense") == ["JSCH-001", "JSCH-002", "JSCH-003"]
 
 
+def test_patients_without_a_visit_left_sort_last_in_either_direction(
+    english_nurse: FlaskClient,
+) -> None:
+    today = clinic_today()
+    enrol("JSCH-001", start=today + timedelta(days=20))
+    enrol("JSCH-002", start=today + timedelta(days=10))
+    finished = enrol("JSCH-000", start=today + timedelta(days=5))
+    for event in finished.events:
+        event.status = "done"
+    db.session.commit()
+
+    def order(query: str) -> list[str]:
+        return _study_ids(english_nurse.get(f"/patients/?{query}").get_data(as_text=True))
+
+    assert order("sort=next_visit") == ["JSCH-002", "JSCH-001", "JSCH-000"]
+    assert order("sort=next_visit&dir=desc") == ["JSCH-001", "JSCH-002", "JSCH-000"]
+
+
 def test_list_is_paginated(english_nurse: FlaskClient) -> None:
     today = clinic_today()
     rows = [

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, nulls_last, select
 
 from app.domain.patients import EnrolmentError, EnrolmentRequest, validate_enrolment
 from app.extensions import db
@@ -117,8 +117,10 @@ def patients_page(
     key = columns.get(sort, Patient.study_id)
     ordered = key.desc() if descending else key.asc()
     if sort == "next_visit":
-        # Patients with no visit left go last in either direction.
-        query = query.order_by(next_date.is_(None), ordered, Patient.study_id)
+        # Patients with no visit left go last in either direction. NULLS LAST orders by the
+        # output column; `next_date IS NULL` as a sort key made the database run the
+        # correlated subquery a second time for every patient (10,000 index lookups).
+        query = query.order_by(nulls_last(ordered), Patient.study_id)
     else:
         query = query.order_by(ordered, Patient.study_id)
     result = paginate(query, page, per_page, scalars=False, count_query=count_query)
