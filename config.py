@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,24 +60,43 @@ def pool_options() -> dict[str, int]:
     return options
 
 
-JIT_OFF = "-c jit=off"
+# What PostgreSQL sessions start with: the nurse pages are short index reads, for which JIT
+# compiling (~150 ms a query at 10,000 patients) and parallel workers (started per query: 10-25
+# ms of a 1 ms count on 2 cores) cost more than they give. README "Configuration".
+DEFAULT_SESSION_SETTINGS = "jit=off max_parallel_workers_per_gather=0"
+_SESSION_SETTING = re.compile(r"^[a-z_][a-z0-9_.]*=[A-Za-z0-9_.:-]+$")
 
 
-def engine_options(url: str, options: dict[str, Any], *, jit_off: bool) -> dict[str, Any]:
-    """The engine options for ``url``: PostgreSQL sessions start with ``jit = off`` when asked.
+def session_settings(raw: str | None = None) -> tuple[str, ...]:
+    """DB_SESSION_SETTINGS as ``name=value`` items (spaces or commas between); ``none``: none."""
+    text = raw if raw is not None else _env("DB_SESSION_SETTINGS", DEFAULT_SESSION_SETTINGS)
+    items = tuple(item for item in re.split(r"[\s,]+", text or "") if item)
+    if items == ("none",):
+        return ()
+    wrong = [item for item in items if not _SESSION_SETTING.match(item)]
+    if wrong:
+        raise ValueError(
+            f"Setting DB_SESSION_SETTINGS must be name=value items (or none), got {wrong!r}"
+        )
+    return items
 
-    Sent as the libpq ``options`` startup parameter, after any ``options`` already in the URL
-    (the tests' ``-csearch_path=...``). PgBouncer refuses that parameter (unless listed in
-    ``ignore_startup_parameters``): behind it set DB_JIT_OFF=false and ``ALTER ROLE/DATABASE ...
-    SET jit = off`` instead (README "Scaling").
+
+def engine_options(url: str, options: dict[str, Any], settings: Sequence[str]) -> dict[str, Any]:
+    """The engine options for ``url``: PostgreSQL sessions start with ``settings``.
+
+    Sent as the libpq ``options`` startup parameter (``-c jit=off ...``), after any ``options``
+    already in the URL (the tests' ``-csearch_path=...``). PgBouncer refuses that parameter
+    (unless listed in ``ignore_startup_parameters``): behind it set DB_SESSION_SETTINGS=none and
+    ``ALTER ROLE ... SET`` each setting instead (README "Scaling").
     """
-    if not jit_off or not url.startswith("postgresql"):
+    if not settings or not url.startswith("postgresql"):
         return options
     connect_args = dict(options.get("connect_args", {}))
     given = connect_args.get("options") or make_url(url).query.get("options") or ""
     if isinstance(given, tuple):
         given = " ".join(given)
-    connect_args["options"] = f"{given} {JIT_OFF}".strip()
+    wanted = " ".join(f"-c {item}" for item in settings)
+    connect_args["options"] = f"{given} {wanted}".strip()
     return {**options, "connect_args": connect_args}
 
 
@@ -87,9 +108,7 @@ class Config:
         _env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'cadence.sqlite3'}")
     )
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, **pool_options()}
-    # PostgreSQL's JIT compiles queries it estimates expensive (~150 ms each at 10,000 patients):
-    # an analytics feature that only slows these short page queries (create_app applies it).
-    DB_JIT_OFF = _env_bool("DB_JIT_OFF", True)
+    DB_SESSION_SETTINGS = session_settings()  # PostgreSQL; create_app applies them
     PROTOCOL_PATH = _env("PROTOCOL_PATH", str(BASE_DIR / "app" / "protocols" / "nct07016737.yaml"))
     CLINIC_TIMEZONE = _env("CLINIC_TIMEZONE", "Asia/Shanghai")
     CLINIC_COUNTRY = _env("CLINIC_COUNTRY", "CN")

@@ -32,7 +32,7 @@ def create_app(config: type[Config] | str | None = None, **overrides: Any) -> Fl
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
         app.config["SQLALCHEMY_DATABASE_URI"],
         app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
-        jit_off=app.config.get("DB_JIT_OFF", True),
+        app.config.get("DB_SESSION_SETTINGS", ()),
     )
     configure_logging(app.config.get("LOG_LEVEL"))
     if app.config.get("CADENCE_ENV") == "production":
