@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Alert, AuditEntry, CalendarEvent
 from app.services.dashboard import inbox_counts, overview
+from app.services.schedule import queries as sq
 from app.web.helpers import clinic_today
 from tests.web.conftest import enrol, post
 
@@ -166,3 +167,48 @@ def test_a_decision_without_a_reason_is_refused(english_nurse: FlaskClient) -> N
         == []
     )
     assert key in [e.key for e in overview(date(2026, 9, 1)).decisions]
+
+
+def _flag_open_events(flag: str, days: int) -> None:
+    """Flag every open event from today to `days` ahead."""
+    today = clinic_today()
+    for event in db.session.scalars(select(CalendarEvent)):
+        if event.status in sq.OPEN_STATUSES and today <= event.date <= today + timedelta(days=days):
+            event.flags = [flag]
+    db.session.commit()
+
+
+def _expected(days: int) -> list[tuple[date, str]]:
+    today = clinic_today()
+    return sorted(
+        (e.date, e.patient.study_id)
+        for e in db.session.scalars(select(CalendarEvent))
+        if e.status in sq.OPEN_STATUSES
+        and today <= e.date <= today + timedelta(days=days)
+        and e.patient.status not in ("withdrawn", "off_study")
+    )
+
+
+def test_decisions_and_flagged_lists_are_the_first_by_date_and_study_id_with_every_one_counted(
+    english_nurse: FlaskClient,
+) -> None:
+    """The first rows come from events up to the last one's date; withdrawn patients are left
+    out of the rows and the counts; a limit above the matches lists them all."""
+    today = clinic_today()
+    for offset, study_id in enumerate(("JSCH-054", "JSCH-053", "JSCH-052", "JSCH-051")):
+        enrol(study_id, start=today + timedelta(days=1 + offset))
+    withdrawn = enrol("JSCH-050", start=today + timedelta(days=1))
+    withdrawn.status = "withdrawn"
+    db.session.commit()
+    for flag, days, query in (
+        ("closure_in_nadir", 120, sq.decisions_waiting),
+        ("outside_window", 42, sq.flagged),
+    ):
+        _flag_open_events(flag, days)
+        expected = _expected(days)
+        assert len(expected) > 20 and len({d for d, _s in expected[:10]}) > 1
+        for limit in (7, 10, len(expected) + 5):
+            rows, total = query(today, limit=limit)
+            assert [(r.date, r.study_id) for r in rows] == expected[:limit]
+            assert total == len(expected)
+            assert "JSCH-050" not in {r.study_id for r in rows}

@@ -404,6 +404,17 @@ def _attention() -> Any:
     return sql_text(ATTENTION_SQL)
 
 
+def _on_study() -> Any:
+    """The event's patient is still on study: not one of the (few) withdrawn or off study.
+
+    A condition on the event alone, so that counting needs no join: PostgreSQL, misled by the
+    LIKE filters' estimate, had probed the patient table once per candidate event (10,941
+    decisions at 10,000 patients: 20 ms of a 24 ms count).
+    """
+    off_study = select(Patient.id).where(Patient.status.in_(("withdrawn", "off_study")))
+    return CalendarEvent.patient_id.not_in(off_study)
+
+
 def decisions_waiting(
     today: date, *, horizon_days: int = 120, limit: int = 50
 ) -> tuple[list[EventRow], int]:
@@ -412,12 +423,11 @@ def decisions_waiting(
     condition = and_(
         _on_days(today, today + timedelta(days=horizon_days)),
         CalendarEvent.status.in_(OPEN_STATUSES),
-        Patient.status.notin_(("withdrawn", "off_study")),
+        _on_study(),
         _attention(),
         or_(*[text.like(f'%"{flag}"%') for flag in DECISION_FLAGS]),
     )
-    rows = _first_rows(condition, (CalendarEvent.date, Patient.study_id), limit)
-    return rows, _count(condition)
+    return _first_rows_by_date(condition, limit), _count(condition)
 
 
 def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
@@ -426,7 +436,7 @@ def overdue(today: date, *, limit: int = 50) -> tuple[list[EventRow], int]:
         CalendarEvent.window_end < today,
         CalendarEvent.status.in_(OPEN_STATUSES),
         CalendarEvent.kind.in_(STAFF_RECORDED_KINDS),
-        Patient.status.notin_(("withdrawn", "off_study")),
+        _on_study(),
     )
     # Ordered by an expression, not the column: otherwise PostgreSQL walks the date index
     # backwards hoping to meet overdue rows early and reads every event when there are few
@@ -448,14 +458,29 @@ def _first_rows(condition: Any, order: Sequence[Any], limit: int) -> list[EventR
     return _rows(_base().where(CalendarEvent.id.in_(ids)).order_by(*order))
 
 
-def _count(condition: Any) -> int:
-    """How many events meet ``condition`` (COUNT(*): an index-only scan can answer it)."""
-    query = (
-        select(func.count())
-        .select_from(CalendarEvent)
-        .join(Patient, Patient.id == CalendarEvent.patient_id)
+def _first_rows_by_date(condition: Any, limit: int) -> list[EventRow]:
+    """The first ``limit`` events meeting ``condition`` by date and study id.
+
+    The study id needs the patient joined; only the events up to the ``limit``-th one's date
+    are joined and sorted (found from the index first), not every match: 10,941 decisions
+    waiting at 10,000 patients, each joined, took 28 ms.
+    """
+    last_date = db.session.scalar(
+        select(CalendarEvent.date)
         .where(condition)
+        .order_by(CalendarEvent.date)
+        .offset(limit - 1)
+        .limit(1)
     )
+    if last_date is not None:
+        condition = and_(condition, CalendarEvent.date <= last_date)
+    return _first_rows(condition, (CalendarEvent.date, Patient.study_id), limit)
+
+
+def _count(condition: Any) -> int:
+    """How many events meet ``condition``, a condition on the event alone (COUNT(*) without a
+    join: an index-only scan can answer it)."""
+    query = select(func.count()).select_from(CalendarEvent).where(condition)
     return int(db.session.scalar(query) or 0)
 
 
@@ -467,8 +492,7 @@ def flagged(today: date, *, horizon_days: int = 42, limit: int = 50) -> tuple[li
         CalendarEvent.date >= today,
         CalendarEvent.date <= today + timedelta(days=horizon_days),
         CalendarEvent.status.in_(OPEN_STATUSES),
-        Patient.status.notin_(("withdrawn", "off_study")),
+        _on_study(),
         _warning_condition(),
     )
-    rows = _first_rows(condition, (CalendarEvent.date, Patient.study_id), limit)
-    return rows, _count(condition)
+    return _first_rows_by_date(condition, limit), _count(condition)
