@@ -238,3 +238,25 @@ def test_week_and_day_lists_keep_the_first_events_of_each_day_in_order(
         of_day = [r for r in whole if r.date == day]
         assert rows == of_day[:2] and total == len(of_day)
     assert any(total > 2 for _rows, total in week.values())
+
+
+def test_the_week_cuts_each_day_after_its_first_events_in_kind_order(
+    english_nurse: FlaskClient,
+) -> None:
+    """Only the kinds that can be among a day's first events are numbered: the cut falls
+    inside a kind, at a kind's end and past every kind of a day with several kinds."""
+    start = clinic_today() + timedelta(days=10)
+    for offset, study_id in ((0, "JSCH-003"), (0, "JSCH-004"), (1, "JSCH-001"), (3, "JSCH-002")):
+        enrol(study_id, start=start + timedelta(days=offset))
+    first = start - timedelta(days=3)
+    whole = sq.events_between(first, first + timedelta(days=6))
+    assert max(len({r.kind for r in whole if r.date == d}) for d in {r.date for r in whole}) >= 3
+    for per_day in (1, 2, 3, 4, 5, 40):
+        week = sq.week_events(first, sq.Filters(), per_day=per_day)
+        for day, (rows, total) in week.items():
+            of_day = [r for r in whole if r.date == day]
+            assert rows == of_day[:per_day] and total == len(of_day)
+    labs = sq.week_events(first, sq.Filters(kinds=("labs", "premedication")), per_day=1)
+    for day, (rows, total) in labs.items():
+        of_day = [r for r in whole if r.date == day and r.kind in ("labs", "premedication")]
+        assert rows == of_day[:1] and total == len(of_day)

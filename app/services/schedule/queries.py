@@ -299,34 +299,79 @@ def week_events(
 ) -> dict[date, tuple[list[EventRow], int]]:
     """Seven days from `first`: up to `per_day` events of each day and the day's total."""
     days = [first + timedelta(days=i) for i in range(7)]
-    totals = _counts_by_day(first, days[-1], filters)
+    by_kind = _counts_by_day_and_kind(first, days[-1], filters)
+    totals: dict[date, int] = defaultdict(int)
+    for (day, _kind), n in by_kind.items():
+        totals[day] += n
+    wanted = _kinds_shown(by_kind, per_day)
+    by_day: dict[date, list[EventRow]] = {d: [] for d in days}
+    if wanted:
+        for row in _rows(_first_of_each_day(wanted, filters, per_day)):
+            by_day[row.date].append(row)
+    return {d: (by_day[d], totals.get(d, 0)) for d in days}
+
+
+def _counts_by_day_and_kind(
+    first: date, last: date, filters: Filters
+) -> dict[tuple[date, str], int]:
+    query = filters.apply(
+        select(CalendarEvent.date, CalendarEvent.kind, func.count())
+        .where(_on_days(first, last))
+        .group_by(CalendarEvent.date, CalendarEvent.kind)
+    )
+    return {(day, kind): int(n) for day, kind, n in db.session.execute(query).all()}
+
+
+def _kinds_shown(by_kind: dict[tuple[date, str], int], per_day: int) -> dict[date, list[str]]:
+    """Per day, the kinds whose events can be among its first `per_day` (kinds in display
+    order): only those are numbered, not every event of the day."""
+    rank = {kind: i for i, kind in enumerate(KIND_DISPLAY_ORDER)}
+    kinds_of: dict[date, list[tuple[int, str, int]]] = defaultdict(list)
+    for (day, kind), n in by_kind.items():
+        kinds_of[day].append((rank.get(kind, len(rank)), kind, n))
+    wanted: dict[date, list[str]] = {}
+    for day, kinds in kinds_of.items():
+        kinds.sort()
+        shown, before, last_rank = [], 0, None
+        for kind_rank, kind, n in kinds:
+            if before >= per_day and kind_rank != last_rank:
+                break
+            shown.append(kind)
+            before, last_rank = before + n, kind_rank
+        wanted[day] = shown
+    return wanted
+
+
+def _first_of_each_day(wanted: dict[date, list[str]], filters: Filters, per_day: int) -> Any:
+    """The first `per_day` events of each day by kind, study id and id, among `wanted` kinds.
+
+    Numbered on ids only (the (date, status, kind, patient) index covers it), then the chosen
+    rows in full: numbering whole rows sorted 25,000 wide rows at 10,000 patients (0.45 s),
+    numbering every event of the week 19,600 narrow ones (50 ms on PostgreSQL).
+    """
     order = (_case_kind(KIND_DISPLAY_ORDER), Patient.study_id, CalendarEvent.id)
-    # Numbered on ids only (the (date, status, kind, patient) index covers it), then the chosen
-    # rows in full: numbering whole rows sorted 25,000 wide rows at 10,000 patients (0.45 s).
+    of_days = or_(
+        *[
+            and_(CalendarEvent.date == day, CalendarEvent.kind.in_(kinds))
+            for day, kinds in sorted(wanted.items())
+        ]
+    )
     numbered = filters.apply(
         select(
             CalendarEvent.id,
             func.row_number().over(partition_by=CalendarEvent.date, order_by=order).label("n"),
         )
         .join(Patient, Patient.id == CalendarEvent.patient_id)
-        .where(_on_days(first, days[-1]))
+        # The days and kinds as lists too: SQLite reads the (date, status, kind) index for
+        # them, then filters by each day's kinds (the OR alone made it read every event).
+        .where(
+            CalendarEvent.date.in_(sorted(wanted)),
+            CalendarEvent.kind.in_(sorted({k for kinds in wanted.values() for k in kinds})),
+            of_days,
+        )
     ).subquery()
     chosen = select(numbered.c.id).where(numbered.c.n <= per_day)
-    query = _base().where(CalendarEvent.id.in_(chosen)).order_by(CalendarEvent.date, *order)
-    by_day: dict[date, list[EventRow]] = {d: [] for d in days}
-    for row in _rows(query):
-        by_day[row.date].append(row)
-    return {d: (by_day[d], totals.get(d, 0)) for d in days}
-
-
-def _counts_by_day(first: date, last: date, filters: Filters) -> dict[date, int]:
-    query = filters.apply(
-        select(CalendarEvent.date, func.count())
-        .join(Patient, Patient.id == CalendarEvent.patient_id)
-        .where(_on_days(first, last))
-        .group_by(CalendarEvent.date)
-    )
-    return {day: int(n) for day, n in db.session.execute(query).all()}
+    return _base().where(CalendarEvent.id.in_(chosen)).order_by(CalendarEvent.date, *order)
 
 
 def load_by_day(first: date, last: date, filters: Filters) -> dict[date, DayLoad]:
