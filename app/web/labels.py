@@ -7,6 +7,7 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import get_timezone, get_timezone_location
+from flask import g, has_app_context
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
@@ -255,7 +256,24 @@ def _lookup(table: dict[str, Any], code: str | None) -> str:
     if code is None:
         return ""
     label = table.get(code)
-    return str(label) if label is not None else humanise(code)
+    return _translated(label) if label is not None else humanise(code)
+
+
+def _translated(label: Any) -> str:
+    """A label in the current language, remembered per app context and language.
+
+    A page of 250 events asks for the same few labels about 1,000 times, and each str() of a
+    lazy label costs Flask-Babel several context lookups; the language is part of the key, so
+    a force_locale block inside the same context gets its own.
+    """
+    if not has_app_context():
+        return str(label)
+    cache = g.setdefault("_cadence_labels", {})
+    key = (str(get_locale()), id(label))
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = str(label)
+    return text
 
 
 def contact_code_label(code: str | None) -> str:
