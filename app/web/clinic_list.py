@@ -8,19 +8,18 @@ only writes them out. Translating per row was most of the page's cost (issue 18 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, time
 from typing import Any
-from urllib.parse import quote
 
-from flask import url_for
 from flask_babel import gettext as _
 
 from app.domain.protocol import Fasting
 from app.domain.reminders import ReminderEvent, ReminderPolicy
 from app.services.schedule.queries import ClinicEventRow
 from app.web import preparation as prep
+from app.web.helpers import patient_url
 from app.web.labels import kind_label
 
 
@@ -121,19 +120,7 @@ def clinic_visits(rows: Iterable[ClinicEventRow], words: ClinicWords) -> list[Cl
     by_patient: dict[str, list[ClinicEventRow]] = {}
     for row in rows:
         by_patient.setdefault(row.study_id, []).append(row)
-    href = patient_hrefs()
-    return [visit(events, words, href(study_id)) for study_id, events in by_patient.items()]
-
-
-def patient_hrefs() -> Callable[[str], str]:
-    """study id -> its patient page's URL: url_for once, then each id put in the marker's place.
-
-    url_for per row was a tenth of the page. Study ids are letters, digits, '-' and '_'
-    (domain/patients.py), quoted anyway.
-    """
-    marker = "STUDY-ID"
-    before, _found, after = url_for("patients.detail", study_id=marker).rpartition(marker)
-    return lambda study_id: f"{before}{quote(study_id, safe='')}{after}"
+    return [visit(events, words, patient_url(study_id)) for study_id, events in by_patient.items()]
 
 
 def visit(events: list[ClinicEventRow], words: ClinicWords, href: str) -> ClinicVisit:

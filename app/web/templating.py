@@ -14,7 +14,7 @@ from jinja2 import pass_context
 
 from app.web import audit_view, kind_signs, labels, reasons, terms
 from app.web.forms import LANGUAGE_CHOICES
-from app.web.helpers import clinic_today, clinic_tz
+from app.web.helpers import clinic_today, clinic_tz, event_url, patient_url
 from app.web.nav import nav_links
 from app.web.security import can
 
@@ -151,5 +151,7 @@ def init_templating(app: Flask) -> None:
         is_zh=labels.is_zh,
         clinic_today=clinic_today,
         clinic_tz=clinic_tz,
+        patient_url=patient_url,
+        event_url=event_url,
         language_choices=LANGUAGE_CHOICES,
     )

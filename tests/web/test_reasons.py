@@ -67,16 +67,3 @@ def test_a_label_of_a_constant_follows_each_readers_language(app: Flask) -> None
             assert template.render() == "Planned Urgent"
         with force_locale("zh"):
             assert template.render() == "计划中 紧急"
-
-
-def test_a_label_remembered_in_one_language_is_not_given_in_another(app: Flask) -> None:
-    """Labels are remembered per app context and language: zh, en, zh again in one context."""
-    with app.test_request_context():
-        with force_locale("zh"):
-            zh = [labels.kind_label("infusion"), labels.level_label("red")]
-        with force_locale("en"):
-            en = [labels.kind_label("infusion"), labels.level_label("red")]
-        with force_locale("zh"):
-            again = [labels.kind_label("infusion"), labels.level_label("red")]
-    assert en[1] == "Urgent" and zh[1] == "紧急"
-    assert zh == again and zh[0] != en[0]
