@@ -105,8 +105,7 @@ def active_rota() -> list[Shift]:
 
 def _rota_pending(session: Session) -> bool:
     return any(
-        isinstance(obj, OnCallShift)
-        for obj in (*session.new, *session.dirty, *session.deleted)
+        isinstance(obj, OnCallShift) for obj in (*session.new, *session.dirty, *session.deleted)
     )
 
 

@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import force_locale
-from sqlalchemy import event as sa_event
 from sqlalchemy import bindparam, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session as OrmSession
 
 from app.domain import checkins as ck
