@@ -227,7 +227,6 @@ def test_an_escalation_step_is_taken_once_even_if_two_processes_race(app_ctx: Fl
 
 
 def test_the_escalation_job_runs_in_the_scheduler_process(app_ctx: Flask) -> None:
-
     from jobs import escalation
     from jobs.schedule import job_specs
 
