@@ -76,12 +76,13 @@ def to_shift(row: OnCallShift) -> Shift:
     )
 
 
+_ROTA = select(OnCallShift).order_by(OnCallShift.role, OnCallShift.priority, OnCallShift.id)
+_ACTIVE_ROTA = _ROTA.where(OnCallShift.active.is_(True))
+
+
 def shifts(*, active_only: bool = True) -> list[OnCallShift]:
     """The rota, by role, priority and id."""
-    stmt = select(OnCallShift).order_by(OnCallShift.role, OnCallShift.priority, OnCallShift.id)
-    if active_only:
-        stmt = stmt.where(OnCallShift.active.is_(True))
-    return list(db.session.scalars(stmt))
+    return list(db.session.scalars(_ACTIVE_ROTA if active_only else _ROTA))
 
 
 _ROTA_KEY = "cadence.active_rota"
