@@ -1687,6 +1687,11 @@ def _parse_with_default_vocabulary(text: str, lang: str, context: ReplyContext) 
     return _parse_safely(text, lang, context, load_vocabulary())
 
 
+def forget_parses() -> None:
+    """Forget every remembered parse (tests: each one parses with the code it runs)."""
+    _parse_with_default_vocabulary.cache_clear()
+
+
 def _parse_safely(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> ParsedReply:
     try:
         return _parse(text, lang, context, vocab)

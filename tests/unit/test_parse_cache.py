@@ -30,7 +30,7 @@ def test_each_call_gets_its_own_codes() -> None:
 
 
 def test_only_short_replies_are_remembered() -> None:
-    replies._parse_with_default_vocabulary.cache_clear()
+    replies.forget_parses()
     parse_reply("x" * CACHED_PARSE_CHARS)
     parse_reply("发烧" * CACHED_PARSE_CHARS)
     assert replies._parse_with_default_vocabulary.cache_info().currsize == 1
