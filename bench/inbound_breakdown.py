@@ -8,7 +8,7 @@ Drives N messages of the benchmark's mix straight through ``replies.receive`` (n
 signature check) in one process and measures each pipeline step by wrapping it: store, load
 (sender, check-in, events), parse, triage (treatment context, previous grades), decide, apply
 (less what is listed under it), alert writes, audit writes, the on-call page (outbox rows),
-and the page hand-off (kick_dispatch: starting the sender thread). SQL statements are counted
+and the page hand-off (kick_dispatch: waking the sender thread). SQL statements are counted
 with a SQLAlchemy ``before_cursor_execute`` listener and commits with a ``commit`` listener,
 each charged to the innermost step running in that thread; what no step covers is "rest" (the
 final claim's commit, session bookkeeping). Statements of the background page sender are

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from app import clock as app_clock
 from app import create_app
+from app.domain.replies import forget_parses
 from app.extensions import db, limiter
 from config import normalise_database_url
 from tests.support import postgres_schema
@@ -65,6 +66,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_parses() -> None:
+    """Every test parses with the code it runs: no parse remembered by an earlier test (under
+    mutmut, a mutant's process is forked after the clean run filled the cache)."""
+    forget_parses()
 
 
 @pytest.fixture(autouse=True)

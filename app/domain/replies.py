@@ -15,7 +15,7 @@ import bisect
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -1661,12 +1661,40 @@ def parse_reply(
     context: ReplyContext | None = None,
     vocabulary: Vocabulary | None = None,
 ) -> ParsedReply:
-    """Understand one SMS reply. Never raises: an internal error gives a parse_error reply."""
+    """Understand one SMS reply. Never raises: an internal error gives a parse_error reply.
+
+    With the default vocabulary, replies up to CACHED_PARSE_CHARS long are remembered (the
+    parse is a pure function of the text, language and context; "1", "好的", "收到" come
+    again and again): each call gets its own copy.
+    """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
+    context = context or ReplyContext()
+    if vocabulary is None and len(text) <= CACHED_PARSE_CHARS:
+        remembered = _parse_with_default_vocabulary(text, lang, context)
+        return replace(remembered, codes=dict(remembered.codes))
+    return _parse_safely(text, lang, context, vocabulary or load_vocabulary())
+
+
+CACHED_PARSE_CHARS = 160
+"""Longest reply whose parse is remembered (one SMS segment of Latin text); longer ones are
+parsed every time, so the cache stays small (PARSE_CACHE_SIZE entries)."""
+PARSE_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parse_with_default_vocabulary(text: str, lang: str, context: ReplyContext) -> ParsedReply:
+    return _parse_safely(text, lang, context, load_vocabulary())
+
+
+def forget_parses() -> None:
+    """Forget every remembered parse (tests: each one parses with the code it runs)."""
+    _parse_with_default_vocabulary.cache_clear()
+
+
+def _parse_safely(text: str, lang: str, context: ReplyContext, vocab: Vocabulary) -> ParsedReply:
     try:
-        vocab = vocabulary or load_vocabulary()
-        return _parse(text, lang, context or ReplyContext(), vocab)
+        return _parse(text, lang, context, vocab)
     except Exception:  # safety net: an unreadable reply must still reach a person
         return ParsedReply(
             text=text,

@@ -4,13 +4,16 @@ opt-out / opt-in, confirmations, reschedule requests, failures (both databases).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import AuditEntry, CalendarEvent, InboundMessage, OutboxMessage, Patient
+from app.services.conversations.inbound import replies
 from app.services.conversations.inbound.replies import InboundForm, process_stale, receive, store
 from app.services.messaging.reminders import plan_patient
 from tests.fakes.fake_twilio import FakeTwilio
@@ -317,3 +320,46 @@ def test_a_message_left_unprocessed_is_picked_up_and_answered_by_sms(app_ctx: Fl
     assert row.status == "processed" and row.intent == "help"
     reply = db.session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "reply"))
     assert reply is not None and reply.patient_id == p.id and "Reply 1 to confirm" in reply.body
+
+
+# -- the interpretation's commit (PostgreSQL) ------------------------------------------------------
+
+
+def _synchronous_commit_while_applying(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> list[str]:
+    """``synchronous_commit`` as the writer saw it, and as a later transaction sees it."""
+    seen: list[str] = []
+    real_apply = replies.apply
+
+    def spying_apply(*args: Any, **kwargs: Any) -> Any:
+        seen.append(db.session.scalar(text("SHOW synchronous_commit")))
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(replies, "apply", spying_apply)
+    monkeypatch.setitem(app.config, "INBOUND_ASYNC_COMMIT", enabled)
+    p = patient(locale="en")
+    result = receive(inbound_form(p.phone_e164, "I feel a bit tired"), MONDAY_10)
+    assert result.status == "processed"
+    seen.append(db.session.scalar(text("SHOW synchronous_commit")))
+    db.session.rollback()
+    return seen
+
+
+def test_on_postgresql_only_the_interpretation_commits_without_waiting_for_the_flush(
+    app_ctx: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    # off inside the processing transaction only: the pooled connection is back to 'on' after
+    assert _synchronous_commit_while_applying(app_ctx, monkeypatch, True) == ["off", "on"]
+    (row,) = inbound_rows()
+    assert row.status == "processed"
+
+
+def test_with_inbound_async_commit_off_every_commit_waits_for_the_flush(
+    app_ctx: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    assert _synchronous_commit_while_applying(app_ctx, monkeypatch, False) == ["on", "on"]

@@ -3,6 +3,7 @@ escalation with a fixed clock (both databases)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -226,8 +227,6 @@ def test_an_escalation_step_is_taken_once_even_if_two_processes_race(app_ctx: Fl
 
 
 def test_the_escalation_job_runs_in_the_scheduler_process(app_ctx: Flask) -> None:
-    import threading
-
     from jobs import escalation
     from jobs.schedule import job_specs
 
@@ -280,3 +279,29 @@ def test_with_page_now_the_page_leaves_at_once_without_waiting_for_the_job(
     while pages()[0].status == "claimed" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pages()[0].status in ("queued", "sent", "delivered")
+
+
+def test_page_now_hands_every_page_to_one_sender_thread_per_process(
+    client: FlaskClient, fake: FakeTwilio
+) -> None:
+    import time
+
+    first, second = patient(locale="en"), patient("JSCH-002", locale="en", phone="13800138001")
+    add_rota()
+    app = client.application
+    app.config["ESCALATION_PAGE_NOW"] = True
+    app.extensions["cadence.sms_gateway"] = gateway_for(fake, timeout=2)
+    try:
+        post_inbound(client, inbound_form(first.phone_e164, "I vomited blood"))
+        post_inbound(client, inbound_form(second.phone_e164, "I vomited blood"))
+        deadline = time.monotonic() + 10
+        while len(fake.bodies_for(CLINICIAN_PHONE)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        senders = [t for t in threading.enumerate() if t.name == "page-now"]
+    finally:
+        app.config["ESCALATION_PAGE_NOW"] = False
+        app.extensions.pop("cadence.sms_gateway", None)
+    sent = fake.bodies_for(CLINICIAN_PHONE)
+    assert len(sent) == 2
+    assert any("JSCH-001" in body for body in sent) and any("JSCH-002" in body for body in sent)
+    assert len(senders) == 1  # the second red woke the same thread: no thread per page

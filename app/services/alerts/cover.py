@@ -22,7 +22,7 @@ from app.domain.escalation import (
     next_escalation_at,
 )
 from app.domain.oncall import AMBER_ROLES, RED_ROLES, Interval, IsHoliday, Shift
-from app.services.alerts.oncall import holiday_predicate, shifts, to_shift
+from app.services.alerts.oncall import active_rota, holiday_predicate
 from app.services.shared.clinic import clinic_zone, escalation_policy
 
 WARNING_DAYS = 7
@@ -34,8 +34,8 @@ GRID_STEP = timedelta(minutes=15)
 
 
 def active_shifts() -> list[Shift]:
-    """The active rota entries as domain shifts."""
-    return [to_shift(row) for row in shifts()]
+    """The active rota entries as domain shifts (read once per transaction)."""
+    return active_rota()
 
 
 def amber_cover(start: datetime, span: timedelta = AMBER_HORIZON) -> list[Interval]:

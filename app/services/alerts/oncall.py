@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import event, or_, select
+from sqlalchemy.orm import Session
 
 from app.domain import oncall as rota
 from app.domain.oncall import IsHoliday, RotaError, Shift
@@ -74,18 +76,51 @@ def to_shift(row: OnCallShift) -> Shift:
     )
 
 
+_ROTA = select(OnCallShift).order_by(OnCallShift.role, OnCallShift.priority, OnCallShift.id)
+_ACTIVE_ROTA = _ROTA.where(OnCallShift.active.is_(True))
+
+
 def shifts(*, active_only: bool = True) -> list[OnCallShift]:
     """The rota, by role, priority and id."""
-    stmt = select(OnCallShift).order_by(OnCallShift.role, OnCallShift.priority, OnCallShift.id)
-    if active_only:
-        stmt = stmt.where(OnCallShift.active.is_(True))
-    return list(db.session.scalars(stmt))
+    return list(db.session.scalars(_ACTIVE_ROTA if active_only else _ROTA))
+
+
+_ROTA_KEY = "cadence.active_rota"
+
+
+def active_rota() -> list[Shift]:
+    """The active rota as domain shifts, read once per transaction (an inbound SMS reads it for
+    the alert's escalation time, the amber promise and the red page).
+
+    Read again when the transaction changes, or when this session has rota rows to write or
+    has written any since (``forget_rota``: the flush listener below)."""
+    session = db.session()
+    cached = session.info.get(_ROTA_KEY)
+    transaction = session.get_transaction()
+    if cached is not None and cached[0] is transaction and not _rota_pending(session):
+        return list(cached[1])
+    found = [to_shift(row) for row in shifts()]
+    session.info[_ROTA_KEY] = (session.get_transaction(), tuple(found))
+    return found
+
+
+def _rota_pending(session: Session) -> bool:
+    return any(
+        isinstance(obj, OnCallShift) for obj in (*session.new, *session.dirty, *session.deleted)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def forget_rota(session: Session, *_args: Any) -> None:
+    """A flush writing rota rows makes the transaction's remembered rota stale."""
+    if _ROTA_KEY in session.info and _rota_pending(session):
+        del session.info[_ROTA_KEY]
 
 
 def on_call(role: str, now: datetime) -> list[Shift]:
     """Who of ``role`` is on duty at ``now`` (by priority)."""
     local = now.astimezone(clinic_zone())
-    return rota.on_call([to_shift(row) for row in shifts()], local, role, holiday_predicate())
+    return rota.on_call(active_rota(), local, role, holiday_predicate())
 
 
 def add_shift(

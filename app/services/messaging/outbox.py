@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from app.extensions import db
@@ -75,15 +75,27 @@ def add_history(
 ) -> None:
     """Append one status-history row (no ORM object: cheap in the dispatcher's hot path)."""
     db.session.execute(
-        insert(OutboxStatusChange).values(
-            message_id=message_id,
-            at=at or utcnow(),
-            from_status=from_status,
-            to_status=to_status,
-            source=source[:120],
-            detail=detail,
-        )
+        _HISTORY_ROW,
+        {
+            "p_message": message_id,
+            "p_at": at or utcnow(),
+            "p_from": from_status,
+            "p_to": to_status,
+            "p_source": source[:120],
+            "p_detail": detail,
+        },
     )
+
+
+_HISTORY_ROW = insert(OutboxStatusChange).values(
+    message_id=bindparam("p_message"),
+    at=bindparam("p_at", type_=OutboxStatusChange.at.type),
+    from_status=bindparam("p_from", type_=OutboxStatusChange.from_status.type),
+    to_status=bindparam("p_to"),
+    source=bindparam("p_source"),
+    detail=bindparam("p_detail", type_=OutboxStatusChange.detail.type),
+)
+"""Built once: pages, replies and every dispatched message add history rows."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.domain.triage import TriageContext
 from app.extensions import db
@@ -14,6 +14,20 @@ from app.services.shared.clinic import clinic_zone
 CHEMOTHERAPY = ("irinotecan", "docetaxel", "paclitaxel", "carboplatin")
 NOT_GIVEN = ("cancelled", "missed")
 
+_LAST_INFUSION = (
+    select(CalendarEvent.date, CalendarEvent.phase, CalendarEvent.drugs)
+    .where(
+        CalendarEvent.patient_id == bindparam("p_patient"),
+        CalendarEvent.kind == "infusion",
+        CalendarEvent.date <= bindparam("p_today", type_=CalendarEvent.date.type),
+        *(CalendarEvent.status != status for status in NOT_GIVEN),
+    )
+    .order_by(CalendarEvent.date.desc())
+    .limit(1)
+)
+"""Built once (every triaged inbound SMS reads it); NOT_GIVEN as inequalities, so the SQL
+is cached whole (an IN list is expanded at each execution)."""
+
 
 def treatment_context(patient: Patient, now: datetime) -> TriageContext:
     """The triage context of ``patient`` at ``now``: the last infusion given on or before today.
@@ -22,17 +36,8 @@ def treatment_context(patient: Patient, now: datetime) -> TriageContext:
     infusion yet, the phase and the days since are unknown, so rules take the urgent reading.
     """
     today = now.astimezone(clinic_zone()).date()
-    last = db.session.execute(
-        select(CalendarEvent.date, CalendarEvent.phase, CalendarEvent.drugs)
-        .where(
-            CalendarEvent.patient_id == patient.id,
-            CalendarEvent.kind == "infusion",
-            CalendarEvent.date <= today,
-            CalendarEvent.status.not_in(NOT_GIVEN),
-        )
-        .order_by(CalendarEvent.date.desc())
-        .limit(1)
-    ).first()
+    params = {"p_patient": patient.id, "p_today": today}
+    last = db.session.execute(_LAST_INFUSION, params).first()
     pd1 = (patient.choices or {}).get("pd1")
     if last is None:
         return TriageContext(pd1=pd1)

@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_babel import force_locale
+from sqlalchemy import bindparam, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from app.domain import checkins as ck
@@ -668,26 +668,30 @@ def previous_checkin_grades(session: CheckinSession) -> dict[str, int]:
     return grades
 
 
+_GRADES_SINCE = select(
+    CheckinSession.first_answer_at, CheckinSession.results, CheckinSession.answer_log
+).where(
+    CheckinSession.patient_id == bindparam("p_patient"),
+    CheckinSession.first_answer_at.is_not(None),
+    CheckinSession.first_answer_at
+    >= bindparam("p_since", type_=CheckinSession.first_answer_at.type),
+)
+"""The columns the grades need (not the whole session: items and answers are large), built
+once: every triaged inbound symptom report reads it."""
+
+
 def checkin_grades_since(patient_id: int, since: datetime) -> list[tuple[datetime, dict[str, int]]]:
     """(last answer time, {symptom: grade}) of each check-in the patient answered since then."""
-    rows = db.session.scalars(
-        select(CheckinSession).where(
-            CheckinSession.patient_id == patient_id,
-            CheckinSession.first_answer_at.is_not(None),
-            CheckinSession.first_answer_at >= since,
-        )
-    )
+    rows = db.session.execute(_GRADES_SINCE, {"p_patient": patient_id, "p_since": since})
     found = []
-    for session in rows:
+    for first_answer_at, results, answer_log in rows:
         grades = {
             str(r["symptom"]): r["grade"]
-            for r in session.results or []
+            for r in results or []
             if isinstance(r, dict) and isinstance(r.get("grade"), int)
         }
-        times = [
-            datetime.fromisoformat(str(e["at"])) for e in session.answer_log or [] if e.get("at")
-        ]
-        found.append((max(times, default=session.first_answer_at), grades))
+        times = [datetime.fromisoformat(str(e["at"])) for e in answer_log or [] if e.get("at")]
+        found.append((max(times, default=first_answer_at), grades))
     return found
 
 

@@ -11,7 +11,13 @@
    (app.domain.inbound_decision: pure, returns the actions and the reply) -> apply
    (``apply.apply``: the one writer: alerts, pages, opt-out / opt-in, events, check-in answers,
    audit rows, the reply, then the claim of the row ``received -> processed``). Commit once.
-   If another process claimed the row first, everything is rolled back.
+   If another process claimed the row first, everything is rolled back. On PostgreSQL this
+   commit does not wait for the WAL flush (``INBOUND_ASYNC_COMMIT``, ``SET LOCAL
+   synchronous_commit TO OFF`` for this transaction only): step 1's commit did wait, so a
+   database crash can only undo the last interpretations (well under a second of them), never
+   a message; their rows are ``received`` again and ``process_stale`` interprets them anew
+   (answering by SMS). A red's page is safe sooner: sending it commits synchronously, which
+   flushes the WAL past this commit.
 3. If anything in step 2 fails, it is rolled back as a whole; the row is marked ``failed`` with
    the error, a nurse-visible alert points at it (red, with pages, when the bare text is a red
    flag) and the patient still gets a safe answer.
@@ -28,7 +34,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from flask import current_app
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.domain.inbound_decision import Decision, Message, alert_about, decide, needs_triage
@@ -76,6 +83,7 @@ _STORE = (
     .returning(_INBOUND.c.id)
 )
 _ID_BY_SID = select(_INBOUND.c.id).where(_INBOUND.c.sid == bindparam("p_sid"))
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 _UNPROCESSED = select(_INBOUND.c.id, _INBOUND.c.sid, _INBOUND.c.from_number, _INBOUND.c.body).where(
     _INBOUND.c.id == bindparam("p_id"), _INBOUND.c.status == "received"
 )
@@ -235,6 +243,7 @@ def _process(
 ) -> InboundResult:
     """Load, parse, triage, decide and apply in one transaction; the row is claimed last
     (``received -> processed``): if another process claimed it first, all is rolled back."""
+    _commit_without_waiting_for_the_flush()
     row = stored or _unprocessed(message_id)
     if row is None:
         db.session.rollback()
@@ -255,6 +264,14 @@ def _process(
     db.session.commit()
     priority = outcome.result.priority if outcome.result else None
     return InboundResult(outcome.reply, "processed", message_id, priority, outcome.alert_id)
+
+
+def _commit_without_waiting_for_the_flush() -> None:
+    """On PostgreSQL (INBOUND_ASYNC_COMMIT): this transaction's commit skips the WAL flush wait."""
+    if not current_app.config.get("INBOUND_ASYNC_COMMIT", True):
+        return
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.connection().execute(_ASYNC_COMMIT)
 
 
 def interpret(row: StoredMessage, parsed: ParsedReply, loaded: Loaded, now: datetime) -> Decision:

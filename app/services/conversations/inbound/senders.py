@@ -17,7 +17,7 @@ from typing import Any, Literal
 import phonenumbers
 from flask import current_app
 from flask_babel import force_locale, gettext
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select, union_all
 
 from app.extensions import db
 from app.models import Contact, OutboxMessage, Patient
@@ -46,18 +46,21 @@ LATEST_REMINDER_KEYS_OF_PATIENT = (
 """The event keys of the last reminder handed to the provider for the patient (7 days; bind
 ``p_since``), correlated to a query on Patient: read with the sender in one statement."""
 
-_BY_CONTACT = (
+_NUMBER = bindparam("p_number")
+_PATIENTS_OF_NUMBER = union_all(
+    select(Contact.patient_id).where(Contact.phone_e164 == _NUMBER),
+    select(Patient.id).where(Patient.phone_e164 == _NUMBER),
+)
+_CANDIDATES = (
     select(Patient, Contact, OPEN_SESSION_ID_OF_PATIENT, LATEST_REMINDER_KEYS_OF_PATIENT)
-    .join(Contact, Contact.patient_id == Patient.id)
-    .where(Contact.phone_e164 == bindparam("p_number"))
-    .order_by(Contact.position, Contact.id)
-    .limit(10)
+    .outerjoin(Contact, and_(Contact.patient_id == Patient.id, Contact.phone_e164 == _NUMBER))
+    .where(Patient.id.in_(_PATIENTS_OF_NUMBER))
+    .order_by(Contact.id.is_(None), Contact.position, Contact.id, Patient.id)
+    .limit(20)
 )
-_BY_PATIENT = (
-    select(Patient, OPEN_SESSION_ID_OF_PATIENT, LATEST_REMINDER_KEYS_OF_PATIENT)
-    .where(Patient.phone_e164 == bindparam("p_number"))
-    .limit(10)
-)
+"""Every patient the number belongs to (through a contact's number or the patient's own), one
+statement: a row per matching contact, or one row without a contact when only the patient's
+own number matches; contacts first, by position."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,8 @@ def _matched(candidate: Candidate, rule: str) -> SenderMatch:
 def _candidates(number: str, now: datetime) -> list[Candidate]:
     params = {"p_number": number, "p_now": now, "p_since": now - REMINDER_LOOKBACK}
     found: dict[int, Candidate] = {}
-    for patient, contact, open_id, keys in db.session.execute(_BY_CONTACT, params):
+    for patient, contact, open_id, keys in db.session.execute(_CANDIDATES, params):
         found.setdefault(patient.id, Candidate(patient, contact, open_id, _keys(keys)))
-    for patient, open_id, keys in db.session.execute(_BY_PATIENT, params):
-        found.setdefault(patient.id, Candidate(patient, None, open_id, _keys(keys)))
     return sorted(found.values(), key=lambda c: c.patient.id)
 
 
