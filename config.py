@@ -262,9 +262,10 @@ class Config:
     ESCALATION_JOB_SECONDS = _env_int("ESCALATION_JOB_SECONDS", 60)
     ESCALATION_STALE_INBOUND_SECONDS = _env_int("ESCALATION_STALE_INBOUND_SECONDS", 120)
     ESCALATION_HISTORY_DAYS = _env_int("ESCALATION_HISTORY_DAYS", 30)
-    # PostgreSQL: the commit of an inbound SMS's interpretation does not wait for the WAL flush
-    # (the message's own commit before it does): app/services/conversations/inbound/replies.py.
-    INBOUND_ASYNC_COMMIT = _env_bool("INBOUND_ASYNC_COMMIT", True)
+    # PostgreSQL, opt-in: the commit of an inbound SMS's interpretation does not wait for the WAL
+    # flush (the message's own commit before it does): app/services/conversations/inbound/replies.py.
+    # Off by default: after a database crash a redone interpretation could answer a patient twice.
+    INBOUND_ASYNC_COMMIT = _env_bool("INBOUND_ASYNC_COMMIT", False)
 
     # Hardening: request bounds, production refusals, readiness, logging (app/configuration.py,
     # app/web/health.py, app/logging_setup.py). werkzeug answers 413 above these limits.

@@ -268,7 +268,7 @@ def _process(
 
 def _commit_without_waiting_for_the_flush() -> None:
     """On PostgreSQL (INBOUND_ASYNC_COMMIT): this transaction's commit skips the WAL flush wait."""
-    if not current_app.config.get("INBOUND_ASYNC_COMMIT", True):
+    if not current_app.config.get("INBOUND_ASYNC_COMMIT", False):
         return
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.connection().execute(_ASYNC_COMMIT)
