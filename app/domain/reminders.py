@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol
 
 from app.domain.protocol import Fasting
@@ -159,6 +159,22 @@ class ReminderEvent:
             details=details,
         )
 
+    @classmethod
+    def of_columns(
+        cls, columns: Mapping[str, Any], details: Mapping[str, Any] | None
+    ) -> ReminderEvent:
+        """The same as ``of`` from a calendar row's columns (by name) and its decoded details."""
+        return cls(
+            key=columns["key"],
+            kind=columns["kind"],
+            date=columns["date"],
+            status=columns["status"],
+            title_en=columns["title_en"] or "",
+            title_zh=columns["title_zh"] or "",
+            code=_code_from_details(details or {}),
+            details=dict(details or {}),
+        )
+
 
 @dataclass(frozen=True)
 class ReminderItem:
@@ -226,7 +242,7 @@ class PlannedMessage:
         """The calendar events this message is about, without repeats, in order."""
         return list(dict.fromkeys(item.event_key for item in self.items))
 
-    @property
+    @cached_property
     def dedupe_key(self) -> str:
         """The natural key: kind, local send minute and a digest of what it covers."""
         idents = "|".join(sorted(item.ident for item in self.items)) + f"|v{self.variant}"
@@ -539,18 +555,32 @@ def apply_daily_budget(
     for message in existing:
         day = message.send_at.astimezone(tz).date()
         used[day] = used.get(day, 0) + 1
-    pending = sorted(messages, key=lambda m: m.send_at)
+    pending = _by_send_time(_with_local_day(messages, tz))
     kept: list[PlannedMessage] = []
     while pending:
-        day = pending[0].send_at.astimezone(tz).date()
-        today = [m for m in pending if m.send_at.astimezone(tz).date() == day]
-        pending = [m for m in pending if m.send_at.astimezone(tz).date() != day]
+        day = pending[0][0]
+        today = [m for d, m in pending if d == day]
+        pending = [entry for entry in pending if entry[0] != day]
         allowed = policy.daily_budget - used.get(day, 0)
         fitted, deferred = _fit_day(today, allowed, policy, tz)
         kept.extend(fitted)
         used[day] = used.get(day, 0) + len(fitted)
-        pending = sorted([*pending, *deferred], key=lambda m: m.send_at)
+        pending = _by_send_time([*pending, *_with_local_day(deferred, tz)])
     return sorted(kept, key=lambda m: m.send_at)
+
+
+def _with_local_day(
+    messages: Iterable[PlannedMessage], tz: tzinfo
+) -> list[tuple[date, PlannedMessage]]:
+    """Each message with its local send day (computed once, not at every pass of the budget)."""
+    return [(m.send_at.astimezone(tz).date(), m) for m in messages]
+
+
+def _by_send_time(
+    entries: Iterable[tuple[date, PlannedMessage]],
+) -> list[tuple[date, PlannedMessage]]:
+    """Entries in send-time order (stable: equal times keep their order)."""
+    return sorted(entries, key=lambda entry: entry[1].send_at)
 
 
 def _fit_day(

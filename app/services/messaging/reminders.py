@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
-from sqlalchemy import JSON, ColumnElement, Table, Text, cast, func, insert, select, update
+from sqlalchemy import JSON, ColumnElement, Row, Table, Text, cast, func, insert, select, update
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -157,6 +157,51 @@ def _own_number_block(patient: Patient) -> str | None:
     return recipients.own_number_block(patient)
 
 
+def _plan_blocked(patient: Patient, inputs: PlanInputs) -> str | None:
+    """``blocked_reason(patient)`` for reminders, from the contacts planning read already."""
+    if inputs.contacts:
+        return recipients.contacts_block(patient, "reminder", inputs.active_contacts)
+    return _own_number_block(patient)
+
+
+# -- what planning reads -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What planning reads of one patient, read once per plan (not once per use).
+
+    ``contacts``: every contact (active or not) with its consents, in fallback order;
+    ``calendar``: every column of every calendar event, JSON columns as their stored text, in
+    id order (the fingerprint hashes them as they are; the planner decodes ``details``).
+    """
+
+    contacts: tuple[Contact, ...]
+    calendar: tuple[Row[Any], ...]
+
+    @property
+    def active_contacts(self) -> list[Contact]:
+        """The active contacts in fallback order (``recipients.patient_contacts``)."""
+        return [contact for contact in self.contacts if contact.active]
+
+    def events(self) -> list[ReminderEvent]:
+        """The calendar as the reminder planner sees it, in (date, id) order like
+        ``patient.events``."""
+        rows = sorted(self.calendar, key=lambda row: (row.date, row.id))
+        return [ReminderEvent.of_columns(row._mapping, _decoded(row.details)) for row in rows]
+
+
+def load_inputs(patient_id: int) -> PlanInputs:
+    """Read the patient's contacts (two statements) and calendar (one) for planning."""
+    contacts = recipients.contacts_of([patient_id]).get(patient_id, [])
+    return PlanInputs(tuple(contacts), _calendar_rows(patient_id))
+
+
+def _decoded(stored: str | None) -> Any:
+    """A JSON column's stored text decoded as the column type decodes it (NULL: None)."""
+    return None if stored is None else json.loads(stored)
+
+
 # -- rendering ---------------------------------------------------------------------------------
 
 
@@ -170,10 +215,14 @@ class RenderContext:
     contact_id: int | None = None
 
 
-def context_for(patient: Patient) -> RenderContext:
-    """The language and time zone of whoever gets the patient's reminders first."""
+def context_for(patient: Patient, inputs: PlanInputs | None = None) -> RenderContext:
+    """The language and time zone of whoever gets the patient's reminders first.
+
+    ``inputs``: the patient's contacts already read by planning (no query then).
+    """
     tz = ZoneInfo(patient.timezone or "Asia/Shanghai")
-    first = recipients.primary_recipient(patient, "reminder")
+    active = None if inputs is None else inputs.active_contacts
+    first = recipients.primary_recipient(patient, "reminder", active)
     if first is None or first.contact_id is None:
         locale = patient.locale if patient.locale in ("zh", "en") else "zh"
         return RenderContext(locale=locale, tz=tz)
@@ -455,19 +504,31 @@ def plan_patient(
 ) -> PlanResult:
     """Make the patient's unsent reminders match the calendar; flush, never commit."""
     db.session.flush()
+    return _plan(patient, load_inputs(patient.id), now=now, moves=moves, source=source)
+
+
+def _plan(
+    patient: Patient,
+    inputs: PlanInputs,
+    *,
+    now: datetime,
+    moves: Sequence[EventMove] = (),
+    source: str,
+) -> PlanResult:
+    """``plan_patient`` from the patient's inputs read already."""
     result = PlanResult()
-    reason = blocked_reason(patient)
+    reason = _plan_blocked(patient, inputs)
     rows = _patient_rows(patient.id)
     if reason is not None:
         result.blocked_reason = reason
         result.cancelled = _cancel_rows(
             [r for r in rows if r.status == "planned"], reason, source, error=reason
         )
-        _remember_plan(patient, reason, None, now)
+        _remember_plan(patient, reason, None, now, inputs)
         return result
     policy = reminder_policy()
-    ctx = context_for(patient)
-    events = reminder_events(patient)
+    ctx = context_for(patient, inputs)
+    events = inputs.events()
     result.cancelled += _cancel_stale_due_rows(rows, events, now, source)
     result.moved_notice = _plan_moved_notice(patient, rows, moves, events, policy, ctx, now, source)
     if result.moved_notice is not None:
@@ -495,7 +556,7 @@ def plan_patient(
     ]
     result.updated += _rerender_leftovers(leftovers, policy, events, ctx, source)
     db.session.flush()
-    _remember_plan(patient, None, ctx, now)
+    _remember_plan(patient, None, ctx, now, inputs)
     return result
 
 
@@ -508,10 +569,12 @@ def replan_patient(
     plan are unchanged (``plan_fingerprint``); the daily job and ``sms plan --all`` use it.
     """
     patient = get_patient(patient_ref)
-    if skip_unchanged and _plan_unchanged(patient):
+    db.session.flush()
+    inputs = load_inputs(patient.id)
+    if skip_unchanged and _plan_unchanged(patient, inputs):
         db.session.commit()  # ends the read-only transaction; nothing was written
         return PlanResult(skipped=True)
-    result = plan_patient(patient, now=now, source=source)
+    result = _plan(patient, inputs, now=now, source=source)
     db.session.commit()
     return result
 
@@ -529,15 +592,24 @@ RENDER_SETTINGS = (
 )
 
 
-def plan_fingerprint(patient: Patient, reason: str | None, ctx: RenderContext | None) -> str:
+def plan_fingerprint(
+    patient: Patient,
+    reason: str | None,
+    ctx: RenderContext | None,
+    inputs: PlanInputs | None = None,
+) -> str:
     """SHA-256 of everything planning reads: the patient's row, contacts and consents,
-    calendar, the rules, the wording and settings, and the state of the patient's outbox."""
+    calendar, the rules, the wording and settings, and the state of the patient's outbox.
+
+    ``inputs``: the contacts and calendar planning read already (read here when None).
+    """
     config = current_app.config
+    inputs = load_inputs(patient.id) if inputs is None else inputs
     parts: list[Any] = [
         PLANNER_VERSION,
         reason,
         _columns(patient),
-        _contacts_state(patient.id),
+        _contacts_state(inputs.contacts),
         repr(current_protocol().raw.get("reminders")),
         [repr(config.get(name)) for name in RENDER_SETTINGS],
         [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
@@ -547,25 +619,29 @@ def plan_fingerprint(patient: Patient, reason: str | None, ctx: RenderContext | 
     ]
     text = json.dumps(parts, default=str, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(text.encode("utf-8"))
-    digest.update(_calendar_state(patient.id).encode("utf-8"))
+    digest.update(_calendar_state(inputs.calendar).encode("utf-8"))
     return digest.hexdigest()
 
 
-def _plan_unchanged(patient: Patient) -> bool:
+def _plan_unchanged(patient: Patient, inputs: PlanInputs) -> bool:
     """True when the patient's last plan was made from the inputs there are now."""
     stored = _stored_fingerprint(patient.id)
     if stored is None:
         return False
-    reason = blocked_reason(patient)
-    ctx = context_for(patient) if reason is None else None
-    return stored == plan_fingerprint(patient, reason, ctx)
+    reason = _plan_blocked(patient, inputs)
+    ctx = context_for(patient, inputs) if reason is None else None
+    return stored == plan_fingerprint(patient, reason, ctx, inputs)
 
 
 def _remember_plan(
-    patient: Patient, reason: str | None, ctx: RenderContext | None, now: datetime
+    patient: Patient,
+    reason: str | None,
+    ctx: RenderContext | None,
+    now: datetime,
+    inputs: PlanInputs,
 ) -> None:
     """Store the fingerprint of this plan's inputs (no write when it is the stored one)."""
-    fingerprint = plan_fingerprint(patient, reason, ctx)
+    fingerprint = plan_fingerprint(patient, reason, ctx, inputs)
     stored = _stored_fingerprint(patient.id)
     if stored == fingerprint:
         return
@@ -592,22 +668,27 @@ def _columns(row: Any) -> dict[str, Any]:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
-def _contacts_state(patient_id: int) -> list[Any]:
+def _contacts_state(contacts: Sequence[Contact]) -> list[Any]:
     """Each contact of the patient (active or not) with its consents, column by column."""
-    contacts = recipients.contacts_of([patient_id]).get(patient_id, [])
     return [
         [_columns(contact), sorted((_columns(c) for c in contact.consents), key=lambda c: c["id"])]
         for contact in contacts
     ]
 
 
-def _calendar_state(patient_id: int) -> str:
+def _calendar_rows(patient_id: int) -> tuple[Row[Any], ...]:
     """Every column of every calendar event of the patient, read as plain rows (no ORM);
-    JSON columns as their stored text (decoding them was most of the cost of a skip)."""
+    JSON columns as their stored text (decoding them all was most of the cost of a skip)."""
     table = CalendarEvent.__table__
-    rows = db.session.execute(
-        select(*_as_stored(table)).where(table.c.patient_id == patient_id).order_by(table.c.id)
+    return tuple(
+        db.session.execute(
+            select(*_as_stored(table)).where(table.c.patient_id == patient_id).order_by(table.c.id)
+        )
     )
+
+
+def _calendar_state(rows: Sequence[Row[Any]]) -> str:
+    """The calendar's rows as the fingerprint hashes them."""
     return repr([tuple(row) for row in rows])
 
 
@@ -974,10 +1055,10 @@ def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, ob
 def _update_planned(
     row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
-    values = _content_values(message, ctx)
-    same_text = row.body == values["body"] and list(row.notes or []) == values["notes"]
+    same_text = row.body == message.body and list(row.notes or []) == list(message.notes)
     if same_text and row.contact_id == ctx.contact_id:
         return False
+    values = _content_values(message, ctx)
     return transition(
         row.id, expect=("planned",), to="planned", source=source, detail="re-rendered",
         values=values,
