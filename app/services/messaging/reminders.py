@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
@@ -53,7 +55,7 @@ from app.services.messaging.invitations import to_confirm
 from app.services.messaging.outbox import transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
-from app.services.shared.speaking import gettext, ngettext, speaking
+from app.services.shared.speaking import catalogues_held, gettext, ngettext, speaking
 from app.sms.segments import count_segments, with_signature
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,22 @@ KNOWN_TEMPLATES = (
 )
 
 
+class StoredMessage(Protocol):
+    """An outbox row as planning reads it: a plain row of ``PLANNING_COLUMNS`` (no ORM object:
+    loading 150 ORM rows was the largest single cost of a re-plan) or an ORM row."""
+
+    id: int
+    kind: str
+    status: str
+    send_after: datetime
+    body: str
+    dedupe_key: str
+    contact_id: int | None
+    locale: str
+    items: list[dict[str, Any]] | None
+    notes: list[str] | None
+
+
 @dataclass
 class PlanResult:
     """What a planning run changed in the outbox."""
@@ -83,7 +101,7 @@ class PlanResult:
     reactivated: int = 0
     cancelled: int = 0
     kept: int = 0
-    moved_notice: OutboxMessage | None = None
+    moved_notice: StoredMessage | None = None
     blocked_reason: str | None = None
     messages: list[OutboxMessage] = field(default_factory=list)
     skipped: bool = False
@@ -93,7 +111,19 @@ class PlanResult:
 
 
 def reminder_policy() -> ReminderPolicy:
-    """The protocol file's reminder rules; quiet hours and budget fall back to the settings."""
+    """The protocol file's reminder rules; quiet hours and budget fall back to the settings.
+
+    Inside ``planning_run`` they are read once for the whole run.
+    """
+    run = _run.get()
+    if run is None:
+        return _read_policy()
+    if run.policy is None:
+        run.policy = _read_policy()  # not kept when it raises: each patient fails on its own
+    return run.policy
+
+
+def _read_policy() -> ReminderPolicy:
     raw = dict(current_protocol().raw.get("reminders") or {})
     config = current_app.config
     raw.setdefault(
@@ -202,6 +232,67 @@ def _decoded(stored: str | None) -> Any:
     return None if stored is None else json.loads(stored)
 
 
+# -- a run over many patients ------------------------------------------------------------------
+
+# Bodies kept by a run: about 60 patients' worth. Patients enrolled together (neighbouring ids)
+# share dates and so bodies; the memo is emptied when full, which bounds its memory.
+RUN_BODIES_KEPT = 8192
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The settings a body is rendered with (signature, its position, the opt-out hint)."""
+
+    signature: str
+    signature_position: str
+    opt_out_hint: bool
+
+
+def render_settings() -> RenderSettings:
+    """The render settings now (inside ``planning_run``: as at its start)."""
+    run = _run.get()
+    return _read_render_settings() if run is None else run.settings
+
+
+def _read_render_settings() -> RenderSettings:
+    config = current_app.config
+    return RenderSettings(
+        signature=config.get("SMS_SIGNATURE") or "",
+        signature_position=config.get("SMS_SIGNATURE_POSITION", "prefix"),
+        opt_out_hint=bool(config.get("SMS_OPT_OUT_HINT", True)),
+    )
+
+
+@dataclass
+class _PlanningRun:
+    """What stays the same while one run plans many patients: the rules (read at first use),
+    the render settings, and the bodies rendered so far (a body is a pure function of its
+    message, variant, language and time zone once settings and wording are fixed)."""
+
+    settings: RenderSettings
+    policy: ReminderPolicy | None = None
+    bodies: dict[tuple[Any, ...], str] = field(default_factory=dict)
+
+
+_run: ContextVar[_PlanningRun | None] = ContextVar("cadence_planning_run", default=None)
+
+
+@contextmanager
+def planning_run() -> Iterator[None]:
+    """Plan many patients in the block with the rules read once, each language's translations
+    looked up once and each distinct body rendered once (settings and wording do not change
+    during a run). A run inside a run is the outer one."""
+    if _run.get() is not None:
+        yield
+        return
+    token = _run.set(_PlanningRun(_read_render_settings()))
+    try:
+        with catalogues_held():
+            yield
+    finally:
+        _run.reset(token)
+
+
 # -- rendering ---------------------------------------------------------------------------------
 
 
@@ -236,7 +327,26 @@ def context_for_recipient(patient: Patient, recipient: recipients.Recipient) -> 
 
 
 def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
-    """The exact text sent for ``message`` (signature and opt-out hint included)."""
+    """The exact text sent for ``message`` (signature and opt-out hint included).
+
+    Inside ``planning_run`` a body already rendered for the same message is reused.
+    """
+    run = _run.get()
+    if run is None:
+        return _rendered(message, variant, ctx, _read_render_settings())
+    key = (message.kind, message.items, message.send_at, variant, ctx.locale, ctx.tz)
+    body = run.bodies.get(key)
+    if body is None:
+        if len(run.bodies) >= RUN_BODIES_KEPT:
+            run.bodies.clear()
+        body = run.bodies[key] = _rendered(message, variant, ctx, run.settings)
+    return body
+
+
+def _rendered(
+    message: PlannedMessage, variant: int, ctx: RenderContext, settings: RenderSettings
+) -> str:
+    """Render ``message`` (no memo)."""
     with speaking(ctx.locale):
         if message.kind == "moved":
             head = gettext("Schedule change:")
@@ -247,15 +357,14 @@ def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) ->
         parts = [head, *clauses]
         if variant:
             parts.append(_variant_suffix(message, variant, ctx))
-        if current_app.config.get("SMS_OPT_OUT_HINT", True):
+        if settings.opt_out_hint:
             parts.append(gettext("Reply STOP to opt out."))
-    return _signed(_joined(parts, ctx))
+    return _signed(_joined(parts, ctx), settings)
 
 
-def _signed(body: str) -> str:
-    signature = current_app.config.get("SMS_SIGNATURE") or ""
-    position = current_app.config.get("SMS_SIGNATURE_POSITION", "prefix")
-    return with_signature(body, signature, position) if signature else body
+def _signed(body: str, settings: RenderSettings) -> str:
+    signature = settings.signature
+    return with_signature(body, signature, settings.signature_position) if signature else body
 
 
 def _date(day: date, ctx: RenderContext) -> str:
@@ -501,10 +610,16 @@ def plan_patient(
     now: datetime,
     moves: Sequence[EventMove] = (),
     source: str = "planner",
+    inputs: PlanInputs | None = None,
 ) -> PlanResult:
-    """Make the patient's unsent reminders match the calendar; flush, never commit."""
+    """Make the patient's unsent reminders match the calendar; flush, never commit.
+
+    ``inputs``: the patient's contacts and calendar, when the caller has just read them
+    (``load_inputs`` after a flush, in this transaction).
+    """
     db.session.flush()
-    return _plan(patient, load_inputs(patient.id), now=now, moves=moves, source=source)
+    inputs = load_inputs(patient.id) if inputs is None else inputs
+    return _plan(patient, inputs, now=now, moves=moves, source=source)
 
 
 def _plan(
@@ -574,7 +689,7 @@ def replan_patient(
     if skip_unchanged and _plan_unchanged(patient, inputs):
         db.session.commit()  # ends the read-only transaction; nothing was written
         return PlanResult(skipped=True)
-    result = _plan(patient, inputs, now=now, source=source)
+    result = plan_patient(patient, now=now, source=source, inputs=inputs)
     db.session.commit()
     return result
 
@@ -756,24 +871,27 @@ def replan_all(
     """
     totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0, "skipped": 0}
     ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
-    for patient_id in ids:
-        if progress is not None:
-            progress(1)
-        try:
-            result = replan_patient(
-                patient_id, now=now, source=source, skip_unchanged=skip_unchanged
-            )
-        except Exception as exc:  # one patient's failure must not stop the others
-            db.session.rollback()
-            logger.exception("re-planning patient %s failed (%s)", patient_id, type(exc).__name__)
-            if on_failure is not None:
-                on_failure(patient_id, exc, now, source)
-            totals["failed"] += 1
-            continue
-        totals["patients"] += 1
-        totals["skipped"] += int(result.skipped)
-        totals["created"] += result.created + result.reactivated
-        totals["cancelled"] += result.cancelled
+    with planning_run():
+        for patient_id in ids:
+            if progress is not None:
+                progress(1)
+            try:
+                result = replan_patient(
+                    patient_id, now=now, source=source, skip_unchanged=skip_unchanged
+                )
+            except Exception as exc:  # one patient's failure must not stop the others
+                db.session.rollback()
+                logger.exception(
+                    "re-planning patient %s failed (%s)", patient_id, type(exc).__name__
+                )
+                if on_failure is not None:
+                    on_failure(patient_id, exc, now, source)
+                totals["failed"] += 1
+                continue
+            totals["patients"] += 1
+            totals["skipped"] += int(result.skipped)
+            totals["created"] += result.created + result.reactivated
+            totals["cancelled"] += result.cancelled
     return totals
 
 
@@ -798,19 +916,33 @@ def cancel_unsent(patient: Patient, *, reason: str, source: str) -> int:
     return _cancel_rows(rows, reason, source, error=reason)
 
 
-def _patient_rows(patient_id: int) -> list[OutboxMessage]:
+PLANNING_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.kind,
+    OutboxMessage.status,
+    OutboxMessage.send_after,
+    OutboxMessage.body,
+    OutboxMessage.dedupe_key,
+    OutboxMessage.contact_id,
+    OutboxMessage.locale,
+    OutboxMessage.items,
+    OutboxMessage.notes,
+)
+
+
+def _patient_rows(patient_id: int) -> list[StoredMessage]:
+    """The patient's outbox rows as stored now (plain rows), in send order."""
     return list(
-        db.session.scalars(
-            select(OutboxMessage)
+        db.session.execute(
+            select(*PLANNING_COLUMNS)
             .where(OutboxMessage.patient_id == patient_id)
             .order_by(OutboxMessage.send_after, OutboxMessage.id)
-            .execution_options(populate_existing=True)
         )
     )
 
 
 def _cancel_rows(
-    rows: Iterable[OutboxMessage], detail: str, source: str, *, error: str | None
+    rows: Iterable[StoredMessage], detail: str, source: str, *, error: str | None
 ) -> int:
     cancelled = 0
     for row in rows:
@@ -828,7 +960,7 @@ def _cancel_rows(
 
 
 def _cancel_stale_due_rows(
-    rows: Sequence[OutboxMessage], events: Sequence[ReminderEvent], now: datetime, source: str
+    rows: Sequence[StoredMessage], events: Sequence[ReminderEvent], now: datetime, source: str
 ) -> int:
     """Cancel planned rows that are already due but whose events moved or were cancelled."""
     by_key = {event.key: event for event in events}
@@ -841,7 +973,7 @@ def _cancel_stale_due_rows(
     return _cancel_rows(stale, "event moved or cancelled", source, error=None)
 
 
-def _items_still_valid(row: OutboxMessage, by_key: dict[str, ReminderEvent]) -> bool:
+def _items_still_valid(row: StoredMessage, by_key: dict[str, ReminderEvent]) -> bool:
     for item in row.items or []:
         event = by_key.get(item.get("event_key", ""))
         if event is None or event.status not in rd.LIVE_EVENT_STATUSES:
@@ -853,14 +985,14 @@ def _items_still_valid(row: OutboxMessage, by_key: dict[str, ReminderEvent]) -> 
 
 def _plan_moved_notice(
     patient: Patient,
-    rows: Sequence[OutboxMessage],
+    rows: Sequence[StoredMessage],
     moves: Sequence[EventMove],
     events: Sequence[ReminderEvent],
     policy: ReminderPolicy,
     ctx: RenderContext,
     now: datetime,
     source: str,
-) -> OutboxMessage | None:
+) -> StoredMessage | None:
     """One "your visit has moved" message covering these moves and any unsent earlier one."""
     if not moves:
         return None
@@ -878,7 +1010,7 @@ def _plan_moved_notice(
     return row
 
 
-def _combine_moves(pending: Sequence[OutboxMessage], moves: Sequence[EventMove]) -> list[EventMove]:
+def _combine_moves(pending: Sequence[StoredMessage], moves: Sequence[EventMove]) -> list[EventMove]:
     """Moves of an unsent notice plus the new ones: first known date per event."""
     combined: dict[str, EventMove] = {}
     for row in pending:
@@ -897,8 +1029,8 @@ def _combine_moves(pending: Sequence[OutboxMessage], moves: Sequence[EventMove])
 
 def _sync(
     patient: Patient,
-    rows: Sequence[OutboxMessage],
-    replaceable: Sequence[OutboxMessage],
+    rows: Sequence[StoredMessage],
+    replaceable: Sequence[StoredMessage],
     desired: Sequence[PlannedMessage],
     ctx: RenderContext,
     now: datetime,
@@ -930,7 +1062,7 @@ def _sync(
 
 
 def _reactivate(
-    row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
+    row: StoredMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
     values = _content_values(message, ctx) | {"error_reason": None}
     return transition(
@@ -940,7 +1072,7 @@ def _reactivate(
 
 
 def _rerender_leftovers(
-    rows: Sequence[OutboxMessage],
+    rows: Sequence[StoredMessage],
     policy: ReminderPolicy,
     events: Sequence[ReminderEvent],
     ctx: RenderContext,
@@ -965,7 +1097,7 @@ def _rerender_leftovers(
 
 
 def _rebuilt_message(
-    row: OutboxMessage,
+    row: StoredMessage,
     policy: ReminderPolicy,
     known: dict[str, ReminderItem],
     by_key: dict[str, ReminderEvent],
@@ -1019,7 +1151,7 @@ def _moved_item(
 
 
 def _rerender_row(
-    row: OutboxMessage, message: PlannedMessage, variant: int, *, ctx: RenderContext, source: str
+    row: StoredMessage, message: PlannedMessage, variant: int, *, ctx: RenderContext, source: str
 ) -> bool:
     """Store the body rendered now (language, wording) when it differs from the stored one."""
     body = render_message(message, variant, ctx)
@@ -1053,7 +1185,7 @@ def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, ob
 
 
 def _update_planned(
-    row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
+    row: StoredMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
     same_text = row.body == message.body and list(row.notes or []) == list(message.notes)
     if same_text and row.contact_id == ctx.contact_id:
