@@ -21,6 +21,7 @@ so re-planning the same calendar gives the same messages.
 from __future__ import annotations
 
 import hashlib
+from bisect import insort_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -109,7 +110,15 @@ class ReminderPolicy:
 
     def rules_for(self, event: ReminderEvent) -> list[ReminderRule]:
         """The rules that apply to ``event``."""
-        return [rule for rule in self.rules if rule.matches(event)]
+        return [rule for rule in self._rules_of_kind.get(event.kind, ()) if rule.matches(event)]
+
+    @cached_property
+    def _rules_of_kind(self) -> dict[str, tuple[ReminderRule, ...]]:
+        """The rules by event kind, in their order (computed once per policy)."""
+        found: dict[str, list[ReminderRule]] = {}
+        for rule in self.rules:
+            found.setdefault(rule.kind, []).append(rule)
+        return {kind: tuple(rules) for kind, rules in found.items()}
 
     def announces_moves_of(self, event: ReminderEvent) -> bool:
         """True when a move of ``event`` is worth a "your visit has moved" message."""
@@ -555,7 +564,7 @@ def apply_daily_budget(
     for message in existing:
         day = message.send_at.astimezone(tz).date()
         used[day] = used.get(day, 0) + 1
-    pending = _by_send_time(_with_local_day(messages, tz))
+    pending = sorted(_with_local_day(messages, tz), key=_entry_time)
     kept: list[PlannedMessage] = []
     while pending:
         day = pending[0][0]
@@ -565,7 +574,8 @@ def apply_daily_budget(
         fitted, deferred = _fit_day(today, allowed, policy, tz)
         kept.extend(fitted)
         used[day] = used.get(day, 0) + len(fitted)
-        pending = _by_send_time([*pending, *_with_local_day(deferred, tz)])
+        for entry in _with_local_day(deferred, tz):  # after equal times, as a stable sort puts it
+            insort_right(pending, entry, key=_entry_time)
     return sorted(kept, key=lambda m: m.send_at)
 
 
@@ -576,11 +586,8 @@ def _with_local_day(
     return [(m.send_at.astimezone(tz).date(), m) for m in messages]
 
 
-def _by_send_time(
-    entries: Iterable[tuple[date, PlannedMessage]],
-) -> list[tuple[date, PlannedMessage]]:
-    """Entries in send-time order (stable: equal times keep their order)."""
-    return sorted(entries, key=lambda entry: entry[1].send_at)
+def _entry_time(entry: tuple[date, PlannedMessage]) -> datetime:
+    return entry[1].send_at
 
 
 def _fit_day(
@@ -614,18 +621,20 @@ def avoid_duplicate_bodies(
     render: Renderer,
 ) -> list[PlannedMessage]:
     """Render bodies so that no body repeats within ``duplicate_window`` of the same one."""
-    taken: list[ExistingMessage] = list(existing)
+    taken: dict[str, list[ExistingMessage]] = {}  # by body, each in the order taken
+    for other in existing:
+        taken.setdefault(other.body, []).append(other)
     result = []
     for message in sorted(messages, key=lambda m: m.send_at):
         placed = _place_without_duplicate(message, taken, policy, render)
-        taken.append(ExistingMessage(placed.send_at, placed.body))
+        taken.setdefault(placed.body, []).append(ExistingMessage(placed.send_at, placed.body))
         result.append(placed)
     return result
 
 
 def _place_without_duplicate(
     message: PlannedMessage,
-    taken: Sequence[ExistingMessage],
+    taken: Mapping[str, Sequence[ExistingMessage]],
     policy: ReminderPolicy,
     render: Renderer,
 ) -> PlannedMessage:
@@ -654,10 +663,11 @@ def _with_notes(message: PlannedMessage, notes: Iterable[str]) -> PlannedMessage
 
 
 def _clash(
-    body: str, at: datetime, taken: Sequence[ExistingMessage], window: timedelta
+    body: str, at: datetime, taken: Mapping[str, Sequence[ExistingMessage]], window: timedelta
 ) -> ExistingMessage | None:
-    for other in taken:
-        if other.body == body and abs(other.send_at - at) < window:
+    """The first message taken with the same body within ``window`` of ``at``, if any."""
+    for other in taken.get(body, ()):
+        if abs(other.send_at - at) < window:
             return other
     return None
 

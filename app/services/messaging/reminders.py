@@ -26,7 +26,20 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
-from sqlalchemy import JSON, ColumnElement, Row, Table, Text, cast, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -227,8 +240,12 @@ def load_inputs(patient_id: int) -> PlanInputs:
     return PlanInputs(tuple(contacts), _calendar_rows(patient_id))
 
 
+@lru_cache(maxsize=4096)
 def _decoded(stored: str | None) -> Any:
-    """A JSON column's stored text decoded as the column type decodes it (NULL: None)."""
+    """A JSON column's stored text decoded as the column type decodes it (NULL: None).
+
+    Cached: events of one protocol share a few dozen ``details`` texts (read-only here).
+    """
     return None if stored is None else json.loads(stored)
 
 
@@ -271,6 +288,7 @@ class _PlanningRun:
 
     settings: RenderSettings
     policy: ReminderPolicy | None = None
+    settings_state: list[Any] | None = None
     bodies: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
 
@@ -718,17 +736,13 @@ def plan_fingerprint(
 
     ``inputs``: the contacts and calendar planning read already (read here when None).
     """
-    config = current_app.config
     inputs = load_inputs(patient.id) if inputs is None else inputs
     parts: list[Any] = [
         PLANNER_VERSION,
         reason,
         _columns(patient),
         _contacts_state(inputs.contacts),
-        repr(current_protocol().raw.get("reminders")),
-        [repr(config.get(name)) for name in RENDER_SETTINGS],
-        [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
-        _wording_digest(str(config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations")),
+        *_settings_state(),
         None if ctx is None else [ctx.locale, ctx.tz.key, ctx.recipient, ctx.contact_id],
         _outbox_state(patient.id),
     ]
@@ -736,6 +750,27 @@ def plan_fingerprint(
     digest = hashlib.sha256(text.encode("utf-8"))
     digest.update(_calendar_state(inputs.calendar).encode("utf-8"))
     return digest.hexdigest()
+
+
+def _settings_state() -> list[Any]:
+    """The rules, render settings, limits and wording the fingerprint hashes (inside
+    ``planning_run``: read once for the run)."""
+    run = _run.get()
+    if run is None:
+        return _read_settings_state()
+    if run.settings_state is None:
+        run.settings_state = _read_settings_state()
+    return run.settings_state
+
+
+def _read_settings_state() -> list[Any]:
+    config = current_app.config
+    return [
+        repr(current_protocol().raw.get("reminders")),
+        [repr(config.get(name)) for name in RENDER_SETTINGS],
+        [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
+        _wording_digest(str(config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations")),
+    ]
 
 
 def _plan_unchanged(patient: Patient, inputs: PlanInputs) -> bool:
@@ -773,8 +808,13 @@ def _remember_plan(
 
 
 def _stored_fingerprint(patient_id: int) -> str | None:
-    return db.session.scalar(
-        select(ReminderPlanState.fingerprint).where(ReminderPlanState.patient_id == patient_id)
+    return db.session.scalar(_stored_fingerprint_select(), {"patient_id": patient_id})
+
+
+@cache
+def _stored_fingerprint_select() -> Select[Any]:
+    return select(ReminderPlanState.fingerprint).where(
+        ReminderPlanState.patient_id == bindparam("patient_id")
     )
 
 
@@ -794,11 +834,17 @@ def _contacts_state(contacts: Sequence[Contact]) -> list[Any]:
 def _calendar_rows(patient_id: int) -> tuple[Row[Any], ...]:
     """Every column of every calendar event of the patient, read as plain rows (no ORM);
     JSON columns as their stored text (decoding them all was most of the cost of a skip)."""
+    return tuple(db.session.execute(_calendar_select(), {"patient_id": patient_id}))
+
+
+@cache
+def _calendar_select() -> Select[Any]:
+    """The calendar's SELECT, built once (statements are re-run for every patient)."""
     table = CalendarEvent.__table__
-    return tuple(
-        db.session.execute(
-            select(*_as_stored(table)).where(table.c.patient_id == patient_id).order_by(table.c.id)
-        )
+    return (
+        select(*_as_stored(table))
+        .where(table.c.patient_id == bindparam("patient_id"))
+        .order_by(table.c.id)
     )
 
 
@@ -818,7 +864,13 @@ def _as_stored(table: Table) -> tuple[ColumnElement[Any], ...]:
 
 def _outbox_state(patient_id: int) -> list[list[Any]]:
     """Per status and kind: how many rows, the latest change and the newest id."""
-    stmt = (
+    rows = db.session.execute(_outbox_state_select(), {"patient_id": patient_id})
+    return [list(row) for row in rows]
+
+
+@cache
+def _outbox_state_select() -> Select[Any]:
+    return (
         select(
             OutboxMessage.status,
             OutboxMessage.kind,
@@ -826,11 +878,10 @@ def _outbox_state(patient_id: int) -> list[list[Any]]:
             func.max(OutboxMessage.updated_at),
             func.max(OutboxMessage.id),
         )
-        .where(OutboxMessage.patient_id == patient_id)
+        .where(OutboxMessage.patient_id == bindparam("patient_id"))
         .group_by(OutboxMessage.status, OutboxMessage.kind)
         .order_by(OutboxMessage.status, OutboxMessage.kind)
     )
-    return [list(row) for row in db.session.execute(stmt)]
 
 
 @cache
@@ -932,12 +983,15 @@ PLANNING_COLUMNS = (
 
 def _patient_rows(patient_id: int) -> list[StoredMessage]:
     """The patient's outbox rows as stored now (plain rows), in send order."""
-    return list(
-        db.session.execute(
-            select(*PLANNING_COLUMNS)
-            .where(OutboxMessage.patient_id == patient_id)
-            .order_by(OutboxMessage.send_after, OutboxMessage.id)
-        )
+    return list(db.session.execute(_patient_rows_select(), {"patient_id": patient_id}))
+
+
+@cache
+def _patient_rows_select() -> Select[Any]:
+    return (
+        select(*PLANNING_COLUMNS)
+        .where(OutboxMessage.patient_id == bindparam("patient_id"))
+        .order_by(OutboxMessage.send_after, OutboxMessage.id)
     )
 
 
