@@ -91,7 +91,8 @@ KNOWN_TEMPLATES = (
 
 class StoredMessage(Protocol):
     """An outbox row as planning reads it: a plain row of ``PLANNING_COLUMNS`` (no ORM object:
-    loading 150 ORM rows was the largest single cost of a re-plan) or an ORM row."""
+    loading 150 ORM rows was the largest single cost of a re-plan). Its JSON columns come as
+    their stored text, decoded only for the rows that need them (``_items_of``, ``_notes_of``)."""
 
     id: int
     kind: str
@@ -101,8 +102,8 @@ class StoredMessage(Protocol):
     dedupe_key: str
     contact_id: int | None
     locale: str
-    items: list[dict[str, Any]] | None
-    notes: list[str] | None
+    items_json: str | None
+    notes_json: str | None
 
 
 @dataclass
@@ -976,9 +977,19 @@ PLANNING_COLUMNS = (
     OutboxMessage.dedupe_key,
     OutboxMessage.contact_id,
     OutboxMessage.locale,
-    OutboxMessage.items,
-    OutboxMessage.notes,
+    cast(OutboxMessage.items, Text).label("items_json"),
+    cast(OutboxMessage.notes, Text).label("notes_json"),
 )
+
+
+def _items_of(row: StoredMessage) -> list[dict[str, Any]]:
+    """The row's stored items (what it reminds of), decoded."""
+    return (json.loads(row.items_json) or []) if row.items_json else []
+
+
+def _notes_of(row: StoredMessage) -> list[str]:
+    """The row's planning notes, decoded (a few distinct texts: cached)."""
+    return list(_decoded(row.notes_json) or [])
 
 
 def _patient_rows(patient_id: int) -> list[StoredMessage]:
@@ -1028,7 +1039,7 @@ def _cancel_stale_due_rows(
 
 
 def _items_still_valid(row: StoredMessage, by_key: dict[str, ReminderEvent]) -> bool:
-    for item in row.items or []:
+    for item in _items_of(row):
         event = by_key.get(item.get("event_key", ""))
         if event is None or event.status not in rd.LIVE_EVENT_STATUSES:
             return False
@@ -1068,7 +1079,7 @@ def _combine_moves(pending: Sequence[StoredMessage], moves: Sequence[EventMove])
     """Moves of an unsent notice plus the new ones: first known date per event."""
     combined: dict[str, EventMove] = {}
     for row in pending:
-        for item in row.items or []:
+        for item in _items_of(row):
             moved_from = item.get("moved_from")
             if moved_from and item["event_key"] not in combined:
                 combined[item["event_key"]] = EventMove(
@@ -1144,22 +1155,26 @@ def _rerender_leftovers(
     by_key = {event.key: event for event in events}
     updated = 0
     for row in rows:
-        rebuilt = _rebuilt_message(row, policy, known, by_key, ctx)
+        rebuilt = _rebuilt_message(row, _items_of(row), policy, known, by_key, ctx)
         if rebuilt is not None and _rerender_row(row, *rebuilt, ctx=ctx, source=source):
             updated += 1
     return updated
 
 
 def _rebuilt_message(
-    row: StoredMessage,
+    row: StoredMessage | OutboxMessage,
+    items: Sequence[dict[str, Any]],
     policy: ReminderPolicy,
     known: dict[str, ReminderItem],
     by_key: dict[str, ReminderEvent],
     ctx: RenderContext,
 ) -> tuple[PlannedMessage, int] | None:
-    """The planned message (and body variant) a stored row was rendered from, or None."""
+    """The planned message (and body variant) a stored row was rendered from, or None.
+
+    ``items``: the row's stored items, decoded.
+    """
     send_at = row.send_after.astimezone(ctx.tz)
-    stored = list(row.items or [])
+    stored = list(items)
     if not stored:
         return None
     if row.kind == "moved":
@@ -1241,7 +1256,7 @@ def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, ob
 def _update_planned(
     row: StoredMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
-    same_text = row.body == message.body and list(row.notes or []) == list(message.notes)
+    same_text = row.body == message.body and _notes_of(row) == list(message.notes)
     if same_text and row.contact_id == ctx.contact_id:
         return False
     values = _content_values(message, ctx)
@@ -1332,5 +1347,6 @@ def render_for_recipient(
     events = reminder_events(patient)
     since = row.send_after - timedelta(days=2)
     known = {item.ident: item for item in rd.reminder_items(policy, events, ctx.tz, since)}
-    rebuilt = _rebuilt_message(row, policy, known, {e.key: e for e in events}, ctx)
+    by_key = {e.key: e for e in events}
+    rebuilt = _rebuilt_message(row, row.items or [], policy, known, by_key, ctx)
     return render_message(*rebuilt, ctx) if rebuilt is not None else None
