@@ -21,10 +21,11 @@ so re-planning the same calendar gives the same messages.
 from __future__ import annotations
 
 import hashlib
+from bisect import insort_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Literal, Protocol
 
 from app.domain.protocol import Fasting
@@ -109,7 +110,15 @@ class ReminderPolicy:
 
     def rules_for(self, event: ReminderEvent) -> list[ReminderRule]:
         """The rules that apply to ``event``."""
-        return [rule for rule in self.rules if rule.matches(event)]
+        return [rule for rule in self._rules_of_kind.get(event.kind, ()) if rule.matches(event)]
+
+    @cached_property
+    def _rules_of_kind(self) -> dict[str, tuple[ReminderRule, ...]]:
+        """The rules by event kind, in their order (computed once per policy)."""
+        found: dict[str, list[ReminderRule]] = {}
+        for rule in self.rules:
+            found.setdefault(rule.kind, []).append(rule)
+        return {kind: tuple(rules) for kind, rules in found.items()}
 
     def announces_moves_of(self, event: ReminderEvent) -> bool:
         """True when a move of ``event`` is worth a "your visit has moved" message."""
@@ -157,6 +166,22 @@ class ReminderEvent:
             title_zh=event.title_zh or "",
             code=getattr(event, "code", None) or _code_from_details(details),
             details=details,
+        )
+
+    @classmethod
+    def of_columns(
+        cls, columns: Mapping[str, Any], details: Mapping[str, Any] | None
+    ) -> ReminderEvent:
+        """The same as ``of`` from a calendar row's columns (by name) and its decoded details."""
+        return cls(
+            key=columns["key"],
+            kind=columns["kind"],
+            date=columns["date"],
+            status=columns["status"],
+            title_en=columns["title_en"] or "",
+            title_zh=columns["title_zh"] or "",
+            code=_code_from_details(details or {}),
+            details=dict(details or {}),
         )
 
 
@@ -226,7 +251,7 @@ class PlannedMessage:
         """The calendar events this message is about, without repeats, in order."""
         return list(dict.fromkeys(item.event_key for item in self.items))
 
-    @property
+    @cached_property
     def dedupe_key(self) -> str:
         """The natural key: kind, local send minute and a digest of what it covers."""
         idents = "|".join(sorted(item.ident for item in self.items)) + f"|v{self.variant}"
@@ -539,18 +564,30 @@ def apply_daily_budget(
     for message in existing:
         day = message.send_at.astimezone(tz).date()
         used[day] = used.get(day, 0) + 1
-    pending = sorted(messages, key=lambda m: m.send_at)
+    pending = sorted(_with_local_day(messages, tz), key=_entry_time)
     kept: list[PlannedMessage] = []
     while pending:
-        day = pending[0].send_at.astimezone(tz).date()
-        today = [m for m in pending if m.send_at.astimezone(tz).date() == day]
-        pending = [m for m in pending if m.send_at.astimezone(tz).date() != day]
+        day = pending[0][0]
+        today = [m for d, m in pending if d == day]
+        pending = [entry for entry in pending if entry[0] != day]
         allowed = policy.daily_budget - used.get(day, 0)
         fitted, deferred = _fit_day(today, allowed, policy, tz)
         kept.extend(fitted)
         used[day] = used.get(day, 0) + len(fitted)
-        pending = sorted([*pending, *deferred], key=lambda m: m.send_at)
+        for entry in _with_local_day(deferred, tz):  # after equal times, as a stable sort puts it
+            insort_right(pending, entry, key=_entry_time)
     return sorted(kept, key=lambda m: m.send_at)
+
+
+def _with_local_day(
+    messages: Iterable[PlannedMessage], tz: tzinfo
+) -> list[tuple[date, PlannedMessage]]:
+    """Each message with its local send day (computed once, not at every pass of the budget)."""
+    return [(m.send_at.astimezone(tz).date(), m) for m in messages]
+
+
+def _entry_time(entry: tuple[date, PlannedMessage]) -> datetime:
+    return entry[1].send_at
 
 
 def _fit_day(
@@ -584,18 +621,20 @@ def avoid_duplicate_bodies(
     render: Renderer,
 ) -> list[PlannedMessage]:
     """Render bodies so that no body repeats within ``duplicate_window`` of the same one."""
-    taken: list[ExistingMessage] = list(existing)
+    taken: dict[str, list[ExistingMessage]] = {}  # by body, each in the order taken
+    for other in existing:
+        taken.setdefault(other.body, []).append(other)
     result = []
     for message in sorted(messages, key=lambda m: m.send_at):
         placed = _place_without_duplicate(message, taken, policy, render)
-        taken.append(ExistingMessage(placed.send_at, placed.body))
+        taken.setdefault(placed.body, []).append(ExistingMessage(placed.send_at, placed.body))
         result.append(placed)
     return result
 
 
 def _place_without_duplicate(
     message: PlannedMessage,
-    taken: Sequence[ExistingMessage],
+    taken: Mapping[str, Sequence[ExistingMessage]],
     policy: ReminderPolicy,
     render: Renderer,
 ) -> PlannedMessage:
@@ -624,10 +663,11 @@ def _with_notes(message: PlannedMessage, notes: Iterable[str]) -> PlannedMessage
 
 
 def _clash(
-    body: str, at: datetime, taken: Sequence[ExistingMessage], window: timedelta
+    body: str, at: datetime, taken: Mapping[str, Sequence[ExistingMessage]], window: timedelta
 ) -> ExistingMessage | None:
-    for other in taken:
-        if other.body == body and abs(other.send_at - at) < window:
+    """The first message taken with the same body within ``window`` of ``at``, if any."""
+    for other in taken.get(body, ()):
+        if abs(other.send_at - at) < window:
             return other
     return None
 

@@ -29,7 +29,7 @@ from app.services.conversations.checkins.queries import (
     csv_safe,
     symptom_report_rows,
 )
-from app.services.messaging.reminders import replan_patient
+from app.services.messaging.reminders import planning_run, replan_patient
 from app.services.shared import audit
 
 logger = logging.getLogger(__name__)
@@ -156,19 +156,20 @@ def _replan_all(job: BulkJob, now: Callable[[], datetime], tz: ZoneInfo) -> None
     _set_total(job.id, len(patients), now())
     totals = {"created": 0, "cancelled": 0}
     source = job.requested_by
-    for patient_id, study_id in patients:
-        at = now()
-        try:
-            result = replan_patient(patient_id, now=at, source=source)
-        except Exception as exc:  # one patient's failure must not stop the others
-            db.session.rollback()
-            logger.exception("bulk re-plan of patient %s failed", patient_id)
-            alert_replan_failure(patient_id, exc, at, source)
-            _progress(job.id, at, error={"study_id": study_id, "error": _error_text(exc)})
-            continue
-        totals["created"] += result.created + result.reactivated
-        totals["cancelled"] += result.cancelled
-        _progress(job.id, at)
+    with planning_run():
+        for patient_id, study_id in patients:
+            at = now()
+            try:
+                result = replan_patient(patient_id, now=at, source=source)
+            except Exception as exc:  # one patient's failure must not stop the others
+                db.session.rollback()
+                logger.exception("bulk re-plan of patient %s failed", patient_id)
+                alert_replan_failure(patient_id, exc, at, source)
+                _progress(job.id, at, error={"study_id": study_id, "error": _error_text(exc)})
+                continue
+            totals["created"] += result.created + result.reactivated
+            totals["cancelled"] += result.cancelled
+            _progress(job.id, at)
     _finish(job.id, now(), status="done", summary=totals)
 
 

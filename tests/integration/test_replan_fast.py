@@ -183,3 +183,36 @@ def test_sms_plan_all_skips_unchanged_patients_unless_forced(app_ctx: Flask) -> 
         )
         is None
     )  # the opted-out patient was planned again: nothing left to send
+
+
+def test_sms_plan_all_shows_its_progress(app_ctx: Flask) -> None:
+    enrol("JSCH-808", start=START)
+    enrol("JSCH-809", start=START)
+
+    result = app_ctx.test_cli_runner().invoke(args=["sms", "plan", "--all", "--force"])
+
+    assert result.exit_code == 0
+    assert "Re-planning" in result.output  # the progress bar (stderr), then the totals
+    assert "2 patients: 0 new, 0 cancelled, 0 unchanged (skipped)" in result.output
+
+
+def test_a_planning_run_renders_each_body_as_one_plan_does(app_ctx: Flask) -> None:
+    # Inside a run a body is rendered once per message, variant, language and time zone:
+    # two patients on the same dates, one in each language, must still get their own words.
+    chinese = enrol("JSCH-810", start=START)
+    english = enrol("JSCH-811", start=START, locale="en")
+    alone = {}
+    for patient in (chinese, english):
+        ctx = reminders.context_for(patient)
+        messages = reminders.preview_plan(patient, now=now())
+        alone[patient.id] = [reminders.render_message(m, v, ctx) for m in messages for v in (0, 2)]
+    assert alone[chinese.id] and len(alone[chinese.id]) == len(alone[english.id])
+
+    with reminders.planning_run():
+        for _ in range(2):  # the second time from the run's memo
+            for patient in (chinese, english):
+                ctx = reminders.context_for(patient)
+                messages = reminders.preview_plan(patient, now=now())
+                bodies = [reminders.render_message(m, v, ctx) for m in messages for v in (0, 2)]
+                assert bodies == alone[patient.id]
+    assert alone[chinese.id] != alone[english.id]

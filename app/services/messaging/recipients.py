@@ -159,12 +159,15 @@ def recipient_of(contact: Contact) -> Recipient:
     return Recipient(contact.phone_e164, contact_locale(contact), contact.id, contact.relation)
 
 
-def primary_recipient(patient: Patient, kind: str) -> Recipient | None:
+def primary_recipient(
+    patient: Patient, kind: str, active: Sequence[Contact] | None = None
+) -> Recipient | None:
     """Where a message of ``kind`` goes first, or None when nobody may get it.
 
     Without contact rows: the patient's own number (the caller checks the patient's consent).
+    ``active``: the patient's active contacts in fallback order, when already loaded.
     """
-    contacts = patient_contacts(patient.id)
+    contacts = patient_contacts(patient.id) if active is None else active
     if not contacts:
         locale = patient.locale if patient.locale in ("zh", "en") else "zh"
         return Recipient(patient.phone_e164, locale)

@@ -14,17 +14,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time, get_datetime_format
 from flask import current_app
-from sqlalchemy import JSON, ColumnElement, Table, Text, cast, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from app.domain import reminders as rd
 from app.domain.calendar import CalendarChange
@@ -53,7 +68,7 @@ from app.services.messaging.invitations import to_confirm
 from app.services.messaging.outbox import transition
 from app.services.shared.patient_lookup import get_patient
 from app.services.shared.protocols import current_protocol
-from app.services.shared.speaking import gettext, ngettext, speaking
+from app.services.shared.speaking import catalogues_held, gettext, ngettext, speaking
 from app.sms.segments import count_segments, with_signature
 
 logger = logging.getLogger(__name__)
@@ -74,6 +89,23 @@ KNOWN_TEMPLATES = (
 )
 
 
+class StoredMessage(Protocol):
+    """An outbox row as planning reads it: a plain row of ``PLANNING_COLUMNS`` (no ORM object:
+    loading 150 ORM rows was the largest single cost of a re-plan). Its JSON columns come as
+    their stored text, decoded only for the rows that need them (``_items_of``, ``_notes_of``)."""
+
+    id: int
+    kind: str
+    status: str
+    send_after: datetime
+    body: str
+    dedupe_key: str
+    contact_id: int | None
+    locale: str
+    items_json: str | None
+    notes_json: str | None
+
+
 @dataclass
 class PlanResult:
     """What a planning run changed in the outbox."""
@@ -83,7 +115,7 @@ class PlanResult:
     reactivated: int = 0
     cancelled: int = 0
     kept: int = 0
-    moved_notice: OutboxMessage | None = None
+    moved_notice: StoredMessage | None = None
     blocked_reason: str | None = None
     messages: list[OutboxMessage] = field(default_factory=list)
     skipped: bool = False
@@ -93,7 +125,19 @@ class PlanResult:
 
 
 def reminder_policy() -> ReminderPolicy:
-    """The protocol file's reminder rules; quiet hours and budget fall back to the settings."""
+    """The protocol file's reminder rules; quiet hours and budget fall back to the settings.
+
+    Inside ``planning_run`` they are read once for the whole run.
+    """
+    run = _run.get()
+    if run is None:
+        return _read_policy()
+    if run.policy is None:
+        run.policy = _read_policy()  # not kept when it raises: each patient fails on its own
+    return run.policy
+
+
+def _read_policy() -> ReminderPolicy:
     raw = dict(current_protocol().raw.get("reminders") or {})
     config = current_app.config
     raw.setdefault(
@@ -157,6 +201,117 @@ def _own_number_block(patient: Patient) -> str | None:
     return recipients.own_number_block(patient)
 
 
+def _plan_blocked(patient: Patient, inputs: PlanInputs) -> str | None:
+    """``blocked_reason(patient)`` for reminders, from the contacts planning read already."""
+    if inputs.contacts:
+        return recipients.contacts_block(patient, "reminder", inputs.active_contacts)
+    return _own_number_block(patient)
+
+
+# -- what planning reads -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What planning reads of one patient, read once per plan (not once per use).
+
+    ``contacts``: every contact (active or not) with its consents, in fallback order;
+    ``calendar``: every column of every calendar event, JSON columns as their stored text, in
+    id order (the fingerprint hashes them as they are; the planner decodes ``details``).
+    """
+
+    contacts: tuple[Contact, ...]
+    calendar: tuple[Row[Any], ...]
+
+    @property
+    def active_contacts(self) -> list[Contact]:
+        """The active contacts in fallback order (``recipients.patient_contacts``)."""
+        return [contact for contact in self.contacts if contact.active]
+
+    def events(self) -> list[ReminderEvent]:
+        """The calendar as the reminder planner sees it, in (date, id) order like
+        ``patient.events``."""
+        rows = sorted(self.calendar, key=lambda row: (row.date, row.id))
+        return [ReminderEvent.of_columns(row._mapping, _decoded(row.details)) for row in rows]
+
+
+def load_inputs(patient_id: int) -> PlanInputs:
+    """Read the patient's contacts (two statements) and calendar (one) for planning."""
+    contacts = recipients.contacts_of([patient_id]).get(patient_id, [])
+    return PlanInputs(tuple(contacts), _calendar_rows(patient_id))
+
+
+@lru_cache(maxsize=4096)
+def _decoded(stored: str | None) -> Any:
+    """A JSON column's stored text decoded as the column type decodes it (NULL: None).
+
+    Cached: events of one protocol share a few dozen ``details`` texts (read-only here).
+    """
+    return None if stored is None else json.loads(stored)
+
+
+# -- a run over many patients ------------------------------------------------------------------
+
+# Bodies kept by a run: about 60 patients' worth. Patients enrolled together (neighbouring ids)
+# share dates and so bodies; the memo is emptied when full, which bounds its memory.
+RUN_BODIES_KEPT = 8192
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The settings a body is rendered with (signature, its position, the opt-out hint)."""
+
+    signature: str
+    signature_position: str
+    opt_out_hint: bool
+
+
+def render_settings() -> RenderSettings:
+    """The render settings now (inside ``planning_run``: as at its start)."""
+    run = _run.get()
+    return _read_render_settings() if run is None else run.settings
+
+
+def _read_render_settings() -> RenderSettings:
+    config = current_app.config
+    return RenderSettings(
+        signature=config.get("SMS_SIGNATURE") or "",
+        signature_position=config.get("SMS_SIGNATURE_POSITION", "prefix"),
+        opt_out_hint=bool(config.get("SMS_OPT_OUT_HINT", True)),
+    )
+
+
+@dataclass
+class _PlanningRun:
+    """What stays the same while one run plans many patients: the rules (read at first use),
+    the render settings, and the bodies rendered so far (a body is a pure function of its
+    message, variant, language and time zone once settings and wording are fixed)."""
+
+    settings: RenderSettings
+    policy: ReminderPolicy | None = None
+    settings_state: list[Any] | None = None
+    bodies: dict[tuple[Any, ...], str] = field(default_factory=dict)
+
+
+_run: ContextVar[_PlanningRun | None] = ContextVar("cadence_planning_run", default=None)
+
+
+@contextmanager
+def planning_run() -> Iterator[None]:
+    """Plan many patients in the block with the rules read once, each language's translations
+    looked up once and each distinct body rendered once (settings and wording do not change
+    during a run). A run inside a run is the outer one."""
+    if _run.get() is not None:
+        yield
+        return
+    token = _run.set(_PlanningRun(_read_render_settings()))
+    try:
+        with catalogues_held():
+            yield
+    finally:
+        _run.reset(token)
+
+
 # -- rendering ---------------------------------------------------------------------------------
 
 
@@ -170,10 +325,14 @@ class RenderContext:
     contact_id: int | None = None
 
 
-def context_for(patient: Patient) -> RenderContext:
-    """The language and time zone of whoever gets the patient's reminders first."""
+def context_for(patient: Patient, inputs: PlanInputs | None = None) -> RenderContext:
+    """The language and time zone of whoever gets the patient's reminders first.
+
+    ``inputs``: the patient's contacts already read by planning (no query then).
+    """
     tz = ZoneInfo(patient.timezone or "Asia/Shanghai")
-    first = recipients.primary_recipient(patient, "reminder")
+    active = None if inputs is None else inputs.active_contacts
+    first = recipients.primary_recipient(patient, "reminder", active)
     if first is None or first.contact_id is None:
         locale = patient.locale if patient.locale in ("zh", "en") else "zh"
         return RenderContext(locale=locale, tz=tz)
@@ -187,7 +346,26 @@ def context_for_recipient(patient: Patient, recipient: recipients.Recipient) -> 
 
 
 def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) -> str:
-    """The exact text sent for ``message`` (signature and opt-out hint included)."""
+    """The exact text sent for ``message`` (signature and opt-out hint included).
+
+    Inside ``planning_run`` a body already rendered for the same message is reused.
+    """
+    run = _run.get()
+    if run is None:
+        return _rendered(message, variant, ctx, _read_render_settings())
+    key = (message.kind, message.items, message.send_at, variant, ctx.locale, ctx.tz)
+    body = run.bodies.get(key)
+    if body is None:
+        if len(run.bodies) >= RUN_BODIES_KEPT:
+            run.bodies.clear()
+        body = run.bodies[key] = _rendered(message, variant, ctx, run.settings)
+    return body
+
+
+def _rendered(
+    message: PlannedMessage, variant: int, ctx: RenderContext, settings: RenderSettings
+) -> str:
+    """Render ``message`` (no memo)."""
     with speaking(ctx.locale):
         if message.kind == "moved":
             head = gettext("Schedule change:")
@@ -198,15 +376,14 @@ def render_message(message: PlannedMessage, variant: int, ctx: RenderContext) ->
         parts = [head, *clauses]
         if variant:
             parts.append(_variant_suffix(message, variant, ctx))
-        if current_app.config.get("SMS_OPT_OUT_HINT", True):
+        if settings.opt_out_hint:
             parts.append(gettext("Reply STOP to opt out."))
-    return _signed(_joined(parts, ctx))
+    return _signed(_joined(parts, ctx), settings)
 
 
-def _signed(body: str) -> str:
-    signature = current_app.config.get("SMS_SIGNATURE") or ""
-    position = current_app.config.get("SMS_SIGNATURE_POSITION", "prefix")
-    return with_signature(body, signature, position) if signature else body
+def _signed(body: str, settings: RenderSettings) -> str:
+    signature = settings.signature
+    return with_signature(body, signature, settings.signature_position) if signature else body
 
 
 def _date(day: date, ctx: RenderContext) -> str:
@@ -452,22 +629,40 @@ def plan_patient(
     now: datetime,
     moves: Sequence[EventMove] = (),
     source: str = "planner",
+    inputs: PlanInputs | None = None,
 ) -> PlanResult:
-    """Make the patient's unsent reminders match the calendar; flush, never commit."""
+    """Make the patient's unsent reminders match the calendar; flush, never commit.
+
+    ``inputs``: the patient's contacts and calendar, when the caller has just read them
+    (``load_inputs`` after a flush, in this transaction).
+    """
     db.session.flush()
+    inputs = load_inputs(patient.id) if inputs is None else inputs
+    return _plan(patient, inputs, now=now, moves=moves, source=source)
+
+
+def _plan(
+    patient: Patient,
+    inputs: PlanInputs,
+    *,
+    now: datetime,
+    moves: Sequence[EventMove] = (),
+    source: str,
+) -> PlanResult:
+    """``plan_patient`` from the patient's inputs read already."""
     result = PlanResult()
-    reason = blocked_reason(patient)
+    reason = _plan_blocked(patient, inputs)
     rows = _patient_rows(patient.id)
     if reason is not None:
         result.blocked_reason = reason
         result.cancelled = _cancel_rows(
             [r for r in rows if r.status == "planned"], reason, source, error=reason
         )
-        _remember_plan(patient, reason, None, now)
+        _remember_plan(patient, reason, None, now, inputs)
         return result
     policy = reminder_policy()
-    ctx = context_for(patient)
-    events = reminder_events(patient)
+    ctx = context_for(patient, inputs)
+    events = inputs.events()
     result.cancelled += _cancel_stale_due_rows(rows, events, now, source)
     result.moved_notice = _plan_moved_notice(patient, rows, moves, events, policy, ctx, now, source)
     if result.moved_notice is not None:
@@ -495,7 +690,7 @@ def plan_patient(
     ]
     result.updated += _rerender_leftovers(leftovers, policy, events, ctx, source)
     db.session.flush()
-    _remember_plan(patient, None, ctx, now)
+    _remember_plan(patient, None, ctx, now, inputs)
     return result
 
 
@@ -508,10 +703,12 @@ def replan_patient(
     plan are unchanged (``plan_fingerprint``); the daily job and ``sms plan --all`` use it.
     """
     patient = get_patient(patient_ref)
-    if skip_unchanged and _plan_unchanged(patient):
+    db.session.flush()
+    inputs = load_inputs(patient.id)
+    if skip_unchanged and _plan_unchanged(patient, inputs):
         db.session.commit()  # ends the read-only transaction; nothing was written
         return PlanResult(skipped=True)
-    result = plan_patient(patient, now=now, source=source)
+    result = plan_patient(patient, now=now, source=source, inputs=inputs)
     db.session.commit()
     return result
 
@@ -529,43 +726,73 @@ RENDER_SETTINGS = (
 )
 
 
-def plan_fingerprint(patient: Patient, reason: str | None, ctx: RenderContext | None) -> str:
+def plan_fingerprint(
+    patient: Patient,
+    reason: str | None,
+    ctx: RenderContext | None,
+    inputs: PlanInputs | None = None,
+) -> str:
     """SHA-256 of everything planning reads: the patient's row, contacts and consents,
-    calendar, the rules, the wording and settings, and the state of the patient's outbox."""
-    config = current_app.config
+    calendar, the rules, the wording and settings, and the state of the patient's outbox.
+
+    ``inputs``: the contacts and calendar planning read already (read here when None).
+    """
+    inputs = load_inputs(patient.id) if inputs is None else inputs
     parts: list[Any] = [
         PLANNER_VERSION,
         reason,
         _columns(patient),
-        _contacts_state(patient.id),
-        repr(current_protocol().raw.get("reminders")),
-        [repr(config.get(name)) for name in RENDER_SETTINGS],
-        [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
-        _wording_digest(str(config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations")),
+        _contacts_state(inputs.contacts),
+        *_settings_state(),
         None if ctx is None else [ctx.locale, ctx.tz.key, ctx.recipient, ctx.contact_id],
         _outbox_state(patient.id),
     ]
     text = json.dumps(parts, default=str, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(text.encode("utf-8"))
-    digest.update(_calendar_state(patient.id).encode("utf-8"))
+    digest.update(_calendar_state(inputs.calendar).encode("utf-8"))
     return digest.hexdigest()
 
 
-def _plan_unchanged(patient: Patient) -> bool:
+def _settings_state() -> list[Any]:
+    """The rules, render settings, limits and wording the fingerprint hashes (inside
+    ``planning_run``: read once for the run)."""
+    run = _run.get()
+    if run is None:
+        return _read_settings_state()
+    if run.settings_state is None:
+        run.settings_state = _read_settings_state()
+    return run.settings_state
+
+
+def _read_settings_state() -> list[Any]:
+    config = current_app.config
+    return [
+        repr(current_protocol().raw.get("reminders")),
+        [repr(config.get(name)) for name in RENDER_SETTINGS],
+        [config.get(n) for n in ("QUIET_HOURS_START", "QUIET_HOURS_END", "SMS_DAILY_BUDGET")],
+        _wording_digest(str(config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations")),
+    ]
+
+
+def _plan_unchanged(patient: Patient, inputs: PlanInputs) -> bool:
     """True when the patient's last plan was made from the inputs there are now."""
     stored = _stored_fingerprint(patient.id)
     if stored is None:
         return False
-    reason = blocked_reason(patient)
-    ctx = context_for(patient) if reason is None else None
-    return stored == plan_fingerprint(patient, reason, ctx)
+    reason = _plan_blocked(patient, inputs)
+    ctx = context_for(patient, inputs) if reason is None else None
+    return stored == plan_fingerprint(patient, reason, ctx, inputs)
 
 
 def _remember_plan(
-    patient: Patient, reason: str | None, ctx: RenderContext | None, now: datetime
+    patient: Patient,
+    reason: str | None,
+    ctx: RenderContext | None,
+    now: datetime,
+    inputs: PlanInputs,
 ) -> None:
     """Store the fingerprint of this plan's inputs (no write when it is the stored one)."""
-    fingerprint = plan_fingerprint(patient, reason, ctx)
+    fingerprint = plan_fingerprint(patient, reason, ctx, inputs)
     stored = _stored_fingerprint(patient.id)
     if stored == fingerprint:
         return
@@ -582,8 +809,13 @@ def _remember_plan(
 
 
 def _stored_fingerprint(patient_id: int) -> str | None:
-    return db.session.scalar(
-        select(ReminderPlanState.fingerprint).where(ReminderPlanState.patient_id == patient_id)
+    return db.session.scalar(_stored_fingerprint_select(), {"patient_id": patient_id})
+
+
+@cache
+def _stored_fingerprint_select() -> Select[Any]:
+    return select(ReminderPlanState.fingerprint).where(
+        ReminderPlanState.patient_id == bindparam("patient_id")
     )
 
 
@@ -592,22 +824,33 @@ def _columns(row: Any) -> dict[str, Any]:
     return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
-def _contacts_state(patient_id: int) -> list[Any]:
+def _contacts_state(contacts: Sequence[Contact]) -> list[Any]:
     """Each contact of the patient (active or not) with its consents, column by column."""
-    contacts = recipients.contacts_of([patient_id]).get(patient_id, [])
     return [
         [_columns(contact), sorted((_columns(c) for c in contact.consents), key=lambda c: c["id"])]
         for contact in contacts
     ]
 
 
-def _calendar_state(patient_id: int) -> str:
+def _calendar_rows(patient_id: int) -> tuple[Row[Any], ...]:
     """Every column of every calendar event of the patient, read as plain rows (no ORM);
-    JSON columns as their stored text (decoding them was most of the cost of a skip)."""
+    JSON columns as their stored text (decoding them all was most of the cost of a skip)."""
+    return tuple(db.session.execute(_calendar_select(), {"patient_id": patient_id}))
+
+
+@cache
+def _calendar_select() -> Select[Any]:
+    """The calendar's SELECT, built once (statements are re-run for every patient)."""
     table = CalendarEvent.__table__
-    rows = db.session.execute(
-        select(*_as_stored(table)).where(table.c.patient_id == patient_id).order_by(table.c.id)
+    return (
+        select(*_as_stored(table))
+        .where(table.c.patient_id == bindparam("patient_id"))
+        .order_by(table.c.id)
     )
+
+
+def _calendar_state(rows: Sequence[Row[Any]]) -> str:
+    """The calendar's rows as the fingerprint hashes them."""
     return repr([tuple(row) for row in rows])
 
 
@@ -622,7 +865,13 @@ def _as_stored(table: Table) -> tuple[ColumnElement[Any], ...]:
 
 def _outbox_state(patient_id: int) -> list[list[Any]]:
     """Per status and kind: how many rows, the latest change and the newest id."""
-    stmt = (
+    rows = db.session.execute(_outbox_state_select(), {"patient_id": patient_id})
+    return [list(row) for row in rows]
+
+
+@cache
+def _outbox_state_select() -> Select[Any]:
+    return (
         select(
             OutboxMessage.status,
             OutboxMessage.kind,
@@ -630,11 +879,10 @@ def _outbox_state(patient_id: int) -> list[list[Any]]:
             func.max(OutboxMessage.updated_at),
             func.max(OutboxMessage.id),
         )
-        .where(OutboxMessage.patient_id == patient_id)
+        .where(OutboxMessage.patient_id == bindparam("patient_id"))
         .group_by(OutboxMessage.status, OutboxMessage.kind)
         .order_by(OutboxMessage.status, OutboxMessage.kind)
     )
-    return [list(row) for row in db.session.execute(stmt)]
 
 
 @cache
@@ -675,24 +923,27 @@ def replan_all(
     """
     totals = {"patients": 0, "created": 0, "cancelled": 0, "failed": 0, "skipped": 0}
     ids = list(db.session.scalars(select(Patient.id).order_by(Patient.id)))
-    for patient_id in ids:
-        if progress is not None:
-            progress(1)
-        try:
-            result = replan_patient(
-                patient_id, now=now, source=source, skip_unchanged=skip_unchanged
-            )
-        except Exception as exc:  # one patient's failure must not stop the others
-            db.session.rollback()
-            logger.exception("re-planning patient %s failed (%s)", patient_id, type(exc).__name__)
-            if on_failure is not None:
-                on_failure(patient_id, exc, now, source)
-            totals["failed"] += 1
-            continue
-        totals["patients"] += 1
-        totals["skipped"] += int(result.skipped)
-        totals["created"] += result.created + result.reactivated
-        totals["cancelled"] += result.cancelled
+    with planning_run():
+        for patient_id in ids:
+            if progress is not None:
+                progress(1)
+            try:
+                result = replan_patient(
+                    patient_id, now=now, source=source, skip_unchanged=skip_unchanged
+                )
+            except Exception as exc:  # one patient's failure must not stop the others
+                db.session.rollback()
+                logger.exception(
+                    "re-planning patient %s failed (%s)", patient_id, type(exc).__name__
+                )
+                if on_failure is not None:
+                    on_failure(patient_id, exc, now, source)
+                totals["failed"] += 1
+                continue
+            totals["patients"] += 1
+            totals["skipped"] += int(result.skipped)
+            totals["created"] += result.created + result.reactivated
+            totals["cancelled"] += result.cancelled
     return totals
 
 
@@ -717,19 +968,46 @@ def cancel_unsent(patient: Patient, *, reason: str, source: str) -> int:
     return _cancel_rows(rows, reason, source, error=reason)
 
 
-def _patient_rows(patient_id: int) -> list[OutboxMessage]:
-    return list(
-        db.session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.patient_id == patient_id)
-            .order_by(OutboxMessage.send_after, OutboxMessage.id)
-            .execution_options(populate_existing=True)
-        )
+PLANNING_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.kind,
+    OutboxMessage.status,
+    OutboxMessage.send_after,
+    OutboxMessage.body,
+    OutboxMessage.dedupe_key,
+    OutboxMessage.contact_id,
+    OutboxMessage.locale,
+    cast(OutboxMessage.items, Text).label("items_json"),
+    cast(OutboxMessage.notes, Text).label("notes_json"),
+)
+
+
+def _items_of(row: StoredMessage) -> list[dict[str, Any]]:
+    """The row's stored items (what it reminds of), decoded."""
+    return (json.loads(row.items_json) or []) if row.items_json else []
+
+
+def _notes_of(row: StoredMessage) -> list[str]:
+    """The row's planning notes, decoded (a few distinct texts: cached)."""
+    return list(_decoded(row.notes_json) or [])
+
+
+def _patient_rows(patient_id: int) -> list[StoredMessage]:
+    """The patient's outbox rows as stored now (plain rows), in send order."""
+    return list(db.session.execute(_patient_rows_select(), {"patient_id": patient_id}))
+
+
+@cache
+def _patient_rows_select() -> Select[Any]:
+    return (
+        select(*PLANNING_COLUMNS)
+        .where(OutboxMessage.patient_id == bindparam("patient_id"))
+        .order_by(OutboxMessage.send_after, OutboxMessage.id)
     )
 
 
 def _cancel_rows(
-    rows: Iterable[OutboxMessage], detail: str, source: str, *, error: str | None
+    rows: Iterable[StoredMessage], detail: str, source: str, *, error: str | None
 ) -> int:
     cancelled = 0
     for row in rows:
@@ -747,7 +1025,7 @@ def _cancel_rows(
 
 
 def _cancel_stale_due_rows(
-    rows: Sequence[OutboxMessage], events: Sequence[ReminderEvent], now: datetime, source: str
+    rows: Sequence[StoredMessage], events: Sequence[ReminderEvent], now: datetime, source: str
 ) -> int:
     """Cancel planned rows that are already due but whose events moved or were cancelled."""
     by_key = {event.key: event for event in events}
@@ -760,8 +1038,8 @@ def _cancel_stale_due_rows(
     return _cancel_rows(stale, "event moved or cancelled", source, error=None)
 
 
-def _items_still_valid(row: OutboxMessage, by_key: dict[str, ReminderEvent]) -> bool:
-    for item in row.items or []:
+def _items_still_valid(row: StoredMessage, by_key: dict[str, ReminderEvent]) -> bool:
+    for item in _items_of(row):
         event = by_key.get(item.get("event_key", ""))
         if event is None or event.status not in rd.LIVE_EVENT_STATUSES:
             return False
@@ -772,14 +1050,14 @@ def _items_still_valid(row: OutboxMessage, by_key: dict[str, ReminderEvent]) -> 
 
 def _plan_moved_notice(
     patient: Patient,
-    rows: Sequence[OutboxMessage],
+    rows: Sequence[StoredMessage],
     moves: Sequence[EventMove],
     events: Sequence[ReminderEvent],
     policy: ReminderPolicy,
     ctx: RenderContext,
     now: datetime,
     source: str,
-) -> OutboxMessage | None:
+) -> StoredMessage | None:
     """One "your visit has moved" message covering these moves and any unsent earlier one."""
     if not moves:
         return None
@@ -797,11 +1075,11 @@ def _plan_moved_notice(
     return row
 
 
-def _combine_moves(pending: Sequence[OutboxMessage], moves: Sequence[EventMove]) -> list[EventMove]:
+def _combine_moves(pending: Sequence[StoredMessage], moves: Sequence[EventMove]) -> list[EventMove]:
     """Moves of an unsent notice plus the new ones: first known date per event."""
     combined: dict[str, EventMove] = {}
     for row in pending:
-        for item in row.items or []:
+        for item in _items_of(row):
             moved_from = item.get("moved_from")
             if moved_from and item["event_key"] not in combined:
                 combined[item["event_key"]] = EventMove(
@@ -816,8 +1094,8 @@ def _combine_moves(pending: Sequence[OutboxMessage], moves: Sequence[EventMove])
 
 def _sync(
     patient: Patient,
-    rows: Sequence[OutboxMessage],
-    replaceable: Sequence[OutboxMessage],
+    rows: Sequence[StoredMessage],
+    replaceable: Sequence[StoredMessage],
     desired: Sequence[PlannedMessage],
     ctx: RenderContext,
     now: datetime,
@@ -849,7 +1127,7 @@ def _sync(
 
 
 def _reactivate(
-    row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
+    row: StoredMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
     values = _content_values(message, ctx) | {"error_reason": None}
     return transition(
@@ -859,7 +1137,7 @@ def _reactivate(
 
 
 def _rerender_leftovers(
-    rows: Sequence[OutboxMessage],
+    rows: Sequence[StoredMessage],
     policy: ReminderPolicy,
     events: Sequence[ReminderEvent],
     ctx: RenderContext,
@@ -877,22 +1155,26 @@ def _rerender_leftovers(
     by_key = {event.key: event for event in events}
     updated = 0
     for row in rows:
-        rebuilt = _rebuilt_message(row, policy, known, by_key, ctx)
+        rebuilt = _rebuilt_message(row, _items_of(row), policy, known, by_key, ctx)
         if rebuilt is not None and _rerender_row(row, *rebuilt, ctx=ctx, source=source):
             updated += 1
     return updated
 
 
 def _rebuilt_message(
-    row: OutboxMessage,
+    row: StoredMessage | OutboxMessage,
+    items: Sequence[dict[str, Any]],
     policy: ReminderPolicy,
     known: dict[str, ReminderItem],
     by_key: dict[str, ReminderEvent],
     ctx: RenderContext,
 ) -> tuple[PlannedMessage, int] | None:
-    """The planned message (and body variant) a stored row was rendered from, or None."""
+    """The planned message (and body variant) a stored row was rendered from, or None.
+
+    ``items``: the row's stored items, decoded.
+    """
     send_at = row.send_after.astimezone(ctx.tz)
-    stored = list(row.items or [])
+    stored = list(items)
     if not stored:
         return None
     if row.kind == "moved":
@@ -938,7 +1220,7 @@ def _moved_item(
 
 
 def _rerender_row(
-    row: OutboxMessage, message: PlannedMessage, variant: int, *, ctx: RenderContext, source: str
+    row: StoredMessage, message: PlannedMessage, variant: int, *, ctx: RenderContext, source: str
 ) -> bool:
     """Store the body rendered now (language, wording) when it differs from the stored one."""
     body = render_message(message, variant, ctx)
@@ -972,12 +1254,12 @@ def _content_values(message: PlannedMessage, ctx: RenderContext) -> dict[str, ob
 
 
 def _update_planned(
-    row: OutboxMessage, message: PlannedMessage, ctx: RenderContext, source: str
+    row: StoredMessage, message: PlannedMessage, ctx: RenderContext, source: str
 ) -> bool:
-    values = _content_values(message, ctx)
-    same_text = row.body == values["body"] and list(row.notes or []) == values["notes"]
+    same_text = row.body == message.body and _notes_of(row) == list(message.notes)
     if same_text and row.contact_id == ctx.contact_id:
         return False
+    values = _content_values(message, ctx)
     return transition(
         row.id, expect=("planned",), to="planned", source=source, detail="re-rendered",
         values=values,
@@ -1065,5 +1347,6 @@ def render_for_recipient(
     events = reminder_events(patient)
     since = row.send_after - timedelta(days=2)
     known = {item.ident: item for item in rd.reminder_items(policy, events, ctx.tz, since)}
-    rebuilt = _rebuilt_message(row, policy, known, {e.key: e for e in events}, ctx)
+    by_key = {e.key: e for e in events}
+    rebuilt = _rebuilt_message(row, row.items or [], policy, known, by_key, ctx)
     return render_message(*rebuilt, ctx) if rebuilt is not None else None

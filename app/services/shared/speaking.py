@@ -1,9 +1,15 @@
 """Rendering many messages in one language: Flask-Babel's catalogue looked up once, not per string.
 
-``speaking(locale)`` is ``force_locale`` that also holds that locale's translations; inside it,
-``gettext`` and ``ngettext`` here translate exactly as Flask-Babel's do (same catalogue, same
-``%`` formatting) without its per-call context lookups, which were most of the cost of planning
-a patient's reminders. Outside the block they are Flask-Babel's own.
+``speaking(locale)`` holds that locale's translations (looked up under Flask-Babel's
+``force_locale``); inside it, ``gettext`` and ``ngettext`` here translate exactly as Flask-Babel's
+do (same catalogue, same ``%`` formatting) without its per-call context lookups, which were most
+of the cost of planning a patient's reminders. Outside the block they are Flask-Babel's own.
+
+Only this module's ``gettext`` / ``ngettext`` speak the held language: Flask-Babel's own locale
+is not forced for the block, so Babel's formatting inside it is given its ``locale=`` explicitly.
+
+``catalogues_held()``: inside it (a run rendering for many patients), each language's
+translations are looked up once for the whole block instead of once per ``speaking``.
 """
 
 from __future__ import annotations
@@ -17,17 +23,41 @@ from typing import Any
 import flask_babel
 
 _held: ContextVar[NullTranslations | None] = ContextVar("cadence_translations", default=None)
+_known: ContextVar[dict[str, NullTranslations] | None] = ContextVar(
+    "cadence_catalogues", default=None
+)
+
+
+@contextmanager
+def catalogues_held() -> Iterator[None]:
+    """Inside: ``speaking`` looks each language's translations up once for the whole block."""
+    token = _known.set({})
+    try:
+        yield
+    finally:
+        _known.reset(token)
 
 
 @contextmanager
 def speaking(locale: str) -> Iterator[None]:
-    """Render in ``locale`` (Flask-Babel's force_locale) with its translations held."""
-    with flask_babel.force_locale(locale):
-        token = _held.set(flask_babel.get_translations())
-        try:
-            yield
-        finally:
-            _held.reset(token)
+    """Translate in ``locale`` (this module's gettext / ngettext) inside the block."""
+    token = _held.set(translations_of(locale))
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
+def translations_of(locale: str) -> NullTranslations:
+    """Flask-Babel's translations for ``locale`` (kept for the block of ``catalogues_held``)."""
+    known = _known.get()
+    found = None if known is None else known.get(locale)
+    if found is None:
+        with flask_babel.force_locale(locale):
+            found = flask_babel.get_translations()
+        if known is not None:
+            known[locale] = found
+    return found
 
 
 def gettext(string: str, **variables: Any) -> str:
