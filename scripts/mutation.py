@@ -67,6 +67,11 @@ def _unit(*names: str) -> tuple[str, ...]:
     return tuple(f"tests/unit/test_{name}.py" for name in names)
 
 
+def _integration(*names: str) -> tuple[str, ...]:
+    """Paths of integration-test files ``tests/integration/test_<name>.py``."""
+    return tuple(f"tests/integration/test_{name}.py" for name in names)
+
+
 GROUPS: dict[str, Group] = {
     group.name: group
     for group in (
@@ -107,8 +112,49 @@ GROUPS: dict[str, Group] = {
         ),
         Group("checkins-grading", "app/domain/checkins.py", tests=_unit("checkins")),
         Group("calendar", "app/domain/calendar.py", tests=_unit("calendar", "calendar_clinical")),
-        Group("dispatch", "app/services/messaging/dispatch.py"),
-        Group("status-callbacks", "app/services/messaging/status_callbacks.py"),
+        Group(
+            "dispatch",
+            "app/services/messaging/dispatch.py",
+            # the outbox claim, the outcome recording and the reconciler (issue 17), not the
+            # settings, timings and run loop around them
+            _functions(
+                "Dispatcher.claim",
+                "Dispatcher._too_late",
+                "Dispatcher._quiet_until",
+                "Dispatcher.record_many",
+                "Dispatcher._record_sent_together",
+                "Dispatcher._update_sent",
+                "Dispatcher.record",
+                "Dispatcher._move",
+                "Dispatcher._record_sent",
+                "Dispatcher._record_retry",
+                "Dispatcher._record_ambiguous",
+                "Dispatcher._record_terminal",
+                "Dispatcher._record_blocked",
+                "Dispatcher._record_expired",
+                "Dispatcher._record_quiet",
+                "Dispatcher._record_limited",
+                "Dispatcher._record_release",
+                "due_query",
+                "_pages_first",
+                "_blocked",
+                "_quiet",
+                "_answer_outcome",
+                "_among",
+                "_with_claim_history",
+                "_sent_values",
+                "_settled_by_callback",
+                "_expire_leases",
+                "_reconcile_one",
+                "_match",
+            ),
+            tests=_integration("dispatch", "receipt_checks", "sms_frequency", "contacts"),
+        ),
+        Group(
+            "status-callbacks",
+            "app/services/messaging/status_callbacks.py",
+            tests=_integration("dispatch_callbacks", "contacts", "aliyun_mns"),
+        ),
     )
 }
 
