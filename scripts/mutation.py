@@ -153,7 +153,9 @@ GROUPS: dict[str, Group] = {
         Group(
             "status-callbacks",
             "app/services/messaging/status_callbacks.py",
-            tests=_integration("dispatch_callbacks", "contacts", "aliyun_mns"),
+            tests=_integration(
+                "dispatch_callbacks", "status_callback_rules", "contacts", "aliyun_mns"
+            ),
         ),
     )
 }
