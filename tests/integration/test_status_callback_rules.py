@@ -19,7 +19,12 @@ from sqlalchemy import select, update
 from app.clock import utcnow
 from app.extensions import db
 from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
-from app.services.messaging.status_callbacks import apply_status_callback, error_text
+from app.services.messaging import status_callbacks
+from app.services.messaging.status_callbacks import (
+    CallbackResult,
+    apply_status_callback,
+    error_text,
+)
 from tests.integration.sms_support import add_due_messages
 
 SID = "SM" + "a" * 32
@@ -214,3 +219,56 @@ def test_the_patients_audit_says_what_the_provider_reported(
         assert patient.sms_opted_out_at is not None
     else:
         assert patient.phone_status == "invalid"
+
+
+def test_the_audit_names_the_channel_that_reported_it(app_ctx: Flask) -> None:
+    message_id = _row_in("sent", provider_id=SID, sent_at=utcnow())
+    patient_id = _fresh(message_id).patient_id
+
+    apply_status_callback(SID, "failed", error_code=21610, at=_at(), source="tencent-receipt")
+
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.patient_id == patient_id)).one()
+    assert (entry.actor, entry.action) == ("tencent-receipt", "patient.sms_opted_out")
+
+
+def test_what_each_answer_reports(app_ctx: Flask) -> None:
+    message_id = _row_in("queued", provider_id=SID, sent_at=utcnow())
+
+    assert apply_status_callback(SID, "sent", at=_at()) == CallbackResult(
+        "updated", message_id, "sent"
+    )
+    assert apply_status_callback(SID, "queued", at=_at()) == CallbackResult(
+        "ignored", message_id, "sent"
+    )
+    assert apply_status_callback(SID, "no-such-status", at=_at()) == CallbackResult(
+        "ignored", message_id, "sent"
+    )
+    assert apply_status_callback("SM" + "b" * 32, "sent", at=_at()) == CallbackResult(
+        "unknown_message"
+    )
+
+
+def test_an_unknown_sid_is_logged_with_its_status(
+    app_ctx: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="cadence.status_callbacks"):
+        apply_status_callback("SMunknown", "delivered", at=_at())
+
+    assert caplog.messages == ["status callback for unknown message SMunknown (delivered)"]
+
+
+def test_a_callback_that_keeps_losing_the_race_gives_up_after_three_tries(
+    app_ctx: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message_id = _row_in("queued", provider_id=SID, sent_at=utcnow())
+    tries: list[int] = []
+
+    def lost(message: int, **_: Any) -> bool:  # another writer moved the row first, every time
+        tries.append(message)
+        return False
+
+    monkeypatch.setattr(status_callbacks, "transition", lost)
+
+    assert apply_status_callback(SID, "delivered", at=_at()) == CallbackResult("ignored")
+    assert tries == [message_id] * 3
+    assert _fresh(message_id).status == "queued"
