@@ -238,7 +238,11 @@ def forget(groups: list[Group]) -> None:
 
 
 def run(
-    groups: list[Group], max_children: int, fresh: bool = False, survivors: bool = False
+    groups: list[Group],
+    max_children: int,
+    fresh: bool = False,
+    survivors: bool = False,
+    remap: bool = False,
 ) -> int:
     """Run mutmut on the groups' mutants, then report.
 
@@ -248,6 +252,10 @@ def run(
     """
     if fresh:
         forget(groups)
+    elif remap:
+        # map the tests again, e.g. on PostgreSQL (TEST_DATABASE_URL): the PostgreSQL-only
+        # paths (SKIP LOCKED claims, the recorder thread) have no covering test on SQLite
+        (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     if survivors:
         # a leading "*" keeps mutmut from looking up the tests of a function it mapped none to
         patterns = [
@@ -284,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--survivors", action="store_true", help="re-run only the mutants that survived last time"
     )
+    parser.add_argument(
+        "--remap",
+        action="store_true",
+        help="map tests to functions again (e.g. with TEST_DATABASE_URL set: one child then)",
+    )
     args = parser.parse_intermixed_args(argv)  # `run --max-children 1 GROUP` (the Makefile)
     unknown = [name for name in args.groups if name not in GROUPS]
     if unknown:
@@ -291,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
     if args.action == "report":
         return report(groups)
-    return run(groups, args.max_children, args.fresh, args.survivors)
+    return run(groups, args.max_children, args.fresh, args.survivors, args.remap)
 
 
 if __name__ == "__main__":
