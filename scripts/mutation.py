@@ -148,7 +148,14 @@ GROUPS: dict[str, Group] = {
                 "_reconcile_one",
                 "_match",
             ),
-            tests=_integration("dispatch", "receipt_checks", "sms_frequency", "contacts"),
+            tests=_integration(
+                "dispatch",
+                "dispatch_outcomes",
+                "receipt_checks",
+                "sms_frequency",
+                "sms_batching",
+                "contacts",
+            ),
         ),
         Group(
             "status-callbacks",

@@ -1,0 +1,291 @@
+"""Dispatch outcomes, field by field: what the dispatcher stores for each way a send can end.
+
+Written against the survivors of the first mutation run of dispatch.py (docs/testing.md): the
+dispatch tests checked the status a message reached, not the history line, the time, the reason,
+the attempt count or the run's counters. Each outcome is recorded here for messages the real
+claim leased, at a time other than the clock's now; the expected texts are written out by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from app.clock import utcnow
+from app.extensions import db
+from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
+from app.services.messaging.dispatch import (
+    Claimed,
+    Dispatcher,
+    DispatchReport,
+    DispatchSettings,
+    Outcome,
+)
+from app.sms import ConsoleGateway
+from app.sms.base import SentMessage, SmsError, TerminalSmsError
+from tests.integration.sms_support import add_due_messages
+
+SETTINGS = DispatchSettings(workers=1, batch_size=10, settle=timedelta(0), max_attempts=3)
+NAME = "dispatcher-test"
+
+
+def _claim(count: int) -> tuple[Dispatcher, list[Claimed]]:
+    add_due_messages(count)
+    dispatcher = Dispatcher(ConsoleGateway(), SETTINGS, actor="user:nurse1", name=NAME)
+    claimed = dispatcher.claim(utcnow(), count)
+    assert len(claimed) == count
+    return dispatcher, claimed
+
+
+def _at() -> datetime:
+    """The outcome's time: later than the clock's now, so a time taken from the clock shows."""
+    return utcnow() + timedelta(minutes=7)
+
+
+def _fresh(message_id: int) -> OutboxMessage:
+    db.session.expire_all()
+    row = db.session.get(OutboxMessage, message_id)
+    assert row is not None
+    return row
+
+
+def _last_history(message_id: int) -> OutboxStatusChange:
+    history = db.session.scalars(
+        select(OutboxStatusChange)
+        .where(OutboxStatusChange.message_id == message_id)
+        .order_by(OutboxStatusChange.id.desc())
+    ).first()
+    assert history is not None
+    return history
+
+
+def _record_all(dispatcher: Dispatcher, claimed: list[Claimed], outcome: Outcome) -> DispatchReport:
+    report = DispatchReport()
+    for one in claimed:
+        dispatcher.record(one, outcome, report)
+    db.session.commit()
+    return report
+
+
+def _assert_moved(message_id: int, status: str, detail: str, at: datetime) -> OutboxMessage:
+    row = _fresh(message_id)
+    assert (row.status, row.claimed_by, row.claimed_until) == (status, None, None)
+    assert row.updated_at == at
+    history = _last_history(message_id)
+    assert (history.from_status, history.to_status) == ("claimed", status)
+    assert (history.detail, history.at, history.source) == (detail, at, f"dispatcher:{NAME}")
+    return row
+
+
+QUIET_UNTIL = datetime(2026, 3, 4, 23, 30, tzinfo=UTC)
+LIMIT_UNTIL = datetime(2026, 3, 5, 8, 0, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "counter", "status", "detail", "reason", "due_at"),
+    [
+        (
+            "blocked",
+            {"blocked": "opted_out"},
+            "blocked",
+            "blocked",
+            "not sent: patient opted_out",
+            "opted_out",
+            None,
+        ),
+        (
+            "expired",
+            {"expired": "late"},
+            "expired",
+            "expired",
+            "not sent: more than the allowed delay after its planned time",
+            "late",
+            None,
+        ),
+        (
+            "expired",
+            {"expired": "expired"},
+            "expired",
+            "expired",
+            "not sent: too late, the event is over",
+            "expired",
+            None,
+        ),
+        (
+            "quiet",
+            {"quiet_until": QUIET_UNTIL},
+            "deferred",
+            "planned",
+            "quiet hours for the patient: waits until 2026-03-04 23:30 UTC",
+            None,
+            QUIET_UNTIL,
+        ),
+        (
+            "limited",
+            {"limit_until": LIMIT_UNTIL},
+            "limited",
+            "planned",
+            "provider frequency limit for this number: waits until 2026-03-05 08:00:15 UTC",
+            None,
+            LIMIT_UNTIL,
+        ),
+        (
+            "release",
+            {},
+            "released",
+            "planned",
+            "released unsent (stopping or lease too short)",
+            None,
+            "unchanged",
+        ),
+    ],
+)
+def test_each_unsent_outcome_is_stored_with_its_reason_and_counted_once_per_message(
+    app_ctx: Flask,
+    kind: str,
+    fields: dict[str, object],
+    counter: str,
+    status: str,
+    detail: str,
+    reason: str | None,
+    due_at: datetime | str | None,
+) -> None:
+    dispatcher, claimed = _claim(2)
+    due_before = {one.id: _fresh(one.id).due_at for one in claimed}
+    at = _at()
+
+    report = _record_all(
+        dispatcher, [replace(one, **fields) for one in claimed], Outcome(kind, at=at)
+    )
+
+    assert getattr(report, counter) == 2
+    assert report.lost == 0
+    for one in claimed:
+        row = _assert_moved(one.id, status, detail, at)
+        assert row.error_reason == reason
+        if status == "planned":
+            # the claim counted an attempt; nothing reached the provider, so it is given back
+            assert row.attempts == one.attempts - 1 == 0
+        if due_at == "unchanged":
+            assert row.due_at == due_before[one.id]
+        elif due_at is not None:
+            assert row.due_at == due_at
+
+
+def test_a_limit_given_in_local_time_is_waited_for_and_shown_in_utc(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    local = datetime(2026, 3, 6, 0, 0, 15, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    _record_all(dispatcher, [replace(claimed, limit_until=local)], Outcome("limited", at=_at()))
+
+    assert _last_history(claimed.id).detail == (
+        "provider frequency limit for this number: waits until 2026-03-05 16:00:15 UTC"
+    )
+
+
+def test_a_later_attempt_gives_back_exactly_one_attempt(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    db.session.execute(update(OutboxMessage).values(attempts=3))
+    db.session.commit()
+
+    _record_all(dispatcher, [replace(claimed, attempts=3)], Outcome("release", at=_at()))
+
+    assert _fresh(claimed.id).attempts == 2
+
+
+def test_an_ambiguous_send_is_counted_per_message_and_left_to_reconcile(app_ctx: Flask) -> None:
+    dispatcher, claimed = _claim(2)
+    at = _at()
+
+    report = _record_all(
+        dispatcher, claimed, Outcome("ambiguous", error=SmsError("timed out"), at=at)
+    )
+
+    assert report.unknown == 2
+    for one in claimed:
+        row = _assert_moved(one.id, "unknown", "may have been sent, to reconcile: timed out", at)
+        assert row.error_reason == "ambiguous"
+
+
+def test_a_refusal_without_a_reason_is_a_rejection_counted_per_message(app_ctx: Flask) -> None:
+    dispatcher, claimed = _claim(2)
+    at = _at()
+
+    report = _record_all(
+        dispatcher, claimed, Outcome("terminal", error=SmsError("bad body"), at=at)
+    )
+
+    assert report.failed == 2
+    for one in claimed:
+        row = _assert_moved(one.id, "failed", "refused: bad body", at)
+        assert row.error_reason == "rejected"
+
+
+def test_an_opt_out_refusal_marks_the_patient_at_the_outcomes_time(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    at = _at()
+    error = TerminalSmsError("recipient unsubscribed", reason="opted_out", provider_code=21610)
+
+    _record_all(dispatcher, [claimed], Outcome("terminal", error=error, at=at))
+
+    row = _assert_moved(claimed.id, "failed", "refused: recipient unsubscribed (code 21610)", at)
+    assert row.error_reason == "opted_out"
+    patient = db.session.get(Patient, claimed.patient_id)
+    assert patient is not None and patient.sms_opted_out_at == at
+    entry = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.patient_id == claimed.patient_id)
+    ).one()
+    assert (entry.actor, entry.action) == ("user:nurse1", "patient.sms_opted_out")
+
+
+def test_a_refusal_whose_lease_was_lost_marks_nobody(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    db.session.execute(update(OutboxMessage).values(claimed_by="another-dispatcher"))
+    db.session.commit()
+    error = TerminalSmsError("recipient unsubscribed", reason="opted_out", provider_code=21610)
+
+    report = _record_all(dispatcher, [claimed], Outcome("terminal", error=error, at=_at()))
+
+    assert report.lost == 1
+    patient = db.session.get(Patient, claimed.patient_id)
+    assert patient is not None and patient.sms_opted_out_at is None
+    assert _fresh(claimed.id).status == "claimed"
+
+
+SID = "SM" + "c" * 32
+
+
+def _callback_already_stored(message_id: int, sid: str) -> None:
+    """A delivery callback that beat the API answer has moved the row and stored its SID."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(status="delivered", provider_id=sid, claimed_by=None, claimed_until=None)
+    )
+    db.session.commit()
+
+
+def test_a_send_already_settled_by_its_callback_is_not_lost(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    _callback_already_stored(claimed.id, SID)
+
+    sent = SentMessage(provider_id=SID, status="queued")
+    report = _record_all(dispatcher, [claimed], Outcome("sent", sent=sent, at=_at()))
+
+    assert (report.sent, report.lost) == (1, 0)
+    assert _fresh(claimed.id).status == "delivered"
+
+
+def test_a_send_whose_row_another_sid_settled_is_counted_lost(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    _callback_already_stored(claimed.id, "SM" + "d" * 32)
+
+    sent = SentMessage(provider_id=SID, status="queued")
+    report = _record_all(dispatcher, [claimed], Outcome("sent", sent=sent, at=_at()))
+
+    assert report.lost == 1
