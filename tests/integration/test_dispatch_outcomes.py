@@ -25,9 +25,10 @@ from app.services.messaging.dispatch import (
     DispatchReport,
     DispatchSettings,
     Outcome,
+    reconcile,
 )
 from app.sms import ConsoleGateway
-from app.sms.base import SentMessage, SmsError, TerminalSmsError
+from app.sms.base import ProviderMessage, SentMessage, SmsError, TerminalSmsError
 from tests.integration.sms_support import add_due_messages
 
 SETTINGS = DispatchSettings(workers=1, batch_size=10, settle=timedelta(0), max_attempts=3)
@@ -209,7 +210,7 @@ def test_an_ambiguous_send_is_counted_per_message_and_left_to_reconcile(app_ctx:
     assert report.unknown == 2
     for one in claimed:
         row = _assert_moved(one.id, "unknown", "may have been sent, to reconcile: timed out", at)
-        assert row.error_reason == "ambiguous"
+        assert (row.error_reason, row.error_message) == ("ambiguous", "timed out")
 
 
 def test_a_refusal_without_a_reason_is_a_rejection_counted_per_message(app_ctx: Flask) -> None:
@@ -289,3 +290,70 @@ def test_a_send_whose_row_another_sid_settled_is_counted_lost(app_ctx: Flask) ->
     report = _record_all(dispatcher, [claimed], Outcome("sent", sent=sent, at=_at()))
 
     assert report.lost == 1
+
+
+class _LookupGateway(ConsoleGateway):
+    """A gateway whose provider holds nothing; it remembers what the reconciler asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[tuple[str, datetime, datetime]] = []
+
+    def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
+        self.lookups.append((to, since, until))
+        return []
+
+
+PAGED = "+8613800138000"
+SENT_TO = "+8613900139555"
+
+
+@pytest.mark.parametrize(
+    ("values", "asked"),
+    [
+        ({"sent_to": SENT_TO}, SENT_TO),  # where the send went
+        ({"sent_to": None, "recipient": PAGED, "patient_id": None}, PAGED),  # a page to staff
+        ({"sent_to": None}, "patient"),  # never sent: the patient's own number
+    ],
+)
+def test_the_reconciler_asks_the_provider_about_the_number_it_went_to(
+    app_ctx: Flask, values: dict[str, object], asked: str
+) -> None:
+    [message_id] = add_due_messages(1)
+    created = _fresh(message_id).created_at
+    patient_phone = _fresh(message_id).patient.phone_e164
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(status="unknown", updated_at=utcnow() - timedelta(hours=1), **values)
+    )
+    db.session.commit()
+    gateway = _LookupGateway()
+    now = utcnow()
+
+    report = reconcile(gateway=gateway, settings=SETTINGS, clock=lambda: now, source="test")
+
+    margin = SETTINGS.lookup_margin
+    expected = patient_phone if asked == "patient" else asked
+    assert gateway.lookups == [(expected, created - margin, now + margin)]
+    assert (report.checked, report.resend) == (1, 1)
+    row = _fresh(message_id)
+    assert (row.status, row.due_at) == ("planned", now)
+    assert _last_history(message_id).detail == "not found at console: safe to send again"
+
+
+def test_the_reconciler_looks_back_from_the_first_attempt(app_ctx: Flask) -> None:
+    [message_id] = add_due_messages(1)
+    first = utcnow() - timedelta(days=2)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(status="unknown", first_attempt_at=first, updated_at=utcnow() - timedelta(hours=1))
+    )
+    db.session.commit()
+    gateway = _LookupGateway()
+
+    reconcile(gateway=gateway, settings=SETTINGS, source="test")
+
+    [(_, since, _)] = gateway.lookups
+    assert since == first - SETTINGS.lookup_margin
