@@ -357,3 +357,83 @@ def test_the_reconciler_looks_back_from_the_first_attempt(app_ctx: Flask) -> Non
 
     [(_, since, _)] = gateway.lookups
     assert since == first - SETTINGS.lookup_margin
+
+
+class _FoundGateway(ConsoleGateway):
+    """A gateway whose provider holds exactly the messages it is given."""
+
+    def __init__(self, held: list[ProviderMessage] | None = None, fail: bool = False) -> None:
+        super().__init__()
+        self.held = held or []
+        self.fail = fail
+
+    def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
+        if self.fail:
+            raise SmsError("lookup timed out")
+        return self.held
+
+
+def _unknown(count: int) -> list[int]:
+    ids = add_due_messages(count)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids))
+        .values(status="unknown", updated_at=utcnow() - timedelta(hours=1))
+    )
+    db.session.commit()
+    return ids
+
+
+def test_a_failed_lookup_leaves_each_message_unknown_and_says_so(
+    app_ctx: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = _unknown(2)
+
+    with caplog.at_level("WARNING", logger="cadence.dispatch"):
+        report = reconcile(gateway=_FoundGateway(fail=True), settings=SETTINGS, source="test")
+
+    assert (report.checked, report.still_unknown, report.found, report.resend) == (2, 2, 0, 0)
+    assert [_fresh(i).status for i in ids] == ["unknown", "unknown"]
+    assert [m for m in caplog.messages if "lookup" in m] == [
+        f"reconcile {i}: provider lookup failed: lookup timed out" for i in ids
+    ]
+
+
+@pytest.mark.parametrize(
+    ("provider_status", "provider", "status", "carrier"),
+    [
+        ("delivered", "tencent", "delivered", "tencent"),
+        ("something-new", None, "queued", "console"),  # a status we do not know: at the provider
+    ],
+)
+def test_a_message_found_at_the_provider_is_settled_at_the_reconcilers_time(
+    app_ctx: Flask, provider_status: str, provider: str | None, status: str, carrier: str
+) -> None:
+    [message_id] = _unknown(1)
+    row = _fresh(message_id)
+    created = utcnow() - timedelta(minutes=50)
+    found = ProviderMessage(
+        provider_id=SID,
+        to=row.patient.phone_e164,
+        body=row.body,
+        status=provider_status,
+        date_created=created,
+        provider=provider,
+    )
+    now = utcnow() + timedelta(minutes=3)
+
+    report = reconcile(
+        gateway=_FoundGateway([found]), settings=SETTINGS, clock=lambda: now, source="test"
+    )
+
+    assert report.found == 1
+    row = _fresh(message_id)
+    assert (row.status, row.provider, row.provider_id, row.sent_at) == (
+        status,
+        carrier,
+        SID,
+        created,
+    )
+    history = _last_history(message_id)
+    assert history.detail == f"found at {carrier} as {SID} ({provider_status})"
+    assert history.at == now
