@@ -175,6 +175,7 @@ class Score:
     killed: int = 0
     not_run: int = 0
     survivors: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # the mutants not run yet
 
     @property
     def tested(self) -> int:
@@ -204,6 +205,7 @@ def score(group: Group) -> Score:
             result.killed += 1
         elif status == "not checked":
             result.not_run += 1
+            result.pending.append(key)
         else:
             result.survivors.append((key, status))
     return result
@@ -250,6 +252,7 @@ def run(
     fresh: bool = False,
     survivors: bool = False,
     remap: bool = False,
+    pending: bool = False,
 ) -> int:
     """Run mutmut on the groups' mutants, then report.
 
@@ -263,13 +266,15 @@ def run(
         # map the tests again, e.g. on PostgreSQL (TEST_DATABASE_URL): the PostgreSQL-only
         # paths (SKIP LOCKED claims, the recorder thread) have no covering test on SQLite
         (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-    if survivors:
+    if survivors or pending:
         # a leading "*" keeps mutmut from looking up the tests of a function it mapped none to
         patterns = [
             key if status == "survived" else f"*{key}"
             for g in groups
             for key, status in score(g).survivors
         ]
+        if pending:  # and those an interrupted run did not reach
+            patterns += [key for g in groups for key in score(g).pending]
         if not patterns:
             print("no survivors to re-run")
             return report(groups)
@@ -300,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         "--survivors", action="store_true", help="re-run only the mutants that survived last time"
     )
     parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="go on with an interrupted run: its survivors and the mutants it did not reach",
+    )
+    parser.add_argument(
         "--remap",
         action="store_true",
         help="map tests to functions again (e.g. with TEST_DATABASE_URL set: one child then)",
@@ -311,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
     if args.action == "report":
         return report(groups)
-    return run(groups, args.max_children, args.fresh, args.survivors, args.remap)
+    return run(groups, args.max_children, args.fresh, args.survivors, args.remap, args.pending)
 
 
 if __name__ == "__main__":
