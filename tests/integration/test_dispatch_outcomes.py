@@ -437,3 +437,135 @@ def test_a_message_found_at_the_provider_is_settled_at_the_reconcilers_time(
     history = _last_history(message_id)
     assert history.detail == f"found at {carrier} as {SID} ({provider_status})"
     assert history.at == now
+
+
+def test_a_refusal_for_now_is_retried_later_with_the_error_kept(app_ctx: Flask) -> None:
+    dispatcher, claimed = _claim(2)  # first attempts: max_attempts is 3
+    at = _at()
+
+    report = _record_all(dispatcher, claimed, Outcome("retry", error=SmsError("busy"), at=at))
+
+    assert (report.retried, report.failed) == (2, 0)
+    base = SETTINGS.retry_base  # after one failed try: the base wait, +-20 %
+    for one in claimed:
+        row = _fresh(one.id)
+        assert at + base * 0.8 <= row.due_at <= at + base * 1.2
+        detail = f"retry at {row.due_at:%Y-%m-%d %H:%M:%S} UTC: busy"
+        row = _assert_moved(one.id, "planned", detail, at)
+        assert (row.error_reason, row.error_message) == ("retrying", "busy")
+
+
+def test_the_last_allowed_attempt_fails_for_good_and_is_counted_per_message(
+    app_ctx: Flask,
+) -> None:
+    dispatcher, claimed = _claim(2)
+    at = _at()
+    last = [replace(one, attempts=SETTINGS.max_attempts) for one in claimed]
+
+    report = _record_all(dispatcher, last, Outcome("retry", error=SmsError("busy"), at=at))
+
+    assert (report.failed, report.retried) == (2, 0)
+    for one in claimed:
+        row = _assert_moved(one.id, "failed", "gave up after 3 attempts: busy", at)
+        assert row.error_reason == "retries_exhausted"
+
+
+@pytest.mark.parametrize("kind", ["quiet", "limited"])
+def test_waiting_gives_back_exactly_one_attempt(app_ctx: Flask, kind: str) -> None:
+    dispatcher, [claimed] = _claim(1)
+    db.session.execute(update(OutboxMessage).values(attempts=3))
+    db.session.commit()
+    held = replace(claimed, attempts=3, quiet_until=QUIET_UNTIL, limit_until=LIMIT_UNTIL)
+
+    _record_all(dispatcher, [held], Outcome(kind, at=_at()))
+
+    assert _fresh(claimed.id).attempts == 2
+
+
+def test_only_a_lease_that_has_passed_is_expired_and_left_to_reconcile(app_ctx: Flask) -> None:
+    now = utcnow() + timedelta(minutes=3)
+    passed, ending, planned = add_due_messages(3)
+    leases = {passed: now - timedelta(seconds=1), ending: now, planned: now - timedelta(hours=1)}
+    for message_id, until in leases.items():
+        status = "planned" if message_id == planned else "claimed"
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(status=status, claimed_by="gone", claimed_until=until)
+        )
+    db.session.commit()
+
+    report = reconcile(
+        gateway=_FoundGateway(fail=True), settings=SETTINGS, clock=lambda: now, source="test"
+    )
+
+    assert report.lease_expired == 1
+    assert [_fresh(i).status for i in (passed, ending, planned)] == [
+        "unknown",
+        "claimed",
+        "planned",
+    ]
+    assert _fresh(passed).error_reason == "lease_expired"
+    history = _last_history(passed)
+    assert (history.from_status, history.to_status, history.at) == ("claimed", "unknown", now)
+    assert history.detail == "lease expired (dispatcher stopped mid-send?): may have been sent"
+
+
+def _at_provider(row: OutboxMessage, sid: str, minutes_ago: int, **fields: str) -> ProviderMessage:
+    return ProviderMessage(
+        provider_id=sid,
+        to=row.patient.phone_e164,
+        body=fields.get("body", row.body),
+        status="delivered",
+        date_created=utcnow() - timedelta(minutes=minutes_ago),
+        reference=fields.get("reference"),
+    )
+
+
+def test_the_reconciler_takes_the_earliest_copy_no_other_row_owns(app_ctx: Flask) -> None:
+    [message_id] = _unknown(1)
+    row = _fresh(message_id)
+    owned = "SM" + "e" * 32
+    other_id = add_due_messages(1)[0]
+    db.session.execute(  # another row already stored this SID: never ours
+        update(OutboxMessage).where(OutboxMessage.id == other_id).values(provider_id=owned)
+    )
+    db.session.commit()
+    held = [
+        _at_provider(row, owned, 50),  # the earliest, but another row's
+        _at_provider(row, "SM" + "f" * 32, 30),
+        _at_provider(row, SID, 40),  # the earliest that is nobody else's
+        _at_provider(row, "SM" + "9" * 32, 45, body="another text"),
+    ]
+
+    reconcile(gateway=_FoundGateway(held), settings=SETTINGS, source="test")
+
+    assert _fresh(message_id).provider_id == SID
+
+
+@pytest.mark.parametrize(
+    ("case", "found"),
+    [
+        ("a batch's reference naming this row, another text", True),
+        ("a reference naming other rows, the same text", False),
+        ("no reference, the same text", True),
+        ("no reference, another text", False),
+    ],
+)
+def test_a_copy_with_a_reference_is_matched_by_it_else_by_its_text(
+    app_ctx: Flask, case: str, found: bool
+) -> None:
+    [message_id] = _unknown(1)
+    row = _fresh(message_id)
+    reference = None
+    if case.startswith("a batch"):
+        reference = f"{message_id - 1}-{message_id + 1}"
+    elif case.startswith("a reference"):
+        reference = f"{message_id + 1}-{message_id + 9}"
+    body = row.body if case.endswith("the same text") else "a provider's own rendering"
+    copy = _at_provider(row, SID, 20, body=body, reference=reference or "")
+    copy = replace(copy, reference=reference)
+
+    report = reconcile(gateway=_FoundGateway([copy]), settings=SETTINGS, source="test")
+
+    assert (report.found, report.resend) == ((1, 0) if found else (0, 1))
