@@ -67,6 +67,11 @@ def _unit(*names: str) -> tuple[str, ...]:
     return tuple(f"tests/unit/test_{name}.py" for name in names)
 
 
+def _integration(*names: str) -> tuple[str, ...]:
+    """Paths of integration-test files ``tests/integration/test_<name>.py``."""
+    return tuple(f"tests/integration/test_{name}.py" for name in names)
+
+
 GROUPS: dict[str, Group] = {
     group.name: group
     for group in (
@@ -107,8 +112,58 @@ GROUPS: dict[str, Group] = {
         ),
         Group("checkins-grading", "app/domain/checkins.py", tests=_unit("checkins")),
         Group("calendar", "app/domain/calendar.py", tests=_unit("calendar", "calendar_clinical")),
-        Group("dispatch", "app/services/messaging/dispatch.py"),
-        Group("status-callbacks", "app/services/messaging/status_callbacks.py"),
+        Group(
+            "dispatch",
+            "app/services/messaging/dispatch.py",
+            # the outbox claim, the outcome recording and the reconciler (issue 17), not the
+            # settings, timings and run loop around them
+            _functions(
+                "Dispatcher.claim",
+                "Dispatcher._too_late",
+                "Dispatcher._quiet_until",
+                "Dispatcher.record_many",
+                "Dispatcher._record_sent_together",
+                "Dispatcher._update_sent",
+                "Dispatcher.record",
+                "Dispatcher._move",
+                "Dispatcher._record_sent",
+                "Dispatcher._record_retry",
+                "Dispatcher._record_ambiguous",
+                "Dispatcher._record_terminal",
+                "Dispatcher._record_blocked",
+                "Dispatcher._record_expired",
+                "Dispatcher._record_quiet",
+                "Dispatcher._record_limited",
+                "Dispatcher._record_release",
+                "due_query",
+                "_pages_first",
+                "_blocked",
+                "_quiet",
+                "_answer_outcome",
+                "_among",
+                "_with_claim_history",
+                "_sent_values",
+                "_settled_by_callback",
+                "_expire_leases",
+                "_reconcile_one",
+                "_match",
+            ),
+            tests=_integration(
+                "dispatch",
+                "dispatch_outcomes",
+                "receipt_checks",
+                "sms_frequency",
+                "sms_batching",
+                "contacts",
+            ),
+        ),
+        Group(
+            "status-callbacks",
+            "app/services/messaging/status_callbacks.py",
+            tests=_integration(
+                "dispatch_callbacks", "status_callback_rules", "contacts", "aliyun_mns"
+            ),
+        ),
     )
 }
 
@@ -120,6 +175,7 @@ class Score:
     killed: int = 0
     not_run: int = 0
     survivors: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # the mutants not run yet
 
     @property
     def tested(self) -> int:
@@ -149,6 +205,7 @@ def score(group: Group) -> Score:
             result.killed += 1
         elif status == "not checked":
             result.not_run += 1
+            result.pending.append(key)
         else:
             result.survivors.append((key, status))
     return result
@@ -190,7 +247,12 @@ def forget(groups: list[Group]) -> None:
 
 
 def run(
-    groups: list[Group], max_children: int, fresh: bool = False, survivors: bool = False
+    groups: list[Group],
+    max_children: int,
+    fresh: bool = False,
+    survivors: bool = False,
+    remap: bool = False,
+    pending: bool = False,
 ) -> int:
     """Run mutmut on the groups' mutants, then report.
 
@@ -200,13 +262,19 @@ def run(
     """
     if fresh:
         forget(groups)
-    if survivors:
+    elif remap:
+        # map the tests again, e.g. on PostgreSQL (TEST_DATABASE_URL): the PostgreSQL-only
+        # paths (SKIP LOCKED claims, the recorder thread) have no covering test on SQLite
+        (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    if survivors or pending:
         # a leading "*" keeps mutmut from looking up the tests of a function it mapped none to
         patterns = [
             key if status == "survived" else f"*{key}"
             for g in groups
             for key, status in score(g).survivors
         ]
+        if pending:  # and those an interrupted run did not reach
+            patterns += [key for g in groups for key in score(g).pending]
         if not patterns:
             print("no survivors to re-run")
             return report(groups)
@@ -236,6 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--survivors", action="store_true", help="re-run only the mutants that survived last time"
     )
+    parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="go on with an interrupted run: its survivors and the mutants it did not reach",
+    )
+    parser.add_argument(
+        "--remap",
+        action="store_true",
+        help="map tests to functions again (e.g. with TEST_DATABASE_URL set: one child then)",
+    )
     args = parser.parse_intermixed_args(argv)  # `run --max-children 1 GROUP` (the Makefile)
     unknown = [name for name in args.groups if name not in GROUPS]
     if unknown:
@@ -243,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
     if args.action == "report":
         return report(groups)
-    return run(groups, args.max_children, args.fresh, args.survivors)
+    return run(groups, args.max_children, args.fresh, args.survivors, args.remap, args.pending)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ calendar (Spring Festival 2026-02-15..23 with make-up Saturdays 02-14 and 02-28;
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
@@ -305,3 +306,63 @@ def test_the_response_assessment_replaces_a_routine_scan_days_from_it() -> None:
     replaced = next(e for e in events if e.key == "assessment.ct.w42")
     assert replaced.status == "cancelled" and cal.FLAG_SUSPENDED_FOR_RT in replaced.flags
     assert live["assessment.ct.w48"].date == date(2027, 8, 19)  # routine scans go on after it
+
+
+def test_a_decision_is_stored_whole_and_a_bad_one_named() -> None:
+    events = _generate(date(2026, 8, 20))
+    key = "induction.c3.infusion"
+    event = next(e for e in events if e.key == key)
+    change = cal.record_decision(
+        events, key, "closure_in_nadir", " holiday_cover_confirmed ", "on-call oncologist covers"
+    )
+    assert change.event(key).details["decisions"] == {
+        "closure_in_nadir": {
+            "decision": "holiday_cover_confirmed",
+            "date": event.date.isoformat(),
+            "note": "on-call oncologist covers",
+        }
+    }
+    with pytest.raises(cal.CalendarError) as missing:
+        cal.record_decision(events, "induction.c99.infusion", "closure_in_nadir", "x", "y")
+    assert str(missing.value) == "no event with the key 'induction.c99.infusion' in this calendar"
+    with pytest.raises(cal.CalendarError) as empty:
+        cal.record_decision(events, key, "closure_in_nadir", " ", "why")
+    assert str(empty.value) == "a decision needs both the decision and a note saying why"
+
+
+def test_a_second_decision_on_an_event_keeps_the_first() -> None:
+    events = _generate(date(2026, 8, 20))
+    key = "induction.c3.infusion"
+    first = cal.record_decision(events, key, "closure_in_nadir", "covered", "on call")
+    decided = first.event(key)
+    other = replace(decided, flags=(*decided.flags, "second_flag"))
+    events = [other if e.key == key else e for e in first.events]
+    second = cal.record_decision(events, key, "second_flag", "accepted", "reviewed")
+    assert set(second.event(key).details["decisions"]) == {"closure_in_nadir", "second_flag"}
+
+
+def test_off_study_keeps_the_events_of_its_own_day_and_flags_the_cancelled() -> None:
+    events = _generate(date(2026, 8, 20))
+    on = events[len(events) // 2].date  # a day with an event
+    change = cal.off_study(events, on)
+    after = {e.key: e for e in change.events}
+    for old in events:
+        new = after[old.key]
+        if old.date > on:
+            assert (new.status, cal.FLAG_OFF_STUDY in new.flags) == ("cancelled", True)
+        else:
+            assert (new.status, new.flags) == (old.status, old.flags)
+    assert any(e.date == on for e in events)
+
+
+def test_events_before_cadence_are_not_tracked_and_flagged() -> None:
+    events = _generate(date(2026, 8, 20))
+    before = events[10].date
+    marked = cal.mark_not_tracked(events, before)
+    for old, new in zip(events, marked, strict=True):
+        if old.date < before:
+            assert new.status == "not_tracked"
+            assert new.flags == (*old.flags, cal.FLAG_BEFORE_CADENCE)
+        else:
+            assert new == old
+    assert any(e.date < before for e in events) and any(e.date == before for e in events)

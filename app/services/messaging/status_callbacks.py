@@ -171,6 +171,7 @@ def _advance(
 
 
 def _update_patient(row: OutboxMessage, error_code: int | None, at: datetime, source: str) -> None:
+    """An opt-out or invalid-number code marks the patient (or contact), audited as ``source``."""
     if error_code in OPTED_OUT_ERRORS:
         reason = "opted_out"
     elif error_code in INVALID_NUMBER_ERRORS:
@@ -179,5 +180,5 @@ def _update_patient(row: OutboxMessage, error_code: int | None, at: datetime, so
         return
     text = error_text(error_code) or str(error_code)
     mark_patient_unreachable(
-        row.patient_id, reason, text, actor="system", at=at, contact_id=row.contact_id
+        row.patient_id, reason, text, actor=source, at=at, contact_id=row.contact_id
     )

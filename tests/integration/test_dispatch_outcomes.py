@@ -1,0 +1,571 @@
+"""Dispatch outcomes, field by field: what the dispatcher stores for each way a send can end.
+
+Written against the survivors of the first mutation run of dispatch.py (docs/testing.md): the
+dispatch tests checked the status a message reached, not the history line, the time, the reason,
+the attempt count or the run's counters. Each outcome is recorded here for messages the real
+claim leased, at a time other than the clock's now; the expected texts are written out by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from app.clock import utcnow
+from app.extensions import db
+from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
+from app.services.messaging.dispatch import (
+    Claimed,
+    Dispatcher,
+    DispatchReport,
+    DispatchSettings,
+    Outcome,
+    reconcile,
+)
+from app.sms import ConsoleGateway
+from app.sms.base import ProviderMessage, SentMessage, SmsError, TerminalSmsError
+from tests.integration.sms_support import add_due_messages
+
+SETTINGS = DispatchSettings(workers=1, batch_size=10, settle=timedelta(0), max_attempts=3)
+NAME = "dispatcher-test"
+
+
+def _claim(count: int) -> tuple[Dispatcher, list[Claimed]]:
+    add_due_messages(count)
+    dispatcher = Dispatcher(ConsoleGateway(), SETTINGS, actor="user:nurse1", name=NAME)
+    claimed = dispatcher.claim(utcnow(), count)
+    assert len(claimed) == count
+    return dispatcher, claimed
+
+
+def _at() -> datetime:
+    """The outcome's time: later than the clock's now, so a time taken from the clock shows."""
+    return utcnow() + timedelta(minutes=7)
+
+
+def _fresh(message_id: int) -> OutboxMessage:
+    db.session.expire_all()
+    row = db.session.get(OutboxMessage, message_id)
+    assert row is not None
+    return row
+
+
+def _last_history(message_id: int) -> OutboxStatusChange:
+    history = db.session.scalars(
+        select(OutboxStatusChange)
+        .where(OutboxStatusChange.message_id == message_id)
+        .order_by(OutboxStatusChange.id.desc())
+    ).first()
+    assert history is not None
+    return history
+
+
+def _record_all(dispatcher: Dispatcher, claimed: list[Claimed], outcome: Outcome) -> DispatchReport:
+    report = DispatchReport()
+    for one in claimed:
+        dispatcher.record(one, outcome, report)
+    db.session.commit()
+    return report
+
+
+def _assert_moved(message_id: int, status: str, detail: str, at: datetime) -> OutboxMessage:
+    row = _fresh(message_id)
+    assert (row.status, row.claimed_by, row.claimed_until) == (status, None, None)
+    assert row.updated_at == at
+    history = _last_history(message_id)
+    assert (history.from_status, history.to_status) == ("claimed", status)
+    assert (history.detail, history.at, history.source) == (detail, at, f"dispatcher:{NAME}")
+    return row
+
+
+QUIET_UNTIL = datetime(2026, 3, 4, 23, 30, tzinfo=UTC)
+LIMIT_UNTIL = datetime(2026, 3, 5, 8, 0, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "counter", "status", "detail", "reason", "due_at"),
+    [
+        (
+            "blocked",
+            {"blocked": "opted_out"},
+            "blocked",
+            "blocked",
+            "not sent: patient opted_out",
+            "opted_out",
+            None,
+        ),
+        (
+            "expired",
+            {"expired": "late"},
+            "expired",
+            "expired",
+            "not sent: more than the allowed delay after its planned time",
+            "late",
+            None,
+        ),
+        (
+            "expired",
+            {"expired": "expired"},
+            "expired",
+            "expired",
+            "not sent: too late, the event is over",
+            "expired",
+            None,
+        ),
+        (
+            "quiet",
+            {"quiet_until": QUIET_UNTIL},
+            "deferred",
+            "planned",
+            "quiet hours for the patient: waits until 2026-03-04 23:30 UTC",
+            None,
+            QUIET_UNTIL,
+        ),
+        (
+            "limited",
+            {"limit_until": LIMIT_UNTIL},
+            "limited",
+            "planned",
+            "provider frequency limit for this number: waits until 2026-03-05 08:00:15 UTC",
+            None,
+            LIMIT_UNTIL,
+        ),
+        (
+            "release",
+            {},
+            "released",
+            "planned",
+            "released unsent (stopping or lease too short)",
+            None,
+            "unchanged",
+        ),
+    ],
+)
+def test_each_unsent_outcome_is_stored_with_its_reason_and_counted_once_per_message(
+    app_ctx: Flask,
+    kind: str,
+    fields: dict[str, object],
+    counter: str,
+    status: str,
+    detail: str,
+    reason: str | None,
+    due_at: datetime | str | None,
+) -> None:
+    dispatcher, claimed = _claim(2)
+    due_before = {one.id: _fresh(one.id).due_at for one in claimed}
+    at = _at()
+
+    report = _record_all(
+        dispatcher, [replace(one, **fields) for one in claimed], Outcome(kind, at=at)
+    )
+
+    assert getattr(report, counter) == 2
+    assert report.lost == 0
+    for one in claimed:
+        row = _assert_moved(one.id, status, detail, at)
+        assert row.error_reason == reason
+        if status == "planned":
+            # the claim counted an attempt; nothing reached the provider, so it is given back
+            assert row.attempts == one.attempts - 1 == 0
+        if due_at == "unchanged":
+            assert row.due_at == due_before[one.id]
+        elif due_at is not None:
+            assert row.due_at == due_at
+
+
+def test_a_limit_given_in_local_time_is_waited_for_and_shown_in_utc(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    local = datetime(2026, 3, 6, 0, 0, 15, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    _record_all(dispatcher, [replace(claimed, limit_until=local)], Outcome("limited", at=_at()))
+
+    assert _last_history(claimed.id).detail == (
+        "provider frequency limit for this number: waits until 2026-03-05 16:00:15 UTC"
+    )
+
+
+def test_a_later_attempt_gives_back_exactly_one_attempt(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    db.session.execute(update(OutboxMessage).values(attempts=3))
+    db.session.commit()
+
+    _record_all(dispatcher, [replace(claimed, attempts=3)], Outcome("release", at=_at()))
+
+    assert _fresh(claimed.id).attempts == 2
+
+
+def test_an_ambiguous_send_is_counted_per_message_and_left_to_reconcile(app_ctx: Flask) -> None:
+    dispatcher, claimed = _claim(2)
+    at = _at()
+
+    report = _record_all(
+        dispatcher, claimed, Outcome("ambiguous", error=SmsError("timed out"), at=at)
+    )
+
+    assert report.unknown == 2
+    for one in claimed:
+        row = _assert_moved(one.id, "unknown", "may have been sent, to reconcile: timed out", at)
+        assert (row.error_reason, row.error_message) == ("ambiguous", "timed out")
+
+
+def test_a_refusal_without_a_reason_is_a_rejection_counted_per_message(app_ctx: Flask) -> None:
+    dispatcher, claimed = _claim(2)
+    at = _at()
+
+    report = _record_all(
+        dispatcher, claimed, Outcome("terminal", error=SmsError("bad body"), at=at)
+    )
+
+    assert report.failed == 2
+    for one in claimed:
+        row = _assert_moved(one.id, "failed", "refused: bad body", at)
+        assert row.error_reason == "rejected"
+
+
+def test_an_opt_out_refusal_marks_the_patient_at_the_outcomes_time(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    at = _at()
+    error = TerminalSmsError("recipient unsubscribed", reason="opted_out", provider_code=21610)
+
+    _record_all(dispatcher, [claimed], Outcome("terminal", error=error, at=at))
+
+    row = _assert_moved(claimed.id, "failed", "refused: recipient unsubscribed (code 21610)", at)
+    assert row.error_reason == "opted_out"
+    patient = db.session.get(Patient, claimed.patient_id)
+    assert patient is not None and patient.sms_opted_out_at == at
+    entry = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.patient_id == claimed.patient_id)
+    ).one()
+    assert (entry.actor, entry.action) == ("user:nurse1", "patient.sms_opted_out")
+
+
+def test_a_refusal_whose_lease_was_lost_marks_nobody(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    db.session.execute(update(OutboxMessage).values(claimed_by="another-dispatcher"))
+    db.session.commit()
+    error = TerminalSmsError("recipient unsubscribed", reason="opted_out", provider_code=21610)
+
+    report = _record_all(dispatcher, [claimed], Outcome("terminal", error=error, at=_at()))
+
+    assert report.lost == 1
+    patient = db.session.get(Patient, claimed.patient_id)
+    assert patient is not None and patient.sms_opted_out_at is None
+    assert _fresh(claimed.id).status == "claimed"
+
+
+SID = "SM" + "c" * 32
+
+
+def _callback_already_stored(message_id: int, sid: str) -> None:
+    """A delivery callback that beat the API answer has moved the row and stored its SID."""
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(status="delivered", provider_id=sid, claimed_by=None, claimed_until=None)
+    )
+    db.session.commit()
+
+
+def test_a_send_already_settled_by_its_callback_is_not_lost(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    _callback_already_stored(claimed.id, SID)
+
+    sent = SentMessage(provider_id=SID, status="queued")
+    report = _record_all(dispatcher, [claimed], Outcome("sent", sent=sent, at=_at()))
+
+    assert (report.sent, report.lost) == (1, 0)
+    assert _fresh(claimed.id).status == "delivered"
+
+
+def test_a_send_whose_row_another_sid_settled_is_counted_lost(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    _callback_already_stored(claimed.id, "SM" + "d" * 32)
+
+    sent = SentMessage(provider_id=SID, status="queued")
+    report = _record_all(dispatcher, [claimed], Outcome("sent", sent=sent, at=_at()))
+
+    assert report.lost == 1
+
+
+class _LookupGateway(ConsoleGateway):
+    """A gateway whose provider holds nothing; it remembers what the reconciler asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[tuple[str, datetime, datetime]] = []
+
+    def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
+        self.lookups.append((to, since, until))
+        return []
+
+
+PAGED = "+8613800138000"
+SENT_TO = "+8613900139555"
+
+
+@pytest.mark.parametrize(
+    ("values", "asked"),
+    [
+        ({"sent_to": SENT_TO}, SENT_TO),  # where the send went
+        ({"sent_to": None, "recipient": PAGED, "patient_id": None}, PAGED),  # a page to staff
+        ({"sent_to": None}, "patient"),  # never sent: the patient's own number
+    ],
+)
+def test_the_reconciler_asks_the_provider_about_the_number_it_went_to(
+    app_ctx: Flask, values: dict[str, object], asked: str
+) -> None:
+    [message_id] = add_due_messages(1)
+    created = _fresh(message_id).created_at
+    patient_phone = _fresh(message_id).patient.phone_e164
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(status="unknown", updated_at=utcnow() - timedelta(hours=1), **values)
+    )
+    db.session.commit()
+    gateway = _LookupGateway()
+    now = utcnow()
+
+    report = reconcile(gateway=gateway, settings=SETTINGS, clock=lambda: now, source="test")
+
+    margin = SETTINGS.lookup_margin
+    expected = patient_phone if asked == "patient" else asked
+    assert gateway.lookups == [(expected, created - margin, now + margin)]
+    assert (report.checked, report.resend) == (1, 1)
+    row = _fresh(message_id)
+    assert (row.status, row.due_at) == ("planned", now)
+    assert _last_history(message_id).detail == "not found at console: safe to send again"
+
+
+def test_the_reconciler_looks_back_from_the_first_attempt(app_ctx: Flask) -> None:
+    [message_id] = add_due_messages(1)
+    first = utcnow() - timedelta(days=2)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id)
+        .values(status="unknown", first_attempt_at=first, updated_at=utcnow() - timedelta(hours=1))
+    )
+    db.session.commit()
+    gateway = _LookupGateway()
+
+    reconcile(gateway=gateway, settings=SETTINGS, source="test")
+
+    [(_, since, _)] = gateway.lookups
+    assert since == first - SETTINGS.lookup_margin
+
+
+class _FoundGateway(ConsoleGateway):
+    """A gateway whose provider holds exactly the messages it is given."""
+
+    def __init__(self, held: list[ProviderMessage] | None = None, fail: bool = False) -> None:
+        super().__init__()
+        self.held = held or []
+        self.fail = fail
+
+    def find_sent(self, to: str, since: datetime, until: datetime) -> list[ProviderMessage]:
+        if self.fail:
+            raise SmsError("lookup timed out")
+        return self.held
+
+
+def _unknown(count: int) -> list[int]:
+    ids = add_due_messages(count)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids))
+        .values(status="unknown", updated_at=utcnow() - timedelta(hours=1))
+    )
+    db.session.commit()
+    return ids
+
+
+def test_a_failed_lookup_leaves_each_message_unknown_and_says_so(
+    app_ctx: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = _unknown(2)
+
+    with caplog.at_level("WARNING", logger="cadence.dispatch"):
+        report = reconcile(gateway=_FoundGateway(fail=True), settings=SETTINGS, source="test")
+
+    assert (report.checked, report.still_unknown, report.found, report.resend) == (2, 2, 0, 0)
+    assert [_fresh(i).status for i in ids] == ["unknown", "unknown"]
+    assert [m for m in caplog.messages if "lookup" in m] == [
+        f"reconcile {i}: provider lookup failed: lookup timed out" for i in ids
+    ]
+
+
+@pytest.mark.parametrize(
+    ("provider_status", "provider", "status", "carrier"),
+    [
+        ("delivered", "tencent", "delivered", "tencent"),
+        ("something-new", None, "queued", "console"),  # a status we do not know: at the provider
+    ],
+)
+def test_a_message_found_at_the_provider_is_settled_at_the_reconcilers_time(
+    app_ctx: Flask, provider_status: str, provider: str | None, status: str, carrier: str
+) -> None:
+    [message_id] = _unknown(1)
+    row = _fresh(message_id)
+    created = utcnow() - timedelta(minutes=50)
+    found = ProviderMessage(
+        provider_id=SID,
+        to=row.patient.phone_e164,
+        body=row.body,
+        status=provider_status,
+        date_created=created,
+        provider=provider,
+    )
+    now = utcnow() + timedelta(minutes=3)
+
+    report = reconcile(
+        gateway=_FoundGateway([found]), settings=SETTINGS, clock=lambda: now, source="test"
+    )
+
+    assert report.found == 1
+    row = _fresh(message_id)
+    assert (row.status, row.provider, row.provider_id, row.sent_at) == (
+        status,
+        carrier,
+        SID,
+        created,
+    )
+    history = _last_history(message_id)
+    assert history.detail == f"found at {carrier} as {SID} ({provider_status})"
+    assert history.at == now
+
+
+def test_a_refusal_for_now_is_retried_later_with_the_error_kept(app_ctx: Flask) -> None:
+    dispatcher, claimed = _claim(2)  # first attempts: max_attempts is 3
+    at = _at()
+
+    report = _record_all(dispatcher, claimed, Outcome("retry", error=SmsError("busy"), at=at))
+
+    assert (report.retried, report.failed) == (2, 0)
+    base = SETTINGS.retry_base  # after one failed try: the base wait, +-20 %
+    for one in claimed:
+        row = _fresh(one.id)
+        assert at + base * 0.8 <= row.due_at <= at + base * 1.2
+        detail = f"retry at {row.due_at:%Y-%m-%d %H:%M:%S} UTC: busy"
+        row = _assert_moved(one.id, "planned", detail, at)
+        assert (row.error_reason, row.error_message) == ("retrying", "busy")
+
+
+def test_the_last_allowed_attempt_fails_for_good_and_is_counted_per_message(
+    app_ctx: Flask,
+) -> None:
+    dispatcher, claimed = _claim(2)
+    at = _at()
+    last = [replace(one, attempts=SETTINGS.max_attempts) for one in claimed]
+
+    report = _record_all(dispatcher, last, Outcome("retry", error=SmsError("busy"), at=at))
+
+    assert (report.failed, report.retried) == (2, 0)
+    for one in claimed:
+        row = _assert_moved(one.id, "failed", "gave up after 3 attempts: busy", at)
+        assert row.error_reason == "retries_exhausted"
+
+
+@pytest.mark.parametrize("kind", ["quiet", "limited"])
+def test_waiting_gives_back_exactly_one_attempt(app_ctx: Flask, kind: str) -> None:
+    dispatcher, [claimed] = _claim(1)
+    db.session.execute(update(OutboxMessage).values(attempts=3))
+    db.session.commit()
+    held = replace(claimed, attempts=3, quiet_until=QUIET_UNTIL, limit_until=LIMIT_UNTIL)
+
+    _record_all(dispatcher, [held], Outcome(kind, at=_at()))
+
+    assert _fresh(claimed.id).attempts == 2
+
+
+def test_only_a_lease_that_has_passed_is_expired_and_left_to_reconcile(app_ctx: Flask) -> None:
+    now = utcnow() + timedelta(minutes=3)
+    passed, ending, planned = add_due_messages(3)
+    leases = {passed: now - timedelta(seconds=1), ending: now, planned: now - timedelta(hours=1)}
+    for message_id, until in leases.items():
+        status = "planned" if message_id == planned else "claimed"
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(status=status, claimed_by="gone", claimed_until=until)
+        )
+    db.session.commit()
+
+    report = reconcile(
+        gateway=_FoundGateway(fail=True), settings=SETTINGS, clock=lambda: now, source="test"
+    )
+
+    assert report.lease_expired == 1
+    assert [_fresh(i).status for i in (passed, ending, planned)] == [
+        "unknown",
+        "claimed",
+        "planned",
+    ]
+    assert _fresh(passed).error_reason == "lease_expired"
+    history = _last_history(passed)
+    assert (history.from_status, history.to_status, history.at) == ("claimed", "unknown", now)
+    assert history.detail == "lease expired (dispatcher stopped mid-send?): may have been sent"
+
+
+def _at_provider(row: OutboxMessage, sid: str, minutes_ago: int, **fields: str) -> ProviderMessage:
+    return ProviderMessage(
+        provider_id=sid,
+        to=row.patient.phone_e164,
+        body=fields.get("body", row.body),
+        status="delivered",
+        date_created=utcnow() - timedelta(minutes=minutes_ago),
+        reference=fields.get("reference"),
+    )
+
+
+def test_the_reconciler_takes_the_earliest_copy_no_other_row_owns(app_ctx: Flask) -> None:
+    [message_id] = _unknown(1)
+    row = _fresh(message_id)
+    owned = "SM" + "e" * 32
+    other_id = add_due_messages(1)[0]
+    db.session.execute(  # another row already stored this SID: never ours
+        update(OutboxMessage).where(OutboxMessage.id == other_id).values(provider_id=owned)
+    )
+    db.session.commit()
+    held = [
+        _at_provider(row, owned, 50),  # the earliest, but another row's
+        _at_provider(row, "SM" + "f" * 32, 30),
+        _at_provider(row, SID, 40),  # the earliest that is nobody else's
+        _at_provider(row, "SM" + "9" * 32, 45, body="another text"),
+    ]
+
+    reconcile(gateway=_FoundGateway(held), settings=SETTINGS, source="test")
+
+    assert _fresh(message_id).provider_id == SID
+
+
+@pytest.mark.parametrize(
+    ("case", "found"),
+    [
+        ("a batch's reference naming this row, another text", True),
+        ("a reference naming other rows, the same text", False),
+        ("no reference, the same text", True),
+        ("no reference, another text", False),
+    ],
+)
+def test_a_copy_with_a_reference_is_matched_by_it_else_by_its_text(
+    app_ctx: Flask, case: str, found: bool
+) -> None:
+    [message_id] = _unknown(1)
+    row = _fresh(message_id)
+    reference = None
+    if case.startswith("a batch"):
+        reference = f"{message_id - 1}-{message_id + 1}"
+    elif case.startswith("a reference"):
+        reference = f"{message_id + 1}-{message_id + 9}"
+    body = row.body if case.endswith("the same text") else "a provider's own rendering"
+    copy = _at_provider(row, SID, 20, body=body, reference=reference or "")
+    copy = replace(copy, reference=reference)
+
+    report = reconcile(gateway=_FoundGateway([copy]), settings=SETTINGS, source="test")
+
+    assert (report.found, report.resend) == ((1, 0) if found else (0, 1))
