@@ -791,3 +791,40 @@ def test_tie_break_between_equally_near_working_days(
     spot = ctx.place(date(2026, 10, 4), date(2026, 9, 27), date(2026, 10, 11), True)
     assert spot.moved_from == date(2026, 10, 4)
     assert spot.date == date(2026, 9, 1) + timedelta(expected - 1)
+
+
+def test_a_progression_review_is_a_whole_task_on_a_working_day(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    on = date(2026, 7, 4)  # a Saturday: the review is due 7 days later, Saturday 11 July
+    change = cal.record_progression(protocol, events, on, today=on, working_days=china)
+    review = change.event("review.progression1")
+    assert (review.kind, review.phase, review.cycle, review.status) == (
+        "review",
+        "maintenance",
+        None,
+        "planned",
+    )
+    # held on the nearest working day inside its 7-day window: Friday 10 July
+    assert (review.date, review.moved_from, review.flags) == (
+        date(2026, 7, 10),
+        date(2026, 7, 11),
+        ("moved_non_working_day",),
+    )
+    assert (review.window_start, review.window_end) == (on, date(2026, 7, 18))
+    assert review.title_en == (
+        "Progression recorded: decide on salvage treatment or stopping treatment"
+    )
+    assert review.title_zh == "已记录疾病进展：决定挽救治疗或停止治疗"
+    assert review.details == {
+        "working_day": True,
+        "progression_date": "2026-07-04",
+        "decisions": ["start_salvage", "stop_treatment", "continue"],
+    }
+    # a second progression is a second review; without a working-day calendar nothing moves
+    again = cal.record_progression(
+        protocol, change.events, date(2026, 7, 6), today=date(2026, 7, 6)
+    )
+    second = again.event("review.progression2")
+    assert again.added_keys == ["review.progression2"]
+    assert (second.date, second.moved_from, second.flags) == (date(2026, 7, 13), None, ())
+    assert second.details["working_day"] is False
