@@ -828,3 +828,47 @@ def test_a_progression_review_is_a_whole_task_on_a_working_day(protocol: Protoco
     assert again.added_keys == ["review.progression2"]
     assert (second.date, second.moved_from, second.flags) == (date(2026, 7, 13), None, ())
     assert second.details["working_day"] is False
+
+
+def test_stopping_after_progression_ends_imaging_from_that_day(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    progression = cal.record_progression(
+        protocol, events, date(2026, 6, 1), today=date(2026, 6, 1), working_days=china
+    )
+    scans = sorted(
+        (e for e in progression.events if e.key.startswith("assessment.") and e.is_open),
+        key=lambda e: e.date,
+    )
+    on = next(e.date for e in scans if e.date > date(2026, 6, 1))  # a scan is due that day
+    change = cal.stop_treatment(protocol, progression.events, on, china, today=on)
+    after = _by_key(change.events)
+    for scan in scans:
+        new = after[scan.key]
+        if scan.date >= on:  # a treatment phase's scan stops with it, a later one with progression
+            ended = {cal.FLAG_TREATMENT_STOPPED, cal.FLAG_PROGRESSION_ENDS_IMAGING} & set(new.flags)
+            assert new.status == "cancelled" and ended, scan.key
+        else:
+            assert new == scan
+    assert any(
+        cal.FLAG_PROGRESSION_ENDS_IMAGING in after[s.key].flags for s in scans if s.date >= on
+    )
+    stopped = [e for e in change.events if cal.FLAG_TREATMENT_STOPPED in e.flags]
+    assert stopped and all(e.status == "cancelled" and e.date >= on for e in stopped)
+    assert any(e.kind == "infusion" for e in stopped)
+
+
+def test_an_event_stored_before_its_optional_fields_existed_loads_with_defaults() -> None:
+    stored = {
+        "key": "induction.c1.infusion",
+        "kind": "infusion",
+        "phase": "induction",
+        "cycle": 1,
+        "date": "2026-03-02",
+        "window_start": "2026-03-02",
+        "window_end": "2026-03-04",
+        "title_en": "Infusion",
+        "title_zh": "输液",
+    }
+    event = PlannedEvent.from_json(stored)
+    assert (event.drugs, event.details, event.flags, event.status) == ((), {}, (), "planned")
+    assert PlannedEvent.from_json({**stored, "status": "done"}).status == "done"
