@@ -63,5 +63,9 @@ format: $(STAMP)
 # `make mutation MUTATION_GROUPS="triage webhook-signature"`; scores live in docs/testing.md.
 MUTATION_GROUPS ?=
 MUTATION_CHILDREN ?= 2
+# Every benchmark of the README's table, one after the other, logs in bench-results/ (idle machine).
+bench: install
+	bench/run_all.sh
+
 mutation: install
 	$(BIN)/python scripts/mutation.py run --max-children $(MUTATION_CHILDREN) $(MUTATION_GROUPS)
