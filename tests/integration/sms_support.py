@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from app.clock import CLOCK_ENV_VAR, utcnow
 from app.domain.patients import EnrolmentRequest
 from app.extensions import db
-from app.models import OutboxMessage, Patient
+from app.models import OutboxMessage, OutboxStatusChange, Patient
 from app.services.schedule.patients import enrol_patient
 from app.sms import TwilioGateway
 from tests.fakes.fake_twilio import FakeTwilio
@@ -231,3 +231,22 @@ def start_flask(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def is_postgres(url: str) -> bool:
     """True when the test database is PostgreSQL."""
     return url.startswith("postgresql")
+
+
+def fresh_message(message_id: int) -> OutboxMessage:
+    """The outbox row as the database has it now (the session's copies expired)."""
+    db.session.expire_all()
+    row = db.session.get(OutboxMessage, message_id)
+    assert row is not None
+    return row
+
+
+def last_history(message_id: int) -> OutboxStatusChange:
+    """The newest status-history row of one outbox message."""
+    history = db.session.scalars(
+        select(OutboxStatusChange)
+        .where(OutboxStatusChange.message_id == message_id)
+        .order_by(OutboxStatusChange.id.desc())
+    ).first()
+    assert history is not None
+    return history

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from app.clock import utcnow
 from app.extensions import db
-from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
+from app.models import AuditEntry, OutboxMessage, Patient
 from app.services.messaging.dispatch import (
     Claimed,
     Dispatcher,
@@ -29,7 +29,7 @@ from app.services.messaging.dispatch import (
 )
 from app.sms import ConsoleGateway
 from app.sms.base import ProviderMessage, SentMessage, SmsError, TerminalSmsError
-from tests.integration.sms_support import add_due_messages
+from tests.integration.sms_support import add_due_messages, fresh_message, last_history
 
 SETTINGS = DispatchSettings(workers=1, batch_size=10, settle=timedelta(0), max_attempts=3)
 NAME = "dispatcher-test"
@@ -48,23 +48,6 @@ def _at() -> datetime:
     return utcnow() + timedelta(minutes=7)
 
 
-def _fresh(message_id: int) -> OutboxMessage:
-    db.session.expire_all()
-    row = db.session.get(OutboxMessage, message_id)
-    assert row is not None
-    return row
-
-
-def _last_history(message_id: int) -> OutboxStatusChange:
-    history = db.session.scalars(
-        select(OutboxStatusChange)
-        .where(OutboxStatusChange.message_id == message_id)
-        .order_by(OutboxStatusChange.id.desc())
-    ).first()
-    assert history is not None
-    return history
-
-
 def _record_all(dispatcher: Dispatcher, claimed: list[Claimed], outcome: Outcome) -> DispatchReport:
     report = DispatchReport()
     for one in claimed:
@@ -74,10 +57,10 @@ def _record_all(dispatcher: Dispatcher, claimed: list[Claimed], outcome: Outcome
 
 
 def _assert_moved(message_id: int, status: str, detail: str, at: datetime) -> OutboxMessage:
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.claimed_by, row.claimed_until) == (status, None, None)
     assert row.updated_at == at
-    history = _last_history(message_id)
+    history = last_history(message_id)
     assert (history.from_status, history.to_status) == ("claimed", status)
     assert (history.detail, history.at, history.source) == (detail, at, f"dispatcher:{NAME}")
     return row
@@ -157,7 +140,7 @@ def test_each_unsent_outcome_is_stored_with_its_reason_and_counted_once_per_mess
     due_at: datetime | str | None,
 ) -> None:
     dispatcher, claimed = _claim(2)
-    due_before = {one.id: _fresh(one.id).due_at for one in claimed}
+    due_before = {one.id: fresh_message(one.id).due_at for one in claimed}
     at = _at()
 
     report = _record_all(
@@ -184,7 +167,7 @@ def test_a_limit_given_in_local_time_is_waited_for_and_shown_in_utc(app_ctx: Fla
 
     _record_all(dispatcher, [replace(claimed, limit_until=local)], Outcome("limited", at=_at()))
 
-    assert _last_history(claimed.id).detail == (
+    assert last_history(claimed.id).detail == (
         "provider frequency limit for this number: waits until 2026-03-05 16:00:15 UTC"
     )
 
@@ -196,7 +179,7 @@ def test_a_later_attempt_gives_back_exactly_one_attempt(app_ctx: Flask) -> None:
 
     _record_all(dispatcher, [replace(claimed, attempts=3)], Outcome("release", at=_at()))
 
-    assert _fresh(claimed.id).attempts == 2
+    assert fresh_message(claimed.id).attempts == 2
 
 
 def test_an_ambiguous_send_is_counted_per_message_and_left_to_reconcile(app_ctx: Flask) -> None:
@@ -255,7 +238,7 @@ def test_a_refusal_whose_lease_was_lost_marks_nobody(app_ctx: Flask) -> None:
     assert report.lost == 1
     patient = db.session.get(Patient, claimed.patient_id)
     assert patient is not None and patient.sms_opted_out_at is None
-    assert _fresh(claimed.id).status == "claimed"
+    assert fresh_message(claimed.id).status == "claimed"
 
 
 SID = "SM" + "c" * 32
@@ -279,7 +262,7 @@ def test_a_send_already_settled_by_its_callback_is_not_lost(app_ctx: Flask) -> N
     report = _record_all(dispatcher, [claimed], Outcome("sent", sent=sent, at=_at()))
 
     assert (report.sent, report.lost) == (1, 0)
-    assert _fresh(claimed.id).status == "delivered"
+    assert fresh_message(claimed.id).status == "delivered"
 
 
 def test_a_send_whose_row_another_sid_settled_is_counted_lost(app_ctx: Flask) -> None:
@@ -320,8 +303,8 @@ def test_the_reconciler_asks_the_provider_about_the_number_it_went_to(
     app_ctx: Flask, values: dict[str, object], asked: str
 ) -> None:
     [message_id] = add_due_messages(1)
-    created = _fresh(message_id).created_at
-    patient_phone = _fresh(message_id).patient.phone_e164
+    created = fresh_message(message_id).created_at
+    patient_phone = fresh_message(message_id).patient.phone_e164
     db.session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id)
@@ -337,9 +320,9 @@ def test_the_reconciler_asks_the_provider_about_the_number_it_went_to(
     expected = patient_phone if asked == "patient" else asked
     assert gateway.lookups == [(expected, created - margin, now + margin)]
     assert (report.checked, report.resend) == (1, 1)
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.due_at) == ("planned", now)
-    assert _last_history(message_id).detail == "not found at console: safe to send again"
+    assert last_history(message_id).detail == "not found at console: safe to send again"
 
 
 def test_the_reconciler_looks_back_from_the_first_attempt(app_ctx: Flask) -> None:
@@ -393,7 +376,7 @@ def test_a_failed_lookup_leaves_each_message_unknown_and_says_so(
         report = reconcile(gateway=_FoundGateway(fail=True), settings=SETTINGS, source="test")
 
     assert (report.checked, report.still_unknown, report.found, report.resend) == (2, 2, 0, 0)
-    assert [_fresh(i).status for i in ids] == ["unknown", "unknown"]
+    assert [fresh_message(i).status for i in ids] == ["unknown", "unknown"]
     assert [m for m in caplog.messages if "lookup" in m] == [
         f"reconcile {i}: provider lookup failed: lookup timed out" for i in ids
     ]
@@ -410,7 +393,7 @@ def test_a_message_found_at_the_provider_is_settled_at_the_reconcilers_time(
     app_ctx: Flask, provider_status: str, provider: str | None, status: str, carrier: str
 ) -> None:
     [message_id] = _unknown(1)
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     created = utcnow() - timedelta(minutes=50)
     found = ProviderMessage(
         provider_id=SID,
@@ -427,14 +410,14 @@ def test_a_message_found_at_the_provider_is_settled_at_the_reconcilers_time(
     )
 
     assert report.found == 1
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.provider, row.provider_id, row.sent_at) == (
         status,
         carrier,
         SID,
         created,
     )
-    history = _last_history(message_id)
+    history = last_history(message_id)
     assert history.detail == f"found at {carrier} as {SID} ({provider_status})"
     assert history.at == now
 
@@ -448,7 +431,7 @@ def test_a_refusal_for_now_is_retried_later_with_the_error_kept(app_ctx: Flask) 
     assert (report.retried, report.failed) == (2, 0)
     base = SETTINGS.retry_base  # after one failed try: the base wait, +-20 %
     for one in claimed:
-        row = _fresh(one.id)
+        row = fresh_message(one.id)
         assert at + base * 0.8 <= row.due_at <= at + base * 1.2
         detail = f"retry at {row.due_at:%Y-%m-%d %H:%M:%S} UTC: busy"
         row = _assert_moved(one.id, "planned", detail, at)
@@ -479,7 +462,7 @@ def test_waiting_gives_back_exactly_one_attempt(app_ctx: Flask, kind: str) -> No
 
     _record_all(dispatcher, [held], Outcome(kind, at=_at()))
 
-    assert _fresh(claimed.id).attempts == 2
+    assert fresh_message(claimed.id).attempts == 2
 
 
 def test_only_a_lease_that_has_passed_is_expired_and_left_to_reconcile(app_ctx: Flask) -> None:
@@ -500,13 +483,13 @@ def test_only_a_lease_that_has_passed_is_expired_and_left_to_reconcile(app_ctx: 
     )
 
     assert report.lease_expired == 1
-    assert [_fresh(i).status for i in (passed, ending, planned)] == [
+    assert [fresh_message(i).status for i in (passed, ending, planned)] == [
         "unknown",
         "claimed",
         "planned",
     ]
-    assert _fresh(passed).error_reason == "lease_expired"
-    history = _last_history(passed)
+    assert fresh_message(passed).error_reason == "lease_expired"
+    history = last_history(passed)
     assert (history.from_status, history.to_status, history.at) == ("claimed", "unknown", now)
     assert history.detail == "lease expired (dispatcher stopped mid-send?): may have been sent"
 
@@ -524,7 +507,7 @@ def _at_provider(row: OutboxMessage, sid: str, minutes_ago: int, **fields: str) 
 
 def test_the_reconciler_takes_the_earliest_copy_no_other_row_owns(app_ctx: Flask) -> None:
     [message_id] = _unknown(1)
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     owned = "SM" + "e" * 32
     other_id = add_due_messages(1)[0]
     db.session.execute(  # another row already stored this SID: never ours
@@ -540,7 +523,7 @@ def test_the_reconciler_takes_the_earliest_copy_no_other_row_owns(app_ctx: Flask
 
     reconcile(gateway=_FoundGateway(held), settings=SETTINGS, source="test")
 
-    assert _fresh(message_id).provider_id == SID
+    assert fresh_message(message_id).provider_id == SID
 
 
 @pytest.mark.parametrize(
@@ -556,7 +539,7 @@ def test_a_copy_with_a_reference_is_matched_by_it_else_by_its_text(
     app_ctx: Flask, case: str, found: bool
 ) -> None:
     [message_id] = _unknown(1)
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     reference = None
     if case.startswith("a batch"):
         reference = f"{message_id - 1}-{message_id + 1}"

@@ -18,14 +18,14 @@ from sqlalchemy import select, update
 
 from app.clock import utcnow
 from app.extensions import db
-from app.models import AuditEntry, OutboxMessage, OutboxStatusChange, Patient
+from app.models import AuditEntry, OutboxMessage, Patient
 from app.services.messaging import status_callbacks
 from app.services.messaging.status_callbacks import (
     CallbackResult,
     apply_status_callback,
     error_text,
 )
-from tests.integration.sms_support import add_due_messages
+from tests.integration.sms_support import add_due_messages, fresh_message, last_history
 
 SID = "SM" + "a" * 32
 WORKER = "worker-7"
@@ -46,23 +46,6 @@ def _row_in(status: str, **values: Any) -> int:
     return message_id
 
 
-def _fresh(message_id: int) -> OutboxMessage:
-    db.session.expire_all()
-    row = db.session.get(OutboxMessage, message_id)
-    assert row is not None
-    return row
-
-
-def _last_history(message_id: int) -> OutboxStatusChange:
-    history = db.session.scalars(
-        select(OutboxStatusChange)
-        .where(OutboxStatusChange.message_id == message_id)
-        .order_by(OutboxStatusChange.id.desc())
-    ).first()
-    assert history is not None
-    return history
-
-
 def test_error_text_explains_known_codes_and_names_unknown_ones() -> None:
     assert error_text(None) is None
     assert error_text(21610) == "recipient opted out (STOP / TD)"
@@ -81,7 +64,7 @@ def test_a_callback_for_a_row_the_sender_still_holds_clears_its_claim_and_stamps
     result = apply_status_callback(SID, "sent", message_id=message_id, at=at)
 
     assert (result.outcome, result.status) == ("updated", "sent")
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.claimed_by, row.claimed_until) == ("sent", None, None)
     assert row.sent_at == at
     assert (row.provider_id, row.provider_status) == (SID, "sent")
@@ -94,7 +77,7 @@ def test_a_callback_keeps_the_send_time_the_sender_already_stored(app_ctx: Flask
 
     apply_status_callback(SID, "delivered", message_id=message_id, at=_at())
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert row.sent_at == sent
     assert row.provider_id == SID  # found by the ?m= hint, the SID stored from the callback
 
@@ -107,7 +90,7 @@ def test_a_callback_for_a_row_already_at_the_provider_leaves_its_send_time(
 
     apply_status_callback(SID, "sent", at=_at())
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.sent_at) == ("sent", sent)
     assert row.claimed_by == WORKER  # only a held row's claim is the callback's to clear
 
@@ -117,12 +100,12 @@ def test_delivered_stamps_the_delivery_time_and_sent_does_not(app_ctx: Flask) ->
     sent_at, delivered_at = _at(), _at() + timedelta(seconds=30)
 
     apply_status_callback(SID, "sent", at=sent_at)
-    assert _fresh(message_id).delivered_at is None
+    assert fresh_message(message_id).delivered_at is None
     apply_status_callback(SID, "delivered", at=delivered_at)
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.delivered_at) == ("delivered", delivered_at)
-    history = _last_history(message_id)
+    history = last_history(message_id)
     assert (history.from_status, history.to_status, history.detail) == (
         "sent",
         "delivered",
@@ -139,12 +122,12 @@ def test_a_failure_with_a_code_keeps_the_provider_id_and_explains_the_code(
 
     apply_status_callback(SID, "undelivered", error_code=30003, message_id=message_id, at=at)
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.provider_id, row.provider_status) == ("undelivered", SID, "undelivered")
     assert (row.error_code, row.error_reason) == (30003, "undelivered")
     assert row.error_message == "handset unreachable (switched off or out of coverage)"
     assert row.delivered_at is None
-    history = _last_history(message_id)
+    history = last_history(message_id)
     assert history.detail == "undelivered (error 30003)"
     assert history.at == at
 
@@ -154,7 +137,7 @@ def test_an_unknown_error_code_is_stored_with_a_generic_explanation(app_ctx: Fla
 
     apply_status_callback(SID, "failed", error_code=30999, at=_at())
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.error_code, row.error_message) == (30999, "provider error 30999")
 
 
@@ -167,11 +150,11 @@ def test_a_domestic_providers_error_text_is_stored_whole_and_shown_short(
 
     apply_status_callback(SID, status.upper(), error_message=text, at=_at())
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.provider_id, row.provider_status) == (status, SID, status.upper())
     assert row.error_reason == status
     assert row.error_message == text[:2000]
-    assert _last_history(message_id).detail == f"{status.upper()} ({text[:200]})"
+    assert last_history(message_id).detail == f"{status.upper()} ({text[:200]})"
 
 
 def test_an_error_text_on_a_delivery_is_not_an_error(app_ctx: Flask) -> None:
@@ -179,9 +162,9 @@ def test_an_error_text_on_a_delivery_is_not_an_error(app_ctx: Flask) -> None:
 
     apply_status_callback(SID, "delivered", error_message="DELIVRD", at=_at())
 
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.error_reason, row.error_message) == ("delivered", None, None)
-    assert _last_history(message_id).detail == "delivered"
+    assert last_history(message_id).detail == "delivered"
 
 
 @pytest.mark.parametrize("settled", ["cancelled", "blocked", "expired"])
@@ -191,7 +174,7 @@ def test_a_row_outside_the_send_order_is_never_moved(app_ctx: Flask, settled: st
     result = apply_status_callback(SID, "delivered", at=_at())
 
     assert (result.outcome, result.status) == ("ignored", settled)
-    row = _fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.delivered_at) == (settled, None)
 
 
@@ -203,7 +186,7 @@ def test_the_patients_audit_says_what_the_provider_reported(
     app_ctx: Flask, code: int, reason: str
 ) -> None:
     message_id = _row_in("sent", provider_id=SID, sent_at=utcnow())
-    patient_id = _fresh(message_id).patient_id
+    patient_id = fresh_message(message_id).patient_id
 
     apply_status_callback(SID, "failed", error_code=code, at=_at())
 
@@ -223,7 +206,7 @@ def test_the_patients_audit_says_what_the_provider_reported(
 
 def test_the_audit_names_the_channel_that_reported_it(app_ctx: Flask) -> None:
     message_id = _row_in("sent", provider_id=SID, sent_at=utcnow())
-    patient_id = _fresh(message_id).patient_id
+    patient_id = fresh_message(message_id).patient_id
 
     apply_status_callback(SID, "failed", error_code=21610, at=_at(), source="tencent-receipt")
 
@@ -271,4 +254,4 @@ def test_a_callback_that_keeps_losing_the_race_gives_up_after_three_tries(
 
     assert apply_status_callback(SID, "delivered", at=_at()) == CallbackResult("ignored")
     assert tries == [message_id] * 3
-    assert _fresh(message_id).status == "queued"
+    assert fresh_message(message_id).status == "queued"
