@@ -22,6 +22,7 @@ from tests.integration.sms_support import (
     AUTH_TOKEN,
     add_due_messages,
     fake_fixture,  # noqa: F401  (the `fake` fixture)
+    fresh_message,
     gateway_for,
 )
 
@@ -41,14 +42,7 @@ def twilio_app(app_ctx: Flask) -> Iterator[Flask]:
 def send_one(fake: FakeTwilio, settings: DispatchSettings = SETTINGS) -> OutboxMessage:
     [message_id] = add_due_messages(1)
     Dispatcher(gateway_for(fake), settings, actor="test").run()
-    return fresh(message_id)
-
-
-def fresh(message_id: int) -> OutboxMessage:
-    db.session.expire_all()
-    row = db.session.get(OutboxMessage, message_id)
-    assert row is not None
-    return row
+    return fresh_message(message_id)
 
 
 def history_count(message_id: int) -> int:
@@ -88,7 +82,7 @@ def test_a_signed_callback_moves_the_status_forward(
     for status in ("sending", "sent", "delivered"):
         assert post_callback(client, fake, row, status) == 204
 
-    row = fresh(row.id)
+    row = fresh_message(row.id)
     assert row.status == "delivered" and row.delivered_at is not None
     assert [h.to_status for h in row.history][-3:] == ["sending", "sent", "delivered"]
     assert row.history[-1].source == "status-callback"
@@ -117,7 +111,7 @@ def test_a_forged_callback_gets_403_and_changes_nothing(
     response = client.post(f"{PATH}?m={row.id}", data=form, headers=headers)
 
     assert response.status_code == 403
-    row = fresh(row.id)
+    row = fresh_message(row.id)
     assert row.status == "queued" and row.delivered_at is None
     assert history_count(row.id) == before
 
@@ -129,7 +123,7 @@ def test_without_an_auth_token_every_callback_is_refused(
     twilio_app.config["TWILIO_AUTH_TOKEN"] = None
 
     assert post_callback(client, fake, row, "delivered") == 403
-    assert fresh(row.id).status == "queued"
+    assert fresh_message(row.id).status == "queued"
 
 
 def test_out_of_order_and_repeated_callbacks_never_move_back(
@@ -140,7 +134,7 @@ def test_out_of_order_and_repeated_callbacks_never_move_back(
     for status in ("delivered", "sent", "sending", "delivered", "queued", "undelivered"):
         assert post_callback(client, fake, row, status) == 204
 
-    row = fresh(row.id)
+    row = fresh_message(row.id)
     assert row.status == "delivered"
     assert [h.to_status for h in row.history].count("delivered") == 1
     assert "sent" not in [h.to_status for h in row.history][2:]
@@ -154,7 +148,7 @@ def test_a_repeated_status_is_recorded_once(
     for _ in range(3):
         assert post_callback(client, fake, row, "sent") == 204
 
-    assert [h.to_status for h in fresh(row.id).history].count("sent") == 1
+    assert [h.to_status for h in fresh_message(row.id).history].count("sent") == 1
 
 
 def test_failed_and_undelivered_are_terminal_and_show_the_error(
@@ -166,7 +160,7 @@ def test_failed_and_undelivered_are_terminal_and_show_the_error(
     assert post_callback(client, fake, row, "delivered") == 204
     assert post_callback(client, fake, row, "sent") == 204
 
-    row = fresh(row.id)
+    row = fresh_message(row.id)
     assert (row.status, row.error_code, row.error_reason) == ("undelivered", 30007, "undelivered")
     assert "filtered by the carrier" in row.error_message
 
@@ -203,7 +197,7 @@ def test_a_callback_settles_an_ambiguous_send_so_it_is_never_resent(
 
     assert post_callback(client, fake, row, "sent", sid=created.sid) == 204
 
-    row = fresh(row.id)
+    row = fresh_message(row.id)
     assert (row.status, row.provider_id) == ("sent", created.sid)
     assert reconcile(gateway=gateway_for(fake), settings=SETTINGS).checked == 0
     assert Dispatcher(gateway_for(fake), SETTINGS).run().claimed == 0
@@ -222,7 +216,7 @@ def test_a_callback_that_beats_the_api_answer_is_kept(app_ctx: Flask, fake: Fake
     dispatcher.record(claimed, outcome, report)
     db.session.commit()
 
-    row = fresh(message_id)
+    row = fresh_message(message_id)
     assert result.outcome == "updated"
     assert (row.status, row.provider_id, report.lost) == ("sent", outcome.sent.provider_id, 0)
     assert [h.to_status for h in row.history] == ["claimed", "sent"]
@@ -249,7 +243,7 @@ def test_the_public_base_url_is_what_twilio_signed(
 
     assert post_callback(client, fake, row, "sent") == 403  # signed for the internal URL
     assert post_callback(client, fake, row, "sent", signed_url=public) == 204
-    assert fresh(row.id).status == "sent"
+    assert fresh_message(row.id).status == "sent"
 
 
 def test_csrf_is_off_for_the_webhooks_only(
@@ -282,7 +276,7 @@ def test_callbacks_from_the_fake_reach_a_live_server(twilio_app: Flask, fake: Fa
         thread.join(5)
 
     assert answers == [204, 204]
-    row = fresh(row.id)
+    row = fresh_message(row.id)
     assert row.status == "delivered"
     assert row.delivered_at is not None and row.delivered_at <= utcnow()
 
@@ -292,7 +286,7 @@ def test_a_callback_with_an_unknown_sid_never_moves_an_unsent_row(
     client: FlaskClient, twilio_app: Flask, fake: FakeTwilio, status: str
 ) -> None:
     [message_id] = add_due_messages(1)
-    row = fresh(message_id)
+    row = fresh_message(message_id)
     row.status = status
     db.session.commit()
     before = history_count(message_id)
@@ -300,7 +294,7 @@ def test_a_callback_with_an_unknown_sid_never_moves_an_unsent_row(
     code = post_callback(client, fake, row, "delivered", sid="SM" + "9" * 32)
 
     assert code == 204
-    row = fresh(message_id)
+    row = fresh_message(message_id)
     assert (row.status, row.provider_id, row.delivered_at) == (status, None, None)
     assert history_count(message_id) == before
     assert apply_status_callback("SM" + "9" * 32, "sent", message_id=message_id).outcome == (
