@@ -16,7 +16,7 @@ from app.models import OutboxMessage, utcnow
 from app.services.alerts.alerts import alert_replan_failure
 from app.services.conversations.inbound.replies import InvalidInbound
 from app.services.conversations.inbound.simulate import simulate_inbound
-from app.services.messaging import dispatch, outbox, reminders
+from app.services.messaging import dispatch, outbox, reminders, replan_workers
 from app.services.shared.date_inputs import any_date_range
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.sms import TemplateCatalogue, provider_rules, template_catalogue
@@ -90,18 +90,27 @@ def sms_preview(patient: str, limit: int, replan: bool) -> None:
     is_flag=True,
     help="With --all: re-plan patients whose planning inputs did not change too.",
 )
-def sms_plan(patient: str | None, all_patients: bool, force: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --all: processes sharing the patients (each its own database connection).",
+)
+def sms_plan(patient: str | None, all_patients: bool, force: bool, workers: int) -> None:
     """Re-plan the outbox of PATIENT (or --all) from now: idempotent.
 
     --all skips patients whose calendar, flags, contacts, rules and outbox are as at their last
-    plan (nothing would change); --force re-plans them as well.
+    plan (nothing would change); --force re-plans them as well. --workers N splits --all over
+    N processes (PostgreSQL: they write at once; SQLite: their writes take turns).
     """
     if all_patients:
         total = reminders.patients_to_replan()
         with click.progressbar(
             length=total, label="Re-planning", show_pos=True, show_eta=True, file=sys.stderr
         ) as bar:
-            totals = reminders.replan_all(
+            totals = replan_workers.replan_all_in_workers(
+                workers=workers,
                 now=utcnow(),
                 source=CLI_ACTOR,
                 on_failure=alert_replan_failure,
