@@ -59,12 +59,23 @@ def _count_parts(costs: list[int], capacity: int) -> int:
 def count_segments(body: str) -> SegmentInfo:
     """Count the encoding, units and segments of an SMS body (signature included)."""
     encoding: Encoding = "GSM-7" if is_gsm7(body) else "UCS-2"
+    if encoding == "UCS-2" and len(body.encode("utf-16-le")) == 2 * len(body):
+        return _plain_ucs2(len(body))  # no surrogate pair: nothing to keep whole
     costs = _unit_costs(body, encoding)
     units = sum(costs)
     if units <= SINGLE_LIMIT[encoding]:
         return SegmentInfo(encoding, units, 1 if units else 0, SINGLE_LIMIT[encoding])
     per_part = PART_LIMIT[encoding]
     return SegmentInfo(encoding, units, _count_parts(costs, per_part), per_part)
+
+
+def _plain_ucs2(units: int) -> SegmentInfo:
+    """``count_segments`` of a UCS-2 body whose characters take one unit each (the usual
+    Chinese reminder): parts are filled exactly, no character-by-character packing needed."""
+    single, per_part = SINGLE_LIMIT["UCS-2"], PART_LIMIT["UCS-2"]
+    if units <= single:
+        return SegmentInfo("UCS-2", units, 1 if units else 0, single)
+    return SegmentInfo("UCS-2", units, -(-units // per_part), per_part)
 
 
 def with_signature(body: str, signature: str, position: str = "prefix") -> str:

@@ -2,7 +2,13 @@
 
 import pytest
 
-from app.sms.segments import SegmentInfo, count_segments, with_signature
+from app.sms.segments import (
+    SegmentInfo,
+    _count_parts,
+    _unit_costs,
+    count_segments,
+    with_signature,
+)
 
 SIGNATURE = "【江苏省肿瘤医院】"
 
@@ -26,6 +32,16 @@ def test_gsm7_single_and_multipart_boundaries(length: int, segments: int) -> Non
 def test_ucs2_single_and_multipart_boundaries(length: int, segments: int) -> None:
     info = count_segments("好" * length)
     assert info == SegmentInfo("UCS-2", length, segments, 70 if segments == 1 else 67)
+
+
+def test_ucs2_without_surrogates_counts_as_packing_character_by_character() -> None:
+    # The one-unit-per-character shortcut must agree with packing each character in turn.
+    for length in range(1, 420):
+        body = ("好" * length)[: length - 1] + "!"
+        packed = _count_parts(_unit_costs(body, "UCS-2"), 67)
+        info = count_segments(body)
+        assert info.units == length
+        assert info.segments == (1 if length <= 70 else packed)
 
 
 @pytest.mark.parametrize("char", ["^", "{", "}", "[", "]", "~", "\\", "|", "€", "\f"])
