@@ -44,7 +44,10 @@ def enrol_several() -> list[int]:
     """Five patients on different dates, one in English, one opted out (nothing planned)."""
     patients = [
         enrol(
-            f"JSCH-9{i:02d}", start=START + timedelta(days=4 * i), locale="en" if i == 2 else "zh"
+            f"JSCH-9{i:02d}",
+            start=START + timedelta(days=4 * i),
+            locale="en" if i == 2 else "zh",
+            phone=f"1380013{9000 + i}",  # distinct whatever the hash seed
         )
         for i in range(5)
     ]

@@ -70,7 +70,8 @@ def replan_all_in_workers(
 
     ``progress`` is told of each patient done by any worker (in this process). A worker that
     dies without reporting counts its patients not reported as done as failed. One worker, an
-    in-memory database or no ``fork``: the run stays in this process.
+    in-memory database or no ``fork``: the run stays in this process. Before forking, the
+    caller's session is closed (anything uncommitted rolled back) and its pool emptied.
     """
     ids = reminders.patient_ids_to_replan()
     parts = shares(ids, max(1, workers))
