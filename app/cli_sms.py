@@ -18,6 +18,7 @@ from app.services.conversations.inbound.replies import InvalidInbound
 from app.services.conversations.inbound.simulate import simulate_inbound
 from app.services.messaging import dispatch, outbox, reminders, replan_workers
 from app.services.shared.date_inputs import any_date_range
+from app.services.shared.job_locks import single_run
 from app.services.shared.patient_lookup import PatientNotFound, get_patient
 from app.sms import TemplateCatalogue, provider_rules, template_catalogue
 from app.sms.templates import PROVIDERS, TemplateError
@@ -105,27 +106,13 @@ def sms_plan(patient: str | None, all_patients: bool, force: bool, workers: int)
     N processes (PostgreSQL: they write at once; SQLite: their writes take turns).
     """
     if all_patients:
-        total = reminders.patients_to_replan()
-        with click.progressbar(
-            length=total, label="Re-planning", show_pos=True, show_eta=True, file=sys.stderr
-        ) as bar:
-            totals = replan_workers.replan_all_in_workers(
-                workers=workers,
-                now=utcnow(),
-                source=CLI_ACTOR,
-                on_failure=alert_replan_failure,
-                progress=bar.update,
-                skip_unchanged=not force,
-            )
-        click.echo(
-            f"{totals['patients']} patients: {totals['created']} new, "
-            f"{totals['cancelled']} cancelled, {totals['skipped']} unchanged (skipped)"
-        )
-        if totals["failed"]:
-            raise click.ClickException(
-                f"{totals['failed']} patient(s) could not be re-planned (see the log and the "
-                "triage inbox)"
-            )
+        with single_run(reminders.REPLAN_ALL_JOB) as mine:
+            if not mine:
+                raise click.ClickException(
+                    "the daily re-plan (job sms-replan) is running in another process: "
+                    "try again when it has finished"
+                )
+            _plan_all(force, workers)
         return
     if not patient:
         raise click.UsageError("give a PATIENT or --all")
@@ -138,6 +125,31 @@ def sms_plan(patient: str | None, all_patients: bool, force: bool, workers: int)
         f"{result.cancelled} cancelled, {result.kept} unchanged"
         + (f" (blocked: {result.blocked_reason})" if result.blocked_reason else "")
     )
+
+
+def _plan_all(force: bool, workers: int) -> None:
+    """``sms plan --all``: every patient, with a progress bar and the totals."""
+    total = reminders.patients_to_replan()
+    with click.progressbar(
+        length=total, label="Re-planning", show_pos=True, show_eta=True, file=sys.stderr
+    ) as bar:
+        totals = replan_workers.replan_all_in_workers(
+            workers=workers,
+            now=utcnow(),
+            source=CLI_ACTOR,
+            on_failure=alert_replan_failure,
+            progress=bar.update,
+            skip_unchanged=not force,
+        )
+    click.echo(
+        f"{totals['patients']} patients: {totals['created']} new, "
+        f"{totals['cancelled']} cancelled, {totals['skipped']} unchanged (skipped)"
+    )
+    if totals["failed"]:
+        raise click.ClickException(
+            f"{totals['failed']} patient(s) could not be re-planned (see the log and the "
+            "triage inbox)"
+        )
 
 
 @sms_cli.command("send-due")

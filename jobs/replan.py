@@ -12,11 +12,11 @@ from flask import Flask
 
 from app.models import utcnow
 from app.services.alerts.alerts import alert_replan_failure
-from app.services.messaging.reminders import replan_all
+from app.services.messaging.reminders import REPLAN_ALL_JOB, replan_all
 from app.services.shared.job_locks import single_run
 
 JOB_SOURCE = "job:replan"
-JOB_ID = "sms-replan"
+JOB_ID = REPLAN_ALL_JOB
 
 
 def run(app: Flask, stop: threading.Event) -> None:

@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 
 from app.extensions import db
+from app.services.messaging.reminders import REPLAN_ALL_JOB
 from app.services.shared.job_locks import single_run
 from tests.integration.sms_support import ROOT, is_postgres
 
@@ -123,3 +124,21 @@ def test_three_jobs_processes_never_run_a_singleton_job_at_the_same_time(
     # 36 attempts per job over three processes, each run 0.15 s: most found the lock taken.
     assert sum(r["job"] == "sms-replan" for r in runs) < 36
     assert len({r["who"] for r in runs}) >= 2  # not one process by convention
+
+
+def test_sms_plan_all_waits_for_the_daily_replan_on_postgresql(app_ctx: Flask) -> None:
+    """`sms plan --all` takes the daily re-plan's lock: never two re-plans of a patient at once."""
+    postgres = db.engine.dialect.name == "postgresql"
+    with single_run(REPLAN_ALL_JOB) as job_running:
+        assert job_running
+        result = app_ctx.test_cli_runner().invoke(args=["sms", "plan", "--all"])
+    if postgres:
+        assert result.exit_code == 1
+        assert "the daily re-plan (job sms-replan) is running in another process" in result.output
+        assert "Re-planning" not in result.output
+    else:  # the embedded setup has one jobs process: the lock is always granted
+        assert result.exit_code == 0, result.output
+        assert "patients:" in result.output
+    after = app_ctx.test_cli_runner().invoke(args=["sms", "plan", "--all"])
+    assert after.exit_code == 0, after.output
+    assert "0 patients: 0 new" in after.output

@@ -76,6 +76,10 @@ logger = logging.getLogger(__name__)
 # A reschedule can move dozens of later events: name the first ones, count the rest.
 MOVED_CLAUSES_SHOWN = 2
 
+# The name of the one-at-a-time lock (app/services/shared/job_locks.py) of a re-plan of every
+# patient: the daily job and `sms plan --all` take it, so no patient is planned twice at once
+# (the two would race on the outbox's unique key and raise false failure alerts).
+REPLAN_ALL_JOB = "sms-replan"
 PLANNER_KINDS = ("reminder", "moved")
 INVITING_KINDS = PLANNER_KINDS  # reminders and notices of a move say "Reply 1 to confirm"
 KNOWN_TEMPLATES = (
