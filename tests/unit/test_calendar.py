@@ -463,6 +463,151 @@ def test_reschedule_errors_and_no_op(protocol: Protocol, china) -> None:
         cal.reschedule(protocol, cancelled, c2.key, c2.date, None, china, today=START)
 
 
+def test_a_reschedule_names_what_is_unusual_about_the_new_date(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2 = _by_key(events)["induction.c2.infusion"]
+    # 21 days after Monday 2 March; window 3 days early to 7 days late
+    assert (c2.date, c2.window_start, c2.window_end) == (
+        date(2026, 3, 23),
+        date(2026, 3, 20),
+        date(2026, 3, 30),
+    )
+
+    def moved(day: date, reason: str | None) -> PlannedEvent:
+        change = cal.reschedule(protocol, events, c2.key, day, reason, china, today=START)
+        event = change.event(c2.key)
+        assert (event.date, event.moved_from) == (day, date(2026, 3, 23))
+        return event
+
+    first_day = moved(date(2026, 3, 20), "  ")  # Friday, the window's first day
+    assert first_day.flags == ("rescheduled",)
+    assert "reschedule_reason" not in first_day.details  # a blank reason is no reason
+    saturday = moved(date(2026, 3, 28), " clinic opens for the trial ")
+    assert saturday.flags == ("rescheduled", "on_non_working_day")
+    assert saturday.details["reschedule_reason"] == "clinic opens for the trial"
+    late = moved(date(2026, 4, 1), "neutropenia")  # Wednesday, 2 days after the window
+    assert late.flags == ("rescheduled", "outside_window")
+    holiday = moved(date(2026, 4, 6), "neutropenia")  # Qingming Monday: closed, outside
+    assert holiday.flags == ("rescheduled", "outside_window", "on_non_working_day")
+
+
+def test_every_refusal_of_a_reschedule_says_why(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)  # c1 Mar 2, c2 Mar 23, c3 Apr 13
+    c2 = "induction.c2.infusion"
+
+    def refusal(evts, key, day, reason, today) -> str:
+        with pytest.raises(RescheduleError) as err:
+            cal.reschedule(protocol, evts, key, day, reason, china, today=today)
+        return str(err.value)
+
+    assert refusal(events, c2, date(2026, 3, 19), None, date(2026, 3, 19)) == (
+        "2026-03-19 is outside the window of induction.c2.infusion (2026-03-20 to 2026-03-30); "
+        "give a reason to move it there"
+    )
+    assert refusal(events, c2, date(2026, 3, 20), None, date(2026, 3, 21)) == (
+        "2026-03-20 is before today (2026-03-21); give a reason to record a past date"
+    )
+    assert refusal(events, c2, date(2026, 3, 17), "early", START) == (
+        "induction.c2.infusion on 2026-03-17 would be 15 days after induction.c1.infusion "
+        "(2026-03-02); the protocol's minimum is 18 days"
+    )
+    for status in ("cancelled", "missed"):
+        gone = [replace(e, status=status) if e.key == c2 else e for e in events]
+        assert refusal(gone, c2, date(2026, 3, 24), None, START) == (
+            f"induction.c2.infusion is {status}; only planned or confirmed events can be moved"
+        )
+    # the window's first and last days and today itself need no reason
+    for day in (date(2026, 3, 20), date(2026, 3, 30)):
+        cal.reschedule(protocol, events, c2, day, None, china, today=date(2026, 3, 20))
+
+
+def test_an_infusion_already_past_holds_the_one_before_it(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    today = date(2026, 4, 14)  # c3 was due yesterday (Apr 13) and can no longer move
+    with pytest.raises(RescheduleError) as err:
+        cal.reschedule(protocol, events, c2, date(2026, 3, 27), "given late", china, today=today)
+    assert str(err.value) == (
+        "induction.c2.infusion on 2026-03-27 would be closer than 18 days to "
+        "induction.c3.infusion (2026-04-13), which can no longer move"
+    )
+    # 18 days before it is allowed, and nothing already past moves
+    change = cal.reschedule(
+        protocol, events, c2, date(2026, 3, 26), "given late", china, today=today
+    )
+    assert change.event(c2).date == date(2026, 3, 26)
+    assert change.event(c3).date == date(2026, 4, 13)
+    assert [c.key for c in change.changes] == [c2]
+    # a missed or cancelled next infusion holds nothing
+    for status in ("missed", "cancelled"):
+        gone = [replace(e, status=status) if e.key == c3 else e for e in events]
+        change = cal.reschedule(protocol, gone, c2, date(2026, 3, 27), "late", china, today=today)
+        assert change.event(c2).date == date(2026, 3, 27)
+
+
+def test_the_minimum_interval_skips_infusions_not_given(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    early = date(2026, 4, 8)  # 16 days after c2 (Mar 23), 37 after c1 (Mar 2)
+    with pytest.raises(RescheduleError, match="16 days after induction.c2.infusion"):
+        cal.reschedule(protocol, events, c3, early, "scan slot", china, today=START)
+    for status in ("missed", "cancelled"):
+        gone = [replace(e, status=status) if e.key == c2 else e for e in events]
+        change = cal.reschedule(protocol, gone, c3, early, "scan slot", china, today=START)
+        assert change.event(c3).date == early
+
+
+def test_a_weekly_salvage_infusion_is_spaced_from_infusions_not_fractions(
+    protocol: Protocol, china
+) -> None:
+    _, salvage = _salvage(protocol, china)
+    c1 = salvage.event("salvage.c1.infusion")
+    # cycle 1 rides on the first fraction, Monday 21 September
+    assert (c1.date, c1.anchor) == (SALVAGE_START, "salvage.rt.f1")
+    change = cal.reschedule(
+        protocol, salvage.events, c1.key, date(2026, 9, 22), None, china, today=date(2026, 9, 1)
+    )
+    assert change.event(c1.key).date == date(2026, 9, 22)
+
+
+def test_a_nurses_date_is_where_a_later_delay_moves_from(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    # c3 planned Monday 13 April; the nurse puts it on Wednesday 15 April
+    nurse = cal.reschedule(protocol, events, c3, date(2026, 4, 15), None, china, today=START)
+    # then cycle 2 is delayed a week (Mar 23 -> Mar 30): c3 follows from the nurse's date
+    change = cal.reschedule(protocol, nurse.events, c2, date(2026, 3, 30), None, china, today=START)
+    moved = change.event(c3)
+    assert (moved.date, moved.moved_from) == (date(2026, 4, 22), None)
+    # and May Day (May 1-5) is now in days 9-13 after it
+    assert moved.flags == ("shifted", "closure_in_nadir")
+    assert moved.details["closure"] == {"from": "2026-05-01", "to": "2026-05-05", "days": 5}
+    assert (moved.window_start, moved.window_end) == (date(2026, 4, 17), date(2026, 4, 27))
+
+
+def test_an_event_due_today_still_moves_with_its_anchor(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    labs = _by_key(events)["induction.c2.labs"]
+    assert labs.date == date(2026, 3, 20)  # Friday before the Monday 23 March infusion
+    change = cal.reschedule(
+        protocol,
+        events,
+        "induction.c2.infusion",
+        date(2026, 3, 25),
+        None,
+        china,
+        today=date(2026, 3, 20),
+    )
+    moved = change.event(labs.key)
+    # labs the day before the Wednesday infusion, inside its new window (Mar 22-24)
+    assert (moved.date, moved.window_start, moved.window_end) == (
+        date(2026, 3, 24),
+        date(2026, 3, 22),
+        date(2026, 3, 24),
+    )
+    assert moved.flags == ("shifted",)
+
+
 # --------------------------------------------------------------------------- salvage
 
 
