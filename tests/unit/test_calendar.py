@@ -608,6 +608,94 @@ def test_an_event_due_today_still_moves_with_its_anchor(protocol: Protocol, chin
     assert moved.flags == ("shifted",)
 
 
+def test_labs_a_nurse_moved_stay_before_a_delayed_infusion(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    labs = "induction.c2.labs"  # Friday 20 March, before the Monday 23 March infusion
+    # the nurse books them on Saturday 21 March (inside their window, Mar 20-22)
+    nurse = cal.reschedule(protocol, events, labs, date(2026, 3, 21), None, china, today=START)
+    assert nurse.event(labs).flags == ("rescheduled", "on_non_working_day")
+    # the infusion then moves to Wednesday 25 March: the labs' window is again the 3 days
+    # before it (Mar 22-24), so they go on Tuesday 24 March, never on the infusion day
+    change = cal.reschedule(
+        protocol, nurse.events, "induction.c2.infusion", date(2026, 3, 25), None, china, today=START
+    )
+    moved = change.event(labs)
+    assert (moved.date, moved.window_start, moved.window_end) == (
+        date(2026, 3, 24),
+        date(2026, 3, 22),
+        date(2026, 3, 24),
+    )
+    assert moved.flags == ("shifted",)
+
+
+def test_labs_keep_their_own_window_on_both_sides_when_they_follow(
+    protocol: Protocol, china
+) -> None:
+    block = protocol.phases["induction"].cycles
+    rule = replace(block.labs.rule, offset_days=-2, window=Window(1, 1))
+    wider = _with_cycles(protocol, "induction", labs=replace(block.labs, rule=rule))
+    events = _generate(wider, working_days=china)
+    labs = _by_key(events)["induction.c2.labs"]
+    # planned Saturday 21 March (2 days before Monday 23 March), window Mar 20-22: Friday
+    assert (labs.date, labs.moved_from, labs.window_start, labs.window_end) == (
+        date(2026, 3, 20),
+        date(2026, 3, 21),
+        date(2026, 3, 20),
+        date(2026, 3, 22),
+    )
+    change = cal.reschedule(
+        wider, events, "induction.c2.infusion", date(2026, 3, 25), None, china, today=START
+    )
+    moved = change.event(labs.key)
+    # planned Monday 23 March, window Mar 22-24: the latest working day is Tuesday 24 March
+    assert (moved.date, moved.moved_from, moved.window_start, moved.window_end) == (
+        date(2026, 3, 24),
+        date(2026, 3, 23),
+        date(2026, 3, 22),
+        date(2026, 3, 24),
+    )
+
+
+def test_a_progression_change_lists_each_flagged_event(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    on = date(2026, 7, 4)  # Saturday; the review, due Saturday 11 July, is held Friday 10 July
+    change = cal.record_progression(protocol, events, on, today=on, working_days=china)
+    flagged = {e.key for e in events if e.date >= on and e.phase != "follow_up"}
+    assert len(flagged) > 20
+    assert {c.key for c in change.changes} == flagged | {"review.progression1"}
+    for c in change.changes:
+        if c.key in flagged:
+            assert (c.old_date == c.new_date, c.old_status, c.new_status, c.flags_added) == (
+                True,
+                "planned",
+                "planned",
+                ("progression_recorded",),
+            ), c.key
+            assert not c.left_window and not c.added and not c.moved
+    review = next(c for c in change.changes if c.key == "review.progression1")
+    # an added event lists no flags as added, even the one saying it was moved
+    assert (review.old_date, review.new_date, review.old_status, review.flags_added) == (
+        None,
+        date(2026, 7, 10),
+        None,
+        (),
+    )
+    assert change.event(review.key).flags == ("moved_non_working_day",)
+    # in date order (then key): the review comes among the events of its week
+    ordered = [(c.new_date, c.key) for c in change.changes]
+    assert ordered == sorted(ordered)
+    assert ordered[-1][1] != review.key and ordered[-1][0] > date(2027, 1, 1)
+
+
+def test_a_working_copy_refuses_a_second_event_with_a_key(protocol: Protocol) -> None:
+    events = _generate(protocol)
+    work = cal._Working(events)
+    c1 = _by_key(events)["induction.c1.infusion"]
+    with pytest.raises(CalendarError) as err:
+        work.add(replace(c1, date=date(2026, 3, 9)))
+    assert str(err.value) == "an event with the key 'induction.c1.infusion' already exists"
+
+
 # --------------------------------------------------------------------------- salvage
 
 
@@ -641,6 +729,72 @@ def test_radiotherapy_fractions_only_on_working_days(protocol: Protocol, china) 
     # one fraction every working day, none skipped
     span = [days[0] + timedelta(i) for i in range((days[-1] - days[0]).days + 1)]
     assert days == [d for d in span if china.is_working_day(d)]
+
+
+def test_a_moved_fraction_pushes_the_next_ones_one_working_day_each(
+    protocol: Protocol, china
+) -> None:
+    _, salvage = _salvage(protocol, china)
+
+    def days(change, first: int, last: int) -> list[date]:
+        return [change.event(f"salvage.rt.f{n}").date for n in range(first, last + 1)]
+
+    # from Monday 21 September: Mid-Autumn (Sep 25-27) and National Day (Oct 1-7) closed,
+    # Saturday 10 October a make-up working day
+    assert days(salvage, 1, 10) == [
+        date(2026, 9, 21),
+        date(2026, 9, 22),
+        date(2026, 9, 23),
+        date(2026, 9, 24),
+        date(2026, 9, 28),
+        date(2026, 9, 29),
+        date(2026, 9, 30),
+        date(2026, 10, 8),
+        date(2026, 10, 9),
+        date(2026, 10, 10),
+    ]
+    today = date(2026, 9, 1)
+    change = cal.reschedule(
+        protocol,
+        salvage.events,
+        "salvage.rt.f3",
+        date(2026, 9, 24),
+        "machine service",
+        china,
+        today=today,
+    )
+    assert days(change, 1, 11) == [
+        date(2026, 9, 21),
+        date(2026, 9, 22),
+        date(2026, 9, 24),
+        date(2026, 9, 28),
+        date(2026, 9, 29),
+        date(2026, 9, 30),
+        date(2026, 10, 8),
+        date(2026, 10, 9),
+        date(2026, 10, 10),
+        date(2026, 10, 12),
+        date(2026, 10, 13),
+    ]
+    f4 = change.event("salvage.rt.f4")
+    assert (f4.window_start, f4.window_end, f4.moved_from, f4.flags) == (
+        date(2026, 9, 28),
+        date(2026, 9, 28),
+        None,
+        ("shifted",),
+    )
+    # the weekly chemotherapy riding on the first fraction moves with it, to the same day
+    first = cal.reschedule(
+        protocol,
+        salvage.events,
+        "salvage.rt.f1",
+        date(2026, 9, 22),
+        "machine service",
+        china,
+        today=today,
+    )
+    assert days(first, 1, 3) == [date(2026, 9, 22), date(2026, 9, 23), date(2026, 9, 24)]
+    assert first.event("salvage.c1.infusion").date == date(2026, 9, 22)
 
 
 def test_weekly_chemotherapy_block(protocol: Protocol, china) -> None:

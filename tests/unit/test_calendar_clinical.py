@@ -242,6 +242,7 @@ def test_a_decision_clears_the_flag_and_is_kept() -> None:
     )
     decided = change.event(key)
     assert "closure_in_nadir" not in decided.flags
+    assert change.changes == []  # same day, same status, no new flag: nothing to announce
     assert decided.details["decisions"]["closure_in_nadir"]["decision"] == (
         "holiday_cover_confirmed"
     )
