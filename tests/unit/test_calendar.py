@@ -1156,6 +1156,72 @@ def test_stopping_after_progression_ends_imaging_from_that_day(protocol: Protoco
     assert any(e.kind == "infusion" for e in stopped)
 
 
+def test_progression_and_stop_during_salvage_reach_the_salvage_events(
+    protocol: Protocol, china
+) -> None:
+    _, salvage = _salvage(protocol, china)
+    on = date(2026, 10, 12)  # Monday, fraction 11 (fraction 10 was on the make-up Saturday)
+    progressed = cal.record_progression(protocol, salvage.events, on, today=on)
+    f10, f11, f28 = (progressed.event(f"salvage.rt.f{n}") for n in (10, 11, 28))
+    assert (f10.date, f11.date, f28.date) == (date(2026, 10, 10), on, date(2026, 11, 4))
+    assert cal.FLAG_PROGRESSION not in f10.flags
+    assert cal.FLAG_PROGRESSION in f11.flags and cal.FLAG_PROGRESSION in f28.flags
+    # the weekly chemotherapy of 8 October is the last infusion planned by then
+    assert progressed.event("review.progression1").phase == "salvage"
+    stopped = cal.stop_treatment(protocol, progressed.events, on, china, today=on)
+    for n in (11, 28):
+        fraction = stopped.event(f"salvage.rt.f{n}")
+        assert fraction.status == "cancelled" and cal.FLAG_TREATMENT_STOPPED in fraction.flags
+    assert stopped.event("salvage.rt.f10").status == "planned"
+
+
+def test_a_progression_review_takes_the_phase_of_the_last_infusion_given(
+    protocol: Protocol, china
+) -> None:
+    events = _generate(protocol, working_days=china)
+    # before the first infusion (Monday 2 March): the first phase of the chain
+    early = cal.record_progression(protocol, events, date(2026, 2, 27), today=date(2026, 2, 27))
+    assert early.event("review.progression1").phase == "induction"
+    # treatment stopped on 1 April after induction cycles 1 and 2; progression found in June:
+    # the cancelled cycles (induction 3-4, maintenance from 25 May) do not count
+    stop = date(2026, 4, 1)
+    stopped = cal.stop_treatment(protocol, events, stop, china, today=stop).events
+    assert _by_key(stopped)["maintenance.c5.infusion"].status == "cancelled"
+    late = cal.record_progression(protocol, stopped, date(2026, 6, 1), today=date(2026, 6, 1))
+    assert late.event("review.progression1").phase == "induction"
+
+
+def test_stopping_after_progression_ends_the_scans_of_that_very_day(
+    protocol: Protocol, china
+) -> None:
+    events = _generate(protocol, working_days=china)
+    # the last cycle, maintenance 39, is on 8 May 2028: the week-120 visit (2028-06-19, a
+    # Monday, 840 days after the start) comes after treatment, in the follow-up phase
+    ct = _by_key(events)["assessment.ct.w120"]
+    assert (ct.date, ct.phase) == (date(2028, 6, 19), "follow_up")
+    found = date(2028, 6, 1)
+    progressed = cal.record_progression(protocol, events, found, today=found).events
+    on = date(2028, 6, 19)
+    change = cal.stop_treatment(protocol, progressed, on, china, today=on)
+    for key in ("assessment.ct.w120", "assessment.ultrasound.w120", "assessment.ct.w132"):
+        scan = change.event(key)
+        assert scan.status == "cancelled", key
+        assert cal.FLAG_PROGRESSION_ENDS_IMAGING in scan.flags, key
+
+
+def test_a_stop_before_any_dose_counts_the_safety_contacts_from_the_stop(
+    protocol: Protocol, china
+) -> None:
+    events = _generate(protocol, working_days=china)
+    on = START  # the day of the first infusion, which is not given
+    change = cal.stop_treatment(protocol, events, on, china, today=on)
+    assert change.event("induction.c1.infusion").status == "cancelled"
+    d30, d90 = change.event("follow_up.safety.d30"), change.event("follow_up.safety.d90")
+    assert (_nominal(d30), d30.date) == (date(2026, 4, 1), date(2026, 4, 1))
+    # 31 May 2026 is a Sunday: the nearest working day is Monday 1 June
+    assert (_nominal(d90), d90.date) == (date(2026, 5, 31), date(2026, 6, 1))
+
+
 def test_an_event_stored_before_its_optional_fields_existed_loads_with_defaults() -> None:
     stored = {
         "key": "induction.c1.infusion",
