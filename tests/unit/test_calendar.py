@@ -864,6 +864,20 @@ def test_maintenance_pauses_during_salvage(protocol: Protocol, china) -> None:
     assert min(gaps) >= 18
 
 
+def test_infusions_paused_for_salvage_say_so_down_the_chain(protocol: Protocol, china) -> None:
+    _, change = _salvage(protocol, china)
+    # the last fraction is on 4 November: maintenance resumes 14 days later, Wednesday
+    # 18 November, with cycle 11 (planned Monday 28 September); the next ones follow 51 days on
+    expected = {
+        "maintenance.c11.infusion": date(2026, 11, 18),
+        "maintenance.c12.infusion": date(2026, 12, 9),
+        "maintenance.c12.checkin.d3": date(2026, 12, 12),
+    }
+    for key, day in expected.items():
+        event = change.event(key)
+        assert (event.date, event.flags) == (day, ("shifted", "paused_for_salvage")), key
+
+
 def test_maintenance_continue_rule(protocol: Protocol, china) -> None:
     rule = _with_phase(protocol, "salvage", ongoing_treatment="continue")
     events, change = _salvage(rule, china)
