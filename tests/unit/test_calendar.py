@@ -654,6 +654,7 @@ def test_labs_keep_their_own_window_on_both_sides_when_they_follow(
         date(2026, 3, 22),
         date(2026, 3, 24),
     )
+    assert moved.flags == ("shifted",)  # Monday was a working day: not "moved" off it
 
 
 def test_a_progression_change_lists_each_flagged_event(protocol: Protocol, china) -> None:
@@ -1104,6 +1105,71 @@ def test_tie_break_between_equally_near_working_days(
     spot = ctx.place(date(2026, 10, 4), date(2026, 9, 27), date(2026, 10, 11), True)
     assert spot.moved_from == date(2026, 10, 4)
     assert spot.date == date(2026, 9, 1) + timedelta(expected - 1)
+
+
+class _ClosedClinic:
+    """A clinic that never opens (a misconfigured calendar)."""
+
+    def is_working_day(self, day: date) -> bool:
+        return False
+
+
+def test_the_next_and_latest_working_days(protocol: Protocol, china) -> None:
+    ctx = cal._Context(protocol, china)
+    # National Day 2026: Thursday 1 to Wednesday 7 October closed
+    assert ctx.next_working_day(date(2026, 10, 1)) == date(2026, 10, 8)
+    assert ctx.next_working_day(date(2026, 9, 30)) == date(2026, 9, 30)
+    assert ctx.latest_working_day(date(2026, 9, 28), date(2026, 10, 7)) == date(2026, 9, 30)
+    assert ctx.latest_working_day(date(2026, 10, 8), date(2026, 10, 8)) == date(2026, 10, 8)
+    assert ctx.latest_working_day(date(2026, 10, 1), date(2026, 10, 7)) is None
+    assert ctx.latest_working_day(date(2026, 10, 9), date(2026, 10, 8)) is None
+    closed = cal._Context(protocol, _ClosedClinic())
+    with pytest.raises(CalendarError) as err:
+        closed.next_working_day(date(2026, 3, 2))
+    assert str(err.value) == "no working day in the 60 days from 2026-03-02"
+
+
+@pytest.mark.parametrize(("tie_break", "chosen"), [("earlier", 30), ("later", 38)])
+def test_a_tie_may_land_on_either_end_of_the_window(
+    protocol: Protocol, china, tie_break: str, chosen: int
+) -> None:
+    setting = replace(
+        protocol, settings=replace(protocol.settings, non_working_day_tie_break=tie_break)
+    )
+    ctx = cal._Context(setting, china)
+    # Sunday 4 October; the window's ends, Sep 30 and Oct 8, are its only working days
+    spot = ctx.place(date(2026, 10, 4), date(2026, 9, 30), date(2026, 10, 8), True)
+    assert spot == cal._Placement(
+        date(2026, 9, 1) + timedelta(chosen - 1), ("moved_non_working_day",), date(2026, 10, 4)
+    )
+
+
+def test_placement_against_the_minimum_interval(protocol: Protocol, china) -> None:
+    ctx = cal._Context(protocol, china)
+    monday, tuesday = date(2026, 3, 2), date(2026, 3, 3)
+    window = (date(2026, 2, 27), date(2026, 3, 5))
+    # the first day the interval allows is allowed
+    assert ctx.place(monday, *window, True, not_before=monday) == cal._Placement(monday, (), None)
+    # a working day too close: the nearest spaced one, flagged for the interval only
+    assert ctx.place(monday, *window, True, not_before=tuesday) == cal._Placement(
+        tuesday, ("min_interval_enforced",), monday
+    )
+    # spaced beyond the window: the first working day from the limit (Saturday 7 -> Monday 9),
+    # or the limit itself when any day will do
+    saturday = date(2026, 3, 7)
+    assert ctx.place(monday, *window, True, not_before=saturday) == cal._Placement(
+        date(2026, 3, 9), ("min_interval_enforced", "outside_window"), monday
+    )
+    assert ctx.place(monday, *window, False, not_before=saturday) == cal._Placement(
+        saturday, ("min_interval_enforced", "outside_window"), monday
+    )
+
+
+def test_a_window_without_a_working_day_keeps_the_planned_day(protocol: Protocol, china) -> None:
+    ctx = cal._Context(protocol, china)
+    # Monday 5 October, window Oct 5-7: all National Day holidays
+    spot = ctx.place(date(2026, 10, 5), date(2026, 10, 5), date(2026, 10, 7), True)
+    assert spot == cal._Placement(date(2026, 10, 5), ("no_working_day_in_window",), None)
 
 
 def test_a_progression_review_is_a_whole_task_on_a_working_day(protocol: Protocol, china) -> None:
