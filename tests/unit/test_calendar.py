@@ -784,6 +784,19 @@ def test_a_moved_fraction_pushes_the_next_ones_one_working_day_each(
         None,
         ("shifted",),
     )
+    # the fraction before the nurse's one moves up to Wednesday 23 September: the nurse's
+    # Thursday is now simply the next working day, the sequence's own date again
+    again = cal.reschedule(
+        protocol,
+        change.events,
+        "salvage.rt.f2",
+        date(2026, 9, 23),
+        "machine service",
+        china,
+        today=today,
+    )
+    f3 = again.event("salvage.rt.f3")
+    assert (f3.date, f3.moved_from, f3.flags) == (date(2026, 9, 24), None, ())
     # the weekly chemotherapy riding on the first fraction moves with it, to the same day
     first = cal.reschedule(
         protocol,
