@@ -549,7 +549,7 @@ def test_the_minimum_interval_skips_infusions_not_given(protocol: Protocol, chin
     events = _generate(protocol, working_days=china)
     c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
     early = date(2026, 4, 8)  # 16 days after c2 (Mar 23), 37 after c1 (Mar 2)
-    with pytest.raises(RescheduleError, match="16 days after induction.c2.infusion"):
+    with pytest.raises(RescheduleError, match=r"16 days after induction\.c2\.infusion"):
         cal.reschedule(protocol, events, c3, early, "scan slot", china, today=START)
     for status in ("missed", "cancelled"):
         gone = [replace(e, status=status) if e.key == c2 else e for e in events]
