@@ -608,6 +608,24 @@ def test_an_event_due_today_still_moves_with_its_anchor(protocol: Protocol, chin
     assert moved.flags == ("shifted",)
 
 
+def test_a_following_infusion_keeps_the_minimum_interval(protocol: Protocol, china) -> None:
+    events = _generate(protocol, start=date(2026, 9, 14), working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    # c2 is due Monday 5 October (National Day): Thursday 8 October is nearer than 30 September
+    assert (_by_key(events)[c2].date, _by_key(events)[c3].date) == (
+        date(2026, 10, 8),
+        date(2026, 10, 26),
+    )
+    # five days later, Tuesday 13 October: c3 is due 18 days after it, Saturday 31 October;
+    # Friday 30 October is nearer but 17 days after c2, so Monday 2 November
+    change = cal.reschedule(
+        protocol, events, c2, date(2026, 10, 13), "infection", china, today=date(2026, 10, 1)
+    )
+    moved = change.event(c3)
+    assert (moved.date, moved.moved_from) == (date(2026, 11, 2), date(2026, 10, 31))
+    assert moved.flags == ("moved_non_working_day", "shifted")
+
+
 def test_labs_a_nurse_moved_stay_before_a_delayed_infusion(protocol: Protocol, china) -> None:
     events = _generate(protocol, working_days=china)
     labs = "induction.c2.labs"  # Friday 20 March, before the Monday 23 March infusion
