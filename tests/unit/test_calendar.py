@@ -1044,6 +1044,7 @@ def test_overdue_follow_up_is_planned_today(protocol: Protocol, china) -> None:
     later = cal.stop_treatment(protocol, events, on, china, today=date(2026, 10, 12))
     after = _by_key(later.events)
     assert after["follow_up.safety.d30"].status == "cancelled"
+    assert after["follow_up.safety.d30"].flags[-1] == cal.FLAG_TREATMENT_STOPPED  # says why
     assert after["follow_up.safety.d90"].date == date(2026, 10, 12)
     survival = [e for e in later.events if e.key.startswith("follow_up.survival.n")]
     assert [e.key for e in survival if e.date == date(2026, 10, 12)] == ["follow_up.survival.n2"]

@@ -193,6 +193,14 @@ def test_stop_after_progression_ends_imaging() -> None:
     change = cal.stop_treatment(PROTOCOL, progressed, on, CHINA, today=on)
     ct = [e for e in change.events if e.details.get("assessment") == "ct" and e.date >= on]
     assert ct and all(e.status == "cancelled" for e in ct)
+    # the treatment's scans stop with it; those after the end of treatment with the progression
+    for scan in ct:
+        ended_by = (
+            "imaging_ended_at_progression" if scan.phase == "follow_up" else "treatment_stopped"
+        )
+        other = {"imaging_ended_at_progression", "treatment_stopped"} - {ended_by}
+        assert ended_by in scan.flags and not other & set(scan.flags), scan.key
+    assert {scan.phase for scan in ct} == {"maintenance", "follow_up"}
 
 
 # --------------------------------------------------------------------------- 3. closures
