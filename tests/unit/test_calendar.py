@@ -463,6 +463,258 @@ def test_reschedule_errors_and_no_op(protocol: Protocol, china) -> None:
         cal.reschedule(protocol, cancelled, c2.key, c2.date, None, china, today=START)
 
 
+def test_a_reschedule_names_what_is_unusual_about_the_new_date(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2 = _by_key(events)["induction.c2.infusion"]
+    # 21 days after Monday 2 March; window 3 days early to 7 days late
+    assert (c2.date, c2.window_start, c2.window_end) == (
+        date(2026, 3, 23),
+        date(2026, 3, 20),
+        date(2026, 3, 30),
+    )
+
+    def moved(day: date, reason: str | None) -> PlannedEvent:
+        change = cal.reschedule(protocol, events, c2.key, day, reason, china, today=START)
+        event = change.event(c2.key)
+        assert (event.date, event.moved_from) == (day, date(2026, 3, 23))
+        return event
+
+    first_day = moved(date(2026, 3, 20), "  ")  # Friday, the window's first day
+    assert first_day.flags == ("rescheduled",)
+    assert "reschedule_reason" not in first_day.details  # a blank reason is no reason
+    saturday = moved(date(2026, 3, 28), " clinic opens for the trial ")
+    assert saturday.flags == ("rescheduled", "on_non_working_day")
+    assert saturday.details["reschedule_reason"] == "clinic opens for the trial"
+    late = moved(date(2026, 4, 1), "neutropenia")  # Wednesday, 2 days after the window
+    assert late.flags == ("rescheduled", "outside_window")
+    holiday = moved(date(2026, 4, 6), "neutropenia")  # Qingming Monday: closed, outside
+    assert holiday.flags == ("rescheduled", "outside_window", "on_non_working_day")
+
+
+def test_every_refusal_of_a_reschedule_says_why(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)  # c1 Mar 2, c2 Mar 23, c3 Apr 13
+    c2 = "induction.c2.infusion"
+
+    def refusal(evts, key, day, reason, today) -> str:
+        with pytest.raises(RescheduleError) as err:
+            cal.reschedule(protocol, evts, key, day, reason, china, today=today)
+        return str(err.value)
+
+    assert refusal(events, c2, date(2026, 3, 19), None, date(2026, 3, 19)) == (
+        "2026-03-19 is outside the window of induction.c2.infusion (2026-03-20 to 2026-03-30); "
+        "give a reason to move it there"
+    )
+    assert refusal(events, c2, date(2026, 3, 20), None, date(2026, 3, 21)) == (
+        "2026-03-20 is before today (2026-03-21); give a reason to record a past date"
+    )
+    assert refusal(events, c2, date(2026, 3, 17), "early", START) == (
+        "induction.c2.infusion on 2026-03-17 would be 15 days after induction.c1.infusion "
+        "(2026-03-02); the protocol's minimum is 18 days"
+    )
+    for status in ("cancelled", "missed"):
+        gone = [replace(e, status=status) if e.key == c2 else e for e in events]
+        assert refusal(gone, c2, date(2026, 3, 24), None, START) == (
+            f"induction.c2.infusion is {status}; only planned or confirmed events can be moved"
+        )
+    # the window's first and last days and today itself need no reason
+    for day in (date(2026, 3, 20), date(2026, 3, 30)):
+        cal.reschedule(protocol, events, c2, day, None, china, today=date(2026, 3, 20))
+
+
+def test_an_infusion_already_past_holds_the_one_before_it(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    today = date(2026, 4, 14)  # c3 was due yesterday (Apr 13) and can no longer move
+    with pytest.raises(RescheduleError) as err:
+        cal.reschedule(protocol, events, c2, date(2026, 3, 27), "given late", china, today=today)
+    assert str(err.value) == (
+        "induction.c2.infusion on 2026-03-27 would be closer than 18 days to "
+        "induction.c3.infusion (2026-04-13), which can no longer move"
+    )
+    # 18 days before it is allowed, and nothing already past moves
+    change = cal.reschedule(
+        protocol, events, c2, date(2026, 3, 26), "given late", china, today=today
+    )
+    assert change.event(c2).date == date(2026, 3, 26)
+    assert change.event(c3).date == date(2026, 4, 13)
+    assert [c.key for c in change.changes] == [c2]
+    # a missed or cancelled next infusion holds nothing
+    for status in ("missed", "cancelled"):
+        gone = [replace(e, status=status) if e.key == c3 else e for e in events]
+        change = cal.reschedule(protocol, gone, c2, date(2026, 3, 27), "late", china, today=today)
+        assert change.event(c2).date == date(2026, 3, 27)
+
+
+def test_the_minimum_interval_skips_infusions_not_given(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    early = date(2026, 4, 8)  # 16 days after c2 (Mar 23), 37 after c1 (Mar 2)
+    with pytest.raises(RescheduleError, match=r"16 days after induction\.c2\.infusion"):
+        cal.reschedule(protocol, events, c3, early, "scan slot", china, today=START)
+    for status in ("missed", "cancelled"):
+        gone = [replace(e, status=status) if e.key == c2 else e for e in events]
+        change = cal.reschedule(protocol, gone, c3, early, "scan slot", china, today=START)
+        assert change.event(c3).date == early
+
+
+def test_a_weekly_salvage_infusion_is_spaced_from_infusions_not_fractions(
+    protocol: Protocol, china
+) -> None:
+    _, salvage = _salvage(protocol, china)
+    c1 = salvage.event("salvage.c1.infusion")
+    # cycle 1 rides on the first fraction, Monday 21 September
+    assert (c1.date, c1.anchor) == (SALVAGE_START, "salvage.rt.f1")
+    change = cal.reschedule(
+        protocol, salvage.events, c1.key, date(2026, 9, 22), None, china, today=date(2026, 9, 1)
+    )
+    assert change.event(c1.key).date == date(2026, 9, 22)
+
+
+def test_a_nurses_date_is_where_a_later_delay_moves_from(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    # c3 planned Monday 13 April; the nurse puts it on Wednesday 15 April
+    nurse = cal.reschedule(protocol, events, c3, date(2026, 4, 15), None, china, today=START)
+    # then cycle 2 is delayed a week (Mar 23 -> Mar 30): c3 follows from the nurse's date
+    change = cal.reschedule(protocol, nurse.events, c2, date(2026, 3, 30), None, china, today=START)
+    moved = change.event(c3)
+    assert (moved.date, moved.moved_from) == (date(2026, 4, 22), None)
+    # and May Day (May 1-5) is now in days 9-13 after it
+    assert moved.flags == ("shifted", "closure_in_nadir")
+    assert moved.details["closure"] == {"from": "2026-05-01", "to": "2026-05-05", "days": 5}
+    assert (moved.window_start, moved.window_end) == (date(2026, 4, 17), date(2026, 4, 27))
+
+
+def test_an_event_due_today_still_moves_with_its_anchor(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    labs = _by_key(events)["induction.c2.labs"]
+    assert labs.date == date(2026, 3, 20)  # Friday before the Monday 23 March infusion
+    change = cal.reschedule(
+        protocol,
+        events,
+        "induction.c2.infusion",
+        date(2026, 3, 25),
+        None,
+        china,
+        today=date(2026, 3, 20),
+    )
+    moved = change.event(labs.key)
+    # labs the day before the Wednesday infusion, inside its new window (Mar 22-24)
+    assert (moved.date, moved.window_start, moved.window_end) == (
+        date(2026, 3, 24),
+        date(2026, 3, 22),
+        date(2026, 3, 24),
+    )
+    assert moved.flags == ("shifted",)
+
+
+def test_a_following_infusion_keeps_the_minimum_interval(protocol: Protocol, china) -> None:
+    events = _generate(protocol, start=date(2026, 9, 14), working_days=china)
+    c2, c3 = "induction.c2.infusion", "induction.c3.infusion"
+    # c2 is due Monday 5 October (National Day): Thursday 8 October is nearer than 30 September
+    assert (_by_key(events)[c2].date, _by_key(events)[c3].date) == (
+        date(2026, 10, 8),
+        date(2026, 10, 26),
+    )
+    # five days later, Tuesday 13 October: c3 is due 18 days after it, Saturday 31 October;
+    # Friday 30 October is nearer but 17 days after c2, so Monday 2 November
+    change = cal.reschedule(
+        protocol, events, c2, date(2026, 10, 13), "infection", china, today=date(2026, 10, 1)
+    )
+    moved = change.event(c3)
+    assert (moved.date, moved.moved_from) == (date(2026, 11, 2), date(2026, 10, 31))
+    assert moved.flags == ("moved_non_working_day", "shifted")
+
+
+def test_labs_a_nurse_moved_stay_before_a_delayed_infusion(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    labs = "induction.c2.labs"  # Friday 20 March, before the Monday 23 March infusion
+    # the nurse books them on Saturday 21 March (inside their window, Mar 20-22)
+    nurse = cal.reschedule(protocol, events, labs, date(2026, 3, 21), None, china, today=START)
+    assert nurse.event(labs).flags == ("rescheduled", "on_non_working_day")
+    # the infusion then moves to Wednesday 25 March: the labs' window is again the 3 days
+    # before it (Mar 22-24), so they go on Tuesday 24 March, never on the infusion day
+    change = cal.reschedule(
+        protocol, nurse.events, "induction.c2.infusion", date(2026, 3, 25), None, china, today=START
+    )
+    moved = change.event(labs)
+    assert (moved.date, moved.window_start, moved.window_end) == (
+        date(2026, 3, 24),
+        date(2026, 3, 22),
+        date(2026, 3, 24),
+    )
+    assert moved.flags == ("shifted",)
+
+
+def test_labs_keep_their_own_window_on_both_sides_when_they_follow(
+    protocol: Protocol, china
+) -> None:
+    block = protocol.phases["induction"].cycles
+    rule = replace(block.labs.rule, offset_days=-2, window=Window(1, 1))
+    wider = _with_cycles(protocol, "induction", labs=replace(block.labs, rule=rule))
+    events = _generate(wider, working_days=china)
+    labs = _by_key(events)["induction.c2.labs"]
+    # planned Saturday 21 March (2 days before Monday 23 March), window Mar 20-22: Friday
+    assert (labs.date, labs.moved_from, labs.window_start, labs.window_end) == (
+        date(2026, 3, 20),
+        date(2026, 3, 21),
+        date(2026, 3, 20),
+        date(2026, 3, 22),
+    )
+    change = cal.reschedule(
+        wider, events, "induction.c2.infusion", date(2026, 3, 25), None, china, today=START
+    )
+    moved = change.event(labs.key)
+    # planned Monday 23 March, window Mar 22-24: the latest working day is Tuesday 24 March
+    assert (moved.date, moved.moved_from, moved.window_start, moved.window_end) == (
+        date(2026, 3, 24),
+        date(2026, 3, 23),
+        date(2026, 3, 22),
+        date(2026, 3, 24),
+    )
+    assert moved.flags == ("shifted",)  # Monday was a working day: not "moved" off it
+
+
+def test_a_progression_change_lists_each_flagged_event(protocol: Protocol, china) -> None:
+    events = _generate(protocol, working_days=china)
+    on = date(2026, 7, 4)  # Saturday; the review, due Saturday 11 July, is held Friday 10 July
+    change = cal.record_progression(protocol, events, on, today=on, working_days=china)
+    flagged = {e.key for e in events if e.date >= on and e.phase != "follow_up"}
+    assert len(flagged) > 20
+    assert {c.key for c in change.changes} == flagged | {"review.progression1"}
+    for c in change.changes:
+        if c.key in flagged:
+            assert (c.old_date == c.new_date, c.old_status, c.new_status, c.flags_added) == (
+                True,
+                "planned",
+                "planned",
+                ("progression_recorded",),
+            ), c.key
+            assert not c.left_window and not c.added and not c.moved
+    review = next(c for c in change.changes if c.key == "review.progression1")
+    # an added event lists no flags as added, even the one saying it was moved
+    assert (review.old_date, review.new_date, review.old_status, review.flags_added) == (
+        None,
+        date(2026, 7, 10),
+        None,
+        (),
+    )
+    assert change.event(review.key).flags == ("moved_non_working_day",)
+    # in date order (then key): the review comes among the events of its week
+    ordered = [(c.new_date, c.key) for c in change.changes]
+    assert ordered == sorted(ordered)
+    assert ordered[-1][1] != review.key and ordered[-1][0] > date(2027, 1, 1)
+
+
+def test_a_working_copy_refuses_a_second_event_with_a_key(protocol: Protocol) -> None:
+    events = _generate(protocol)
+    work = cal._Working(events)
+    c1 = _by_key(events)["induction.c1.infusion"]
+    with pytest.raises(CalendarError) as err:
+        work.add(replace(c1, date=date(2026, 3, 9)))
+    assert str(err.value) == "an event with the key 'induction.c1.infusion' already exists"
+
+
 # --------------------------------------------------------------------------- salvage
 
 
@@ -496,6 +748,85 @@ def test_radiotherapy_fractions_only_on_working_days(protocol: Protocol, china) 
     # one fraction every working day, none skipped
     span = [days[0] + timedelta(i) for i in range((days[-1] - days[0]).days + 1)]
     assert days == [d for d in span if china.is_working_day(d)]
+
+
+def test_a_moved_fraction_pushes_the_next_ones_one_working_day_each(
+    protocol: Protocol, china
+) -> None:
+    _, salvage = _salvage(protocol, china)
+
+    def days(change, first: int, last: int) -> list[date]:
+        return [change.event(f"salvage.rt.f{n}").date for n in range(first, last + 1)]
+
+    # from Monday 21 September: Mid-Autumn (Sep 25-27) and National Day (Oct 1-7) closed,
+    # Saturday 10 October a make-up working day
+    assert days(salvage, 1, 10) == [
+        date(2026, 9, 21),
+        date(2026, 9, 22),
+        date(2026, 9, 23),
+        date(2026, 9, 24),
+        date(2026, 9, 28),
+        date(2026, 9, 29),
+        date(2026, 9, 30),
+        date(2026, 10, 8),
+        date(2026, 10, 9),
+        date(2026, 10, 10),
+    ]
+    today = date(2026, 9, 1)
+    change = cal.reschedule(
+        protocol,
+        salvage.events,
+        "salvage.rt.f3",
+        date(2026, 9, 24),
+        "machine service",
+        china,
+        today=today,
+    )
+    assert days(change, 1, 11) == [
+        date(2026, 9, 21),
+        date(2026, 9, 22),
+        date(2026, 9, 24),
+        date(2026, 9, 28),
+        date(2026, 9, 29),
+        date(2026, 9, 30),
+        date(2026, 10, 8),
+        date(2026, 10, 9),
+        date(2026, 10, 10),
+        date(2026, 10, 12),
+        date(2026, 10, 13),
+    ]
+    f4 = change.event("salvage.rt.f4")
+    assert (f4.window_start, f4.window_end, f4.moved_from, f4.flags) == (
+        date(2026, 9, 28),
+        date(2026, 9, 28),
+        None,
+        ("shifted",),
+    )
+    # the fraction before the nurse's one moves up to Wednesday 23 September: the nurse's
+    # Thursday is now simply the next working day, the sequence's own date again
+    again = cal.reschedule(
+        protocol,
+        change.events,
+        "salvage.rt.f2",
+        date(2026, 9, 23),
+        "machine service",
+        china,
+        today=today,
+    )
+    f3 = again.event("salvage.rt.f3")
+    assert (f3.date, f3.moved_from, f3.flags) == (date(2026, 9, 24), None, ())
+    # the weekly chemotherapy riding on the first fraction moves with it, to the same day
+    first = cal.reschedule(
+        protocol,
+        salvage.events,
+        "salvage.rt.f1",
+        date(2026, 9, 22),
+        "machine service",
+        china,
+        today=today,
+    )
+    assert days(first, 1, 3) == [date(2026, 9, 22), date(2026, 9, 23), date(2026, 9, 24)]
+    assert first.event("salvage.c1.infusion").date == date(2026, 9, 22)
 
 
 def test_weekly_chemotherapy_block(protocol: Protocol, china) -> None:
@@ -563,6 +894,20 @@ def test_maintenance_pauses_during_salvage(protocol: Protocol, china) -> None:
     assert after["assessment.ct.w36"].date == before["assessment.ct.w36"].date
     gaps = [(b.date - a.date).days for a, b in pairwise(maintenance)]
     assert min(gaps) >= 18
+
+
+def test_infusions_paused_for_salvage_say_so_down_the_chain(protocol: Protocol, china) -> None:
+    _, change = _salvage(protocol, china)
+    # the last fraction is on 4 November: maintenance resumes 14 days later, Wednesday
+    # 18 November, with cycle 11 (planned Monday 28 September); the next ones follow 51 days on
+    expected = {
+        "maintenance.c11.infusion": date(2026, 11, 18),
+        "maintenance.c12.infusion": date(2026, 12, 9),
+        "maintenance.c12.checkin.d3": date(2026, 12, 12),
+    }
+    for key, day in expected.items():
+        event = change.event(key)
+        assert (event.date, event.flags) == (day, ("shifted", "paused_for_salvage")), key
 
 
 def test_maintenance_continue_rule(protocol: Protocol, china) -> None:
@@ -699,6 +1044,7 @@ def test_overdue_follow_up_is_planned_today(protocol: Protocol, china) -> None:
     later = cal.stop_treatment(protocol, events, on, china, today=date(2026, 10, 12))
     after = _by_key(later.events)
     assert after["follow_up.safety.d30"].status == "cancelled"
+    assert after["follow_up.safety.d30"].flags[-1] == cal.FLAG_TREATMENT_STOPPED  # says why
     assert after["follow_up.safety.d90"].date == date(2026, 10, 12)
     survival = [e for e in later.events if e.key.startswith("follow_up.survival.n")]
     assert [e.key for e in survival if e.date == date(2026, 10, 12)] == ["follow_up.survival.n2"]
@@ -793,6 +1139,71 @@ def test_tie_break_between_equally_near_working_days(
     assert spot.date == date(2026, 9, 1) + timedelta(expected - 1)
 
 
+class _ClosedClinic:
+    """A clinic that never opens (a misconfigured calendar)."""
+
+    def is_working_day(self, day: date) -> bool:
+        return False
+
+
+def test_the_next_and_latest_working_days(protocol: Protocol, china) -> None:
+    ctx = cal._Context(protocol, china)
+    # National Day 2026: Thursday 1 to Wednesday 7 October closed
+    assert ctx.next_working_day(date(2026, 10, 1)) == date(2026, 10, 8)
+    assert ctx.next_working_day(date(2026, 9, 30)) == date(2026, 9, 30)
+    assert ctx.latest_working_day(date(2026, 9, 28), date(2026, 10, 7)) == date(2026, 9, 30)
+    assert ctx.latest_working_day(date(2026, 10, 8), date(2026, 10, 8)) == date(2026, 10, 8)
+    assert ctx.latest_working_day(date(2026, 10, 1), date(2026, 10, 7)) is None
+    assert ctx.latest_working_day(date(2026, 10, 9), date(2026, 10, 8)) is None
+    closed = cal._Context(protocol, _ClosedClinic())
+    with pytest.raises(CalendarError) as err:
+        closed.next_working_day(date(2026, 3, 2))
+    assert str(err.value) == "no working day in the 60 days from 2026-03-02"
+
+
+@pytest.mark.parametrize(("tie_break", "chosen"), [("earlier", 30), ("later", 38)])
+def test_a_tie_may_land_on_either_end_of_the_window(
+    protocol: Protocol, china, tie_break: str, chosen: int
+) -> None:
+    setting = replace(
+        protocol, settings=replace(protocol.settings, non_working_day_tie_break=tie_break)
+    )
+    ctx = cal._Context(setting, china)
+    # Sunday 4 October; the window's ends, Sep 30 and Oct 8, are its only working days
+    spot = ctx.place(date(2026, 10, 4), date(2026, 9, 30), date(2026, 10, 8), True)
+    assert spot == cal._Placement(
+        date(2026, 9, 1) + timedelta(chosen - 1), ("moved_non_working_day",), date(2026, 10, 4)
+    )
+
+
+def test_placement_against_the_minimum_interval(protocol: Protocol, china) -> None:
+    ctx = cal._Context(protocol, china)
+    monday, tuesday = date(2026, 3, 2), date(2026, 3, 3)
+    window = (date(2026, 2, 27), date(2026, 3, 5))
+    # the first day the interval allows is allowed
+    assert ctx.place(monday, *window, True, not_before=monday) == cal._Placement(monday, (), None)
+    # a working day too close: the nearest spaced one, flagged for the interval only
+    assert ctx.place(monday, *window, True, not_before=tuesday) == cal._Placement(
+        tuesday, ("min_interval_enforced",), monday
+    )
+    # spaced beyond the window: the first working day from the limit (Saturday 7 -> Monday 9),
+    # or the limit itself when any day will do
+    saturday = date(2026, 3, 7)
+    assert ctx.place(monday, *window, True, not_before=saturday) == cal._Placement(
+        date(2026, 3, 9), ("min_interval_enforced", "outside_window"), monday
+    )
+    assert ctx.place(monday, *window, False, not_before=saturday) == cal._Placement(
+        saturday, ("min_interval_enforced", "outside_window"), monday
+    )
+
+
+def test_a_window_without_a_working_day_keeps_the_planned_day(protocol: Protocol, china) -> None:
+    ctx = cal._Context(protocol, china)
+    # Monday 5 October, window Oct 5-7: all National Day holidays
+    spot = ctx.place(date(2026, 10, 5), date(2026, 10, 5), date(2026, 10, 7), True)
+    assert spot == cal._Placement(date(2026, 10, 5), ("no_working_day_in_window",), None)
+
+
 def test_a_progression_review_is_a_whole_task_on_a_working_day(protocol: Protocol, china) -> None:
     events = _generate(protocol, working_days=china)
     on = date(2026, 7, 4)  # a Saturday: the review is due 7 days later, Saturday 11 July
@@ -855,6 +1266,72 @@ def test_stopping_after_progression_ends_imaging_from_that_day(protocol: Protoco
     stopped = [e for e in change.events if cal.FLAG_TREATMENT_STOPPED in e.flags]
     assert stopped and all(e.status == "cancelled" and e.date >= on for e in stopped)
     assert any(e.kind == "infusion" for e in stopped)
+
+
+def test_progression_and_stop_during_salvage_reach_the_salvage_events(
+    protocol: Protocol, china
+) -> None:
+    _, salvage = _salvage(protocol, china)
+    on = date(2026, 10, 12)  # Monday, fraction 11 (fraction 10 was on the make-up Saturday)
+    progressed = cal.record_progression(protocol, salvage.events, on, today=on)
+    f10, f11, f28 = (progressed.event(f"salvage.rt.f{n}") for n in (10, 11, 28))
+    assert (f10.date, f11.date, f28.date) == (date(2026, 10, 10), on, date(2026, 11, 4))
+    assert cal.FLAG_PROGRESSION not in f10.flags
+    assert cal.FLAG_PROGRESSION in f11.flags and cal.FLAG_PROGRESSION in f28.flags
+    # the weekly chemotherapy of 8 October is the last infusion planned by then
+    assert progressed.event("review.progression1").phase == "salvage"
+    stopped = cal.stop_treatment(protocol, progressed.events, on, china, today=on)
+    for n in (11, 28):
+        fraction = stopped.event(f"salvage.rt.f{n}")
+        assert fraction.status == "cancelled" and cal.FLAG_TREATMENT_STOPPED in fraction.flags
+    assert stopped.event("salvage.rt.f10").status == "planned"
+
+
+def test_a_progression_review_takes_the_phase_of_the_last_infusion_given(
+    protocol: Protocol, china
+) -> None:
+    events = _generate(protocol, working_days=china)
+    # before the first infusion (Monday 2 March): the first phase of the chain
+    early = cal.record_progression(protocol, events, date(2026, 2, 27), today=date(2026, 2, 27))
+    assert early.event("review.progression1").phase == "induction"
+    # treatment stopped on 1 April after induction cycles 1 and 2; progression found in June:
+    # the cancelled cycles (induction 3-4, maintenance from 25 May) do not count
+    stop = date(2026, 4, 1)
+    stopped = cal.stop_treatment(protocol, events, stop, china, today=stop).events
+    assert _by_key(stopped)["maintenance.c5.infusion"].status == "cancelled"
+    late = cal.record_progression(protocol, stopped, date(2026, 6, 1), today=date(2026, 6, 1))
+    assert late.event("review.progression1").phase == "induction"
+
+
+def test_stopping_after_progression_ends_the_scans_of_that_very_day(
+    protocol: Protocol, china
+) -> None:
+    events = _generate(protocol, working_days=china)
+    # the last cycle, maintenance 39, is on 8 May 2028: the week-120 visit (2028-06-19, a
+    # Monday, 840 days after the start) comes after treatment, in the follow-up phase
+    ct = _by_key(events)["assessment.ct.w120"]
+    assert (ct.date, ct.phase) == (date(2028, 6, 19), "follow_up")
+    found = date(2028, 6, 1)
+    progressed = cal.record_progression(protocol, events, found, today=found).events
+    on = date(2028, 6, 19)
+    change = cal.stop_treatment(protocol, progressed, on, china, today=on)
+    for key in ("assessment.ct.w120", "assessment.ultrasound.w120", "assessment.ct.w132"):
+        scan = change.event(key)
+        assert scan.status == "cancelled", key
+        assert cal.FLAG_PROGRESSION_ENDS_IMAGING in scan.flags, key
+
+
+def test_a_stop_before_any_dose_counts_the_safety_contacts_from_the_stop(
+    protocol: Protocol, china
+) -> None:
+    events = _generate(protocol, working_days=china)
+    on = START  # the day of the first infusion, which is not given
+    change = cal.stop_treatment(protocol, events, on, china, today=on)
+    assert change.event("induction.c1.infusion").status == "cancelled"
+    d30, d90 = change.event("follow_up.safety.d30"), change.event("follow_up.safety.d90")
+    assert (_nominal(d30), d30.date) == (date(2026, 4, 1), date(2026, 4, 1))
+    # 31 May 2026 is a Sunday: the nearest working day is Monday 1 June
+    assert (_nominal(d90), d90.date) == (date(2026, 5, 31), date(2026, 6, 1))
 
 
 def test_an_event_stored_before_its_optional_fields_existed_loads_with_defaults() -> None:

@@ -193,6 +193,14 @@ def test_stop_after_progression_ends_imaging() -> None:
     change = cal.stop_treatment(PROTOCOL, progressed, on, CHINA, today=on)
     ct = [e for e in change.events if e.details.get("assessment") == "ct" and e.date >= on]
     assert ct and all(e.status == "cancelled" for e in ct)
+    # the treatment's scans stop with it; those after the end of treatment with the progression
+    for scan in ct:
+        ended_by = (
+            "imaging_ended_at_progression" if scan.phase == "follow_up" else "treatment_stopped"
+        )
+        other = {"imaging_ended_at_progression", "treatment_stopped"} - {ended_by}
+        assert ended_by in scan.flags and not other & set(scan.flags), scan.key
+    assert {scan.phase for scan in ct} == {"maintenance", "follow_up"}
 
 
 # --------------------------------------------------------------------------- 3. closures
@@ -242,6 +250,7 @@ def test_a_decision_clears_the_flag_and_is_kept() -> None:
     )
     decided = change.event(key)
     assert "closure_in_nadir" not in decided.flags
+    assert change.changes == []  # same day, same status, no new flag: nothing to announce
     assert decided.details["decisions"]["closure_in_nadir"]["decision"] == (
         "holiday_cover_confirmed"
     )
@@ -366,3 +375,124 @@ def test_events_before_cadence_are_not_tracked_and_flagged() -> None:
         else:
             assert new == old
     assert any(e.date < before for e in events) and any(e.date == before for e in events)
+
+
+def test_a_decision_holds_when_the_event_comes_back_to_its_date() -> None:
+    events = _generate(date(2026, 4, 15))
+    # c2 on Wed 2026-05-06: its labs window May 3-5 lies in the May Day closure (May 1-5)
+    labs_key = "induction.c2.labs"
+    labs = _by_key(events)[labs_key]
+    assert (labs.date, labs.flags) == (date(2026, 5, 5), ("no_working_day_in_window",))
+    decided = cal.record_decision(
+        events, labs_key, "no_working_day_in_window", "draw_on_infusion_morning", "fast lab"
+    ).events
+    assert labs_key not in [e.key for e in cal.waiting_decisions(decided)]
+    today = date(2026, 4, 20)
+    later = cal.reschedule(
+        PROTOCOL, decided, "induction.c2.infusion", date(2026, 5, 7), None, CHINA, today=today
+    )
+    # labs on Wed May 6, a working day: nothing to decide
+    assert (later.event(labs_key).date, later.event(labs_key).flags) == (
+        date(2026, 5, 6),
+        ("shifted",),
+    )
+    back = cal.reschedule(
+        PROTOCOL, later.events, "induction.c2.infusion", date(2026, 5, 6), None, CHINA, today=today
+    )
+    labs = back.event(labs_key)
+    # back on May 5 with the placement's flag raised again: the decision taken for May 5 holds
+    assert (labs.date, labs.flags) == (date(2026, 5, 5), ("shifted", "no_working_day_in_window"))
+    assert labs.details["decisions"]["no_working_day_in_window"]["date"] == "2026-05-05"
+    assert labs_key not in [e.key for e in cal.waiting_decisions(back.events)]
+    # a decision taken for another date does not
+    moved = replace(
+        labs,
+        details={
+            **labs.details,
+            "decisions": {
+                "no_working_day_in_window": {"decision": "x", "date": "2026-05-04", "note": "y"}
+            },
+        },
+    )
+    assert [e.key for e in cal.waiting_decisions([moved])] == [labs_key]
+
+
+def _infusion_on(day: date) -> PlannedEvent:
+    """Cycle 1 of a calendar starting on `day` (a working day: the infusion stays there)."""
+    event = _by_key(_generate(day))["induction.c1.infusion"]
+    assert (event.date, event.moved_from) == (day, None)
+    return event
+
+
+def test_a_closure_counts_from_day_1_to_day_10_after_the_infusion() -> None:
+    # May Day 2026: Fri 1 to Tue 5 May closed (5 days)
+    day_10 = _infusion_on(date(2026, 4, 21))  # Tuesday: 1 May is day 10
+    assert "closure_in_nadir" in day_10.flags
+    assert day_10.details["closure"] == {"from": "2026-05-01", "to": "2026-05-05", "days": 5}
+    day_11 = _infusion_on(date(2026, 4, 20))  # Monday: 1 May is day 11
+    assert "closure_in_nadir" not in day_11.flags and "closure" not in day_11.details
+
+
+def test_a_closure_is_four_days_or_more() -> None:
+    # May Day 2027: Sat 1 to Tue 4 May closed, 4 days; Tuesday 27 April: 1 May is day 4
+    four = _infusion_on(date(2027, 4, 27))
+    assert four.details["closure"] == {"from": "2027-05-01", "to": "2027-05-04", "days": 4}
+    assert "closure_in_nadir" in four.flags
+    # Qingming 2026: Sat 4 to Mon 6 April, 3 days, in days 5-7 after Monday 30 March
+    three = _infusion_on(date(2026, 3, 30))
+    assert "closure_in_nadir" not in three.flags and "closure" not in three.details
+
+
+def _rescheduled_c3(day: date) -> PlannedEvent:
+    """Cycle 3 of the 2026-08-20 calendar (Wed 30 September) moved to `day` with a reason."""
+    events = _generate(date(2026, 8, 20))
+    change = cal.reschedule(
+        PROTOCOL, events, "induction.c3.infusion", day, "ward opens", CHINA, today=date(2026, 9, 1)
+    )
+    return change.event("induction.c3.infusion")
+
+
+def test_an_infusion_inside_a_closure_finds_the_whole_closure() -> None:
+    # National Day 2026: Thu 1 to Wed 7 October closed; the infusion on Saturday 3 October
+    inside = _rescheduled_c3(date(2026, 10, 3))
+    assert inside.flags == ("rescheduled", "on_non_working_day", "closure_in_nadir")
+    assert inside.details["closure"] == {"from": "2026-10-01", "to": "2026-10-07", "days": 7}
+    # on its last day, the closure is behind it: days 1-10 (Oct 8-17) are open but weekends
+    last_day = _rescheduled_c3(date(2026, 10, 7))
+    assert last_day.flags == ("rescheduled", "on_non_working_day")
+    assert "closure" not in last_day.details
+
+
+def test_moving_out_of_the_nadir_clears_the_flag_and_its_closure() -> None:
+    events = _generate(date(2026, 8, 20))
+    c3 = _by_key(events)["induction.c3.infusion"]
+    assert c3.flags == ("moved_non_working_day", "closure_in_nadir")
+    # Thursday 8 October (its window: 28 September to 8 October): days 1-10 have no closure
+    later = _rescheduled_c3(date(2026, 10, 8))
+    assert later.flags == ("rescheduled",)
+    assert "closure" not in later.details
+    # Tuesday 29 September: the same closure, the flag stays (after the new ones)
+    earlier = _rescheduled_c3(date(2026, 9, 29))
+    assert earlier.flags == ("rescheduled", "closure_in_nadir")
+    assert earlier.details["closure"] == {"from": "2026-10-01", "to": "2026-10-07", "days": 7}
+
+
+def test_a_decided_closure_is_not_raised_again_when_the_calendar_is_checked() -> None:
+    events = _generate(date(2026, 8, 20))
+    key = "induction.c3.infusion"
+    decided = cal.record_decision(events, key, "closure_in_nadir", "covered", "on call").events
+    # any later change checks every infusion again: here a check-in of cycle 2 moves a day
+    change = cal.reschedule(
+        PROTOCOL,
+        decided,
+        "induction.c2.checkin.d3",
+        date(2026, 9, 14),
+        None,
+        CHINA,
+        today=date(2026, 9, 1),
+    )
+    c3 = change.event(key)
+    assert (c3.date, c3.flags) == (date(2026, 9, 30), ("moved_non_working_day",))
+    assert "closure" not in c3.details  # the closure is behind a flag only
+    assert c3.details["decisions"]["closure_in_nadir"]["date"] == "2026-09-30"
+    assert [c.key for c in change.changes] == ["induction.c2.checkin.d3"]
