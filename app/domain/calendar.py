@@ -13,7 +13,9 @@ Engine-owned keys in `PlannedEvent.details` (JSON-serialisable, persisted with t
 - "fasting": {food_hours, water_hours} before the test; "contrast": the imaging contrast;
 - "closure": the clinic closure behind a `closure_in_nadir` flag;
 - "decisions": {flag: {decision, date, note}}: a clinician's decision about a flag (the flag
-  is not raised again while the event keeps that date).
+  is not raised again while the event keeps that date);
+- "options": a progression review's choices (reviews stored before 2026-12-08 kept them as a
+  list under "decisions": `flag_decisions` reads such a list as no decision yet).
 An event without "offset_days" and with an anchor sits on the protocol's own grid and moves by
 the same number of days as its anchor's planned date (later cycles, delay-following imaging).
 """
@@ -1016,8 +1018,15 @@ def _closure_for(ctx: _Context, day: date) -> dict[str, Any] | None:
 
 def _decided(event: PlannedEvent, flag: str) -> bool:
     """True when a clinician decided about `flag` for the event on its current date."""
-    decision = (event.details.get("decisions") or {}).get(flag)
+    decision = flag_decisions(event.details).get(flag)
     return bool(decision) and decision.get("date") == event.date.isoformat()
+
+
+def flag_decisions(details: Mapping[str, Any]) -> dict[str, Any]:
+    """The clinicians' decisions about an event's flags (none when `decisions` is not a mapping:
+    a progression review stored its choices there as a list before they moved to `options`)."""
+    stored = details.get("decisions")
+    return dict(stored) if isinstance(stored, Mapping) else {}
 
 
 def _closure_checked(ctx: _Context, event: PlannedEvent) -> PlannedEvent:
@@ -1067,15 +1076,13 @@ def record_decision(
         raise CalendarError(f"{key} has no {flag!r} flag to decide about")
     if not decision.strip() or not note.strip():
         raise CalendarError("a decision needs both the decision and a note saying why")
-    decisions = dict(event.details.get("decisions") or {})
+    decisions = flag_decisions(event.details)
     decisions[flag] = {"decision": decision.strip(), "date": event.date.isoformat(), "note": note}
-    work.set(
-        replace(
-            event,
-            flags=tuple(f for f in event.flags if f != flag),
-            details={**event.details, "decisions": decisions},
-        )
-    )
+    details = {**event.details, "decisions": decisions}
+    legacy = event.details.get("decisions")
+    if isinstance(legacy, list):  # a review's choices stored under the old key: kept
+        details.setdefault("options", legacy)
+    work.set(replace(event, flags=tuple(f for f in event.flags if f != flag), details=details))
     return work.result()
 
 
@@ -1855,7 +1862,7 @@ def record_progression(
             details={
                 "working_day": working_days is not None,
                 "progression_date": on.isoformat(),
-                "decisions": ["start_salvage", "stop_treatment", "continue"],
+                "options": ["start_salvage", "stop_treatment", "continue"],
             },
             flags=flags,
             moved_from=nominal if day != nominal else None,

@@ -1229,7 +1229,7 @@ def test_a_progression_review_is_a_whole_task_on_a_working_day(protocol: Protoco
     assert review.details == {
         "working_day": True,
         "progression_date": "2026-07-04",
-        "decisions": ["start_salvage", "stop_treatment", "continue"],
+        "options": ["start_salvage", "stop_treatment", "continue"],
     }
     # a second progression is a second review; without a working-day calendar nothing moves
     again = cal.record_progression(

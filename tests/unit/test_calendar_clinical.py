@@ -496,3 +496,33 @@ def test_a_decided_closure_is_not_raised_again_when_the_calendar_is_checked() ->
     assert "closure" not in c3.details  # the closure is behind a flag only
     assert c3.details["decisions"]["closure_in_nadir"]["date"] == "2026-09-30"
     assert [c.key for c in change.changes] == ["induction.c2.checkin.d3"]
+
+
+def test_a_flag_of_a_progression_review_can_be_decided_new_and_as_stored_before() -> None:
+    # A review's choices live under "options"; reviews stored before kept them as a list under
+    # "decisions", the key of the clinicians' decisions about flags: read as no decision yet,
+    # and a decision about one of its flags is recorded (it raised ValueError) keeping the list.
+    events = _generate(date(2026, 8, 20))
+    change = cal.record_progression(PROTOCOL, events, date(2027, 1, 4), today=date(2027, 1, 4))
+    review = next(e for e in change.events if e.key.startswith("review.progression"))
+    assert review.details["options"] == ["start_salvage", "stop_treatment", "continue"]
+    assert "decisions" not in review.details
+    choices = ["start_salvage", "stop_treatment", "continue"]
+    legacy_details = {k: v for k, v in review.details.items() if k != "options"}
+    legacy = replace(
+        review, flags=("moved_non_working_day",), details={**legacy_details, "decisions": choices}
+    )
+    assert cal.flag_decisions(legacy.details) == {}
+    stored = [legacy if e.key == review.key else e for e in change.events]
+    decided = cal.record_decision(
+        stored, review.key, "moved_non_working_day", "accepted", "clinic open that day"
+    ).event(review.key)
+    assert decided.flags == ()
+    assert decided.details["options"] == choices
+    assert decided.details["decisions"] == {
+        "moved_non_working_day": {
+            "decision": "accepted",
+            "date": review.date.isoformat(),
+            "note": "clinic open that day",
+        }
+    }
