@@ -709,7 +709,7 @@ def test_a_long_dispatcher_name_is_cut_to_the_history_sources_120_characters(
     app_ctx: Flask, path: str
 ) -> None:
     _, claimed = _claim(2)
-    name = "host-" + "x" * 125
+    name = "host-" + "x" * 110  # claimed_by holds 120 characters: the name fits, the source not
     db.session.execute(update(OutboxMessage).values(claimed_by=name))
     db.session.commit()
     dispatcher = Dispatcher(ConsoleGateway(), SETTINGS, name=name)
@@ -893,3 +893,174 @@ def test_a_batchs_answers_are_stored_member_by_member(app_ctx: Flask) -> None:
     )
     patient = db.session.get(Patient, claimed[2].patient_id)
     assert patient is not None and patient.phone_status == "invalid"
+
+
+# -- the reconciler, field by field: leases that passed, then found or safe to send again --------
+
+
+def _leases_passed(count: int, now: datetime) -> list[int]:
+    """``count`` messages a dispatcher that stopped had claimed, leases passed a minute ago."""
+    ids = add_due_messages(count, per_patient=1)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids))
+        .values(
+            status="claimed",
+            claimed_by="gone",
+            claimed_until=now - timedelta(minutes=1),
+            sent_to=SENT_TO,
+            error_code=30001,
+        )
+    )
+    db.session.commit()
+    return ids
+
+
+def test_every_passed_lease_is_expired_and_reconciled_in_the_same_run(app_ctx: Flask) -> None:
+    now = utcnow() + timedelta(minutes=3)
+    found_ids, resent_ids = _leases_passed(2, now), _leases_passed(2, now)
+    delivered = utcnow() - timedelta(minutes=20)
+    held = [
+        ProviderMessage(
+            provider_id=SIDS[0],
+            to=SENT_TO,
+            body="the provider's own rendering",
+            status="delivered",
+            date_created=delivered,
+            reference=str(found_ids[0]),
+            provider="tencent",
+        ),
+        ProviderMessage(
+            provider_id=SIDS[1],
+            to=SENT_TO,
+            body="the provider's own rendering",
+            status="undelivered",
+            date_created=delivered + timedelta(minutes=1),
+            error_code=30005,
+            reference=str(found_ids[1]),
+        ),
+    ]
+
+    report = reconcile(
+        gateway=_FoundGateway(held), settings=SETTINGS, clock=lambda: now, source="test"
+    )
+
+    assert (report.lease_expired, report.checked) == (4, 4)
+    assert (report.found, report.resend, report.still_unknown) == (2, 2, 0)
+    expired = "lease expired (dispatcher stopped mid-send?): may have been sent"
+    for message_id in [*found_ids, *resent_ids]:
+        [lease, settled] = db.session.scalars(
+            select(OutboxStatusChange)
+            .where(OutboxStatusChange.message_id == message_id)
+            .order_by(OutboxStatusChange.id)
+        ).all()[-2:]
+        assert (lease.from_status, lease.to_status, lease.detail) == ("claimed", "unknown", expired)
+        assert (lease.at, lease.source, settled.at, settled.source) == (now, "test", now, "test")
+        assert settled.from_status == "unknown"
+        row = fresh_message(message_id)
+        assert (row.claimed_by, row.claimed_until, row.error_reason) == (None, None, None)
+        assert row.updated_at == now
+    first, second = (fresh_message(i) for i in found_ids)
+    assert (first.status, first.provider, first.provider_id, first.provider_status) == (
+        "delivered",
+        "tencent",
+        SIDS[0],
+        "delivered",
+    )
+    assert (first.sent_at, first.sent_to, first.error_code) == (delivered, SENT_TO, None)
+    assert (second.status, second.provider, second.provider_id, second.provider_status) == (
+        "undelivered",
+        "console",
+        SIDS[1],
+        "undelivered",
+    )
+    assert (second.sent_at, second.error_code) == (delivered + timedelta(minutes=1), 30005)
+    assert last_history(found_ids[1]).detail == f"found at console as {SIDS[1]} (undelivered)"
+    for message_id in resent_ids:
+        row = fresh_message(message_id)
+        assert (row.status, row.due_at, row.provider_id) == ("planned", now, None)
+        assert last_history(message_id).to_status == "planned"
+
+
+# -- the claim, field by field: the lease, the attempt, the number, the history line -------------
+
+
+def test_a_claim_leases_each_due_message_and_writes_its_history_line(app_ctx: Flask) -> None:
+    now = utcnow()
+    fresh, retried, page, later = add_due_messages(4, due=now - timedelta(minutes=5))
+    earlier = now - timedelta(hours=2)
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == retried)
+        .values(attempts=2, first_attempt_at=earlier, last_attempt_at=earlier, due_at=now)
+    )
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == page)
+        .values(kind="page", patient_id=None, recipient=PAGED, due_at=now - timedelta(minutes=1))
+    )
+    db.session.execute(  # due a minute after the claim's now (though before the clock's)
+        update(OutboxMessage)
+        .where(OutboxMessage.id == later)
+        .values(due_at=now + timedelta(minutes=1))
+    )
+    db.session.commit()
+    patient_id, phone = fresh_message(fresh).patient_id, fresh_message(fresh).patient.phone_e164
+    started = now + timedelta(minutes=4)  # the dispatcher's clock: the lease is real time
+    dispatcher = Dispatcher(ConsoleGateway(), SETTINGS, name=NAME, clock=lambda: started)
+
+    [first] = dispatcher.claim(now, 1)  # a page to staff goes first, though due later
+    rest = dispatcher.claim(now, 5)
+
+    assert first.id == page
+    assert [one.id for one in rest] == [fresh, retried]  # nothing due after ``now``
+    until = started + SETTINGS.lease
+    expired = {one: fresh_message(one).expires_at for one in (fresh, retried)}
+    body = {one: fresh_message(one).body for one in (fresh, retried, page)}
+    assert [first, *rest] == [
+        Claimed(page, None, PAGED, body[page], 1, until, fresh_message(page).expires_at),
+        Claimed(fresh, patient_id, phone, body[fresh], 1, until, expired[fresh]),
+        Claimed(retried, patient_id, phone, body[retried], 3, until, expired[retried]),
+    ]
+    for message_id, attempts, first_try in [
+        (page, 1, started),
+        (fresh, 1, started),
+        (retried, 3, earlier),
+    ]:
+        row = fresh_message(message_id)
+        assert (row.status, row.claimed_by, row.claimed_until) == ("claimed", NAME, until)
+        assert (row.attempts, row.first_attempt_at, row.last_attempt_at) == (
+            attempts,
+            first_try,
+            started,
+        )
+        assert (row.sent_to, row.updated_at) == (PAGED if message_id == page else phone, started)
+        history = last_history(message_id)
+        assert (history.from_status, history.to_status, history.at) == (
+            "planned",
+            "claimed",
+            started,
+        )
+        assert (history.source, history.detail) == (f"dispatcher:{NAME}", f"attempt {attempts}")
+    assert fresh_message(later).status == "planned"
+    assert fresh_message(later).claimed_by is None
+
+
+def test_a_message_due_exactly_at_the_claims_now_is_claimed(app_ctx: Flask) -> None:
+    now = utcnow()
+    [message_id] = add_due_messages(1, due=now)
+    dispatcher = Dispatcher(ConsoleGateway(), SETTINGS, name=NAME)
+
+    assert [one.id for one in dispatcher.claim(now, 1)] == [message_id]
+    assert dispatcher.claim(now, 1) == []  # claimed once
+
+
+def test_a_claim_of_nothing_due_changes_nothing(app_ctx: Flask) -> None:
+    now = utcnow()
+    [message_id] = add_due_messages(1, due=now + timedelta(seconds=1))
+    dispatcher = Dispatcher(ConsoleGateway(), SETTINGS, name=NAME)
+
+    assert dispatcher.claim(now, 5) == []
+    assert dispatcher.claim(now + timedelta(seconds=1), 0) == []
+    row = fresh_message(message_id)
+    assert (row.status, row.attempts, row.claimed_by) == ("planned", 0, None)
