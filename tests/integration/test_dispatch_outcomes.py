@@ -233,6 +233,7 @@ def test_an_opt_out_refusal_marks_the_patient_at_the_outcomes_time(app_ctx: Flas
         select(AuditEntry).where(AuditEntry.patient_id == claimed.patient_id)
     ).one()
     assert (entry.actor, entry.action) == ("user:nurse1", "patient.sms_opted_out")
+    assert entry.reason == "SMS provider: recipient unsubscribed (code 21610)"
 
 
 def test_a_refusal_whose_lease_was_lost_marks_nobody(app_ctx: Flask) -> None:
