@@ -1065,3 +1065,39 @@ def test_a_claim_of_nothing_due_changes_nothing(app_ctx: Flask) -> None:
     assert dispatcher.claim(now + timedelta(seconds=1), 0) == []
     row = fresh_message(message_id)
     assert (row.status, row.attempts, row.claimed_by) == ("planned", 0, None)
+
+
+def test_a_copy_every_match_of_which_another_row_owns_is_sent_again(app_ctx: Flask) -> None:
+    [message_id] = _unknown(1)
+    row = fresh_message(message_id)
+    other_id = add_due_messages(1)[0]
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == other_id).values(provider_id=SID)
+    )
+    db.session.commit()
+
+    report = reconcile(
+        gateway=_FoundGateway([_at_provider(row, SID, 30)]), settings=SETTINGS, source="test"
+    )
+
+    assert (report.found, report.resend) == (0, 1)
+    assert fresh_message(message_id).status == "planned"
+
+
+def test_a_copy_with_the_rows_own_provider_id_is_the_rows(app_ctx: Flask) -> None:
+    [message_id] = _unknown(1)
+    db.session.execute(  # a provider id stored with the row before it became unknown
+        update(OutboxMessage).where(OutboxMessage.id == message_id).values(provider_id=SID)
+    )
+    db.session.commit()
+    row = fresh_message(message_id)
+
+    report = reconcile(
+        gateway=_FoundGateway([_at_provider(row, SID, 30)]), settings=SETTINGS, source="test"
+    )
+
+    assert (report.found, report.resend) == (1, 0)
+    assert (fresh_message(message_id).status, fresh_message(message_id).provider_id) == (
+        "delivered",
+        SID,
+    )
