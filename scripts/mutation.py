@@ -3,7 +3,7 @@
     python scripts/mutation.py run [GROUP ...]   # mutmut on those groups (default: all), then report
     python scripts/mutation.py run --fresh GROUP  # re-score a group after changing its tests
     python scripts/mutation.py run --survivors GROUP  # re-run only last run's survivors
-    python scripts/mutation.py run --only '_record_*' --only _match GROUP  # some functions only
+    python scripts/mutation.py run --only 'Dispatcher._record_*' --only _match GROUP  # some functions only
     python scripts/mutation.py report [GROUP ...] # per-group score and the surviving mutants
 
 mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
