@@ -8,6 +8,8 @@ claim leased, at a time other than the clock's now; the expected texts are writt
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1101,3 +1103,25 @@ def test_a_copy_with_the_rows_own_provider_id_is_the_rows(app_ctx: Flask) -> Non
         "delivered",
         SID,
     )
+
+
+def test_a_limit_is_shown_in_utc_whatever_the_servers_time_zone(app_ctx: Flask) -> None:
+    dispatcher, [claimed] = _claim(1)
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Shanghai"  # a server set to local time
+    time.tzset()
+    try:
+        _record_all(
+            dispatcher, [replace(claimed, limit_until=LIMIT_UNTIL)], Outcome("limited", at=_at())
+        )
+    finally:
+        if zone is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+
+    assert last_history(claimed.id).detail == (
+        "provider frequency limit for this number: waits until 2026-03-05 08:00:15 UTC"
+    )
+    assert fresh_message(claimed.id).due_at == LIMIT_UNTIL
