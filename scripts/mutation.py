@@ -3,6 +3,7 @@
     python scripts/mutation.py run [GROUP ...]   # mutmut on those groups (default: all), then report
     python scripts/mutation.py run --fresh GROUP  # re-score a group after changing its tests
     python scripts/mutation.py run --survivors GROUP  # re-run only last run's survivors
+    python scripts/mutation.py run --only 'Dispatcher._record_*' --only _match GROUP  # some functions only
     python scripts/mutation.py report [GROUP ...] # per-group score and the surviving mutants
 
 mutmut's configuration (modules, copied files, test selection) is [tool.mutmut] in pyproject.toml;
@@ -10,6 +11,9 @@ results are cached in mutants/ (delete it after changing tests that mutmut alrea
 is a module, or the safety-critical functions of a large module (mutmut's mutant-name patterns),
 with the unit-test files that exercise it: mutmut collects only those (CADENCE_MUTATION_TESTS,
 read by tests/conftest.py), so each mutant runs the relevant tests, not all of tests/unit.
+``--only`` restricts a run (and a report) to some of a group's functions, named as in GROUPS
+(``Dispatcher.claim``, ``_match``) or by fnmatch patterns over those names (``Dispatcher._record_*``):
+a large integration group can then be run in parts, e.g. the survivor-prone functions first.
 Equivalent mutants are listed with their reasons in docs/testing.md.
 """
 
@@ -21,7 +25,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
@@ -47,6 +51,24 @@ class Group:
     meta: str
     patterns: tuple[str, ...] = field(default=("*",))
     tests: tuple[str, ...] = ()  # the test files that exercise it (empty: all of tests/unit)
+
+    def functions(self) -> list[str]:
+        """The function names the patterns were made from (``_functions``; empty: whole module)."""
+        names = []
+        for pattern in self.patterns:
+            name = pattern.removesuffix("__mutmut_*")
+            if name.startswith("xǁ"):
+                names.append(name.removeprefix("xǁ").replace("ǁ", "."))
+            elif name.startswith("x_"):
+                names.append(name.removeprefix("x_"))
+        return names
+
+    def only(self, names: list[str]) -> Group:
+        """The same group restricted to the functions matching ``names`` (fnmatch patterns)."""
+        chosen = [f for f in self.functions() if any(fnmatch.fnmatch(f, n) for n in names)]
+        if not chosen:
+            raise ValueError(f"{self.name}: no function matches {', '.join(names)}")
+        return replace(self, patterns=_functions(*chosen))
 
     def mutant_patterns(self) -> list[str]:
         """mutmut mutant-name patterns (module path as dotted name + function patterns)."""
@@ -386,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
         help="go on with an interrupted run: its survivors and the mutants it did not reach",
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FUNCTION_PATTERN",
+        help="only these functions of the groups (names as in GROUPS, fnmatch patterns; repeatable)",
+    )
+    parser.add_argument(
         "--remap",
         action="store_true",
         help="map tests to functions again (e.g. with TEST_DATABASE_URL set: one child then)",
@@ -395,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     groups = [GROUPS[name] for name in args.groups] or list(GROUPS.values())
+    if args.only:
+        try:
+            groups = [group.only(args.only) for group in groups]
+        except ValueError as error:
+            parser.error(str(error))
     if args.action == "report":
         return report(groups)
     return run(groups, args.max_children, args.fresh, args.survivors, args.remap, args.pending)

@@ -23,7 +23,7 @@ from app.services.messaging.recipients import contact_block
 from app.services.messaging.status_callbacks import apply_status_callback
 from app.services.schedule import contacts as contact_service
 from app.services.schedule.contacts import ConsentInput, ContactError, ContactInput
-from app.sms import ConsoleGateway
+from app.sms import ConsoleGateway, SentMessage, TerminalSmsError
 from tests.integration.sms_support import enrol
 
 START = date(2026, 3, 10)
@@ -452,3 +452,39 @@ def test_an_invalid_caregiver_number_marks_that_contact_only(
     assert daughter.phone_status == "invalid"
     assert patient.phone_status == "ok" and patient.sms_opted_out_at is None
     assert contact_block(own, "checkin") is None
+
+
+class _RefusesDaughter(ConsoleGateway):
+    """A provider that refuses the daughter's number as invalid and sends the rest."""
+
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None = None,
+        reference: str | None = None,
+    ) -> SentMessage:
+        if to == DAUGHTER:
+            raise TerminalSmsError("invalid number", reason="invalid_number", provider_code=1016)
+        return super().send(to, body, status_callback=status_callback, reference=reference)
+
+
+def test_a_send_refused_for_a_caregivers_number_marks_that_contact_only(
+    app_ctx: Flask, clock: FrozenClock
+) -> None:
+    patient = enrol(start=START)
+    daughter = add_daughter(patient)
+    own = own_contact(patient)
+    own.messages = ["checkins", "replies"]  # reminders go to the daughter first
+    reminders.plan_patient(patient, now=NOW, source="test")
+    db.session.commit()
+
+    run_dispatch(_RefusesDaughter(), datetime(2026, 3, 9, 10, 30, tzinfo=UTC), clock)
+
+    refused = db.session.scalars(select(OutboxMessage).where(OutboxMessage.status == "failed"))
+    assert {(m.sent_to, m.error_reason) for m in refused} == {(DAUGHTER, "invalid_number")}
+    db.session.refresh(daughter)
+    db.session.refresh(patient)
+    assert daughter.phone_status == "invalid"
+    assert patient.phone_status == "ok" and patient.sms_opted_out_at is None
