@@ -307,12 +307,13 @@ def test_budget_counts_existing_messages_and_merges_the_extra_ones() -> None:
     assert "merged_for_budget" in kept[0].notes
 
 
-def test_the_budget_counts_existing_messages_on_the_patients_local_day() -> None:
-    # 01:00-03:00 on 3 March in Kiritimati (UTC+14) is still 2 March in UTC and in Shanghai
+def test_the_budget_counts_days_in_the_patients_time_zone() -> None:
+    # 01:00-03:00 on 3 March in Kiritimati (UTC+14) is still 2 March in UTC and in Shanghai,
+    # and so is 09:00 in UTC: the next morning is 4 March's, not 3 March's
     kiritimati = ZoneInfo("Pacific/Kiritimati")
     day = date(2026, 3, 3)
     existing = [ExistingMessage(at(day, h, tz=kiritimati), f"m{h}") for h in (1, 2, 3)]
-    message = _single("a", at(day, 18, tz=kiritimati), date(2026, 3, 6))
+    message = _single("a", at(day, 9, tz=kiritimati), date(2026, 3, 6))
 
     [kept] = rd.apply_daily_budget([message], existing, policy(), kiritimati)
 
@@ -330,6 +331,43 @@ def test_a_full_day_defers_a_reminder_to_the_next_morning_while_before_the_event
 
     assert kept.send_at == at(date(2026, 3, 4), 8)
     assert "deferred_for_budget" in kept.notes
+
+
+def test_a_full_day_defers_a_reminder_to_the_morning_of_the_event_itself() -> None:
+    event_day = date(2026, 3, 4)
+    day_before = event_day - timedelta(days=1)
+    existing = [ExistingMessage(at(day_before, h), f"m{h}") for h in (8, 9, 10)]
+
+    [kept] = rd.apply_daily_budget(
+        [_single("a", at(day_before, 18), event_day)], existing, policy(), SHANGHAI
+    )
+
+    assert kept.send_at == at(event_day, 8)
+    assert kept.notes == ("deferred_for_budget",)
+
+
+def test_a_dose_reminder_is_not_deferred_past_its_event_day() -> None:
+    # the evening reminder of an 08:00 dose the next morning: the message is still worth
+    # sending then (it expires at the end of the dose day), but deferring it to 08:00 would be
+    # the next day, after the event's day: it is kept over budget instead
+    day = date(2026, 3, 3)
+    item = rd.ReminderItem(
+        event_key="dex",
+        kind="premedication",
+        event_date=day,
+        template="premedication",
+        rule_id="premedication:x",
+        days_before=0,
+        send_at=at(day, 18),
+        dose_at=at(day + timedelta(days=1), 8),
+    )
+    existing = [ExistingMessage(at(day, h), f"m{h}") for h in (8, 9, 10)]
+
+    [kept] = rd.apply_daily_budget(
+        [PlannedMessage("reminder", at(day, 18), (item,))], existing, policy(), SHANGHAI
+    )
+
+    assert (kept.send_at, kept.notes) == (at(day, 18), ("over_budget",))
 
 
 def test_a_reminder_is_never_dropped_even_over_budget_on_the_event_day() -> None:
