@@ -223,6 +223,17 @@ def test_a_literal_negator_must_end_right_before_the_confirm_word(tmp_path: Path
     assert intent("barely, ok", vocabulary=vocabulary) == "confirm"  # not right before it
 
 
+def test_a_literal_negator_cancels_the_confirm_word_right_after_it(tmp_path: Path) -> None:
+    def literal_zh_negator(doc: dict[str, Any]) -> None:
+        doc["confirm"]["negators"]["zh"] = ["不太"]  # instead of the shipped regex
+
+    vocabulary = load_vocabulary(_with_intents(tmp_path, literal_zh_negator))
+    assert intent("不太行", vocabulary=vocabulary) == "unknown"
+    assert intent("不太可以", vocabulary=vocabulary) == "unknown"
+    assert intent("不行", vocabulary=vocabulary) == "confirm"  # "不" alone is no longer listed
+    assert intent("不太 行", vocabulary=vocabulary) == "confirm"  # not right before it
+
+
 def test_confirm_max_chars_defaults_to_60(tmp_path: Path) -> None:
     def no_limit(doc: dict[str, Any]) -> None:
         del doc["confirm"]["max_chars"]
