@@ -234,6 +234,16 @@ def test_a_literal_negator_cancels_the_confirm_word_right_after_it(tmp_path: Pat
     assert intent("不太 行", vocabulary=vocabulary) == "confirm"  # not right before it
 
 
+def test_a_polite_phrase_ending_in_a_shorter_one_is_stripped_whole(tmp_path: Path) -> None:
+    def nested_polite(doc: dict[str, Any]) -> None:
+        doc["polite"]["en"] = ["thanks", "many thanks"]
+
+    vocabulary = load_vocabulary(_with_intents(tmp_path, nested_polite))
+    # the longer phrase first: stripping "thanks" first would leave "td many"
+    assert intent("TD many thanks", vocabulary=vocabulary) == "opt_out"
+    assert intent("TD thanks", vocabulary=vocabulary) == "opt_out"
+
+
 def test_confirm_max_chars_defaults_to_60(tmp_path: Path) -> None:
     def no_limit(doc: dict[str, Any]) -> None:
         del doc["confirm"]["max_chars"]
