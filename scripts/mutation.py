@@ -271,6 +271,7 @@ class Score:
     """Killed / survived / not run counts of one group, and its survivors."""
 
     killed: int = 0
+    timeouts: int = 0  # of the killed: stopped by mutmut's time limit, no test failed
     not_run: int = 0
     survivors: list[tuple[str, str]] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # the mutants not run yet
@@ -301,6 +302,7 @@ def score(group: Group) -> Score:
             result.survivors.append((key, "error (no test ran)"))
         elif status in KILLED:
             result.killed += 1
+            result.timeouts += status == "timeout"
         elif status == "not checked":
             result.not_run += 1
             result.pending.append(key)
@@ -312,11 +314,14 @@ def score(group: Group) -> Score:
 def report(groups: list[Group]) -> int:
     """Print each group's score and its survivors; 0 when every group was run."""
     missing = 0
-    print(f"{'group':32} {'killed':>7} {'tested':>7} {'score':>7} {'not run':>8}")
+    print(f"{'group':32} {'killed':>7} {'tested':>7} {'score':>7} {'not run':>8} {'timeout':>8}")
     for group in groups:
         s = score(group)
         missing += s.tested == 0
-        print(f"{group.name:32} {s.killed:7} {s.tested:7} {s.percent():6.1f}% {s.not_run:8}")
+        print(
+            f"{group.name:32} {s.killed:7} {s.tested:7} {s.percent():6.1f}% {s.not_run:8}"
+            f" {s.timeouts:8}"
+        )
     for group in groups:
         for key, status in score(group).survivors:
             print(f"{status}: {key}   (see: mutmut show {key})")

@@ -10,8 +10,8 @@ import pytest
 
 from app.domain import checkins as ck
 from app.domain.protocol import ChoiceError, Protocol, default_protocol_path, load_protocol
-from app.domain.replies import SYMPTOM_CODES, parse_reply
-from app.domain.triage import TriageContext, triage
+from app.domain.replies import SYMPTOM_CODES, SymptomMention, parse_reply
+from app.domain.triage import TriageContext, TriageRule, TriageRules, triage
 from app.sms.segments import count_segments
 
 ZH_SIGNATURE = "【江苏省肿瘤医院】"
@@ -735,6 +735,128 @@ def test_parsed_reply_of_answers(every_item: list[ck.CheckinItem]) -> None:
     assert nausea.detail["frequency"] == 2 and nausea.detail["severity"] == 1
     assert [m.code for m in parsed.negated_symptoms] == ["diarrhea"]
     assert parsed.symptom("fever").grade == 1
+
+
+def test_each_answer_reaches_triage_as_one_mention(every_item: list[ck.CheckinItem]) -> None:
+    """What the triage rules read of each item, written out (grades: clinical README 4-5)."""
+    answers = {"N": 3, "NS": 3, "S": 4, "E": 2, "D": 0, "F": 38.5, "K": 1, "KB": 1}
+    parsed = ck.to_parsed_reply(ck.grade_answers(every_item, answers))
+    by_code = {m.code: m for m in parsed.symptoms}
+    assert list(by_code) == ["fever", "dysphagia", "diarrhea", "nausea", "fatigue", "skin_nodules"]
+    # CTCAE fever 38.0-39.0 C is grade 1; a custom item carries no attribute scores
+    assert by_code["fever"] == SymptomMention(
+        "fever",
+        1,
+        False,
+        "check-in F=38.5",
+        {"source": "checkin", "item": "F", "scores": "F=38.5", "temperature_c": 38.5},
+    )
+    # severity-only 4 -> composite 3, and "very severe" swallowing is the liquids level
+    assert by_code["dysphagia"] == SymptomMention(
+        "dysphagia",
+        3,
+        False,
+        "check-in S=4",
+        {
+            "source": "checkin",
+            "item": "S",
+            "scores": "S=4",
+            "severity": 4,
+            "composite_grade": 3,
+            "level": "cannot_swallow_liquids",
+        },
+    )
+    # frequency 0: absent (negated, no grade), its composite grade 0 kept
+    assert by_code["diarrhea"] == SymptomMention(
+        "diarrhea",
+        None,
+        True,
+        "check-in D=0",
+        {"source": "checkin", "item": "D", "scores": "D=0", "frequency": 0, "composite_grade": 0},
+    )
+    # frequency 3 x severity 3 -> composite 3 (Basch et al. 2021, row F3)
+    assert by_code["nausea"] == SymptomMention(
+        "nausea",
+        3,
+        False,
+        "check-in N=3 NS=3",
+        {
+            "source": "checkin",
+            "item": "N",
+            "scores": "N=3 NS=3",
+            "frequency": 3,
+            "severity": 3,
+            "composite_grade": 3,
+        },
+    )
+    # interference not answered yet: severity-only table (2 -> 2), marked incomplete
+    assert by_code["fatigue"] == SymptomMention(
+        "fatigue",
+        2,
+        False,
+        "check-in E=2",
+        {
+            "source": "checkin",
+            "item": "E",
+            "scores": "E=2",
+            "severity": 2,
+            "composite_grade": 2,
+            "incomplete": 1,
+        },
+    )
+    # nodules that bleed: present, graded by a person
+    assert by_code["skin_nodules"] == SymptomMention(
+        "skin_nodules",
+        None,
+        False,
+        "check-in K=1 KB=1",
+        {"source": "checkin", "item": "K", "scores": "K=1 KB=1"},
+    )
+
+
+def test_parsed_reply_summary_codes_and_defaults(every_item: list[ck.CheckinItem]) -> None:
+    graded = ck.grade_answers(every_item, {"F": 38, "HB": 1, "N": 2, "NS": 1})
+    parsed = ck.to_parsed_reply(graded)
+    assert parsed.text == parsed.normalized == "F=38 HB=1 N=2 NS=1"
+    assert (parsed.language, parsed.intent, parsed.temperature_c) == (
+        "unknown",
+        "checkin_answer",
+        38.0,
+    )
+    # a whole-degree temperature is no answer code; a yes (1) to a custom item is
+    assert parsed.codes == {"HB": 1, "N": 2, "NS": 1}
+    # composite grade F2 x S1 = 1; hematemesis "yes" is ungraded (a person grades it)
+    assert [(m.code, m.grade, m.negated) for m in parsed.symptoms] == [
+        ("fever", 1, False),
+        ("hematemesis", None, False),
+        ("nausea", 1, False),
+    ]
+    told = ck.to_parsed_reply(graded, text="F38 HB1 N2 NS1", language="en")
+    assert (told.text, told.normalized, told.language) == ("F38 HB1 N2 NS1",) * 2 + ("en",)
+
+
+def test_parsed_reply_without_a_temperature(every_item: list[ck.CheckinItem]) -> None:
+    graded = ck.grade_answers(every_item, {"D": 2, "HB": 0})
+    parsed = ck.to_parsed_reply(graded)
+    assert parsed.temperature_c is None
+    assert parsed.codes == {"HB": 0, "D": 2}
+    assert parsed.text == "HB=0 D=2"
+
+
+def test_triage_answers_uses_the_rules_given(every_item: list[ck.CheckinItem]) -> None:
+    """A site's own rules replace the default ones (here: any nausea is red)."""
+    graded = ck.grade_answers(every_item, {"N": 1, "NS": 1})  # composite grade 1
+    assert ck.triage_answers(graded).priority == "green"
+    own = TriageRules(
+        "site rules",
+        (TriageRule("any_nausea", "red", {"symptom": {"code": "nausea"}}, "nausea {grade}"),),
+    )
+    result = ck.triage_answers(graded, own)
+    assert (result.priority, result.reasons, result.red_flags) == (
+        "red",
+        ("any_nausea: nausea 1",),
+        ("any_nausea",),
+    )
 
 
 # --------------------------------------------------------------------------- loader errors

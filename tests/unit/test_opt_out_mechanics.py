@@ -116,6 +116,8 @@ def test_a_negator_just_before_a_confirm_word_cancels_it(text: str, expected: st
         "not really fine",
         "didn't receive",
         "I couldn't confirm",
+        "shouldnt really fine",  # the longest negators (16-17 characters) fit the window
+        "you shouldnt feeling ok",
     ],
 )
 def test_an_english_contraction_or_negated_phrase_does_not_confirm(text: str) -> None:
@@ -221,6 +223,27 @@ def test_a_literal_negator_must_end_right_before_the_confirm_word(tmp_path: Path
     assert intent("barely, ok", vocabulary=vocabulary) == "confirm"  # not right before it
 
 
+def test_a_literal_negator_cancels_the_confirm_word_right_after_it(tmp_path: Path) -> None:
+    def literal_zh_negator(doc: dict[str, Any]) -> None:
+        doc["confirm"]["negators"]["zh"] = ["不太"]  # instead of the shipped regex
+
+    vocabulary = load_vocabulary(_with_intents(tmp_path, literal_zh_negator))
+    assert intent("不太行", vocabulary=vocabulary) == "unknown"
+    assert intent("不太可以", vocabulary=vocabulary) == "unknown"
+    assert intent("不行", vocabulary=vocabulary) == "confirm"  # "不" alone is no longer listed
+    assert intent("不太 行", vocabulary=vocabulary) == "confirm"  # not right before it
+
+
+def test_a_polite_phrase_ending_in_a_shorter_one_is_stripped_whole(tmp_path: Path) -> None:
+    def nested_polite(doc: dict[str, Any]) -> None:
+        doc["polite"]["en"] = ["thanks", "many thanks"]
+
+    vocabulary = load_vocabulary(_with_intents(tmp_path, nested_polite))
+    # the longer phrase first: stripping "thanks" first would leave "td many"
+    assert intent("TD many thanks", vocabulary=vocabulary) == "opt_out"
+    assert intent("TD thanks", vocabulary=vocabulary) == "opt_out"
+
+
 def test_confirm_max_chars_defaults_to_60(tmp_path: Path) -> None:
     def no_limit(doc: dict[str, Any]) -> None:
         del doc["confirm"]["max_chars"]
@@ -276,12 +299,16 @@ NOT_A_STRING = (
             " subpattern at position 5",
         ),
         (_set("opt_out", "anywhere", value=["stop"]), "opt_out.anywhere: expected a mapping"),
+        (_set("opt_in", value=["start"]), "opt_in: expected a mapping"),
         (_set("opt_in", "whole", value=["start"]), "opt_in.whole: expected a mapping"),
+        (_set("opt_in_after_opt_out", value=["yes"]), "opt_in_after_opt_out: expected a mapping"),
         (
             _set("opt_in_after_opt_out", "whole", value=["yes"]),
             "opt_in_after_opt_out.whole: expected a mapping",
         ),
+        (_set("help", value=["help"]), "help: expected a mapping"),
         (_set("help", "whole", value=["help"]), "help.whole: expected a mapping"),
+        (_set("reschedule", value=["改期"]), "reschedule: expected a mapping"),
         (_set("reschedule", "anywhere", value=["改期"]), "reschedule.anywhere: expected a mapping"),
         (_set("confirm", "anywhere", value=["ok"]), "confirm.anywhere: expected a mapping"),
         (_set("confirm", "emoji", value="👍"), "confirm.emoji: expected a list of strings"),

@@ -242,6 +242,39 @@ def test_merging_can_be_switched_off() -> None:
     assert len(messages) == 3
 
 
+def test_merging_switched_off_leaves_one_plain_reminder_per_item() -> None:
+    events = [
+        event("c1.infusion", "infusion", INFUSION_DAY),
+        event("c1.labs", "labs", INFUSION_DAY - timedelta(days=1)),
+    ]
+    p = policy(merge="none")
+
+    messages = rd.merge_half_days(rd.reminder_items(p, events, SHANGHAI, NOW), p)
+
+    # labs the day before at 18:00 (the earlier event first), infusion 2 days before at 18:00,
+    # infusion 07:30 -> 08:00
+    assert [(m.kind, m.send_at, m.event_keys, m.notes) for m in messages] == [
+        ("reminder", at(date(2026, 3, 3), 18), ["c1.labs"], ()),
+        ("reminder", at(date(2026, 3, 3), 18), ["c1.infusion"], ()),
+        ("reminder", at(INFUSION_DAY, 8), ["c1.infusion"], ()),
+    ]
+    assert all(len(m.items) == 1 for m in messages)
+
+
+def test_only_a_half_day_with_two_or_more_reminders_is_noted_as_merged() -> None:
+    events = [
+        event("c1.infusion", "infusion", INFUSION_DAY),
+        event("c1.labs", "labs", INFUSION_DAY - timedelta(days=1)),
+    ]
+
+    messages = rd.merge_half_days(rd.reminder_items(policy(), events, SHANGHAI, NOW), policy())
+
+    assert [(m.send_at, m.event_keys, m.notes) for m in messages] == [
+        (at(date(2026, 3, 3), 18), ["c1.labs", "c1.infusion"], ("merged",)),
+        (at(INFUSION_DAY, 8), ["c1.infusion"], ()),
+    ]
+
+
 # -- daily budget ------------------------------------------------------------------------------
 
 
@@ -274,6 +307,20 @@ def test_budget_counts_existing_messages_and_merges_the_extra_ones() -> None:
     assert "merged_for_budget" in kept[0].notes
 
 
+def test_the_budget_counts_days_in_the_patients_time_zone() -> None:
+    # 01:00-03:00 on 3 March in Kiritimati (UTC+14) is still 2 March in UTC and in Shanghai,
+    # and so is 09:00 in UTC: the next morning is 4 March's, not 3 March's
+    kiritimati = ZoneInfo("Pacific/Kiritimati")
+    day = date(2026, 3, 3)
+    existing = [ExistingMessage(at(day, h, tz=kiritimati), f"m{h}") for h in (1, 2, 3)]
+    message = _single("a", at(day, 9, tz=kiritimati), date(2026, 3, 6))
+
+    [kept] = rd.apply_daily_budget([message], existing, policy(), kiritimati)
+
+    assert kept.send_at == at(date(2026, 3, 4), 8, tz=kiritimati)
+    assert "deferred_for_budget" in kept.notes
+
+
 def test_a_full_day_defers_a_reminder_to_the_next_morning_while_before_the_event() -> None:
     day = date(2026, 3, 3)
     existing = [ExistingMessage(at(day, h), f"m{h}") for h in (8, 9, 10)]
@@ -284,6 +331,43 @@ def test_a_full_day_defers_a_reminder_to_the_next_morning_while_before_the_event
 
     assert kept.send_at == at(date(2026, 3, 4), 8)
     assert "deferred_for_budget" in kept.notes
+
+
+def test_a_full_day_defers_a_reminder_to_the_morning_of_the_event_itself() -> None:
+    event_day = date(2026, 3, 4)
+    day_before = event_day - timedelta(days=1)
+    existing = [ExistingMessage(at(day_before, h), f"m{h}") for h in (8, 9, 10)]
+
+    [kept] = rd.apply_daily_budget(
+        [_single("a", at(day_before, 18), event_day)], existing, policy(), SHANGHAI
+    )
+
+    assert kept.send_at == at(event_day, 8)
+    assert kept.notes == ("deferred_for_budget",)
+
+
+def test_a_dose_reminder_is_not_deferred_past_its_event_day() -> None:
+    # the evening reminder of an 08:00 dose the next morning: the message is still worth
+    # sending then (it expires at the end of the dose day), but deferring it to 08:00 would be
+    # the next day, after the event's day: it is kept over budget instead
+    day = date(2026, 3, 3)
+    item = rd.ReminderItem(
+        event_key="dex",
+        kind="premedication",
+        event_date=day,
+        template="premedication",
+        rule_id="premedication:x",
+        days_before=0,
+        send_at=at(day, 18),
+        dose_at=at(day + timedelta(days=1), 8),
+    )
+    existing = [ExistingMessage(at(day, h), f"m{h}") for h in (8, 9, 10)]
+
+    [kept] = rd.apply_daily_budget(
+        [PlannedMessage("reminder", at(day, 18), (item,))], existing, policy(), SHANGHAI
+    )
+
+    assert (kept.send_at, kept.notes) == (at(day, 18), ("over_budget",))
 
 
 def test_a_reminder_is_never_dropped_even_over_budget_on_the_event_day() -> None:
@@ -359,6 +443,113 @@ def test_when_no_variant_helps_the_message_is_shifted_then_kept_with_a_note() ->
     )
     assert stuck[0].send_at == at(date(2026, 3, 3), 18)
     assert "duplicate_body" in stuck[0].notes
+
+
+def _by_variant(message: PlannedMessage, variant: int) -> str:
+    """Body 'a', 'a!', 'a!!', ...: each variant differs, and names the message's event."""
+    return message.event_keys[0] + "!" * variant
+
+
+def test_the_same_body_exactly_one_window_earlier_is_no_duplicate() -> None:
+    day = date(2026, 3, 3)
+    existing = [ExistingMessage(at(day - timedelta(days=1), 18), "a")]
+
+    [placed] = rd.avoid_duplicate_bodies(
+        [_single("a", at(day, 18), date(2026, 3, 10))], existing, policy(), _by_variant
+    )
+
+    assert (placed.send_at, placed.body, placed.variant, placed.notes) == (at(day, 18), "a", 0, ())
+
+
+def test_the_fourth_variant_is_the_last_one_tried() -> None:
+    day = date(2026, 3, 3)
+    message = _single("a", at(day, 18), date(2026, 3, 10))
+    three_taken = [ExistingMessage(at(day, 17), body) for body in ("a", "a!", "a!!")]
+
+    [placed] = rd.avoid_duplicate_bodies([message], three_taken, policy(), _by_variant)
+
+    assert (placed.send_at, placed.body, placed.variant, placed.notes) == (
+        at(day, 18),
+        "a!!!",
+        3,
+        ("body_variant",),
+    )
+    four_taken = [*three_taken, ExistingMessage(at(day, 17), "a!!!")]
+    [shifted] = rd.avoid_duplicate_bodies([message], four_taken, policy(), _by_variant)
+    # every variant is taken: a day after the clash plus one minute, in its first variant
+    assert (shifted.send_at, shifted.body, shifted.variant, shifted.notes) == (
+        at(day + timedelta(days=1), 17, 1),
+        "a",
+        0,
+        ("shifted_duplicate",),
+    )
+
+
+def test_a_message_is_shifted_at_most_three_times() -> None:
+    def stubborn(message: PlannedMessage, variant: int) -> str:
+        return "same"
+
+    day = date(2026, 3, 3)
+    message = _single("a", at(day, 18), date(2026, 3, 20))
+    # the same body at 17:00 on three days: shifted to 17:01 the next day, three times
+    three_days = [ExistingMessage(at(day + timedelta(days=n), 17), "same") for n in range(3)]
+    [placed] = rd.avoid_duplicate_bodies([message], three_days, policy(), stubborn)
+    assert placed.send_at == at(day + timedelta(days=3), 17, 1)
+    assert placed.notes == ("shifted_duplicate",)
+
+    # four days: a fourth shift would be needed; the message keeps its time with a note
+    four_days = [*three_days, ExistingMessage(at(day + timedelta(days=3), 17), "same")]
+    [kept] = rd.avoid_duplicate_bodies([message], four_days, policy(), stubborn)
+    assert (kept.send_at, kept.body, kept.notes) == (at(day, 18), "same", ("duplicate_body",))
+
+
+def test_a_shift_into_the_quiet_hours_waits_for_the_morning() -> None:
+    def stubborn(message: PlannedMessage, variant: int) -> str:
+        return "same"
+
+    day = date(2026, 3, 3)
+    existing = [ExistingMessage(at(day, 22), "same")]  # a message sent at 22:00 (not a reminder)
+
+    [placed] = rd.avoid_duplicate_bodies(
+        [_single("a", at(day, 20), date(2026, 3, 10))], existing, policy(), stubborn
+    )
+
+    # 22:01 the next day is in the quiet hours (21:00-08:00 in Shanghai): 08:00 the day after
+    assert placed.send_at == at(day + timedelta(days=2), 8)
+    assert placed.send_at.tzinfo == SHANGHAI
+
+
+def test_a_shift_to_the_very_end_of_the_event_day_is_too_late() -> None:
+    def stubborn(message: PlannedMessage, variant: int) -> str:
+        return "same"
+
+    no_quiet_hours = policy(quiet_hours={"start": "08:00", "end": "08:00"})
+    event_day = date(2026, 3, 5)
+    # the clash at 23:59 the day before: the shift lands on midnight after the event day
+    existing = [ExistingMessage(at(event_day - timedelta(days=1), 23, 59), "same")]
+    message = _single("a", at(event_day - timedelta(days=1), 12), event_day)
+    assert message.expires_at == at(event_day + timedelta(days=1), 0)
+
+    [kept] = rd.avoid_duplicate_bodies([message], existing, no_quiet_hours, stubborn)
+
+    assert (kept.send_at, kept.notes) == (message.send_at, ("duplicate_body",))
+
+
+def test_a_duplicate_kept_after_every_try_has_its_first_variants_body() -> None:
+    day = date(2026, 3, 3)
+    every_variant = [ExistingMessage(at(day, 17), body) for body in ("a", "a!", "a!!", "a!!!")]
+
+    [kept] = rd.avoid_duplicate_bodies(
+        [_single("a", at(day, 18), day)], every_variant, policy(), _by_variant
+    )
+
+    # the shift would pass the end of the event day: kept at 18:00 with the plain body
+    assert (kept.send_at, kept.body, kept.variant, kept.notes) == (
+        at(day, 18),
+        "a",
+        0,
+        ("duplicate_body",),
+    )
 
 
 # -- time zones --------------------------------------------------------------------------------
