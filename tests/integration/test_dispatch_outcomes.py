@@ -1125,3 +1125,31 @@ def test_a_limit_is_shown_in_utc_whatever_the_servers_time_zone(app_ctx: Flask) 
         "provider frequency limit for this number: waits until 2026-03-05 08:00:15 UTC"
     )
     assert fresh_message(claimed.id).due_at == LIMIT_UNTIL
+
+
+def test_unsent_outcomes_whose_lease_passed_are_logged_and_lose_nothing(
+    app_ctx: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    dispatcher, claimed = _claim(2)
+    db.session.execute(update(OutboxMessage).values(claimed_by="another-dispatcher"))
+    db.session.commit()
+    released, blocked = claimed
+    report = DispatchReport()
+
+    with caplog.at_level("INFO", logger="cadence.dispatch"):
+        dispatcher.record(released, Outcome("release", at=_at()), report)
+        dispatcher.record(blocked, Outcome("blocked", at=_at()), report)
+        db.session.commit()
+
+    assert report.lost == 0
+    assert [m for m in caplog.messages if "unsent" in m] == [
+        f"message {released.id}: released unsent; its lease had already passed to another "
+        "dispatcher",
+        f"message {blocked.id}: left (blocked) unsent; its lease had already passed to another "
+        "dispatcher",
+    ]
+    for one in claimed:
+        assert (fresh_message(one.id).status, fresh_message(one.id).claimed_by) == (
+            "claimed",
+            "another-dispatcher",
+        )
