@@ -1153,3 +1153,33 @@ def test_unsent_outcomes_whose_lease_passed_are_logged_and_lose_nothing(
             "claimed",
             "another-dispatcher",
         )
+
+
+def test_the_claim_marks_expired_from_the_expiry_itself_and_late_only_past_the_allowed_delay(
+    app_ctx: Flask,
+) -> None:
+    now = utcnow()
+    lateness = timedelta(hours=6)
+    ids = add_due_messages(4)
+    edges = {
+        ids[0]: {"expires_at": now},  # the event is over at that very moment
+        ids[1]: {"expires_at": now + timedelta(seconds=1)},  # not yet
+        ids[2]: {"send_after": now - lateness},  # exactly the allowed delay: still sent
+        ids[3]: {"send_after": now - lateness - timedelta(seconds=1)},  # past it
+    }
+    for message_id, values in edges.items():
+        db.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
+        )
+    db.session.commit()
+    dispatcher = Dispatcher(
+        ConsoleGateway(), replace(SETTINGS, max_lateness=lateness), name=NAME, clock=lambda: now
+    )
+
+    claimed = {one.id: one for one in dispatcher.claim(now, 4)}
+
+    assert [claimed[i].expired for i in ids] == ["expired", None, None, "late"]
+    at = _at()
+    _record_all(dispatcher, [claimed[ids[0]]], Outcome("expired", at=at))
+    row = _assert_moved(ids[0], "expired", "not sent: too late, the event is over", at)
+    assert row.error_reason == "expired"
