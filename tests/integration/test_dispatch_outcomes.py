@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -1183,3 +1184,41 @@ def test_the_claim_marks_expired_from_the_expiry_itself_and_late_only_past_the_a
     _record_all(dispatcher, [claimed[ids[0]]], Outcome("expired", at=at))
     row = _assert_moved(ids[0], "expired", "not sent: too late, the event is over", at)
     assert row.error_reason == "expired"
+
+
+def _claim_at(
+    moment: datetime, quiet: tuple[clock_time, clock_time], timezone: str | None = None
+) -> list[Claimed]:
+    """Two messages due a minute before ``moment`` (the first made a page to staff), claimed
+    then by a dispatcher with quiet hours ``quiet``; the patient's time zone set if given."""
+    first, second = add_due_messages(2, per_patient=2, due=moment - timedelta(minutes=1))
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == first)
+        .values(kind="page", patient_id=None, recipient=PAGED)
+    )
+    if timezone is not None:
+        patient_id = fresh_message(second).patient_id
+        db.session.execute(
+            update(Patient).where(Patient.id == patient_id).values(timezone=timezone)
+        )
+    db.session.commit()
+    settings = replace(SETTINGS, quiet_hours=quiet)
+    dispatcher = Dispatcher(ConsoleGateway(), settings, name=NAME, clock=lambda: moment)
+    return sorted(dispatcher.claim(moment, 2), key=lambda one: one.id)
+
+
+def test_quiet_hours_are_the_patients_own_and_never_hold_a_page(app_ctx: Flask) -> None:
+    # 06:00 UTC in January: 06:00 in London (quiet until 08:00), 14:00 in Nanjing (not quiet)
+    moment = datetime(2027, 1, 12, 6, 0, tzinfo=UTC)
+    page, reminder = _claim_at(moment, (clock_time(21, 0), clock_time(8, 0)), "Europe/London")
+    assert page.quiet_until is None  # pages to staff go out at any hour
+    assert reminder.quiet_until == datetime(2027, 1, 12, 8, 0, tzinfo=UTC)
+
+
+def test_quiet_hours_other_than_the_default_are_kept_whole(app_ctx: Flask) -> None:
+    # quiet 20:00-06:30 in Nanjing; 20:30 local (12:30 UTC) is quiet until 06:30 the next day
+    moment = datetime(2027, 1, 12, 12, 30, tzinfo=UTC)
+    page, reminder = _claim_at(moment, (clock_time(20, 0), clock_time(6, 30)))
+    assert page.quiet_until is None
+    assert reminder.quiet_until == datetime(2027, 1, 12, 22, 30, tzinfo=UTC)  # 06:30 on the 13th

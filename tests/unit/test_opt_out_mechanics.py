@@ -234,6 +234,17 @@ def test_a_literal_negator_cancels_the_confirm_word_right_after_it(tmp_path: Pat
     assert intent("不太 行", vocabulary=vocabulary) == "confirm"  # not right before it
 
 
+def test_without_negators_every_confirm_word_confirms(tmp_path: Path) -> None:
+    def no_negators(doc: dict[str, Any]) -> None:
+        del doc["confirm"]["negators"]
+
+    vocabulary = load_vocabulary(_with_intents(tmp_path, no_negators))
+    assert vocabulary.intents.confirm_negators is None
+    assert intent("好的", vocabulary=vocabulary) == "confirm"
+    assert intent("OK", vocabulary=vocabulary) == "confirm"
+    assert intent("不好", vocabulary=vocabulary) == "confirm"  # nothing left to cancel it
+
+
 def test_a_polite_phrase_ending_in_a_shorter_one_is_stripped_whole(tmp_path: Path) -> None:
     def nested_polite(doc: dict[str, Any]) -> None:
         doc["polite"]["en"] = ["thanks", "many thanks"]
