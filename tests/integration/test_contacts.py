@@ -488,3 +488,43 @@ def test_a_send_refused_for_a_caregivers_number_marks_that_contact_only(
     db.session.refresh(patient)
     assert daughter.phone_status == "invalid"
     assert patient.phone_status == "ok" and patient.sms_opted_out_at is None
+
+
+def test_the_claim_blocks_a_contact_by_the_kind_of_each_message(app_ctx: Flask) -> None:
+    # the daughter chose check-ins only: a reminder to her is blocked, a check-in is not
+    patient = enrol(start=START)
+    daughter = add_daughter(patient, messages=("checkins",))
+    due = NOW - timedelta(minutes=1)
+    for kind in ("reminder", "checkin"):
+        db.session.add(
+            OutboxMessage(
+                patient_id=patient.id,
+                contact_id=daughter.id,
+                dedupe_key=f"test:kind:{kind}",
+                kind=kind,
+                status="planned",
+                send_after=due,
+                due_at=due,
+                expires_at=due + timedelta(days=2),
+                body="【测试】请回复。",
+                locale="zh",
+                segments=1,
+                encoding="UCS-2",
+                event_keys=[],
+                items=[],
+                notes=[],
+                attempts=0,
+            )
+        )
+    db.session.execute(
+        OutboxMessage.__table__.update()
+        .where(OutboxMessage.patient_id == patient.id, OutboxMessage.contact_id.is_(None))
+        .values(status="cancelled")
+    )
+    db.session.commit()
+    dispatcher = Dispatcher(ConsoleGateway(), DispatchSettings(workers=1), name="kind-test")
+
+    claimed = dispatcher.claim(NOW, 10)
+
+    blocked = {db.session.get(OutboxMessage, one.id).kind: one.blocked for one in claimed}
+    assert blocked == {"reminder": "not_chosen", "checkin": None}
