@@ -192,6 +192,7 @@ GROUPS: dict[str, Group] = {
                 "_nominal",
                 "_closure_for",
                 "_decided",
+                "flag_decisions",
                 "_closure_checked",
                 "_refresh_closures",
                 "waiting_decisions",
