@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.clock import FrozenClock
 from app.extensions import db
@@ -24,7 +24,7 @@ from app.services.messaging.status_callbacks import apply_status_callback
 from app.services.schedule import contacts as contact_service
 from app.services.schedule.contacts import ConsentInput, ContactError, ContactInput
 from app.sms import ConsoleGateway, SentMessage, TerminalSmsError
-from tests.integration.sms_support import enrol
+from tests.integration.sms_support import add_due_messages, enrol
 
 START = date(2026, 3, 10)
 NOW = datetime(2026, 3, 4, 1, 0, tzinfo=UTC)  # FIXED_NOW
@@ -495,26 +495,11 @@ def test_the_claim_blocks_a_contact_by_the_kind_of_each_message(app_ctx: Flask) 
     patient = enrol(start=START)
     daughter = add_daughter(patient, messages=("checkins",))
     due = NOW - timedelta(minutes=1)
-    for kind in ("reminder", "checkin"):
-        db.session.add(
-            OutboxMessage(
-                patient_id=patient.id,
-                contact_id=daughter.id,
-                dedupe_key=f"test:kind:{kind}",
-                kind=kind,
-                status="planned",
-                send_after=due,
-                due_at=due,
-                expires_at=due + timedelta(days=2),
-                body="【测试】请回复。",
-                locale="zh",
-                segments=1,
-                encoding="UCS-2",
-                event_keys=[],
-                items=[],
-                notes=[],
-                attempts=0,
-            )
+    for message_id, kind in zip(add_due_messages(2, due=due), ("reminder", "checkin"), strict=True):
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(patient_id=patient.id, contact_id=daughter.id, kind=kind)
         )
     db.session.execute(
         OutboxMessage.__table__.update()
