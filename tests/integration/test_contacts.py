@@ -348,6 +348,17 @@ def test_a_fallback_without_a_next_contact_plans_nothing(
     assert reminders.blocked_reason(patient) is None
 
 
+def planned_with_daughter_first() -> tuple[Patient, Contact, Contact]:
+    """A patient whose reminders go to the daughter first (own number: check-ins, replies), planned."""
+    patient = enrol(start=START)
+    daughter = add_daughter(patient)
+    own = own_contact(patient)
+    own.messages = ["checkins", "replies"]
+    reminders.plan_patient(patient, now=NOW, source="test")
+    db.session.commit()
+    return patient, daughter, own
+
+
 # -- exactly once with several contacts --------------------------------------------------------
 
 
@@ -433,12 +444,7 @@ def test_the_demo_data_has_a_caregiver_and_a_shared_family_phone(app_ctx: Flask)
 def test_an_invalid_caregiver_number_marks_that_contact_only(
     app_ctx: Flask, clock: FrozenClock
 ) -> None:
-    patient = enrol(start=START)
-    daughter = add_daughter(patient)
-    own = own_contact(patient)
-    own.messages = ["checkins", "replies"]  # reminders go to the daughter first
-    reminders.plan_patient(patient, now=NOW, source="test")
-    db.session.commit()
+    patient, daughter, own = planned_with_daughter_first()
     gateway = ConsoleGateway()
     at = datetime(2026, 3, 9, 10, 30, tzinfo=UTC)
     run_dispatch(gateway, at, clock)
@@ -473,12 +479,7 @@ class _RefusesDaughter(ConsoleGateway):
 def test_a_send_refused_for_a_caregivers_number_marks_that_contact_only(
     app_ctx: Flask, clock: FrozenClock
 ) -> None:
-    patient = enrol(start=START)
-    daughter = add_daughter(patient)
-    own = own_contact(patient)
-    own.messages = ["checkins", "replies"]  # reminders go to the daughter first
-    reminders.plan_patient(patient, now=NOW, source="test")
-    db.session.commit()
+    patient, daughter, _own = planned_with_daughter_first()
 
     run_dispatch(_RefusesDaughter(), datetime(2026, 3, 9, 10, 30, tzinfo=UTC), clock)
 
